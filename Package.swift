@@ -1,0 +1,59 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Switchyard",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "PostgresClient", targets: ["PostgresClient"]),
+        .library(name: "LocalCluster", targets: ["LocalCluster"]),
+        .executable(name: "switchyard", targets: ["switchyard"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries, through pkg-config.
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
+        ),
+        // ncursesw's pkg-config adds -D_XOPEN_SOURCE, which SwiftPM refuses; the headers
+        // are on the default path and shim.h asks for the wide API itself.
+        .systemLibrary(name: "CNCurses"),
+
+        // One PostgreSQL connection: parameters, typed results, errors, cancel.
+        .target(name: "PostgresClient", dependencies: ["CLibPQ"]),
+
+        // Throw-away primary + streaming replicas from the machine's PostgreSQL.
+        .target(name: "LocalCluster", dependencies: ["PostgresClient"]),
+
+        // Starts one real cluster per test process; isolated schema per test.
+        .target(
+            name: "SwitchyardTestSupport",
+            dependencies: ["LocalCluster", "PostgresClient"],
+            path: "Tests/SwitchyardTestSupport"
+        ),
+
+        .executableTarget(
+            name: "switchyard",
+            dependencies: [
+                "PostgresClient",
+                "LocalCluster",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // Pure logic, no server.
+        .testTarget(
+            name: "SwitchyardUnitTests",
+            dependencies: ["PostgresClient", "LocalCluster", "CNCurses"]
+        ),
+        // Real cluster (primary + 2 replicas) started by SwitchyardTestSupport.
+        .testTarget(
+            name: "SwitchyardIntegrationTests",
+            dependencies: ["PostgresClient", "LocalCluster", "SwitchyardTestSupport", "switchyard"]
+        ),
+    ]
+)

@@ -1,0 +1,393 @@
+import CLibPQ
+import Foundation
+
+/// Options applied on top of a connection string.
+public struct ConnectOptions: Sendable {
+    /// Seconds libpq waits for the connection (overrides `connect_timeout` in the
+    /// conninfo); nil keeps whatever the conninfo and environment say.
+    public var connectTimeout: Int?
+    /// `statement_timeout` set right after connecting, in milliseconds; nil leaves it.
+    public var statementTimeoutMs: Int?
+    /// `application_name` shown in `pg_stat_activity` unless the conninfo sets one.
+    public var fallbackApplicationName: String
+
+    public init(connectTimeout: Int? = nil, statementTimeoutMs: Int? = nil, fallbackApplicationName: String = "switchyard") {
+        self.connectTimeout = connectTimeout
+        self.statementTimeoutMs = statementTimeoutMs
+        self.fallbackApplicationName = fallbackApplicationName
+    }
+}
+
+/// What a connected server says about itself.
+public struct ServerInfo: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var inRecovery: Bool
+    /// `server_version`, e.g. `15.18 (Debian 15.18-0+deb12u1)`.
+    public var serverVersion: String
+    /// `PQserverVersion`, e.g. 150018.
+    public var serverVersionNumber: Int
+}
+
+private struct PGConnPointer: @unchecked Sendable {
+    let pointer: OpaquePointer
+}
+
+/// One libpq connection.
+///
+/// Every call runs on the connection's own thread, in order, so the connection may be
+/// shared between tasks (statements then queue) and blocking libpq calls never occupy
+/// Swift's cooperative threads. ``cancel()`` may be called from anywhere; cancelling
+/// the calling task cancels its statement on the server too.
+public final class PostgresConnection: @unchecked Sendable {
+    /// Names this connection in errors: the label given to `connect`, else `host:port`.
+    public let label: String
+    /// The connection string with its password masked.
+    public let redactedConninfo: String
+
+    private let conninfo: String
+    private let worker: WorkerThread
+    private var pgconn: OpaquePointer?  // touched on `worker` only
+
+    private let lock = NSLock()
+    private var cancelHandle: OpaquePointer?  // guarded by lock
+    private var closed = false  // guarded by lock
+    private var broken = false  // guarded by lock
+
+    private init(conninfo: String, label: String, worker: WorkerThread, connection: OpaquePointer) {
+        self.conninfo = conninfo
+        self.label = label
+        self.redactedConninfo = Conninfo.redacted(conninfo)
+        self.worker = worker
+        self.pgconn = connection
+        self.cancelHandle = PQgetCancel(connection)
+    }
+
+    deinit {
+        if let cancelHandle { PQfreeCancel(cancelHandle) }
+        if let connection = pgconn.map(PGConnPointer.init) {
+            worker.submit { PQfinish(connection.pointer) }
+        }
+        worker.stop()
+    }
+
+    /// Connects with `conninfo` exactly as libpq takes it: `key=value` pairs or a
+    /// `postgresql://` URI, with `PG*` environment variables, `.pgpass`, service files
+    /// and `sslmode` honoured.
+    public static func connect(
+        _ conninfo: String, label: String? = nil, options: ConnectOptions = ConnectOptions()
+    ) async throws -> PostgresConnection {
+        let name = label ?? Conninfo.endpoint(conninfo)
+        let worker = WorkerThread(name: "pg \(name)")
+        let pointer: PGConnPointer
+        do {
+            pointer = try await worker.run {
+                // Later keywords override earlier ones: the fallback name cannot override the
+                // conninfo, the timeout must.
+                var keywords = ["fallback_application_name", "dbname"]
+                var values = [options.fallbackApplicationName, conninfo]
+                if let timeout = options.connectTimeout {
+                    keywords.append("connect_timeout")
+                    values.append(String(max(timeout, 1)))
+                }
+                let connection = withCStringArray(keywords) { keys in
+                    withCStringArray(values) { vals in PQconnectdbParams(keys, vals, 1) }
+                }
+                guard let connection else {
+                    throw PostgresError(kind: .connectionFailed, message: "out of memory", node: name)
+                }
+                guard PQstatus(connection) == CONNECTION_OK else {
+                    let message = cleanMessage(String(cString: PQerrorMessage(connection)))
+                    PQfinish(connection)
+                    throw PostgresError(
+                        kind: .connectionFailed, message: Conninfo.scrub(message, conninfo: conninfo), node: name)
+                }
+                PQsetNoticeProcessor(connection, { _, _ in }, nil)
+                return PGConnPointer(pointer: connection)
+            }
+        } catch {
+            worker.stop()
+            throw error
+        }
+        let connection = PostgresConnection(conninfo: conninfo, label: name, worker: worker, connection: pointer.pointer)
+        if let timeout = options.statementTimeoutMs {
+            do {
+                _ = try await connection.query("select set_config('statement_timeout', $1, false)", ["\(max(timeout, 0))ms"])
+            } catch {
+                await connection.close()
+                throw error
+            }
+        }
+        return connection
+    }
+
+    /// True once the connection has been closed or found broken; it cannot be used again.
+    public var isUsable: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return !closed && !broken
+    }
+
+    // MARK: Statements
+
+    /// Runs one statement with its parameters sent separately (`$1`, `$2`, …).
+    ///
+    /// Values never become part of the SQL text, so no value can change the statement.
+    public func query(_ sql: String, _ parameters: [any PostgresEncodable] = []) async throws -> PostgresResult {
+        let bindings = parameters.map(\.postgresBinding)
+        try Task.checkCancellation()
+        return try await withTaskCancellationHandler {
+            try await worker.run { try self.blockingQuery(sql, bindings) }
+        } onCancel: {
+            self.cancel()
+        }
+    }
+
+    /// Runs a script of one or more statements with no parameters (`PQexec`), returning
+    /// the last result. For trusted SQL only (schema files); never build it from input.
+    public func execute(script sql: String) async throws -> PostgresResult {
+        try Task.checkCancellation()
+        return try await withTaskCancellationHandler {
+            try await worker.run { try self.blockingScript(sql) }
+        } onCancel: {
+            self.cancel()
+        }
+    }
+
+    /// Runs `body` inside BEGIN … COMMIT; a throw rolls back and rethrows.
+    public func withTransaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        _ = try await query("begin")
+        do {
+            let value = try await body(self)
+            _ = try await query("commit")
+            return value
+        } catch {
+            if isUsable { _ = try? await query("rollback") }
+            throw error
+        }
+    }
+
+    /// Runs `body`, then closes the connection, also when `body` throws.
+    public func closing<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            let value = try await body(self)
+            await close()
+            return value
+        } catch {
+            await close()
+            throw error
+        }
+    }
+
+    /// Asks the server to cancel whatever this connection is running. Safe from any
+    /// thread; does nothing when idle.
+    public func cancel() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let cancelHandle, !closed else { return }
+        var buffer = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(cancelHandle, &buffer, Int32(buffer.count))
+    }
+
+    /// Closes the connection. Statements already queued finish first.
+    public func close() async {
+        let wasClosed = lock.withLock {
+            let was = closed
+            closed = true
+            if let cancelHandle { PQfreeCancel(cancelHandle) }
+            cancelHandle = nil
+            return was
+        }
+        guard !wasClosed else { return }
+        _ = try? await worker.run { self.finish() }
+        worker.stop()
+    }
+
+    // MARK: Identity and quoting
+
+    /// Host, port, recovery state and version of the server.
+    public func serverInfo() async throws -> ServerInfo {
+        let result = try await query("select pg_is_in_recovery(), current_setting('server_version')")
+        let endpoint = try await worker.run { () -> (String, Int, Int) in
+            guard let connection = self.pgconn else { throw PostgresError.closed(node: self.label) }
+            let host = PQhost(connection).map { String(cString: $0) } ?? ""
+            let port = PQport(connection).map { Int(String(cString: $0)) ?? 0 } ?? 0
+            return (host, port, Int(PQserverVersion(connection)))
+        }
+        guard let row = result.first else {
+            throw PostgresError(kind: .decoding, message: "server returned no identity row", node: label)
+        }
+        return ServerInfo(
+            host: endpoint.0, port: endpoint.1, inRecovery: try row.decode(0, as: Bool.self),
+            serverVersion: try row.decode(1, as: String.self), serverVersionNumber: endpoint.2)
+    }
+
+    /// `identifier` quoted for SQL by libpq (`PQescapeIdentifier`), e.g. `"Order Items"`.
+    public func quoteIdentifier(_ identifier: String) async throws -> String {
+        try await worker.run {
+            guard let connection = self.pgconn else { throw PostgresError.closed(node: self.label) }
+            let length = identifier.utf8.count
+            guard let escaped = PQescapeIdentifier(connection, identifier, length) else {
+                throw PostgresError(
+                    kind: .invalidArgument, message: cleanMessage(String(cString: PQerrorMessage(connection))), node: self.label)
+            }
+            defer { PQfreemem(escaped) }
+            return String(cString: escaped)
+        }
+    }
+
+    // MARK: On the worker thread
+
+    private func finish() {
+        if let connection = pgconn { PQfinish(connection) }
+        pgconn = nil
+    }
+
+    private func liveConnection() throws -> OpaquePointer {
+        lock.lock()
+        let unusable = closed
+        lock.unlock()
+        guard !unusable, let connection = pgconn else { throw PostgresError.closed(node: label) }
+        return connection
+    }
+
+    private func blockingQuery(_ sql: String, _ bindings: [PostgresBinding]) throws -> PostgresResult {
+        let connection = try liveConnection()
+        let count = bindings.count
+        var types = [Oid](repeating: 0, count: count)
+        var lengths = [Int32](repeating: 0, count: count)
+        var formats = [Int32](repeating: 0, count: count)
+        var buffers: [UnsafeMutablePointer<CChar>?] = []
+        buffers.reserveCapacity(count)
+        defer { for buffer in buffers { free(buffer) } }
+        for (index, binding) in bindings.enumerated() {
+            switch binding {
+            case .null:
+                buffers.append(nil)
+            case .text(let text):
+                if text.utf8.contains(0) {
+                    throw PostgresError(
+                        kind: .invalidArgument, message: "parameter $\(index + 1) contains a NUL character", node: label)
+                }
+                buffers.append(strdup(text))
+            case .binary(let bytes, let oid):
+                let buffer = malloc(max(bytes.count, 1))!.assumingMemoryBound(to: CChar.self)
+                bytes.withUnsafeBytes { raw in
+                    if let base = raw.baseAddress { memcpy(buffer, base, bytes.count) }
+                }
+                buffers.append(buffer)
+                lengths[index] = Int32(bytes.count)
+                formats[index] = 1
+                types[index] = Oid(oid)
+            }
+        }
+        let values = buffers.map { UnsafePointer($0) }
+        let result = PQexecParams(connection, sql, Int32(count), types, values, lengths, formats, 0)
+        return try collect(result, connection: connection)
+    }
+
+    private func blockingScript(_ sql: String) throws -> PostgresResult {
+        let connection = try liveConnection()
+        return try collect(PQexec(connection, sql), connection: connection)
+    }
+
+    private func collect(_ result: OpaquePointer?, connection: OpaquePointer) throws -> PostgresResult {
+        guard let result else { throw connectionError(connection) }
+        defer { PQclear(result) }
+        switch PQresultStatus(result) {
+        case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            return copyResult(result)
+        case PGRES_COPY_IN, PGRES_COPY_OUT, PGRES_COPY_BOTH:
+            abandonCopy(connection)
+            throw PostgresError(kind: .invalidArgument, message: "COPY is not supported through this API", node: label)
+        default:
+            throw serverError(result, connection: connection)
+        }
+    }
+
+    private func copyResult(_ result: OpaquePointer) -> PostgresResult {
+        let columnCount = Int(PQnfields(result))
+        let rowCount = Int(PQntuples(result))
+        var columns: [PostgresColumn] = []
+        columns.reserveCapacity(columnCount)
+        for column in 0..<columnCount {
+            let name = PQfname(result, Int32(column)).map { String(cString: $0) } ?? "?column?"
+            columns.append(PostgresColumn(name: name, typeOID: UInt32(PQftype(result, Int32(column)))))
+        }
+        var values: [String?] = []
+        values.reserveCapacity(rowCount * columnCount)
+        for row in 0..<Int32(rowCount) {
+            for column in 0..<Int32(columnCount) {
+                if PQgetisnull(result, row, column) == 1 {
+                    values.append(nil)
+                } else {
+                    values.append(String(cString: PQgetvalue(result, row, column)))
+                }
+            }
+        }
+        let tag = String(cString: PQcmdStatus(result))
+        let tuples = String(cString: PQcmdTuples(result))
+        return PostgresResult(
+            columns: columns, values: values, commandTag: tag, affectedRows: Int(tuples) ?? rowCount)
+    }
+
+    private func serverError(_ result: OpaquePointer, connection: OpaquePointer) -> PostgresError {
+        func field(_ code: Character) -> String? {
+            guard let ascii = code.asciiValue, let value = PQresultErrorField(result, Int32(ascii)) else { return nil }
+            return String(cString: value)
+        }
+        let sqlState = field("C")
+        var kind = PostgresError.Kind.server
+        var message = field("M") ?? cleanMessage(String(cString: PQresultErrorMessage(result)))
+        if PQstatus(connection) != CONNECTION_OK {
+            markBroken()
+            kind = .connectionLost
+            if message.isEmpty { message = cleanMessage(String(cString: PQerrorMessage(connection))) }
+        } else if sqlState == "57014" {
+            kind = .cancelled
+        }
+        if message.isEmpty { message = "unknown error" }
+        return PostgresError(
+            kind: kind, message: Conninfo.scrub(message, conninfo: conninfo), sqlState: sqlState,
+            severity: field("V") ?? field("S"), detail: field("D"), hint: field("H"), node: label)
+    }
+
+    private func connectionError(_ connection: OpaquePointer) -> PostgresError {
+        let message = cleanMessage(String(cString: PQerrorMessage(connection)))
+        let lost = PQstatus(connection) != CONNECTION_OK
+        if lost { markBroken() }
+        return PostgresError(
+            kind: lost ? .connectionLost : .server,
+            message: Conninfo.scrub(message.isEmpty ? "no result from server" : message, conninfo: conninfo), node: label)
+    }
+
+    private func abandonCopy(_ connection: OpaquePointer) {
+        _ = PQputCopyEnd(connection, "COPY is not supported")
+        var buffer: UnsafeMutablePointer<CChar>?
+        while PQgetCopyData(connection, &buffer, 0) > 0 {
+            PQfreemem(buffer)
+        }
+        while let next = PQgetResult(connection) { PQclear(next) }
+    }
+
+    private func markBroken() {
+        lock.lock()
+        broken = true
+        lock.unlock()
+    }
+}
+
+/// libpq messages end in newlines and continue with tabs; fold them to one line.
+func cleanMessage(_ message: String) -> String {
+    message.split(whereSeparator: { $0 == "\n" || $0 == "\t" })
+        .map { $0.trimmingCharacters(in: .whitespaces) }
+        .filter { !$0.isEmpty }
+        .joined(separator: " ")
+}
+
+private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    let copies = strings.map { strdup($0) }
+    defer { for copy in copies { free(copy) } }
+    let pointers = copies.map { UnsafePointer($0) } + [nil]
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

@@ -1,0 +1,187 @@
+import ArgumentParser
+import Foundation
+import LocalCluster
+import PostgresClient
+
+struct ClusterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster",
+        abstract: "Run a local primary and streaming replicas for development and tests.",
+        discussion: """
+            Nodes are pg1 (primary), pg2, pg3, … on 127.0.0.1, ports P, P+1, …; database \
+            `app`, user `postgres`, trust authentication from 127.0.0.1 only. The folder holds \
+            the data, each node's log and a switchyard.toml for the other commands.
+            """,
+        subcommands: [Up.self, Down.self, Status.self, Delay.self, Stop.self, Start.self]
+    )
+}
+
+/// `--dir`, shared by every cluster subcommand.
+struct ClusterDirectoryOption: ParsableArguments {
+    @Option(
+        name: .customLong("dir"),
+        help: ArgumentHelp(
+            "Cluster folder (default: $XDG_STATE_HOME/switchyard/cluster, ~/.local/state/switchyard/cluster, "
+                + "or /var/lib/switchyard/cluster as root).",
+            valueName: "D"))
+    var path: String?
+
+    var cluster: LocalCluster {
+        let url = path.map { URL(fileURLWithPath: $0) } ?? LocalCluster.defaultDirectory()
+        return LocalCluster(directory: url)
+    }
+}
+
+/// Runs `body`, turning the errors users cause into one clear line and exit status 1.
+func reportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as LocalClusterError {
+        throw fail(error.message)
+    } catch let error as PostgresError {
+        throw fail(error.description)
+    }
+}
+
+extension ClusterCommand {
+    struct Up: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create the cluster, or start what is stopped in an existing one.")
+
+        @OptionGroup var directory: ClusterDirectoryOption
+        @Option(help: "Streaming replicas besides the primary.") var replicas = 2
+        @Option(help: "Port of pg1; replicas take the following ports.") var port = 55432
+
+        func validate() throws {
+            guard (0...16).contains(replicas) else { throw ValidationError("--replicas must be between 0 and 16") }
+            guard (1024...65535).contains(port) else { throw ValidationError("--port must be between 1024 and 65535") }
+        }
+
+        func run() async throws {
+            try await reportingErrors {
+                let cluster = directory.cluster
+                let started = Date()
+                let statuses = try await cluster.up(basePort: port, replicas: replicas) { step in
+                    print("  \(step)")
+                }
+                print(StatusTable.render(statuses))
+                print(String(format: "cluster ready in %.1f s: %@", Date().timeIntervalSince(started), cluster.directory.path))
+                print("config: \(cluster.configURL.path)")
+                if let primary = statuses.first(where: { $0.role == .primary }) {
+                    print("connect: psql \"\(cluster.conninfo(for: primary.node))\"")
+                }
+            }
+        }
+    }
+
+    struct Down: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop every node; the data is kept.")
+
+        @OptionGroup var directory: ClusterDirectoryOption
+        @Flag(help: "Kill the servers at once instead of a clean shutdown.") var immediate = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let cluster = directory.cluster
+                try await cluster.down(mode: immediate ? .immediate : .fast)
+                print("stopped all nodes in \(cluster.directory.path) (data kept; `switchyard cluster up` starts them again)")
+            }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show each node: port, running, role, replay position.")
+
+        @OptionGroup var directory: ClusterDirectoryOption
+
+        func run() async throws {
+            try await reportingErrors {
+                print(StatusTable.render(try await directory.cluster.status()))
+            }
+        }
+    }
+
+    struct Delay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a replica replay WAL this many milliseconds late (recovery_min_apply_delay); 0 clears.")
+
+        @OptionGroup var directory: ClusterDirectoryOption
+        @Argument(help: "Replica name, e.g. pg3.") var node: String
+        @Argument(help: "Delay in milliseconds; 0 removes it.") var milliseconds: Int
+
+        func validate() throws {
+            guard milliseconds >= 0 else { throw ValidationError("the delay must be 0 or more milliseconds") }
+        }
+
+        func run() async throws {
+            try await reportingErrors {
+                try await directory.cluster.delay(node: node, milliseconds: milliseconds)
+                print(milliseconds == 0 ? "\(node): replay delay cleared" : "\(node): replays \(milliseconds) ms behind")
+            }
+        }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop one node.")
+
+        @OptionGroup var directory: ClusterDirectoryOption
+        @Argument(help: "Node name, e.g. pg2.") var node: String
+        @Flag(help: "Kill it at once, as a crash would.") var immediate = false
+
+        func run() async throws {
+            try await reportingErrors {
+                try await directory.cluster.stop(node: node, mode: immediate ? .immediate : .fast)
+                print("\(node): stopped")
+            }
+        }
+    }
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start one node.")
+
+        @OptionGroup var directory: ClusterDirectoryOption
+        @Argument(help: "Node name, e.g. pg2.") var node: String
+
+        func run() async throws {
+            try await reportingErrors {
+                try await directory.cluster.start(node: node)
+                print("\(node): running")
+            }
+        }
+    }
+}
+
+enum StatusTable {
+    static func render(_ statuses: [LocalNodeStatus]) -> String {
+        let header = ["NODE", "PORT", "RUNNING", "ROLE", "IN RECOVERY", "LSN", "WAL RECEIVER"]
+        let rows = statuses.map { status -> [String] in
+            [
+                status.node.name, String(status.node.port), status.running ? "yes" : "no",
+                status.problem == nil ? status.role.rawValue : "unknown",
+                status.inRecovery.map { $0 ? "yes" : "no" } ?? "-",
+                status.lsn?.description ?? "-",
+                status.walReceiver ?? "-",
+            ]
+        }
+        var lines = [TextTable.render(header: header, rows: rows)]
+        for status in statuses {
+            if let problem = status.problem { lines.append("\(status.node.name): \(problem)") }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+enum TextTable {
+    static func render(header: [String], rows: [[String]]) -> String {
+        var widths = header.map(\.count)
+        for row in rows {
+            for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) }
+        }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { index, cell in
+                index == cells.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
+        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+    }
+}
