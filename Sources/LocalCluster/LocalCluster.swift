@@ -59,8 +59,10 @@ public final class LocalCluster: Sendable {
         conninfo(for: try node(named: name), database: database)
     }
 
-    func dataDirectory(_ node: LocalNode) -> URL { directory.appendingPathComponent("\(node.name)/data") }
-    func logFile(_ node: LocalNode) -> URL { directory.appendingPathComponent("\(node.name)/postgres.log") }
+    /// `D/<node>/data`, the node's PGDATA.
+    public func dataDirectory(_ node: LocalNode) -> URL { directory.appendingPathComponent("\(node.name)/data") }
+    /// `D/<node>/postgres.log`, the server log.
+    public func logFile(_ node: LocalNode) -> URL { directory.appendingPathComponent("\(node.name)/postgres.log") }
 
     private func manifest() throws -> ClusterManifest {
         guard let data = FileManager.default.contents(atPath: manifestURL.path) else {

@@ -11,6 +11,7 @@ enum Spawn {
     static func start(_ argv: [String], environment: [String: String], workingDirectory: String, outputPath: String) throws
         -> pid_t
     {
+        closeOnExec()
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -31,6 +32,18 @@ enum Spawn {
             throw LocalClusterError(.commandFailed, "cannot run \(argv[0]): \(String(cString: strerror(result)))")
         }
         return pid
+    }
+
+    /// Marks every descriptor above stderr close-on-exec, so no server started through us
+    /// inherits one: a parent waiting for EOF on a pipe it gave us must not wait for
+    /// the lifetime of a postmaster.
+    static func closeOnExec() {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return }
+        for entry in entries {
+            guard let fd = Int32(entry), fd > 2 else { continue }
+            let flags = fcntl(fd, F_GETFD)
+            if flags >= 0 && flags & FD_CLOEXEC == 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+        }
     }
 
     /// Blocks until `pid` exits; its exit status, or 128 + signal number.

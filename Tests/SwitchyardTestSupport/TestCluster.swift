@@ -1,0 +1,220 @@
+import Foundation
+import LocalCluster
+import PostgresClient
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real primary + replicas for one test process, in a temporary folder on free ports.
+///
+/// Start it once (a suite-wide scope in the test target does) and stop it at the end;
+/// ``stop()`` runs also when tests fail. Clusters left behind by a test process that
+/// crashed are stopped and removed by the next ``start(replicas:)``, and an `atexit`
+/// hook kills the servers of a process that exits without stopping them.
+public final class TestCluster: Sendable {
+    /// The cluster of the current test scope, set by the test target's suite trait.
+    @TaskLocal public static var current: TestCluster?
+
+    public let local: LocalCluster
+    public let nodes: [LocalNode]
+
+    public static let root = URL(fileURLWithPath: "/tmp/switchyard-tests")
+
+    private init(local: LocalCluster, nodes: [LocalNode]) {
+        self.local = local
+        self.nodes = nodes
+    }
+
+    /// The cluster of the enclosing scope; throws outside one.
+    public static func shared() throws -> TestCluster {
+        guard let current else {
+            throw LocalClusterError(.noCluster, "this test needs a real cluster: put it inside a @Suite(.realCluster)")
+        }
+        return current
+    }
+
+    public static func start(replicas: Int = 2) async throws -> TestCluster {
+        sweepAbandoned()
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        // A short path: the data folders live here.
+        let directory = root.appendingPathComponent("run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        guard let basePort = PortCheck.freeRange(count: replicas + 1) else {
+            throw LocalClusterError(.portInUse, "no \(replicas + 1) free consecutive ports found for the test cluster")
+        }
+        let local = LocalCluster(directory: directory)
+        Registry.shared.add(directory)
+        do {
+            let statuses = try await local.up(basePort: basePort, replicas: replicas)
+            let cluster = TestCluster(local: local, nodes: statuses.map(\.node))
+            try await cluster.waitForStreaming()
+            return cluster
+        } catch {
+            killServers(in: directory)
+            try? FileManager.default.removeItem(at: directory)
+            Registry.shared.remove(directory)
+            throw error
+        }
+    }
+
+    /// Stops every server and removes the folder.
+    public func stop() async {
+        do {
+            try await local.down(mode: .immediate)
+        } catch {
+            Self.killServers(in: local.directory)
+        }
+        try? FileManager.default.removeItem(at: local.directory)
+        Registry.shared.remove(local.directory)
+    }
+
+    // MARK: Connections
+
+    public var primary: LocalNode { nodes[0] }
+    public var replicas: [LocalNode] { Array(nodes.dropFirst()) }
+
+    public func node(_ name: String) throws -> LocalNode { try local.node(named: name) }
+
+    public func conninfo(_ name: String, database: String? = nil) throws -> String {
+        try local.conninfo(node: name, database: database)
+    }
+
+    public func connect(_ name: String, options: ConnectOptions = ConnectOptions(connectTimeout: 5)) async throws
+        -> PostgresConnection
+    {
+        try await PostgresConnection.connect(try conninfo(name), label: name, options: options)
+    }
+
+    /// Runs `body` with a connection to `name`, closing it afterwards.
+    public func withConnection<T: Sendable>(_ name: String, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await connect(name).closing(body)
+    }
+
+    /// Runs `body` with a fresh schema on the primary (`t_<random>`, quoted by libpq),
+    /// dropped afterwards: tests sharing the cluster never see each other's tables.
+    public func withSchema<T: Sendable>(_ body: (TestSchema) async throws -> T) async throws -> T {
+        let primary = try await connect(self.primary.name)
+        let name = "t_" + UUID().uuidString.prefix(8).lowercased()
+        let quoted = try await primary.quoteIdentifier(name)
+        _ = try await primary.query("create schema \(quoted)")
+        let schema = TestSchema(name: name, quoted: quoted, primary: primary)
+        do {
+            let value = try await body(schema)
+            _ = try? await primary.query("drop schema \(quoted) cascade")
+            await primary.close()
+            return value
+        } catch {
+            _ = try? await primary.query("drop schema \(quoted) cascade")
+            await primary.close()
+            throw error
+        }
+    }
+
+    // MARK: Waiting
+
+    /// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
+    public static func eventually(
+        timeout: Duration = .seconds(15), _ condition: () async throws -> Bool
+    ) async rethrows -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return try await condition()
+    }
+
+    /// Waits until every replica's WAL receiver is streaming.
+    public func waitForStreaming(timeout: Duration = .seconds(30)) async throws {
+        let streaming = try await Self.eventually(timeout: timeout) {
+            let statuses = try await local.status()
+            return statuses.dropFirst().allSatisfy { $0.walReceiver == "streaming" }
+        }
+        if !streaming {
+            throw LocalClusterError(.notRunning, "replicas of the test cluster did not start streaming in time")
+        }
+    }
+
+    /// Adds a `pg_hba.conf` rule on `node` ahead of the trust rules and reloads it.
+    public func prependHBARule(_ rule: String, node name: String) async throws {
+        let url = local.dataDirectory(try node(name)).appendingPathComponent("pg_hba.conf")
+        let current = try String(contentsOf: url, encoding: .utf8)
+        guard !current.contains(rule) else { return }
+        try (rule + "\n" + current).write(to: url, atomically: false, encoding: .utf8)
+        _ = try await withConnection(name) { try await $0.query("select pg_reload_conf()") }
+    }
+
+    // MARK: Cleanup of what a crashed run left
+
+    /// Kills the postmasters under `directory` (SIGQUIT: immediate shutdown).
+    static func killServers(in directory: URL) {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for entry in entries {
+            let pidFile = directory.appendingPathComponent("\(entry)/data/postmaster.pid").path
+            guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+                let line = text.split(separator: "\n").first, let pid = pid_t(line)
+            else { continue }
+            kill(pid, SIGQUIT)
+        }
+    }
+
+    /// Removes test clusters whose test process is gone.
+    static func sweepAbandoned() {
+        let runs = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        for run in runs where run.hasPrefix("run-") {
+            let parts = run.split(separator: "-")
+            guard parts.count >= 2, let owner = pid_t(parts[1]) else { continue }
+            if owner == getpid() || kill(owner, 0) == 0 { continue }
+            let directory = root.appendingPathComponent(run)
+            killServers(in: directory)
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+
+    /// Folders of this process's clusters, for the exit hook.
+    final class Registry: @unchecked Sendable {
+        static let shared = Registry()
+        private let lock = NSLock()
+        private var directories: Set<URL> = []
+        private var hooked = false
+
+        func add(_ directory: URL) {
+            lock.lock()
+            defer { lock.unlock() }
+            directories.insert(directory)
+            if !hooked {
+                hooked = true
+                atexit { TestCluster.Registry.shared.killAll() }
+            }
+        }
+
+        func remove(_ directory: URL) {
+            lock.lock()
+            defer { lock.unlock() }
+            directories.remove(directory)
+        }
+
+        func killAll() {
+            lock.lock()
+            let remaining = directories
+            lock.unlock()
+            for directory in remaining { TestCluster.killServers(in: directory) }
+        }
+    }
+}
+
+/// A schema of its own for one test, on the primary.
+public struct TestSchema: Sendable {
+    /// Plain name, e.g. `t_3fa85f64`.
+    public let name: String
+    /// Quoted by libpq, ready to put in SQL.
+    public let quoted: String
+    /// A connection to the primary, open for the test's duration.
+    public let primary: PostgresConnection
+
+    /// `schema.table`, both quoted.
+    public func table(_ table: String) async throws -> String {
+        "\(quoted).\(try await primary.quoteIdentifier(table))"
+    }
+}

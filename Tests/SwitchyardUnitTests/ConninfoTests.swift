@@ -1,0 +1,48 @@
+import PostgresClient
+import Testing
+
+@Suite struct ConninfoTests {
+    @Test func redactsPasswordInKeyValueForm() {
+        let text = Conninfo.redacted("host=db.example port=5433 dbname=app user=alice password=hunter2")
+        #expect(text.contains("host=db.example"))
+        #expect(text.contains("port=5433"))
+        #expect(text.contains("password=\(Conninfo.mask)"))
+        #expect(!text.contains("hunter2"))
+    }
+
+    @Test func redactsPasswordInURI() {
+        let text = Conninfo.redacted("postgresql://alice:p%40ss%20word@db.example:5433/app?sslmode=require")
+        #expect(!text.contains("p%40ss"))
+        #expect(!text.contains("p@ss word"))
+        #expect(text.contains("user=alice"))
+        #expect(text.contains("sslmode=require"))
+        #expect(text.contains("password=\(Conninfo.mask)"))
+    }
+
+    @Test func unparseableStringIsNeverEchoed() {
+        let text = Conninfo.redacted("host=x password='unterminated")
+        #expect(text == "(invalid connection string)")
+    }
+
+    @Test func scrubRemovesSecretsFromMessages() {
+        let conninfo = "postgresql://bob:t0p%2Fsecret@h/db"
+        let message = "could not parse t0p%2Fsecret or t0p/secret"
+        let scrubbed = Conninfo.scrub(message, conninfo: conninfo)
+        #expect(!scrubbed.contains("t0p"))
+        let keyValue = Conninfo.scrub("bad value near 'abc def'", conninfo: "password='abc def' host=x")
+        #expect(!keyValue.contains("abc def") || !keyValue.contains("abc"))
+        #expect(Conninfo.scrub("password=xyz!", conninfo: "password=xyz! host=h") == "password=\(Conninfo.mask)")
+    }
+
+    @Test func endpointNamesHostAndPort() {
+        #expect(Conninfo.endpoint("host=10.1.2.3 port=6000") == "10.1.2.3:6000")
+        #expect(Conninfo.endpoint("postgresql://u@h:7000/db") == "h:7000")
+    }
+
+    @Test func valuesAreQuotedWhenNeeded() {
+        #expect(Conninfo.quoted("plain") == "plain")
+        #expect(Conninfo.quoted("two words") == "'two words'")
+        #expect(Conninfo.quoted("it's") == "'it\\'s'")
+        #expect(Conninfo.quoted("") == "''")
+    }
+}
