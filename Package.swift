@@ -3,14 +3,16 @@ import PackageDescription
 
 let package = Package(
     name: "Switchyard",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
+        .library(name: "Switchyard", targets: ["Switchyard"]),
         .library(name: "PostgresClient", targets: ["PostgresClient"]),
         .library(name: "LocalCluster", targets: ["LocalCluster"]),
         .executable(name: "switchyard", targets: ["switchyard"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // C libraries, through pkg-config.
@@ -26,6 +28,12 @@ let package = Package(
         // One PostgreSQL connection: parameters, typed results, errors, cancel.
         .target(name: "PostgresClient", dependencies: ["CLibPQ"]),
 
+        // Routing context, routers, pools, monitor, query log, consistency tokens.
+        .target(
+            name: "Switchyard",
+            dependencies: ["PostgresClient", .product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+
         // Throw-away primary + streaming replicas from the machine's PostgreSQL.
         .target(name: "LocalCluster", dependencies: ["PostgresClient"]),
 
@@ -40,6 +48,7 @@ let package = Package(
             name: "switchyard",
             dependencies: [
                 "PostgresClient",
+                "Switchyard",
                 "LocalCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -48,12 +57,12 @@ let package = Package(
         // Pure logic, no server.
         .testTarget(
             name: "SwitchyardUnitTests",
-            dependencies: ["PostgresClient", "LocalCluster", "CNCurses"]
+            dependencies: ["PostgresClient", "Switchyard", "LocalCluster", "CNCurses"]
         ),
         // Real cluster (primary + 2 replicas) started by SwitchyardTestSupport.
         .testTarget(
             name: "SwitchyardIntegrationTests",
-            dependencies: ["PostgresClient", "LocalCluster", "SwitchyardTestSupport", "switchyard"]
+            dependencies: ["PostgresClient", "Switchyard", "LocalCluster", "SwitchyardTestSupport", "switchyard"]
         ),
     ]
 )

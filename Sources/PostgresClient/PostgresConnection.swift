@@ -143,6 +143,23 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// Runs one statement in its own transaction, then reads `pg_current_wal_lsn()`
+    /// after it committed, in one round trip (libpq pipeline mode, a sync after each).
+    ///
+    /// The LSN is where a reader must have replayed to see this write: a
+    /// read-your-writes token. It is nil when the server cannot say (a replica).
+    public func queryReturningCommitLSN(_ sql: String, _ parameters: [any PostgresEncodable] = []) async throws
+        -> (result: PostgresResult, lsn: LSN?)
+    {
+        let bindings = parameters.map(\.postgresBinding)
+        try Task.checkCancellation()
+        return try await withTaskCancellationHandler {
+            try await worker.run { try self.blockingPipelinedWrite(sql, bindings) }
+        } onCancel: {
+            self.cancel()
+        }
+    }
+
     /// Runs a script of one or more statements with no parameters (`PQexec`), returning
     /// the last result. For trusted SQL only (schema files); never build it from input.
     public func execute(script sql: String) async throws -> PostgresResult {
@@ -253,6 +270,67 @@ public final class PostgresConnection: @unchecked Sendable {
 
     private func blockingQuery(_ sql: String, _ bindings: [PostgresBinding]) throws -> PostgresResult {
         let connection = try liveConnection()
+        return try withParameters(bindings) { count, types, values, lengths, formats in
+            let result = PQexecParams(connection, sql, count, types, values, lengths, formats, 0)
+            return try collect(result, connection: connection)
+        }
+    }
+
+    private func blockingPipelinedWrite(_ sql: String, _ bindings: [PostgresBinding]) throws -> (PostgresResult, LSN?) {
+        let connection = try liveConnection()
+        guard PQenterPipelineMode(connection) == 1 else {
+            throw PostgresError(kind: .invalidArgument, message: "cannot enter pipeline mode", node: label)
+        }
+        defer { _ = PQexitPipelineMode(connection) }
+        try withParameters(bindings) { count, types, values, lengths, formats in
+            guard PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 0) == 1,
+                PQpipelineSync(connection) == 1,
+                PQsendQueryParams(connection, "select pg_current_wal_lsn()", 0, nil, nil, nil, nil, 0) == 1,
+                PQpipelineSync(connection) == 1
+            else { throw connectionError(connection) }
+        }
+        // Results arrive as: statement result(s), NULL, SYNC, LSN result, NULL, SYNC.
+        var syncs = 0
+        var statement: Result<PostgresResult, PostgresError>?
+        var lsn: LSN?
+        var idleReads = 0
+        while syncs < 2 {
+            guard let result = PQgetResult(connection) else {
+                if PQstatus(connection) != CONNECTION_OK { throw connectionError(connection) }
+                idleReads += 1
+                if idleReads > 4 { throw connectionError(connection) }
+                continue
+            }
+            idleReads = 0
+            let status = PQresultStatus(result)
+            if status == PGRES_PIPELINE_SYNC {
+                syncs += 1
+                PQclear(result)
+                continue
+            }
+            if syncs == 0 {
+                do {
+                    statement = .success(try collect(result, connection: connection, clear: false))
+                } catch let error as PostgresError {
+                    statement = .failure(error)
+                }
+            } else if status == PGRES_TUPLES_OK, PQntuples(result) == 1, PQgetisnull(result, 0, 0) == 0 {
+                lsn = LSN(String(cString: PQgetvalue(result, 0, 0)))
+            }
+            PQclear(result)
+        }
+        switch statement {
+        case .success(let result): return (result, lsn)
+        case .failure(let error): throw error
+        case nil: throw PostgresError(kind: .server, message: "no result for the statement", node: label)
+        }
+    }
+
+    /// Copies `bindings` into C buffers for the duration of `body`.
+    private func withParameters<R>(
+        _ bindings: [PostgresBinding],
+        _ body: (Int32, [Oid], [UnsafePointer<CChar>?], [Int32], [Int32]) throws -> R
+    ) throws -> R {
         let count = bindings.count
         var types = [Oid](repeating: 0, count: count)
         var lengths = [Int32](repeating: 0, count: count)
@@ -282,8 +360,7 @@ public final class PostgresConnection: @unchecked Sendable {
             }
         }
         let values = buffers.map { UnsafePointer($0) }
-        let result = PQexecParams(connection, sql, Int32(count), types, values, lengths, formats, 0)
-        return try collect(result, connection: connection)
+        return try body(Int32(count), types, values, lengths, formats)
     }
 
     private func blockingScript(_ sql: String) throws -> PostgresResult {
@@ -291,14 +368,14 @@ public final class PostgresConnection: @unchecked Sendable {
         return try collect(PQexec(connection, sql), connection: connection)
     }
 
-    private func collect(_ result: OpaquePointer?, connection: OpaquePointer) throws -> PostgresResult {
+    private func collect(_ result: OpaquePointer?, connection: OpaquePointer, clear: Bool = true) throws -> PostgresResult {
         guard let result else { throw connectionError(connection) }
-        defer { PQclear(result) }
+        defer { if clear { PQclear(result) } }
         switch PQresultStatus(result) {
         case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
             return copyResult(result)
         case PGRES_COPY_IN, PGRES_COPY_OUT, PGRES_COPY_BOTH:
-            abandonCopy(connection)
+            if clear { abandonCopy(connection) }
             throw PostgresError(kind: .invalidArgument, message: "COPY is not supported through this API", node: label)
         default:
             throw serverError(result, connection: connection)

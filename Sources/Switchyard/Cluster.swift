@@ -1,0 +1,249 @@
+import Foundation
+import PostgresClient
+
+/// A statement's result with where it ran and why.
+public struct RoutedResult: Sendable {
+    public var result: PostgresResult
+    public var node: String
+    public var reason: RouteReason
+}
+
+/// The routed database: one pool per node, a monitor, routers and a query log.
+///
+/// ```swift
+/// let cluster = try Cluster(configuration: .load(path: "switchyard.toml"))
+/// await cluster.start()
+/// try await RoutingContext.public.run {
+///     try await cluster.execute("update items set name = $1 where id = $2", ["Lamp", 7])
+///     let item = try await cluster.query("select name from items where id = $1", [7])  // sees "Lamp"
+/// }
+/// ```
+///
+/// `query` reads and `execute` writes; each statement is routed on its own by the task's
+/// ``RoutingContext``. Writes go only to the node the monitor knows as primary.
+public final class Cluster: Sendable {
+    public let configuration: ClusterConfiguration
+    public let monitor: ClusterMonitor
+    public let log: QueryLog
+    /// Consulted in order before ``defaultRouter``.
+    public let routers: [any Router]
+    public let defaultRouter: DefaultRouter
+    private let pools: [String: ConnectionPool]
+
+    public init(configuration: ClusterConfiguration, routers: [any Router] = [], log: QueryLog? = nil) throws {
+        self.configuration = configuration
+        self.routers = routers
+        self.log = try log ?? QueryLog(capacity: configuration.queryLogCapacity, jsonLinesPath: configuration.queryLogFile)
+        defaultRouter = DefaultRouter(
+            selection: configuration.replicaSelection, maxReplicaLagMs: configuration.maxReplicaLagMs,
+            consistency: configuration.consistency)
+        monitor = ClusterMonitor(
+            nodes: configuration.nodes,
+            settings: ClusterMonitor.Settings(interval: .milliseconds(configuration.monitorIntervalMs)))
+        var pools: [String: ConnectionPool] = [:]
+        for node in configuration.nodes {
+            pools[node.name] = ConnectionPool(
+                node: node.name, conninfo: node.conninfo, maxConnections: configuration.poolMaxConnections,
+                checkoutTimeout: .milliseconds(configuration.poolCheckoutTimeoutMs),
+                options: ConnectOptions(connectTimeout: configuration.connectTimeoutSeconds))
+        }
+        self.pools = pools
+    }
+
+    /// Starts the monitor and waits for its first round, so routing knows the roles.
+    public func start() async {
+        await monitor.probeNow()
+        monitor.start()
+    }
+
+    /// Stops the monitor and closes every connection.
+    public func shutdown() async {
+        await monitor.stop()
+        for pool in pools.values { await pool.close() }
+        log.close()
+    }
+
+    /// The pool of `node`, for tools that must talk to one node on purpose.
+    public func pool(_ node: String) -> ConnectionPool? { pools[node] }
+
+    /// The current task's read-your-writes token, to carry to another process.
+    public static var currentToken: ConsistencyToken? { RoutingScope.current?.session.token }
+
+    // MARK: Statements
+
+    /// Runs a read, routed by the task's context.
+    public func query(
+        _ sql: String, _ parameters: [any PostgresEncodable] = [], table: String? = nil, hints: [String: String] = [:]
+    ) async throws -> PostgresResult {
+        try await run(.read, sql, parameters, table: table, hints: hints).result
+    }
+
+    /// Runs a write on the primary. In a context with read-your-writes, the commit's WAL
+    /// position becomes the context's token.
+    @discardableResult
+    public func execute(
+        _ sql: String, _ parameters: [any PostgresEncodable] = [], table: String? = nil, hints: [String: String] = [:]
+    ) async throws -> PostgresResult {
+        try await run(.write, sql, parameters, table: table, hints: hints).result
+    }
+
+    /// Like `query`/`execute`, also telling where the statement ran and why.
+    public func run(
+        _ operation: Operation, _ sql: String, _ parameters: [any PostgresEncodable] = [], table: String? = nil,
+        hints: [String: String] = [:]
+    ) async throws -> RoutedResult {
+        let scope = RoutingScope.current
+        let request = RouteRequest(
+            operation: operation, table: table, hints: hints, context: scope?.context, token: scope?.session.token,
+            lastWrite: scope?.session.lastWrite)
+        var topology = monitor.topology
+        if request.token != nil, configuration.consistency == .lsn,
+            ContinuousClock.now - topology.sampledAt > .milliseconds(configuration.monitorIntervalMs * 2)
+        {
+            topology = await monitor.probeNow()
+        }
+        let decision = try route(request, topology: topology)
+        do {
+            return try await perform(request, decision, sql, parameters, scope: scope)
+        } catch let error as PostgresError where operation == .read && error.isConnectionError {
+            // One retry elsewhere, for reads only.
+            monitor.reportUnreachable(decision.node, error: error.message)
+            guard let retry = defaultRouter.route(request, topology: monitor.topology, excluding: [decision.node]),
+                retry.node != decision.node
+            else { throw error }
+            let reason = RouteReason.retry(
+                failed: decision.node, error: error.kind == .connectionLost ? "connection lost" : "unreachable",
+                then: RouteReasonBox(decision.reason))
+            return try await perform(request, RouteDecision(node: retry.node, reason: reason), sql, parameters, scope: scope)
+        }
+    }
+
+    /// Where `request` would go now. Throws when no node can take it.
+    public func route(_ request: RouteRequest, topology: Topology? = nil) throws -> RouteDecision {
+        let topology = topology ?? monitor.topology
+        var decision: RouteDecision?
+        var routerName = "DefaultRouter"
+        for router in routers {
+            if let answer = router.route(request, topology: topology) {
+                decision = answer
+                routerName = String(describing: type(of: router))
+                break
+            }
+        }
+        if decision == nil { decision = defaultRouter.route(request, topology: topology) }
+        guard let decision else { throw RoutingError.noPrimary(topology) }
+        guard pools[decision.node] != nil else {
+            throw RoutingError(kind: .unknownNode(decision.node), message: "\(routerName) chose unknown node \"\(decision.node)\"")
+        }
+        if request.operation == .write {
+            guard let primary = topology.primary else { throw RoutingError.noPrimary(topology) }
+            guard primary.name == decision.node else {
+                throw RoutingError(
+                    kind: .writeNotOnPrimary(node: decision.node),
+                    message: "\(routerName) sent a write to \(decision.node), which is not the primary (\(primary.name))")
+            }
+        }
+        return decision
+    }
+
+    private func perform(
+        _ request: RouteRequest, _ decision: RouteDecision, _ sql: String, _ parameters: [any PostgresEncodable],
+        scope: RoutingScope?
+    ) async throws -> RoutedResult {
+        let pool = pools[decision.node]!
+        let clock = ContinuousClock()
+        let started = clock.now
+        do {
+            let result = try await pool.withConnection { connection -> PostgresResult in
+                if request.operation == .write, let scope {
+                    if configuration.consistency == .lsn {
+                        let (result, lsn) = try await connection.queryReturningCommitLSN(sql, parameters)
+                        scope.session.recordWrite(lsn, at: .now)
+                        return result
+                    }
+                    let result = try await connection.query(sql, parameters)
+                    scope.session.recordWrite(nil, at: .now)
+                    return result
+                }
+                return try await connection.query(sql, parameters)
+            }
+            log.record(
+                context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
+                duration: clock.now - started, rows: result.affectedRows, error: nil, sql: sql)
+            return RoutedResult(result: result, node: decision.node, reason: decision.reason)
+        } catch {
+            log.record(
+                context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
+                duration: clock.now - started, rows: nil, error: error, sql: sql, parameters: parameters)
+            if let error = error as? PostgresError, error.isConnectionError {
+                monitor.reportUnreachable(decision.node, error: error.message)
+            }
+            throw error
+        }
+    }
+
+    // MARK: Transactions
+
+    /// Runs `body` in a transaction on the primary (its reads too): committed when `body`
+    /// returns, rolled back when it throws.
+    public func transaction<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
+        let scope = RoutingScope.current
+        let topology = monitor.topology
+        guard let primary = topology.primary else { throw RoutingError.noPrimary(topology) }
+        let pool = pools[primary.name]!
+        return try await pool.withConnection { connection in
+            let transaction = Transaction(cluster: self, connection: connection, node: primary.name, context: scope?.context)
+            _ = try await transaction.record(.write, "begin") { try await connection.query("begin") }
+            do {
+                let value = try await body(transaction)
+                let (_, lsn) = try await transaction.record(.write, "commit") {
+                    try await connection.queryReturningCommitLSN("commit")
+                }
+                scope?.session.recordWrite(lsn, at: .now)
+                return value
+            } catch {
+                if connection.isUsable {
+                    _ = try? await transaction.record(.write, "rollback") { try await connection.query("rollback") }
+                }
+                throw error
+            }
+        }
+    }
+
+    /// A transaction in progress on the primary.
+    public struct Transaction: Sendable {
+        let cluster: Cluster
+        let connection: PostgresConnection
+        public let node: String
+        let context: RoutingContext?
+
+        public func query(_ sql: String, _ parameters: [any PostgresEncodable] = []) async throws -> PostgresResult {
+            try await record(.read, sql, parameters) { try await connection.query(sql, parameters) }
+        }
+
+        @discardableResult
+        public func execute(_ sql: String, _ parameters: [any PostgresEncodable] = []) async throws -> PostgresResult {
+            try await record(.write, sql, parameters) { try await connection.query(sql, parameters) }
+        }
+
+        func record<R: Sendable>(
+            _ operation: Operation, _ sql: String, _ parameters: [any PostgresEncodable] = [], _ body: () async throws -> R
+        ) async throws -> R {
+            let clock = ContinuousClock()
+            let started = clock.now
+            do {
+                let value = try await body()
+                let rows = (value as? PostgresResult)?.affectedRows ?? (value as? (PostgresResult, LSN?))?.0.affectedRows
+                cluster.log.record(
+                    context: context?.name, operation: operation, node: node, reason: .transaction,
+                    duration: clock.now - started, rows: rows, error: nil, sql: sql)
+                return value
+            } catch {
+                cluster.log.record(
+                    context: context?.name, operation: operation, node: node, reason: .transaction,
+                    duration: clock.now - started, rows: nil, error: error, sql: sql, parameters: parameters)
+                throw error
+            }
+        }
+    }
+}

@@ -1,0 +1,363 @@
+import Foundation
+import PostgresClient
+import Synchronization
+
+/// Probes every node on its own connection each interval and keeps the cluster's
+/// picture: who is primary, how far each replica is behind, recent history.
+///
+/// One source of truth for lag: the router, `switchyard lag`, the console's side pane and
+/// the failover checks all read it. Roles come from probing, never from config order, so
+/// a promotion is picked up by the next round.
+public final class ClusterMonitor: Sendable {
+    public struct Settings: Sendable {
+        /// Time between rounds (config `monitor.interval_ms`, default 1 s).
+        public var interval: Duration
+        /// libpq connect timeout for probe connections, seconds (libpq's minimum is 2).
+        public var connectTimeout: Int
+        /// Samples kept per node (default 120).
+        public var historyLength: Int
+
+        public init(interval: Duration = .seconds(1), connectTimeout: Int = 2, historyLength: Int = 120) {
+            self.interval = interval
+            self.connectTimeout = connectTimeout
+            self.historyLength = historyLength
+        }
+
+        /// How long one node's probe may take before it counts as unreachable.
+        var probeDeadline: Duration { max(interval, .seconds(connectTimeout)) + .milliseconds(500) }
+    }
+
+    public let nodes: [NodeEndpoint]
+    public let settings: Settings
+
+    private struct State {
+        var topology: Topology
+        var history: [String: [NodeState]] = [:]
+        var rounds = 0
+        var subscribers: [UInt64: AsyncStream<Topology>.Continuation] = [:]
+        var nextSubscriber: UInt64 = 0
+    }
+
+    private let state: Mutex<State>
+    private let connections: [String: ProbeConnection]
+    private let loop = Mutex<Task<Void, Never>?>(nil)
+    private let rounds = RoundCoalescer()
+
+    public init(nodes: [NodeEndpoint], settings: Settings = Settings()) {
+        self.nodes = nodes
+        self.settings = settings
+        state = Mutex(State(topology: Topology(nodes: nodes.map { NodeState(name: $0.name) }, sampledAt: .now)))
+        var connections: [String: ProbeConnection] = [:]
+        for node in nodes { connections[node.name] = ProbeConnection(node: node, connectTimeout: settings.connectTimeout) }
+        self.connections = connections
+    }
+
+    /// The latest picture. Cheap: routers call it for every statement.
+    public var topology: Topology { state.withLock { $0.topology } }
+
+    /// Rounds completed since start.
+    public var roundCount: Int { state.withLock { $0.rounds } }
+
+    /// The last samples of `node`, oldest first (at most `historyLength`).
+    public func history(of node: String) -> [NodeState] { state.withLock { $0.history[node] ?? [] } }
+
+    /// Starts probing every interval (the first round runs at once).
+    public func start() {
+        loop.withLock { task in
+            guard task == nil else { return }
+            task = Task { [weak self] in
+                while !Task.isCancelled {
+                    guard let self else { return }
+                    let started = ContinuousClock.now
+                    _ = await self.probeNow()
+                    let next = started + self.settings.interval
+                    try? await Task.sleep(until: next, clock: .continuous)
+                }
+            }
+        }
+    }
+
+    /// Stops probing and closes the probe connections.
+    public func stop() async {
+        let task = loop.withLock { task -> Task<Void, Never>? in
+            defer { task = nil }
+            return task
+        }
+        task?.cancel()
+        await task?.value
+        for connection in connections.values { await connection.close() }
+        let subscribers = state.withLock { state in
+            defer { state.subscribers.removeAll() }
+            return Array(state.subscribers.values)
+        }
+        subscribers.forEach { $0.finish() }
+    }
+
+    /// Runs a probe round now (joining one already running) and returns its picture.
+    @discardableResult
+    public func probeNow() async -> Topology {
+        await rounds.run { await self.round() }
+    }
+
+    /// Every new picture, after each round.
+    public func updates() -> AsyncStream<Topology> {
+        let (stream, continuation) = AsyncStream<Topology>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let id = state.withLock { state in
+            state.nextSubscriber += 1
+            state.subscribers[state.nextSubscriber] = continuation
+            return state.nextSubscriber
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    /// Marks `node` unreachable at once (a statement lost its connection); the next
+    /// successful probe brings it back.
+    public func reportUnreachable(_ node: String, error: String) {
+        state.withLock { state in
+            guard let index = state.topology.nodes.firstIndex(where: { $0.name == node }) else { return }
+            state.topology.nodes[index].reachable = false
+            state.topology.nodes[index].error = error
+        }
+    }
+
+    private func round() async -> Topology {
+        let deadline = settings.probeDeadline
+        let samples = await withTaskGroup(of: (Int, ProbeSample).self) { group in
+            for (index, node) in nodes.enumerated() {
+                let connection = connections[node.name]!
+                group.addTask { (index, await connection.probe(deadline: deadline)) }
+            }
+            var samples = [ProbeSample?](repeating: nil, count: nodes.count)
+            for await (index, sample) in group { samples[index] = sample }
+            return samples.map { $0! }
+        }
+        let topology = Self.assemble(names: nodes.map(\.name), samples: samples, at: .now)
+        let subscribers = state.withLock { state -> [AsyncStream<Topology>.Continuation] in
+            state.topology = topology
+            state.rounds += 1
+            for node in topology.nodes {
+                var history = state.history[node.name] ?? []
+                history.append(node)
+                if history.count > settings.historyLength { history.removeFirst(history.count - settings.historyLength) }
+                state.history[node.name] = history
+            }
+            return Array(state.subscribers.values)
+        }
+        for subscriber in subscribers { subscriber.yield(topology) }
+        return topology
+    }
+
+    /// Turns one round of raw samples into node states with lag (pure; unit-tested).
+    static func assemble(names: [String], samples: [ProbeSample], at instant: ContinuousClock.Instant) -> Topology {
+        var states: [NodeState] = []
+        let primaries = samples.filter { $0.reachable && $0.inRecovery == false }
+        let primaryLSN = primaries.count == 1 ? primaries[0].currentLSN : nil
+        var replication: [ReplicationPeer] = []
+        for (name, sample) in zip(names, samples) {
+            var node = NodeState(name: name)
+            node.reachable = sample.reachable
+            node.error = sample.error
+            node.sampledAt = 0
+            if sample.reachable, let inRecovery = sample.inRecovery {
+                node.role = inRecovery ? .replica : .primary
+                node.currentLSN = sample.currentLSN
+                node.receiveLSN = sample.receiveLSN
+                node.replayLSN = sample.replayLSN
+                node.walReceiverStatus = sample.walReceiverStatus
+                node.upstream = sample.upstream
+                node.timeline = sample.timeline
+                node.replayPaused = sample.replayPaused
+                if inRecovery {
+                    let reference = primaryLSN ?? sample.receiveLSN
+                    let bytes = reference.map { ($0).bytes(after: sample.replayLSN ?? LSN(0)) }
+                    node.lagBytes = bytes
+                    if let bytes {
+                        node.lagSeconds = bytes > 0 ? max(sample.replayAgeSeconds ?? 0, 0) : 0
+                    }
+                } else {
+                    node.lagBytes = 0
+                    node.lagSeconds = 0
+                    replication = sample.replication
+                }
+            }
+            states.append(node)
+        }
+        return Topology(nodes: states, sampledAt: instant, replication: replication)
+    }
+}
+
+/// A node as configured: a name and a libpq connection string.
+public struct NodeEndpoint: Sendable, Equatable {
+    public var name: String
+    public var conninfo: String
+
+    public init(name: String, conninfo: String) {
+        self.name = name
+        self.conninfo = conninfo
+    }
+}
+
+/// The raw result of probing one node once.
+struct ProbeSample: Sendable {
+    var reachable = false
+    var error: String?
+    var inRecovery: Bool?
+    var currentLSN: LSN?
+    var receiveLSN: LSN?
+    var replayLSN: LSN?
+    var replayPaused: Bool?
+    var replayAgeSeconds: Double?
+    var walReceiverStatus: String?
+    var upstream: String?
+    var timeline: Int?
+    var replication: [ReplicationPeer] = []
+}
+
+/// The monitor's own connection to one node; reconnects when lost.
+final class ProbeConnection: Sendable {
+    let node: NodeEndpoint
+    let connectTimeout: Int
+    private let connection = Mutex<PostgresConnection?>(nil)
+
+    init(node: NodeEndpoint, connectTimeout: Int) {
+        self.node = node
+        self.connectTimeout = connectTimeout
+    }
+
+    static let probeSQL = """
+        select pg_is_in_recovery(),
+               case when not pg_is_in_recovery() then pg_current_wal_lsn() end,
+               pg_last_wal_receive_lsn(),
+               pg_last_wal_replay_lsn(),
+               case when pg_is_in_recovery() then pg_is_wal_replay_paused() end,
+               extract(epoch from (clock_timestamp() - pg_last_xact_replay_timestamp()))::float8,
+               r.status,
+               r.sender_host || ':' || r.sender_port,
+               case when pg_is_in_recovery() then r.received_tli
+                    else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end
+        from (select 1) as one left join pg_stat_wal_receiver as r on true
+        """
+
+    static let replicationSQL = """
+        select application_name, client_addr::text, state, sent_lsn, replay_lsn, sync_state
+        from pg_stat_replication order by application_name
+        """
+
+    /// Probes once; a probe that takes longer than `deadline` (a hung node) counts as a
+    /// failure and its connection is abandoned.
+    func probe(deadline: Duration) async -> ProbeSample {
+        let outcome = await withDeadline(deadline) { try await self.probeOnce() }
+        switch outcome {
+        case .value(let sample):
+            return sample
+        case .failed(let error):
+            await dropConnection()
+            return ProbeSample(reachable: false, error: Self.describe(error))
+        case .timedOut:
+            connection.withLock { $0 = nil }
+            return ProbeSample(reachable: false, error: "no answer within \(deadline)")
+        }
+    }
+
+    private func probeOnce() async throws -> ProbeSample {
+        let current: PostgresConnection
+        if let existing = connection.withLock({ $0 }), existing.isUsable {
+            current = existing
+        } else {
+            current = try await PostgresConnection.connect(
+                node.conninfo, label: node.name,
+                options: ConnectOptions(connectTimeout: connectTimeout, statementTimeoutMs: 2000,
+                                        fallbackApplicationName: "switchyard monitor"))
+            connection.withLock { $0 = current }
+        }
+        guard let row = try await current.query(Self.probeSQL).first else {
+            throw PostgresError(kind: .decoding, message: "probe returned no row", node: node.name)
+        }
+        var sample = ProbeSample(reachable: true)
+        sample.inRecovery = try row.decode(0, as: Bool.self)
+        sample.currentLSN = try row.decode(1, as: LSN?.self)
+        sample.receiveLSN = try row.decode(2, as: LSN?.self)
+        sample.replayLSN = try row.decode(3, as: LSN?.self)
+        sample.replayPaused = try row.decode(4, as: Bool?.self)
+        sample.replayAgeSeconds = try row.decode(5, as: Double?.self)
+        sample.walReceiverStatus = try row.decode(6, as: String?.self)
+        sample.upstream = try row.decode(7, as: String?.self)
+        sample.timeline = try row.decode(8, as: Int?.self)
+        if sample.inRecovery == false {
+            sample.replication = try await current.query(Self.replicationSQL).rows.map { row in
+                ReplicationPeer(
+                    applicationName: try row.decode(0, as: String.self), clientAddress: try row.decode(1, as: String?.self),
+                    state: try row.decode(2, as: String?.self), sentLSN: try row.decode(3, as: LSN?.self),
+                    replayLSN: try row.decode(4, as: LSN?.self), syncState: try row.decode(5, as: String?.self))
+            }
+        }
+        return sample
+    }
+
+    private func dropConnection() async {
+        let old = connection.withLock { connection -> PostgresConnection? in
+            defer { connection = nil }
+            return connection
+        }
+        await old?.close()
+    }
+
+    func close() async { await dropConnection() }
+
+    static func describe(_ error: Error) -> String {
+        (error as? PostgresError)?.message ?? "\(error)"
+    }
+}
+
+/// Runs one probe round at a time; callers arriving during a round share its result.
+actor RoundCoalescer {
+    private var running: Task<Topology, Never>?
+
+    func run(_ body: @escaping @Sendable () async -> Topology) async -> Topology {
+        if let running { return await running.value }
+        let task = Task { await body() }
+        running = task
+        let result = await task.value
+        running = nil
+        return result
+    }
+}
+
+enum DeadlineOutcome<T: Sendable>: Sendable {
+    case value(T)
+    case failed(Error)
+    case timedOut
+}
+
+/// Runs `operation` in its own task and returns its outcome, or `.timedOut` after
+/// `duration` without waiting for it (an operation stuck in a blocking call cannot hold
+/// the caller).
+func withDeadline<T: Sendable>(_ duration: Duration, _ operation: @escaping @Sendable () async throws -> T) async
+    -> DeadlineOutcome<T>
+{
+    let once = ResumeOnce<DeadlineOutcome<T>>()
+    return await withCheckedContinuation { (continuation: CheckedContinuation<DeadlineOutcome<T>, Never>) in
+        once.continuation.withLock { $0 = continuation }
+        let work = Task {
+            let outcome: DeadlineOutcome<T>
+            do { outcome = .value(try await operation()) } catch { outcome = .failed(error) }
+            once.take()?.resume(returning: outcome)
+        }
+        Task {
+            try? await Task.sleep(for: duration)
+            if let pending = once.take() {
+                work.cancel()
+                pending.resume(returning: .timedOut)
+            }
+        }
+    }
+}
+
+/// A continuation that the first of several racers resumes.
+final class ResumeOnce<T: Sendable>: Sendable {
+    let continuation = Mutex<CheckedContinuation<T, Never>?>(nil)
+    func take() -> CheckedContinuation<T, Never>? { continuation.withLock { $0.take() } }
+}

@@ -1,0 +1,267 @@
+import Foundation
+import TOMLKit
+
+/// A config or theme file problem, naming the file and, where known, the line.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equatable {
+    public var file: String
+    public var line: Int?
+    public var message: String
+
+    public init(file: String, line: Int? = nil, message: String) {
+        self.file = file
+        self.line = line
+        self.message = message
+    }
+
+    public var description: String {
+        line.map { "\(file):\($0): \(message)" } ?? "\(file): \(message)"
+    }
+}
+
+/// `switchyard.toml`: the nodes and how to route between them (DESIGN §3).
+///
+/// Roles are never configured: they are discovered by probing, so the file stays true
+/// after a failover.
+public struct ClusterConfiguration: Sendable, Equatable {
+    public var name = "cluster"
+    public var nodes: [NodeEndpoint] = []
+
+    /// `[routing] replica_selection`: random | round-robin | least-lag (default least-lag).
+    public var replicaSelection = ReplicaSelection.leastLag
+    /// `[routing] max_replica_lag_ms` (default 500); replicas further behind serve no reads.
+    public var maxReplicaLagMs = 500
+    /// `[routing] read_your_writes` (default true): reads after a write see it.
+    public var readYourWrites = true
+    /// `[routing] pin_window_ms` (default 0): when > 0, read-your-writes pins a context
+    /// that wrote to the primary for this long instead of comparing WAL positions.
+    public var pinWindowMs = 0
+
+    /// `[monitor] interval_ms` (default 1000), `warn_lag_ms` (200), `critical_lag_ms` (1000).
+    public var monitorIntervalMs = 1000
+    public var warnLagMs = 200
+    public var criticalLagMs = 1000
+
+    /// `[pool] max_connections` per node (default 8), `checkout_timeout_ms` (5000),
+    /// `connect_timeout_s` (3).
+    public var poolMaxConnections = 8
+    public var poolCheckoutTimeoutMs = 5000
+    public var connectTimeoutSeconds = 3
+
+    /// `[query_log] capacity` (default 10 000) and `file` (a JSON Lines sink, optional).
+    public var queryLogCapacity = 10_000
+    public var queryLogFile: String?
+
+    /// `[console] theme` (default "default").
+    public var theme = "default"
+
+    public init(name: String = "cluster", nodes: [NodeEndpoint] = []) {
+        self.name = name
+        self.nodes = nodes
+    }
+
+    /// The consistency policy the routing settings describe.
+    public var consistency: ConsistencyPolicy {
+        guard readYourWrites else { return .none }
+        return pinWindowMs > 0 ? .pinWindow(.milliseconds(pinWindowMs)) : .lsn
+    }
+
+    /// Which file to read: `explicit` (`--config`), else `$SWITCHYARD_CONFIG`, else
+    /// `./switchyard.toml`, else `$XDG_CONFIG_HOME/switchyard/switchyard.toml`
+    /// (`~/.config/…`).
+    public static func locate(
+        explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+        currentDirectory: String = FileManager.default.currentDirectoryPath
+    ) throws -> String {
+        if let explicit { return explicit }
+        if let fromEnvironment = environment["SWITCHYARD_CONFIG"], !fromEnvironment.isEmpty { return fromEnvironment }
+        let local = URL(fileURLWithPath: currentDirectory).appendingPathComponent("switchyard.toml").path
+        if FileManager.default.fileExists(atPath: local) { return local }
+        let configHome = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.config")
+        let user = configHome + "/switchyard/switchyard.toml"
+        if FileManager.default.fileExists(atPath: user) { return user }
+        throw ConfigurationError(
+            file: "switchyard.toml",
+            message: "no config file: pass --config FILE, set SWITCHYARD_CONFIG, or run `switchyard cluster up` "
+                + "(it writes one); looked in ./switchyard.toml and \(user)")
+    }
+
+    public static func load(path: String) throws -> ClusterConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError(file: path, message: "cannot read the file")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigurationError(file: path, message: "not UTF-8 text")
+        }
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws -> ClusterConfiguration {
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationError(
+                file: file, line: error.source.begin.line, message: "\(error.description) (column \(error.source.begin.column))")
+        }
+        let reader = TOMLReader(file: file, text: text)
+        var config = ClusterConfiguration()
+        try reader.allowOnly(["cluster", "nodes", "routing", "monitor", "pool", "query_log", "console"], in: root, section: nil)
+
+        if let cluster = try reader.table(root, "cluster") {
+            try reader.allowOnly(["name"], in: cluster, section: "cluster")
+            config.name = try reader.string(cluster, "name", section: "cluster") ?? config.name
+        }
+        guard let nodes = root["nodes"] else {
+            throw ConfigurationError(file: file, message: "no [[nodes]]: add one table per node with name and conninfo")
+        }
+        guard let nodeArray = nodes.array else {
+            throw ConfigurationError(file: file, line: reader.line(of: "nodes"), message: "nodes must be [[nodes]] tables")
+        }
+        var seen = Set<String>()
+        for (index, value) in nodeArray.enumerated() {
+            guard let node = value.table else {
+                throw ConfigurationError(file: file, line: reader.line(of: "nodes"), message: "nodes[\(index)] is not a table")
+            }
+            try reader.allowOnly(["name", "conninfo"], in: node, section: "nodes")
+            guard let name = try reader.string(node, "name", section: "nodes"), !name.isEmpty else {
+                throw ConfigurationError(file: file, line: reader.line(ofTableArray: "nodes", index: index),
+                                         message: "node \(index + 1) has no name")
+            }
+            guard let conninfo = try reader.string(node, "conninfo", section: "nodes") else {
+                throw ConfigurationError(file: file, line: reader.line(ofTableArray: "nodes", index: index),
+                                         message: "node \"\(name)\" has no conninfo")
+            }
+            guard seen.insert(name).inserted else {
+                throw ConfigurationError(file: file, line: reader.line(of: "name", value: name),
+                                         message: "node name \"\(name)\" is used twice")
+            }
+            config.nodes.append(NodeEndpoint(name: name, conninfo: conninfo))
+        }
+        if config.nodes.isEmpty {
+            throw ConfigurationError(file: file, message: "no [[nodes]]: add one table per node with name and conninfo")
+        }
+
+        if let routing = try reader.table(root, "routing") {
+            try reader.allowOnly(["replica_selection", "max_replica_lag_ms", "read_your_writes", "pin_window_ms"],
+                                 in: routing, section: "routing")
+            if let selection = try reader.string(routing, "replica_selection", section: "routing") {
+                guard let parsed = ReplicaSelection(rawValue: selection) else {
+                    throw ConfigurationError(
+                        file: file, line: reader.line(of: "replica_selection"),
+                        message: "replica_selection \"\(selection)\" is not one of random, round-robin, least-lag")
+                }
+                config.replicaSelection = parsed
+            }
+            config.maxReplicaLagMs = try reader.int(routing, "max_replica_lag_ms", section: "routing", min: 0) ?? config.maxReplicaLagMs
+            config.readYourWrites = try reader.bool(routing, "read_your_writes", section: "routing") ?? config.readYourWrites
+            config.pinWindowMs = try reader.int(routing, "pin_window_ms", section: "routing", min: 0) ?? config.pinWindowMs
+        }
+        if let monitor = try reader.table(root, "monitor") {
+            try reader.allowOnly(["interval_ms", "warn_lag_ms", "critical_lag_ms"], in: monitor, section: "monitor")
+            config.monitorIntervalMs = try reader.int(monitor, "interval_ms", section: "monitor", min: 50) ?? config.monitorIntervalMs
+            config.warnLagMs = try reader.int(monitor, "warn_lag_ms", section: "monitor", min: 0) ?? config.warnLagMs
+            config.criticalLagMs = try reader.int(monitor, "critical_lag_ms", section: "monitor", min: 0) ?? config.criticalLagMs
+            if config.criticalLagMs < config.warnLagMs {
+                throw ConfigurationError(file: file, line: reader.line(of: "critical_lag_ms"),
+                                         message: "critical_lag_ms (\(config.criticalLagMs)) is below warn_lag_ms (\(config.warnLagMs))")
+            }
+        }
+        if let pool = try reader.table(root, "pool") {
+            try reader.allowOnly(["max_connections", "checkout_timeout_ms", "connect_timeout_s"], in: pool, section: "pool")
+            config.poolMaxConnections = try reader.int(pool, "max_connections", section: "pool", min: 1) ?? config.poolMaxConnections
+            config.poolCheckoutTimeoutMs = try reader.int(pool, "checkout_timeout_ms", section: "pool", min: 1) ?? config.poolCheckoutTimeoutMs
+            config.connectTimeoutSeconds = try reader.int(pool, "connect_timeout_s", section: "pool", min: 1) ?? config.connectTimeoutSeconds
+        }
+        if let log = try reader.table(root, "query_log") {
+            try reader.allowOnly(["capacity", "file"], in: log, section: "query_log")
+            config.queryLogCapacity = try reader.int(log, "capacity", section: "query_log", min: 1) ?? config.queryLogCapacity
+            config.queryLogFile = try reader.string(log, "file", section: "query_log")
+        }
+        if let console = try reader.table(root, "console") {
+            try reader.allowOnly(["theme"], in: console, section: "console")
+            config.theme = try reader.string(console, "theme", section: "console") ?? config.theme
+        }
+        return config
+    }
+}
+
+/// Typed access to a parsed TOML table with errors that name the file and line.
+struct TOMLReader {
+    let file: String
+    let lines: [Substring]
+
+    init(file: String, text: String) {
+        self.file = file
+        lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    }
+
+    /// The first line that sets `key` (optionally to `value`), 1-based.
+    func line(of key: String, value: String? = nil) -> Int? {
+        for (index, line) in lines.enumerated() {
+            let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
+            guard trimmed.hasPrefix(key) else { continue }
+            let rest = trimmed.dropFirst(key.count).drop(while: { $0 == " " || $0 == "\t" })
+            guard rest.hasPrefix("=") || (rest.isEmpty && key.hasPrefix("[")) else { continue }
+            if let value, !rest.contains(value) { continue }
+            return index + 1
+        }
+        return nil
+    }
+
+    /// The line of the `index`-th `[[name]]` header.
+    func line(ofTableArray name: String, index: Int) -> Int? {
+        var seen = 0
+        for (number, line) in lines.enumerated() where line.trimmingCharacters(in: .whitespaces) == "[[\(name)]]" {
+            if seen == index { return number + 1 }
+            seen += 1
+        }
+        return nil
+    }
+
+    func sectionLine(_ section: String) -> Int? {
+        lines.firstIndex { $0.trimmingCharacters(in: .whitespaces) == "[\(section)]" }.map { $0 + 1 }
+    }
+
+    func allowOnly(_ keys: Set<String>, in table: TOMLTable, section: String?) throws {
+        for key in table.keys where !keys.contains(key) {
+            let place = section.map { "[\($0)]" } ?? "the top level"
+            throw ConfigurationError(
+                file: file, line: line(of: key) ?? line(of: "[\(key)]") ?? line(of: "[[\(key)]]"),
+                message: "unknown key \"\(key)\" in \(place) (known: \(keys.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    func table(_ parent: TOMLTable, _ key: String) throws -> TOMLTable? {
+        guard let value = parent[key] else { return nil }
+        guard let table = value.table else {
+            throw ConfigurationError(file: file, line: line(of: key), message: "\(key) must be a [\(key)] table")
+        }
+        return table
+    }
+
+    func string(_ table: TOMLTable, _ key: String, section: String) throws -> String? {
+        guard let value = table[key] else { return nil }
+        guard let string = value.string else { throw typeError(key, section: section, expected: "a string") }
+        return string
+    }
+
+    func int(_ table: TOMLTable, _ key: String, section: String, min: Int) throws -> Int? {
+        guard let value = table[key] else { return nil }
+        guard let int = value.int else { throw typeError(key, section: section, expected: "a whole number") }
+        guard int >= min else {
+            throw ConfigurationError(file: file, line: line(of: key), message: "[\(section)] \(key) must be at least \(min), not \(int)")
+        }
+        return int
+    }
+
+    func bool(_ table: TOMLTable, _ key: String, section: String) throws -> Bool? {
+        guard let value = table[key] else { return nil }
+        guard let bool = value.bool else { throw typeError(key, section: section, expected: "true or false") }
+        return bool
+    }
+
+    private func typeError(_ key: String, section: String, expected: String) -> ConfigurationError {
+        ConfigurationError(file: file, line: line(of: key), message: "[\(section)] \(key) must be \(expected)")
+    }
+}

@@ -1,0 +1,163 @@
+import Foundation
+import PostgresClient
+import Synchronization
+
+/// One statement as the cluster ran it. Parameter values are never kept: only the SQL.
+public struct QueryLogEntry: Sendable, Codable, Equatable {
+    public var id: UInt64
+    public var time: Date
+    /// Routing context name; nil when there was none.
+    public var context: String?
+    public var operation: Operation
+    /// The node that served the statement (or was tried last, on error).
+    public var node: String
+    /// Why it went there, e.g. `public → pg2 (least-lag, 3 ms)`.
+    public var reason: String
+    public var durationMs: Double
+    public var rows: Int?
+    /// The error, with SQLSTATE, when the statement failed.
+    public var error: String?
+    public var sql: String
+}
+
+/// A bounded, in-memory record of every statement the cluster ran, with subscribers and
+/// an optional JSON Lines file.
+public final class QueryLog: Sendable {
+    public let capacity: Int
+
+    private struct State {
+        var ring: [QueryLogEntry] = []
+        var start = 0
+        var nextID: UInt64 = 1
+        var subscribers: [UInt64: AsyncStream<QueryLogEntry>.Continuation] = [:]
+        var nextSubscriber: UInt64 = 0
+        var sink: FileHandle?
+    }
+
+    private let state: Mutex<State>
+
+    /// - Parameters:
+    ///   - capacity: entries kept in memory (default 10 000); the oldest go first.
+    ///   - jsonLinesPath: when set, every entry is also appended to this file, one JSON
+    ///     object a line.
+    public init(capacity: Int = 10_000, jsonLinesPath: String? = nil) throws {
+        self.capacity = max(capacity, 1)
+        var initial = State()
+        if let jsonLinesPath {
+            if !FileManager.default.fileExists(atPath: jsonLinesPath) {
+                guard FileManager.default.createFile(atPath: jsonLinesPath, contents: nil) else {
+                    throw PostgresError(kind: .invalidArgument, message: "cannot create query log file \(jsonLinesPath)")
+                }
+            }
+            guard let handle = FileHandle(forWritingAtPath: jsonLinesPath) else {
+                throw PostgresError(kind: .invalidArgument, message: "cannot open query log file \(jsonLinesPath)")
+            }
+            handle.seekToEndOfFile()
+            initial.sink = handle
+        }
+        state = Mutex(initial)
+    }
+
+    /// A log with no file sink.
+    public convenience init(capacity: Int = 10_000) {
+        // Without a path nothing can fail.
+        try! self.init(capacity: capacity, jsonLinesPath: nil)
+    }
+
+    func record(
+        context: String?, operation: Operation, node: String, reason: RouteReason, duration: Duration, rows: Int?,
+        error: Error?, sql: String, parameters: [any PostgresEncodable] = []
+    ) {
+        let errorText = error.map { error -> String in
+            let text: String
+            if let error = error as? PostgresError {
+                text = error.sqlState.map { "\(error.message) (SQLSTATE \($0))" } ?? error.message
+            } else {
+                text = "\(error)"
+            }
+            return Self.withoutValues(text, parameters)
+        }
+        let (entry, subscribers, sink) = state.withLock { state -> (QueryLogEntry, [AsyncStream<QueryLogEntry>.Continuation], FileHandle?) in
+            let entry = QueryLogEntry(
+                id: state.nextID, time: Date(), context: context, operation: operation, node: node,
+                reason: reason.render(node: node), durationMs: duration.milliseconds, rows: rows, error: errorText, sql: sql)
+            state.nextID += 1
+            if state.ring.count < capacity {
+                state.ring.append(entry)
+            } else {
+                state.ring[state.start] = entry
+                state.start = (state.start + 1) % capacity
+            }
+            return (entry, Array(state.subscribers.values), state.sink)
+        }
+        for subscriber in subscribers { subscriber.yield(entry) }
+        if let sink, var line = try? JSONEncoder.queryLog.encode(entry) {
+            line.append(0x0A)
+            state.withLock { _ in sink.write(line) }
+        }
+    }
+
+    /// `message` with the parameter values taken out: the server quotes bad input in its
+    /// messages (`invalid input syntax for type integer: "…"`).
+    static func withoutValues(_ message: String, _ parameters: [any PostgresEncodable]) -> String {
+        var result = message
+        for parameter in parameters {
+            guard case .text(let value) = parameter.postgresBinding, !value.isEmpty else { continue }
+            result = result.replacingOccurrences(of: "\"\(value)\"", with: "\"…\"")
+            if value.count >= 4 { result = result.replacingOccurrences(of: value, with: "…") }
+        }
+        return result
+    }
+
+    /// Entries in order, oldest first.
+    public var entries: [QueryLogEntry] {
+        state.withLock { state in
+            Array(state.ring[state.start...]) + Array(state.ring[..<state.start])
+        }
+    }
+
+    /// The newest `count` entries, oldest first.
+    public func tail(_ count: Int) -> [QueryLogEntry] { Array(entries.suffix(count)) }
+
+    /// Every entry recorded from now on.
+    public func subscribe(bufferingNewest limit: Int = 1000) -> AsyncStream<QueryLogEntry> {
+        let (stream, continuation) = AsyncStream<QueryLogEntry>.makeStream(bufferingPolicy: .bufferingNewest(limit))
+        let id = state.withLock { state in
+            state.nextSubscriber += 1
+            state.subscribers[state.nextSubscriber] = continuation
+            return state.nextSubscriber
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    public func clear() {
+        state.withLock { state in
+            state.ring.removeAll()
+            state.start = 0
+        }
+    }
+
+    /// Closes the file sink and ends every subscription.
+    public func close() {
+        let (subscribers, sink) = state.withLock { state in
+            let result = (Array(state.subscribers.values), state.sink)
+            state.subscribers.removeAll()
+            state.sink = nil
+            return result
+        }
+        subscribers.forEach { $0.finish() }
+        try? sink?.close()
+    }
+}
+
+extension JSONEncoder {
+    static let queryLog: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+}

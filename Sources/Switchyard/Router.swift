@@ -1,0 +1,258 @@
+import PostgresClient
+import Synchronization
+
+/// Read or write, as the caller declares it (`Cluster.query` reads, `Cluster.execute`
+/// writes).
+public enum Operation: String, Sendable, Codable {
+    case read, write
+}
+
+/// Everything a router may look at to place one statement.
+public struct RouteRequest: Sendable {
+    public var operation: Operation
+    /// The table the statement is about, when the caller says so.
+    public var table: String?
+    /// Free-form hints from the caller, e.g. `["node": "pg2"]`.
+    public var hints: [String: String]
+    /// The task's routing context; nil when there is none.
+    public var context: RoutingContext?
+    /// The context's read-your-writes token.
+    public var token: ConsistencyToken?
+    /// When the context last wrote (for pin-window consistency).
+    public var lastWrite: ContinuousClock.Instant?
+
+    public init(
+        operation: Operation, table: String? = nil, hints: [String: String] = [:], context: RoutingContext? = nil,
+        token: ConsistencyToken? = nil, lastWrite: ContinuousClock.Instant? = nil
+    ) {
+        self.operation = operation
+        self.table = table
+        self.hints = hints
+        self.context = context
+        self.token = token
+        self.lastWrite = lastWrite
+    }
+}
+
+/// Why a node was passed over.
+public struct SkippedNode: Sendable, Equatable, CustomStringConvertible {
+    public enum Why: Sendable, Equatable {
+        case down, notStreaming(String?), lagging(ms: Double, limitMs: Int), behindToken(LSN?, LSN), paused, excluded
+    }
+
+    public var node: String
+    public var why: Why
+
+    public var description: String {
+        switch why {
+        case .down: return "\(node) down"
+        case .notStreaming(let status): return "\(node) skipped: not streaming (\(status ?? "no WAL receiver"))"
+        case .lagging(let ms, let limit): return "\(node) skipped: lag \(formatMilliseconds(ms)) > \(limit) ms"
+        case .behindToken(let replay, let token):
+            return "\(node) skipped: replayed \(replay?.description ?? "?") < token \(token)"
+        case .paused: return "\(node) skipped: replay paused"
+        case .excluded: return "\(node) skipped: failed this statement"
+        }
+    }
+}
+
+func formatMilliseconds(_ ms: Double) -> String {
+    ms >= 1000 ? "\((ms / 100).rounded() / 10) s" : "\(Int(ms.rounded())) ms"
+}
+
+/// Why a statement went where it went. Kept structured and rendered only when shown,
+/// so routing stays allocation-light.
+public enum RouteReason: Sendable, Equatable, CustomStringConvertible {
+    /// A write, or a context that reads from the primary (`admin → pg1`).
+    case primaryContext(context: String, operation: Operation)
+    /// No routing context: the safe default.
+    case noContext
+    /// A replica chosen by the selection policy.
+    case replica(context: String, selection: ReplicaSelection, lagMs: Double?)
+    /// No replica qualified; the primary serves the read.
+    case fallback(context: String, skipped: [SkippedNode])
+    /// Pinned to the primary by a recent write (pin-window policy).
+    case pinned(context: String, sinceWriteMs: Double)
+    /// Inside `Cluster.transaction`.
+    case transaction
+    /// Decided by a custom router.
+    case custom(router: String, note: String)
+    /// The first node failed with a connection error; retried here.
+    case retry(failed: String, error: String, then: RouteReasonBox)
+
+    public var description: String { render(node: nil) }
+
+    /// The reason with the serving node named, as the query log shows it.
+    public func render(node: String?) -> String {
+        let arrow = node.map { " → \($0)" } ?? ""
+        switch self {
+        case .primaryContext(let context, let operation):
+            return operation == .write ? "\(context) write\(arrow)" : "\(context)\(arrow)"
+        case .noContext:
+            return "no context\(arrow) (primary)"
+        case .replica(let context, let selection, let lagMs):
+            let lag = lagMs.map { " \(formatMilliseconds($0))" } ?? ""
+            return "\(context)\(arrow) (\(selection.rawValue)\(lag.isEmpty ? "" : ",")\(lag))"
+        case .fallback(let context, let skipped):
+            let why = skipped.isEmpty ? "no replicas" : skipped.map(\.description).joined(separator: "; ")
+            return "\(context)\(arrow) (primary: \(why))"
+        case .pinned(let context, let since):
+            return "\(context)\(arrow) (pinned: wrote \(formatMilliseconds(since)) ago)"
+        case .transaction:
+            return "transaction\(arrow)"
+        case .custom(let router, let note):
+            return "\(router)\(arrow)\(note.isEmpty ? "" : " (\(note))")"
+        case .retry(let failed, let error, let then):
+            return "retry: \(failed) \(error)\(arrow); first: \(then.reason.render(node: failed))"
+        }
+    }
+}
+
+/// Boxes a reason inside another (Swift enums cannot nest themselves directly).
+public final class RouteReasonBox: Sendable, Equatable {
+    public let reason: RouteReason
+    public init(_ reason: RouteReason) { self.reason = reason }
+    public static func == (lhs: RouteReasonBox, rhs: RouteReasonBox) -> Bool { lhs.reason == rhs.reason }
+}
+
+/// Where a statement goes, and why.
+public struct RouteDecision: Sendable, Equatable {
+    public var node: String
+    public var reason: RouteReason
+
+    public init(node: String, reason: RouteReason) {
+        self.node = node
+        self.reason = reason
+    }
+}
+
+/// Places statements on nodes. Routers chain: the first that returns a decision wins;
+/// return nil to pass to the next. The ``DefaultRouter`` ends every chain.
+///
+/// Routers are called for every statement: keep them fast and free of I/O.
+public protocol Router: Sendable {
+    func route(_ request: RouteRequest, topology: Topology) -> RouteDecision?
+}
+
+/// How a replica is picked among those that qualify.
+public enum ReplicaSelection: String, Sendable, Codable, CaseIterable {
+    /// Uniformly at random: the naive baseline.
+    case random
+    /// In turn.
+    case roundRobin = "round-robin"
+    /// The one with the least lag (bytes, then seconds).
+    case leastLag = "least-lag"
+}
+
+/// How reads that follow a write are kept from seeing the past.
+public enum ConsistencyPolicy: Sendable, Equatable {
+    /// Nothing: reads may be stale.
+    case none
+    /// Reads carrying a token go only to replicas that replayed past it, else the primary.
+    case lsn
+    /// A context that wrote reads from the primary for this long.
+    case pinWindow(Duration)
+}
+
+/// The built-in policy: writes, `admin`-like contexts and context-free code go to the
+/// primary; contexts that read from replicas get a healthy, recent-enough replica.
+public struct DefaultRouter: Router {
+    public var selection: ReplicaSelection
+    /// Replicas further behind than this serve no reads; nil disables the check.
+    public var maxReplicaLagMs: Int?
+    public var consistency: ConsistencyPolicy
+    private let counter = Counter()
+
+    public init(selection: ReplicaSelection = .leastLag, maxReplicaLagMs: Int? = 500, consistency: ConsistencyPolicy = .lsn) {
+        self.selection = selection
+        self.maxReplicaLagMs = maxReplicaLagMs
+        self.consistency = consistency
+    }
+
+    public func route(_ request: RouteRequest, topology: Topology) -> RouteDecision? {
+        route(request, topology: topology, excluding: [])
+    }
+
+    /// Routes, treating the nodes in `excluded` as unusable (retries).
+    public func route(_ request: RouteRequest, topology: Topology, excluding excluded: [String]) -> RouteDecision? {
+        // Without exactly one reachable primary, only replica reads can be placed; the
+        // cluster turns a nil into a clear error (no primary, or split brain).
+        let primary = topology.primary
+        guard let context = request.context else { return primary.map { RouteDecision(node: $0.name, reason: .noContext) } }
+        guard request.operation == .read, context.readsFromReplicas else {
+            return primary.map {
+                RouteDecision(node: $0.name, reason: .primaryContext(context: context.name, operation: request.operation))
+            }
+        }
+        if case .pinWindow(let window) = consistency, let lastWrite = request.lastWrite {
+            let since = ContinuousClock.now - lastWrite
+            if since < window {
+                return primary.map {
+                    RouteDecision(node: $0.name, reason: .pinned(context: context.name, sinceWriteMs: since.milliseconds))
+                }
+            }
+        }
+        let lagLimit = context.maxReplicaLagMs ?? maxReplicaLagMs
+        let token = consistency == .lsn ? request.token : nil
+        var skipped: [SkippedNode] = []
+        var eligible: [NodeState] = []
+        eligible.reserveCapacity(topology.nodes.count)
+        for node in topology.nodes where node.role != .primary || !node.reachable {
+            if excluded.contains(node.name) {
+                skipped.append(SkippedNode(node: node.name, why: .excluded))
+            } else if !node.reachable {
+                skipped.append(SkippedNode(node: node.name, why: .down))
+            } else if node.role != .replica {
+                continue
+            } else if node.walReceiverStatus != "streaming" {
+                skipped.append(SkippedNode(node: node.name, why: .notStreaming(node.walReceiverStatus)))
+            } else if let limit = lagLimit, let lag = node.lagMilliseconds, lag > Double(limit) {
+                skipped.append(SkippedNode(node: node.name, why: .lagging(ms: lag, limitMs: limit)))
+            } else if let token, (node.replayLSN ?? LSN(0)) < token.lsn {
+                skipped.append(SkippedNode(node: node.name, why: .behindToken(node.replayLSN, token.lsn)))
+            } else {
+                eligible.append(node)
+            }
+        }
+        guard !eligible.isEmpty else {
+            return primary.map { RouteDecision(node: $0.name, reason: .fallback(context: context.name, skipped: skipped)) }
+        }
+        let chosen: NodeState
+        switch selection {
+        case .random:
+            chosen = eligible[Int(counter.random() % UInt64(eligible.count))]
+        case .roundRobin:
+            chosen = eligible[Int(counter.next() % UInt64(eligible.count))]
+        case .leastLag:
+            chosen = eligible.min { a, b in
+                let aBytes = a.lagBytes ?? .max, bBytes = b.lagBytes ?? .max
+                if aBytes != bBytes { return aBytes < bBytes }
+                return (a.lagSeconds ?? .infinity) < (b.lagSeconds ?? .infinity)
+            }!
+        }
+        return RouteDecision(
+            node: chosen.name, reason: .replica(context: context.name, selection: selection, lagMs: chosen.lagMilliseconds))
+    }
+
+    /// A lock-free counter and a fast pseudo-random source (splitmix64), shared by copies.
+    final class Counter: Sendable {
+        private let value = Atomic<UInt64>(0)
+        private let seed = UInt64.random(in: 0...UInt64.max)
+
+        func next() -> UInt64 { value.add(1, ordering: .relaxed).newValue }
+
+        func random() -> UInt64 {
+            var z = next() &* 0x9E37_79B9_7F4A_7C15 &+ seed
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+}
+
+extension Duration {
+    var milliseconds: Double {
+        let parts = components
+        return Double(parts.seconds) * 1000 + Double(parts.attoseconds) / 1e15
+    }
+}

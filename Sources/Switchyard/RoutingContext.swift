@@ -1,0 +1,104 @@
+import PostgresClient
+import Synchronization
+
+/// Who is asking: the Swift counterpart of "the current request, kept in a thread-local".
+///
+/// A context is a value with a name and a read policy. It is bound to a task with
+/// ``run(_:)`` and is seen by every statement that task and its child tasks (`async let`,
+/// task groups) send through a ``Cluster``; detached tasks do not inherit it. Code that
+/// runs with no context at all (jobs, scripts, the CLI) is routed to the primary.
+public struct RoutingContext: Sendable, Hashable, CustomStringConvertible {
+    /// Shown in the query log, e.g. `admin`.
+    public let name: String
+    /// Whether reads may be served by replicas. Writes always go to the primary.
+    public let readsFromReplicas: Bool
+    /// Lag a replica may have and still serve this context's reads; nil uses the
+    /// cluster's `max_replica_lag_ms`.
+    public let maxReplicaLagMs: Int?
+
+    public init(name: String, readsFromReplicas: Bool, maxReplicaLagMs: Int? = nil) {
+        self.name = name
+        self.readsFromReplicas = readsFromReplicas
+        self.maxReplicaLagMs = maxReplicaLagMs
+    }
+
+    /// Staff traffic: every read and write on the primary, so what was just saved is
+    /// what is shown.
+    public static let admin = RoutingContext(name: "admin", readsFromReplicas: false)
+    /// Site traffic: reads may go to healthy replicas.
+    public static let `public` = RoutingContext(name: "public", readsFromReplicas: true)
+
+    public var description: String { name }
+
+    /// The context bound to the current task, if any.
+    public static var current: RoutingContext? { RoutingScope.current?.context }
+
+    /// Runs `body` in this context with a new consistency session (its own
+    /// read-your-writes token), optionally starting from a token carried in from elsewhere
+    /// (a cookie, a job payload).
+    @discardableResult
+    public func run<T>(
+        token: ConsistencyToken? = nil, isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> T
+    ) async rethrows -> T {
+        let scope = RoutingScope(context: self, session: ConsistencySession(token: token))
+        return try await RoutingScope.$current.withValue(scope, operation: body, isolation: isolation)
+    }
+}
+
+/// The task-local binding: a context and the consistency session it writes into.
+public final class RoutingScope: Sendable {
+    @TaskLocal public static var current: RoutingScope?
+
+    public let context: RoutingContext
+    public let session: ConsistencySession
+
+    init(context: RoutingContext, session: ConsistencySession) {
+        self.context = context
+        self.session = session
+    }
+}
+
+/// A position in the primary's WAL that a reader must see: issued after a write commits,
+/// honoured by routing reads only to replicas that have replayed past it.
+///
+/// Its string form (`sy1:0/3000148`) can travel between processes in a cookie or a job.
+public struct ConsistencyToken: Sendable, Hashable, CustomStringConvertible, Codable {
+    public let lsn: LSN
+
+    public init(lsn: LSN) { self.lsn = lsn }
+
+    /// Parses the string form; nil for anything else.
+    public init?(_ string: String) {
+        guard string.hasPrefix("sy1:"), let lsn = LSN(String(string.dropFirst(4))) else { return nil }
+        self.lsn = lsn
+    }
+
+    public var description: String { "sy1:\(lsn)" }
+}
+
+/// What one routing scope has written: the newest token, and when it last wrote.
+public final class ConsistencySession: Sendable {
+    private struct State {
+        var token: ConsistencyToken?
+        var lastWrite: ContinuousClock.Instant?
+    }
+
+    private let state: Mutex<State>
+
+    public init(token: ConsistencyToken? = nil) {
+        state = Mutex(State(token: token, lastWrite: nil))
+    }
+
+    /// The newest token of this session, to hand to another process.
+    public var token: ConsistencyToken? { state.withLock { $0.token } }
+
+    var lastWrite: ContinuousClock.Instant? { state.withLock { $0.lastWrite } }
+
+    /// Records a committed write; tokens only move forward.
+    func recordWrite(_ lsn: LSN?, at instant: ContinuousClock.Instant) {
+        state.withLock { state in
+            state.lastWrite = instant
+            if let lsn, lsn > (state.token?.lsn ?? LSN(0)) { state.token = ConsistencyToken(lsn: lsn) }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import PostgresClient
+
+/// A node's role as last seen by probing (`pg_is_in_recovery()`), never from config.
+public enum NodeRole: String, Sendable, Codable {
+    case primary, replica, unknown
+}
+
+/// What the monitor last learnt about one node.
+public struct NodeState: Sendable, Codable, Equatable {
+    public var name: String
+    public var reachable: Bool
+    public var role: NodeRole
+    /// Primary: `pg_current_wal_lsn()`.
+    public var currentLSN: LSN?
+    /// Replica: `pg_last_wal_receive_lsn()` / `pg_last_wal_replay_lsn()`.
+    public var receiveLSN: LSN?
+    public var replayLSN: LSN?
+    /// Bytes of WAL the replica has still to replay, against the primary's current LSN.
+    public var lagBytes: UInt64?
+    /// Seconds behind: `now() - pg_last_xact_replay_timestamp()`, only while bytes are
+    /// behind; an idle, caught-up replica reads 0.
+    public var lagSeconds: Double?
+    /// `pg_stat_wal_receiver.status` (`streaming` when healthy).
+    public var walReceiverStatus: String?
+    /// `host:port` the WAL receiver streams from.
+    public var upstream: String?
+    public var timeline: Int?
+    public var replayPaused: Bool?
+    /// Why the last probe failed.
+    public var error: String?
+    /// Seconds since the sample was taken, at the time of the snapshot.
+    public var sampledAt: Double
+
+    public init(name: String) {
+        self.name = name
+        reachable = false
+        role = .unknown
+        sampledAt = 0
+    }
+
+    /// Lag in milliseconds for routing decisions (0 on a primary).
+    public var lagMilliseconds: Double? { lagSeconds.map { $0 * 1000 } }
+}
+
+/// A replica as the primary sees it in `pg_stat_replication`.
+public struct ReplicationPeer: Sendable, Codable, Equatable {
+    public var applicationName: String
+    public var clientAddress: String?
+    public var state: String?
+    public var sentLSN: LSN?
+    public var replayLSN: LSN?
+    public var syncState: String?
+}
+
+/// The monitor's latest view of the whole cluster, as the router reads it.
+public struct Topology: Sendable {
+    /// In config order.
+    public var nodes: [NodeState]
+    /// When the round that produced this view finished (monotonic).
+    public var sampledAt: ContinuousClock.Instant
+    /// The primary's `pg_stat_replication` rows.
+    public var replication: [ReplicationPeer]
+
+    public init(nodes: [NodeState], sampledAt: ContinuousClock.Instant = .now, replication: [ReplicationPeer] = []) {
+        self.nodes = nodes
+        self.sampledAt = sampledAt
+        self.replication = replication
+    }
+
+    /// Reachable nodes out of recovery. More than one is split brain.
+    public var primaries: [NodeState] { nodes.filter { $0.reachable && $0.role == .primary } }
+
+    /// The one reachable primary, or nil when there is none or more than one.
+    public var primary: NodeState? {
+        let found = primaries
+        return found.count == 1 ? found[0] : nil
+    }
+
+    public func node(_ name: String) -> NodeState? { nodes.first { $0.name == name } }
+}

@@ -1,0 +1,408 @@
+import Foundation
+import LocalCluster
+import PostgresClient
+import Switchyard
+import SwitchyardTestSupport
+import Testing
+
+extension TestCluster {
+    /// A routed `Cluster` over this test cluster, started, with a fast monitor.
+    func routed(
+        selection: ReplicaSelection = .roundRobin, readYourWrites: Bool = true, pinWindowMs: Int = 0,
+        intervalMs: Int = 250, routers: [any Router] = [], logFile: String? = nil, logCapacity: Int = 100_000
+    ) async throws -> Cluster {
+        var configuration = ClusterConfiguration(
+            name: "test", nodes: try nodes.map { NodeEndpoint(name: $0.name, conninfo: try conninfo($0.name)) })
+        configuration.replicaSelection = selection
+        configuration.readYourWrites = readYourWrites
+        configuration.pinWindowMs = pinWindowMs
+        configuration.monitorIntervalMs = intervalMs
+        configuration.queryLogFile = logFile
+        configuration.queryLogCapacity = logCapacity
+        let cluster = try Cluster(configuration: configuration, routers: routers)
+        await cluster.start()
+        return cluster
+    }
+}
+
+/// Runs `body` with a started routed cluster and shuts it down afterwards.
+func withRouted<T: Sendable>(
+    selection: ReplicaSelection = .roundRobin, readYourWrites: Bool = true, routers: [any Router] = [],
+    logFile: String? = nil, _ body: (Cluster, TestCluster) async throws -> T
+) async throws -> T {
+    let test = try TestCluster.shared()
+    let cluster = try await test.routed(selection: selection, readYourWrites: readYourWrites, routers: routers, logFile: logFile)
+    do {
+        let value = try await body(cluster, test)
+        await cluster.shutdown()
+        return value
+    } catch {
+        await cluster.shutdown()
+        throw error
+    }
+}
+
+/// Sends reads of `audit` tables to pg3, and tries (wrongly) to send writes to pg2.
+struct AuditRouter: Router {
+    func route(_ request: RouteRequest, topology: Topology) -> RouteDecision? {
+        if request.hints["misroute"] == "yes" { return RouteDecision(node: "pg2", reason: .custom(router: "audit", note: "bad")) }
+        guard request.operation == .read, request.table == "audit" else { return nil }
+        return RouteDecision(node: "pg3", reason: .custom(router: "audit", note: "audit reads"))
+    }
+}
+
+extension ClusterTests {
+    @Suite struct RoutingTests {
+        static func makeTable(_ cluster: Cluster, _ test: TestCluster, rows: Int = 20) async throws -> String {
+            let table = "rt_" + UUID().uuidString.prefix(8).lowercased()
+            try await cluster.execute("create table \(table) (id int primary key, version int not null, note text)")
+            try await cluster.execute("insert into \(table) select g, 0, 'row ' || g from generate_series(1, $1) g", [rows])
+            // Wait until both replicas have the rows.
+            for replica in ["pg2", "pg3"] {
+                let ready = try await TestCluster.eventually {
+                    try await test.withConnection(replica) { connection in
+                        try await connection.query("select count(*) from pg_tables where tablename = $1", [table]).scalar(Int.self) == 1
+                    }
+                }
+                #expect(ready)
+            }
+            _ = await TestCluster.eventually {
+                let topology = await cluster.monitor.probeNow()
+                return topology.nodes.allSatisfy { $0.lagBytes == 0 }
+            }
+            return table
+        }
+
+        @Test func adminContextKeepsEverythingOnThePrimary() async throws {
+            try await withRouted { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                cluster.log.clear()
+                try await RoutingContext.admin.run {
+                    for i in 1...50 {
+                        if i % 3 == 0 {
+                            try await cluster.execute("update \(table) set version = version + 1 where id = $1", [i % 20 + 1])
+                        } else {
+                            _ = try await cluster.query("select * from \(table) where id = $1", [i % 20 + 1])
+                        }
+                    }
+                }
+                let entries = cluster.log.entries
+                #expect(entries.count == 50)
+                #expect(entries.allSatisfy { $0.node == "pg1" && $0.context == "admin" })
+                #expect(entries.contains { $0.reason == "admin → pg1" })
+                #expect(entries.contains { $0.reason == "admin write → pg1" })
+            }
+        }
+
+        @Test func publicReadsLandOnReplicasAndWritesOnThePrimary() async throws {
+            try await withRouted { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                cluster.log.clear()
+                try await RoutingContext.public.run {
+                    for i in 1...30 { _ = try await cluster.query("select * from \(table) where id = $1", [i % 20 + 1]) }
+                }
+                try await RoutingContext.public.run {
+                    try await cluster.execute("update \(table) set note = $1 where id = 1", ["changed"])
+                }
+                let all = cluster.log.entries
+                let reads = all.filter { $0.operation == .read }
+                let writes = all.filter { $0.operation == .write }
+                #expect(reads.count == 30)
+                #expect(reads.allSatisfy { $0.node == "pg2" || $0.node == "pg3" })
+                #expect(Set(reads.map(\.node)) == ["pg2", "pg3"], "round-robin should use both replicas")
+                #expect(reads.allSatisfy { $0.reason.hasPrefix("public → pg") })
+                #expect(writes.map(\.node) == ["pg1"])
+            }
+        }
+
+        @Test func noContextGoesToThePrimary() async throws {
+            try await withRouted { cluster, _ in
+                cluster.log.clear()
+                #expect(RoutingContext.current == nil)
+                let routed = try await cluster.run(.read, "select 1")
+                #expect(routed.node == "pg1")
+                #expect(routed.reason == .noContext)
+                #expect(cluster.log.entries.last?.reason == "no context → pg1 (primary)")
+            }
+        }
+
+        @Test func customContextAndCustomRouter() async throws {
+            try await withRouted(routers: [AuditRouter()]) { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                let reports = RoutingContext(name: "reports", readsFromReplicas: true, maxReplicaLagMs: 60_000)
+                try await reports.run {
+                    #expect(RoutingContext.current == reports)
+                    let routed = try await cluster.run(.read, "select count(*) from \(table)")
+                    #expect(routed.node != "pg1")
+                    #expect(cluster.log.entries.last?.context == "reports")
+                    let audit = try await cluster.run(.read, "select 1", table: "audit")
+                    #expect(audit.node == "pg3")
+                    #expect(cluster.log.entries.last?.reason == "audit → pg3 (audit reads)")
+                    // A router may not send a write to a replica.
+                    let error = await #expect(throws: RoutingError.self) {
+                        try await cluster.execute("update \(table) set version = 9 where id = 1", hints: ["misroute": "yes"])
+                    }
+                    #expect(error?.kind == .writeNotOnPrimary(node: "pg2"))
+                }
+                let untouched = try await test.withConnection("pg1") {
+                    try await $0.query("select version from \(table) where id = 1").scalar(Int.self)
+                }
+                #expect(untouched == 0)
+            }
+        }
+
+        @Test func contextPropagatesToChildTasksButNotDetachedTasks() async throws {
+            try await withRouted { cluster, _ in
+                try await RoutingContext.public.run {
+                    async let child = RoutingContext.current
+                    #expect(await child == .public)
+                    let fromGroup = await withTaskGroup(of: RoutingContext?.self) { group in
+                        for _ in 0..<4 { group.addTask { RoutingContext.current } }
+                        return await group.reduce(into: []) { $0.append($1) }
+                    }
+                    #expect(fromGroup == [.public, .public, .public, .public])
+                    async let childRead = cluster.run(.read, "select 1")
+                    #expect(try await childRead.node != "pg1")
+                    let detached = await Task.detached { RoutingContext.current }.value
+                    #expect(detached == nil)
+                    let detachedRead = try await Task.detached { try await cluster.run(.read, "select 1") }.value
+                    #expect(detachedRead.node == "pg1")
+                    #expect(detachedRead.reason == .noContext)
+                }
+            }
+        }
+
+        @Test func laggingReplicaIsExcludedThenUsedAgain() async throws {
+            try await withRouted { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                try await test.local.delay(node: "pg3", milliseconds: 1500)
+                do {
+                    // Keep writing so pg3 stays behind.
+                    let writer = Task {
+                        var i = 0
+                        while !Task.isCancelled {
+                            i += 1
+                            _ = try? await cluster.execute("update \(table) set version = $1 where id = 1", [i])
+                            try? await Task.sleep(for: .milliseconds(50))
+                        }
+                    }
+                    defer { writer.cancel() }
+                    let behind = await TestCluster.eventually(timeout: .seconds(10)) {
+                        let pg3 = await cluster.monitor.probeNow().node("pg3")
+                        return (pg3?.lagMilliseconds ?? 0) > 500
+                    }
+                    #expect(behind, "pg3 never showed lag above 500 ms")
+                    cluster.log.clear()
+                    try await RoutingContext.public.run {
+                        for _ in 1...20 { _ = try await cluster.query("select count(*) from \(table)") }
+                    }
+                    let reads = cluster.log.entries.filter { $0.operation == .read }
+                    #expect(reads.count == 20)
+                    #expect(!reads.contains { $0.node == "pg3" }, "pg3 served a read while 1.5 s behind")
+                    writer.cancel()
+                    try await test.local.delay(node: "pg3", milliseconds: 0)
+                    let caughtUp = await TestCluster.eventually(timeout: .seconds(10)) {
+                        let pg3 = await cluster.monitor.probeNow().node("pg3")
+                        return pg3?.lagBytes == 0
+                    }
+                    #expect(caughtUp)
+                    cluster.log.clear()
+                    try await RoutingContext.public.run {
+                        for _ in 1...20 { _ = try await cluster.query("select count(*) from \(table)") }
+                    }
+                    #expect(cluster.log.entries.contains { $0.node == "pg3" }, "pg3 gets reads again once caught up")
+                } catch {
+                    try? await test.local.delay(node: "pg3", milliseconds: 0)
+                    throw error
+                }
+            }
+        }
+
+        @Test func lsnTokenMakesReadBacksFreshWhileOtherReadsUseReplicas() async throws {
+            try await withRouted(selection: .random) { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                try await test.local.delay(node: "pg3", milliseconds: 200)
+                do {
+                    cluster.log.clear()
+                    var stale = 0
+                    for i in 1...200 {
+                        try await RoutingContext.public.run {
+                            try await cluster.execute("update \(table) set version = $1 where id = $2", [i, i % 20 + 1])
+                            #expect(Cluster.currentToken != nil)
+                            let version = try await cluster.query("select version from \(table) where id = $1", [i % 20 + 1])
+                                .scalar(Int.self)
+                            if version != i { stale += 1 }
+                        }
+                    }
+                    #expect(stale == 0, "\(stale) stale read-backs")
+                    // Reads with no token still go to replicas.
+                    cluster.log.clear()
+                    try await RoutingContext.public.run {
+                        for _ in 1...20 { _ = try await cluster.query("select count(*) from \(table)") }
+                    }
+                    #expect(cluster.log.entries.filter { $0.node != "pg1" }.count >= 18)
+                } catch {
+                    try? await test.local.delay(node: "pg3", milliseconds: 0)
+                    throw error
+                }
+                try await test.local.delay(node: "pg3", milliseconds: 0)
+            }
+        }
+
+        @Test func tokenTravelsAsAString() async throws {
+            try await withRouted(selection: .random) { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                try await test.local.delay(node: "pg3", milliseconds: 1500)
+                do {
+                    let carried: String = try await RoutingContext.public.run {
+                        try await cluster.execute("update \(table) set version = 42 where id = 5")
+                        return try #require(Cluster.currentToken).description
+                    }
+                    #expect(carried.hasPrefix("sy1:"))
+                    let token = try #require(ConsistencyToken(carried))
+                    #expect(token.description == carried)
+                    #expect(ConsistencyToken("garbage") == nil)
+                    // "Another process": a fresh context that starts from the carried token.
+                    for _ in 1...10 {
+                        let (version, node) = try await RoutingContext.public.run(token: token) {
+                            let routed = try await cluster.run(.read, "select version from \(table) where id = 5")
+                            return (try routed.result.scalar(Int.self), routed.node)
+                        }
+                        #expect(version == 42)
+                        #expect(node != "pg3", "pg3 is 1.5 s behind and must not serve a read carrying the token")
+                    }
+                } catch {
+                    try? await test.local.delay(node: "pg3", milliseconds: 0)
+                    throw error
+                }
+                try await test.local.delay(node: "pg3", milliseconds: 0)
+            }
+        }
+
+        @Test func idleClusterReadsZeroLag() async throws {
+            try await withRouted { cluster, _ in
+                try await cluster.execute("select pg_switch_wal()")
+                try await Task.sleep(for: .seconds(5))
+                let topology = await cluster.monitor.probeNow()
+                for node in topology.nodes {
+                    #expect(node.reachable)
+                    #expect(node.lagBytes == 0, "\(node.name) lag bytes \(String(describing: node.lagBytes))")
+                    #expect(node.lagSeconds == 0, "\(node.name) lag seconds \(String(describing: node.lagSeconds))")
+                }
+                #expect(topology.primary?.name == "pg1")
+                #expect(topology.node("pg2")?.walReceiverStatus == "streaming")
+                #expect(topology.replication.map(\.applicationName).sorted() == ["pg2", "pg3"])
+                #expect(cluster.monitor.history(of: "pg2").count >= 5)
+            }
+        }
+
+        @Test func replicaStoppedMidTrafficCostsNoRead() async throws {
+            try await withRouted(selection: .roundRobin) { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                cluster.log.clear()
+                let clock = ContinuousClock()
+                let deadline = clock.now + .seconds(4)
+                let readers = (0..<4).map { _ in
+                    Task { () -> (ok: Int, failed: Int) in
+                        var ok = 0, failed = 0
+                        await RoutingContext.public.run {
+                            while clock.now < deadline {
+                                do {
+                                    _ = try await cluster.query("select count(*) from \(table)")
+                                    ok += 1
+                                } catch {
+                                    failed += 1
+                                }
+                            }
+                        }
+                        return (ok, failed)
+                    }
+                }
+                try await Task.sleep(for: .seconds(1))
+                let stoppedAt = clock.now
+                try await test.local.stop(node: "pg2", mode: .immediate)
+                let markedDown = await TestCluster.eventually(timeout: .seconds(5)) {
+                    cluster.monitor.topology.node("pg2")?.reachable == false
+                }
+                let detection = clock.now - stoppedAt
+                #expect(markedDown)
+                #expect(detection <= .milliseconds(250 + 1000), "pg2 marked down after \(detection)")
+                var ok = 0, failed = 0
+                for reader in readers {
+                    let result = await reader.value
+                    ok += result.ok
+                    failed += result.failed
+                }
+                #expect(failed == 0, "\(failed) reads failed")
+                #expect(ok > 100)
+                let retries = cluster.log.entries.filter { $0.reason.hasPrefix("retry: pg2") }
+                #expect(!retries.isEmpty, "the log shows no retry")
+                #expect(retries.allSatisfy { $0.error == nil && $0.node != "pg2" })
+                try await test.local.start(node: "pg2")
+                try await test.waitForStreaming()
+            }
+        }
+
+        @Test func parameterValuesNeverReachTheLog() async throws {
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("sy-log-\(UUID().uuidString).jsonl").path
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            let secret = "card-4111-1111-1111-1111"
+            try await withRouted(logFile: file) { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                try await RoutingContext.admin.run {
+                    try await cluster.execute("update \(table) set note = $1 where id = 1", [secret])
+                    _ = try await cluster.query("select * from \(table) where note = $1", [secret])
+                    _ = try? await cluster.query("select $1::int", [secret])
+                }
+                let entries = cluster.log.entries
+                #expect(entries.count >= 3)
+                #expect(entries.contains { $0.sql.contains("set note = $1") })
+                for entry in entries {
+                    #expect(!entry.sql.contains(secret) && !entry.reason.contains(secret) && !(entry.error ?? "").contains(secret))
+                }
+                cluster.log.close()
+                let text = try String(contentsOfFile: file, encoding: .utf8)
+                let lines = text.split(separator: "\n")
+                #expect(lines.count == entries.count)
+                #expect(!text.contains(secret))
+                let decoder = JSONDecoder()
+                decoder.dateDecodingStrategy = .iso8601
+                let decoded = try lines.map { try decoder.decode(QueryLogEntry.self, from: Data($0.utf8)) }
+                #expect(decoded.map(\.id) == entries.map(\.id))
+                #expect(decoded.contains { $0.error?.contains("22P02") == true })
+            }
+        }
+
+        @Test func transactionReadsHitThePrimaryAndThrowRollsBack() async throws {
+            try await withRouted { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                cluster.log.clear()
+                struct Abort: Error {}
+                try await RoutingContext.public.run {
+                    await #expect(throws: Abort.self) {
+                        try await cluster.transaction { tx in
+                            try await tx.execute("update \(table) set version = 99 where id = 2")
+                            let seen = try await tx.query("select version from \(table) where id = 2").scalar(Int.self)
+                            #expect(seen == 99)
+                            throw Abort()
+                        }
+                    }
+                    let committed = try await cluster.transaction { tx -> Int? in
+                        try await tx.execute("update \(table) set version = 7 where id = 3")
+                        return try await tx.query("select version from \(table) where id = 3").scalar(Int.self)
+                    }
+                    #expect(committed == 7)
+                    #expect(Cluster.currentToken != nil)
+                }
+                let entries = cluster.log.entries
+                #expect(entries.allSatisfy { $0.node == "pg1" && $0.reason == "transaction → pg1" })
+                #expect(entries.map(\.sql).contains("rollback"))
+                let versions = try await test.withConnection("pg1") { connection in
+                    try await connection.query("select id, version from \(table) where id in (2, 3) order by id").rows
+                        .map { try $0.decode(1, as: Int.self) }
+                }
+                #expect(versions == [0, 7])
+            }
+        }
+    }
+}
