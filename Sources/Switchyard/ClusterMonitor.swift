@@ -36,6 +36,9 @@ public final class ClusterMonitor: Sendable {
         var rounds = 0
         var subscribers: [UInt64: AsyncStream<Topology>.Continuation] = [:]
         var nextSubscriber: UInt64 = 0
+        /// When each replica was first seen behind, for bounding its lag in seconds.
+        var behindSince: [String: ContinuousClock.Instant] = [:]
+        var previousRound: ContinuousClock.Instant?
     }
 
     private let state: Mutex<State>
@@ -134,8 +137,12 @@ public final class ClusterMonitor: Sendable {
             for await (index, sample) in group { samples[index] = sample }
             return samples.map { $0! }
         }
-        let topology = Self.assemble(names: nodes.map(\.name), samples: samples, at: .now)
         let subscribers = state.withLock { state -> [AsyncStream<Topology>.Continuation] in
+            let now = ContinuousClock.now
+            let topology = Self.assemble(
+                names: nodes.map(\.name), samples: samples, at: now, previousRound: state.previousRound,
+                behindSince: &state.behindSince)
+            state.previousRound = now
             state.topology = topology
             state.rounds += 1
             for node in topology.nodes {
@@ -146,12 +153,23 @@ public final class ClusterMonitor: Sendable {
             }
             return Array(state.subscribers.values)
         }
+        let topology = self.topology
         for subscriber in subscribers { subscriber.yield(topology) }
         return topology
     }
 
     /// Turns one round of raw samples into node states with lag (pure; unit-tested).
-    static func assemble(names: [String], samples: [ProbeSample], at instant: ContinuousClock.Instant) -> Topology {
+    ///
+    /// Lag in bytes is the primary's current LSN minus the replica's replay LSN (the
+    /// replica's own receive LSN when no single primary answered). Lag in seconds is 0
+    /// while no bytes are behind; otherwise the smaller of two upper bounds: the age of the
+    /// last replayed transaction, and the time since the last round that saw the replica
+    /// caught up (the unreplayed WAL is younger than that). The first alone overstates lag
+    /// after an idle spell; the second alone needs history.
+    static func assemble(
+        names: [String], samples: [ProbeSample], at instant: ContinuousClock.Instant,
+        previousRound: ContinuousClock.Instant?, behindSince: inout [String: ContinuousClock.Instant]
+    ) -> Topology {
         var states: [NodeState] = []
         let primaries = samples.filter { $0.reachable && $0.inRecovery == false }
         let primaryLSN = primaries.count == 1 ? primaries[0].currentLSN : nil
@@ -160,27 +178,44 @@ public final class ClusterMonitor: Sendable {
             var node = NodeState(name: name)
             node.reachable = sample.reachable
             node.error = sample.error
-            node.sampledAt = 0
-            if sample.reachable, let inRecovery = sample.inRecovery {
-                node.role = inRecovery ? .replica : .primary
-                node.currentLSN = sample.currentLSN
-                node.receiveLSN = sample.receiveLSN
-                node.replayLSN = sample.replayLSN
-                node.walReceiverStatus = sample.walReceiverStatus
-                node.upstream = sample.upstream
-                node.timeline = sample.timeline
-                node.replayPaused = sample.replayPaused
-                if inRecovery {
-                    let reference = primaryLSN ?? sample.receiveLSN
-                    let bytes = reference.map { ($0).bytes(after: sample.replayLSN ?? LSN(0)) }
-                    node.lagBytes = bytes
-                    if let bytes {
-                        node.lagSeconds = bytes > 0 ? max(sample.replayAgeSeconds ?? 0, 0) : 0
-                    }
-                } else {
-                    node.lagBytes = 0
+            guard sample.reachable, let inRecovery = sample.inRecovery else {
+                behindSince[name] = nil
+                states.append(node)
+                continue
+            }
+            node.role = inRecovery ? .replica : .primary
+            node.currentLSN = sample.currentLSN
+            node.receiveLSN = sample.receiveLSN
+            node.replayLSN = sample.replayLSN
+            node.walReceiverStatus = sample.walReceiverStatus
+            node.upstream = sample.upstream
+            node.timeline = sample.timeline
+            node.replayPaused = sample.replayPaused
+            guard inRecovery else {
+                node.lagBytes = 0
+                node.lagSeconds = 0
+                replication = sample.replication
+                behindSince[name] = nil
+                states.append(node)
+                continue
+            }
+            if let reference = primaryLSN ?? sample.receiveLSN {
+                let bytes = reference.bytes(after: sample.replayLSN ?? LSN(0))
+                node.lagBytes = bytes
+                if bytes == 0 {
+                    behindSince[name] = nil
                     node.lagSeconds = 0
-                    replication = sample.replication
+                } else {
+                    // Caught up at the previous round (or unknown): the gap is younger than it.
+                    let since = behindSince[name] ?? previousRound
+                    if behindSince[name] == nil { behindSince[name] = previousRound ?? instant }
+                    let bound = since.map { (instant - $0).milliseconds / 1000 }
+                    switch (sample.replayAgeSeconds.map { max($0, 0) }, bound) {
+                    case (let age?, let bound?): node.lagSeconds = min(age, bound)
+                    case (let age?, nil): node.lagSeconds = age
+                    case (nil, let bound?): node.lagSeconds = bound
+                    case (nil, nil): node.lagSeconds = nil
+                    }
                 }
             }
             states.append(node)

@@ -57,7 +57,8 @@ public struct SkippedNode: Sendable, Equatable, CustomStringConvertible {
 }
 
 func formatMilliseconds(_ ms: Double) -> String {
-    ms >= 1000 ? "\((ms / 100).rounded() / 10) s" : "\(Int(ms.rounded())) ms"
+    guard ms.isFinite else { return "unknown" }
+    return ms >= 1000 ? "\((ms / 100).rounded() / 10) s" : "\(Int(ms.rounded())) ms"
 }
 
 /// Why a statement went where it went. Kept structured and rendered only when shown,
@@ -206,8 +207,9 @@ public struct DefaultRouter: Router {
                 continue
             } else if node.walReceiverStatus != "streaming" {
                 skipped.append(SkippedNode(node: node.name, why: .notStreaming(node.walReceiverStatus)))
-            } else if let limit = lagLimit, let lag = node.lagMilliseconds, lag > Double(limit) {
-                skipped.append(SkippedNode(node: node.name, why: .lagging(ms: lag, limitMs: limit)))
+            } else if let limit = lagLimit, (node.lagBytes ?? 0) > 0, (node.lagMilliseconds ?? .infinity) > Double(limit) {
+                // Behind by an unknown time counts as too far behind.
+                skipped.append(SkippedNode(node: node.name, why: .lagging(ms: node.lagMilliseconds ?? .infinity, limitMs: limit)))
             } else if let token, (node.replayLSN ?? LSN(0)) < token.lsn {
                 skipped.append(SkippedNode(node: node.name, why: .behindToken(node.replayLSN, token.lsn)))
             } else {
@@ -251,7 +253,8 @@ public struct DefaultRouter: Router {
 }
 
 extension Duration {
-    var milliseconds: Double {
+    /// The duration in (fractional) milliseconds.
+    public var milliseconds: Double {
         let parts = components
         return Double(parts.seconds) * 1000 + Double(parts.attoseconds) / 1e15
     }

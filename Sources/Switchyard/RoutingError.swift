@@ -16,7 +16,8 @@ public struct RoutingError: Error, Sendable, CustomStringConvertible, Equatable 
 
     public var description: String { message }
 
-    static func noPrimary(_ topology: Topology) -> RoutingError {
+    /// The error for a topology with no single primary: split brain or none at all.
+    public static func noPrimary(_ topology: Topology) -> RoutingError {
         let primaries = topology.primaries
         if primaries.count > 1 {
             let names = primaries.map(\.name)

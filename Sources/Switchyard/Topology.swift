@@ -28,14 +28,11 @@ public struct NodeState: Sendable, Codable, Equatable {
     public var replayPaused: Bool?
     /// Why the last probe failed.
     public var error: String?
-    /// Seconds since the sample was taken, at the time of the snapshot.
-    public var sampledAt: Double
 
     public init(name: String) {
         self.name = name
         reachable = false
         role = .unknown
-        sampledAt = 0
     }
 
     /// Lag in milliseconds for routing decisions (0 on a primary).

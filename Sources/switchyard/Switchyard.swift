@@ -11,7 +11,7 @@ struct SwitchyardCommand: AsyncParsableCommand {
             from this machine's PostgreSQL, with a switchyard.toml for them.
             """,
         version: SwitchyardVersion.current,
-        subcommands: [ClusterCommand.self]
+        subcommands: [ClusterCommand.self, LagCommand.self, BenchCommand.self]
     )
 }
 

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import PostgresClient
+import Switchyard
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure stale reads per routing policy, and routing overhead.",
+        subcommands: [Consistency.self, Routing.self])
+}
+
+extension BenchCommand {
+    struct Consistency: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stale read-backs, replica share, throughput and latency for each consistency policy.",
+            discussion: """
+                C clients run S seconds per policy. Each iteration: with 20 % probability a visitor \
+                updates its own row on the primary and at once reads it back in the same public \
+                request (a read-back; stale if it shows an older version); otherwise a visitor \
+                reads a random other row in a fresh public request. Policies: naive random \
+                replica, admin context (everything on the primary), pin window 2 s, LSN \
+                read-your-writes. Try it with `switchyard cluster delay pg3 200`. Build with \
+                -c release for meaningful figures.
+                """)
+
+        @OptionGroup var config: ConfigOption
+        @Option(help: "Seconds per policy.") var seconds = 10.0
+        @Option(help: "Concurrent clients.") var clients = 8
+        @Option(help: "Rows read at random besides the clients' own.") var rows = 1000
+        @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
+            guard (1...256).contains(clients) else { throw ValidationError("--clients must be between 1 and 256") }
+            guard rows >= 1 else { throw ValidationError("--rows must be at least 1") }
+        }
+
+        func run() async throws {
+            let configuration = try config.load()
+            let bench = ConsistencyBench(base: configuration, clients: clients, rows: rows, seconds: seconds)
+            do {
+                try await bench.prepare()
+                var reports: [ConsistencyBench.Report] = []
+                for policy in ConsistencyBench.Policy.allCases {
+                    if !json { FileHandle.standardError.write(Data("running \(policy.rawValue) for \(seconds) s…\n".utf8)) }
+                    reports.append(try await bench.run(policy))
+                }
+                print(json ? try ConsistencyBench.json(reports) : ConsistencyBench.table(reports))
+            } catch let error as PostgresError {
+                throw fail(error.description)
+            } catch let error as RoutingError {
+                throw fail(error.description)
+            }
+        }
+    }
+
+    struct Routing: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Routing decision time, and routed `SELECT 1` throughput against raw PostgresClient on the same node.",
+            discussion: "Build with -c release for meaningful figures.")
+
+        @OptionGroup var config: ConfigOption
+        @Option(help: "Seconds for each throughput run.") var seconds = 5.0
+        @Option(help: "Routing decisions to time.") var decisions = 1_000_000
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let configuration = try config.load()
+            do {
+                let report = try await RoutingBench(configuration: configuration, seconds: seconds, decisions: decisions).run()
+                print(json ? try report.json() : report.table())
+            } catch let error as PostgresError {
+                throw fail(error.description)
+            } catch let error as RoutingError {
+                throw fail(error.description)
+            }
+        }
+    }
+}

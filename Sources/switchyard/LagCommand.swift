@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import Switchyard
+
+struct LagCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lag",
+        abstract: "Show every node's role, state, upstream, timeline and replication lag.",
+        discussion: """
+            Lag is live: WAL bytes the replica has still to replay (against the primary's \
+            current position) and, while bytes are behind, seconds since the last replayed \
+            transaction. An idle, caught-up replica reads 0.
+            """)
+
+    @OptionGroup var config: ConfigOption
+    @Flag(help: "Print JSON instead of a table.") var json = false
+    @Flag(help: "Redraw every monitor interval until interrupted.") var watch = false
+
+    func run() async throws {
+        let configuration = try config.load()
+        let monitor = ClusterMonitor(
+            nodes: configuration.nodes,
+            settings: ClusterMonitor.Settings(interval: .milliseconds(configuration.monitorIntervalMs)))
+        repeat {
+            let started = ContinuousClock.now
+            let topology = await monitor.probeNow()
+            if watch && !json { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+            print(json ? try LagReport.json(topology, cluster: configuration.name) : LagReport.table(topology, configuration))
+            if watch { try await Task.sleep(until: started + .milliseconds(configuration.monitorIntervalMs), clock: .continuous) }
+        } while watch
+        await monitor.stop()
+    }
+}
+
+enum LagReport {
+    static func table(_ topology: Topology, _ configuration: ClusterConfiguration) -> String {
+        let header = ["NODE", "ROLE", "STATE", "UPSTREAM", "TL", "LAG BYTES", "LAG SECONDS", "REPLAY PAUSED"]
+        let rows = topology.nodes.map { node -> [String] in
+            [
+                node.name, node.reachable ? node.role.rawValue : "-", state(node), node.upstream ?? "-",
+                node.timeline.map(String.init) ?? "-", node.lagBytes.map(String.init) ?? "-",
+                node.lagSeconds.map { String(format: "%.3f", $0) } ?? "-",
+                node.replayPaused.map { $0 ? "yes" : "no" } ?? "-",
+            ]
+        }
+        var lines = ["cluster \(configuration.name)", TextTable.render(header: header, rows: rows)]
+        if topology.primaries.count > 1 {
+            lines.append("SPLIT BRAIN: \(topology.primaries.map(\.name).joined(separator: ", ")) are all primaries")
+        } else if topology.primary == nil {
+            lines.append("no reachable primary")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func state(_ node: NodeState) -> String {
+        guard node.reachable else {
+            let why = node.error ?? "unreachable"
+            return "DOWN: " + (why.count > 40 ? String(why.prefix(39)) + "…" : why)
+        }
+        if node.role == .primary { return "running" }
+        return node.walReceiverStatus ?? "not streaming"
+    }
+
+    struct Document: Encodable {
+        var cluster: String
+        var primary: String?
+        var nodes: [NodeState]
+        var replication: [ReplicationPeer]
+    }
+
+    static func json(_ topology: Topology, cluster: String) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let document = Document(
+            cluster: cluster, primary: topology.primary?.name, nodes: topology.nodes, replication: topology.replication)
+        return String(decoding: try encoder.encode(document), as: UTF8.self)
+    }
+}
