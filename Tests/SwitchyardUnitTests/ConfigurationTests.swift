@@ -1,0 +1,102 @@
+import Foundation
+import Switchyard
+import Testing
+
+@Suite struct ConfigurationTests {
+    let sample = """
+        [cluster]
+        name = "demo"
+
+        [[nodes]]
+        name = "pg1"
+        conninfo = "host=127.0.0.1 port=55432 dbname=app user=postgres"
+
+        [[nodes]]
+        name = "pg2"
+        conninfo = "postgresql://postgres@127.0.0.1:55433/app"
+
+        [routing]
+        replica_selection = "round-robin"
+        max_replica_lag_ms = 750
+        read_your_writes = true
+
+        [monitor]
+        interval_ms = 500
+        warn_lag_ms = 100
+        critical_lag_ms = 900
+
+        [console]
+        theme = "light"
+        """
+
+    @Test func parsesTheDocumentedFormat() throws {
+        let config = try ClusterConfiguration.parse(sample, file: "switchyard.toml")
+        #expect(config.name == "demo")
+        #expect(config.nodes.map(\.name) == ["pg1", "pg2"])
+        #expect(config.nodes[1].conninfo == "postgresql://postgres@127.0.0.1:55433/app")
+        #expect(config.replicaSelection == .roundRobin)
+        #expect(config.maxReplicaLagMs == 750)
+        #expect(config.consistency == .lsn)
+        #expect(config.monitorIntervalMs == 500)
+        #expect(config.warnLagMs == 100 && config.criticalLagMs == 900)
+        #expect(config.theme == "light")
+    }
+
+    @Test func defaultsAndPolicies() throws {
+        var config = try ClusterConfiguration.parse(
+            "[[nodes]]\nname = \"a\"\nconninfo = \"host=x\"\n", file: "f.toml")
+        #expect(config.replicaSelection == .leastLag)
+        #expect(config.maxReplicaLagMs == 500)
+        #expect(config.monitorIntervalMs == 1000)
+        #expect(config.consistency == .lsn)
+        config.pinWindowMs = 2000
+        #expect(config.consistency == .pinWindow(.seconds(2)))
+        config.readYourWrites = false
+        #expect(config.consistency == ConsistencyPolicy.none)
+    }
+
+    @Test func errorsNameFileAndLine() {
+        func error(_ text: String) -> ConfigurationError? {
+            do {
+                _ = try ClusterConfiguration.parse(text, file: "/etc/sy.toml")
+                return nil
+            } catch {
+                return error as? ConfigurationError
+            }
+        }
+        let syntax = error("[cluster]\nname = \"x\n")
+        #expect(syntax?.file == "/etc/sy.toml")
+        #expect(syntax?.line == 2)
+        let badSelection = error(sample.replacingOccurrences(of: "\"round-robin\"", with: "\"fastest\""))
+        #expect(badSelection?.line == 13)
+        #expect(badSelection?.description.hasPrefix("/etc/sy.toml:13: replica_selection \"fastest\"") == true)
+        let wrongType = error(sample.replacingOccurrences(of: "max_replica_lag_ms = 750", with: "max_replica_lag_ms = \"750\""))
+        #expect(wrongType?.line == 14)
+        #expect(wrongType?.message.contains("whole number") == true)
+        let unknown = error(sample.replacingOccurrences(of: "interval_ms = 500", with: "interval_ms = 500\nintervall = 3"))
+        #expect(unknown?.line == 19)
+        #expect(unknown?.message.contains("unknown key \"intervall\"") == true)
+        let noNodes = error("[cluster]\nname = \"x\"\n")
+        #expect(noNodes?.message.contains("[[nodes]]") == true)
+        let duplicate = error("[[nodes]]\nname = \"a\"\nconninfo = \"x\"\n[[nodes]]\nname = \"a\"\nconninfo = \"y\"\n")
+        #expect(duplicate?.message.contains("used twice") == true)
+        let missingConninfo = error("[[nodes]]\nname = \"a\"\n[[nodes]]\nname = \"b\"\nconninfo = \"y\"\n")
+        #expect(missingConninfo?.line == 1)
+        let thresholds = error(sample.replacingOccurrences(of: "critical_lag_ms = 900", with: "critical_lag_ms = 50"))
+        #expect(thresholds?.line == 20)
+    }
+
+    @Test func locateFollowsTheDocumentedOrder() throws {
+        #expect(try ClusterConfiguration.locate(explicit: "/x.toml", environment: ["SWITCHYARD_CONFIG": "/y.toml"]) == "/x.toml")
+        #expect(try ClusterConfiguration.locate(explicit: nil, environment: ["SWITCHYARD_CONFIG": "/y.toml"]) == "/y.toml")
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("sy-cfg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: empty) }
+        #expect(throws: ConfigurationError.self) {
+            _ = try ClusterConfiguration.locate(explicit: nil, environment: ["HOME": empty.path], currentDirectory: empty.path)
+        }
+        let local = empty.appendingPathComponent("switchyard.toml")
+        try Data("x".utf8).write(to: local)
+        #expect(try ClusterConfiguration.locate(explicit: nil, environment: ["HOME": "/nonexistent"], currentDirectory: empty.path) == local.path)
+    }
+}

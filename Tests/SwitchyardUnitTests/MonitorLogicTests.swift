@@ -1,0 +1,80 @@
+import PostgresClient
+@testable import Switchyard
+import Testing
+
+/// The monitor's lag arithmetic on raw samples.
+@Suite struct MonitorLogicTests {
+    func primary(_ lsn: UInt64) -> ProbeSample {
+        var sample = ProbeSample(reachable: true)
+        sample.inRecovery = false
+        sample.currentLSN = LSN(lsn)
+        return sample
+    }
+
+    func replica(replay: UInt64, receive: UInt64? = nil, age: Double?) -> ProbeSample {
+        var sample = ProbeSample(reachable: true)
+        sample.inRecovery = true
+        sample.replayLSN = LSN(replay)
+        sample.receiveLSN = LSN(receive ?? replay)
+        sample.replayAgeSeconds = age
+        sample.walReceiverStatus = "streaming"
+        return sample
+    }
+
+    @Test func idleCaughtUpReplicaReadsZeroEvenWithAnOldReplayTimestamp() {
+        var behind: [String: ContinuousClock.Instant] = [:]
+        let topology = ClusterMonitor.assemble(
+            names: ["pg1", "pg2"], samples: [primary(5000), replica(replay: 5000, age: 3600)], at: .now,
+            previousRound: .now - .seconds(1), behindSince: &behind)
+        #expect(topology.node("pg2")?.lagBytes == 0)
+        #expect(topology.node("pg2")?.lagSeconds == 0)
+        #expect(topology.node("pg1")?.lagSeconds == 0)
+        #expect(topology.primary?.name == "pg1")
+    }
+
+    @Test func lagSecondsAreBoundedByTheLastCaughtUpRound() {
+        var behind: [String: ContinuousClock.Instant] = [:]
+        let now = ContinuousClock.now
+        // After an idle hour a write arrives: the replay timestamp is an hour old, but the
+        // replica was caught up one second ago, so it is at most a second behind.
+        let first = ClusterMonitor.assemble(
+            names: ["pg1", "pg2"], samples: [primary(6000), replica(replay: 5000, age: 3600)], at: now,
+            previousRound: now - .seconds(1), behindSince: &behind)
+        let seconds = first.node("pg2")?.lagSeconds ?? -1
+        #expect(first.node("pg2")?.lagBytes == 1000)
+        #expect(seconds > 0.9 && seconds <= 1.0)
+        // Still behind three seconds later: the bound grows from the same start.
+        let later = ClusterMonitor.assemble(
+            names: ["pg1", "pg2"], samples: [primary(9000), replica(replay: 5500, age: 3600)], at: now + .seconds(3),
+            previousRound: now + .seconds(2), behindSince: &behind)
+        let laterSeconds = later.node("pg2")?.lagSeconds ?? -1
+        #expect(laterSeconds > 3.9 && laterSeconds <= 4.0)
+        // A small replay age wins over the bound.
+        let fresh = ClusterMonitor.assemble(
+            names: ["pg1", "pg2"], samples: [primary(9100), replica(replay: 9000, age: 0.2)], at: now + .seconds(4),
+            previousRound: now + .seconds(3), behindSince: &behind)
+        #expect(fresh.node("pg2")?.lagSeconds == 0.2)
+    }
+
+    @Test func unreachableNodesAndSplitBrain() {
+        var behind: [String: ContinuousClock.Instant] = [:]
+        let down = ProbeSample(reachable: false, error: "connection refused")
+        let topology = ClusterMonitor.assemble(
+            names: ["pg1", "pg2", "pg3"], samples: [primary(100), down, primary(200)], at: .now, previousRound: nil,
+            behindSince: &behind)
+        #expect(topology.node("pg2")?.reachable == false)
+        #expect(topology.node("pg2")?.role == .unknown)
+        #expect(topology.node("pg2")?.error == "connection refused")
+        #expect(topology.primaries.map(\.name) == ["pg1", "pg3"])
+        #expect(topology.primary == nil)
+    }
+
+    @Test func withoutAPrimaryLagIsMeasuredAgainstWhatTheReplicaReceived() {
+        var behind: [String: ContinuousClock.Instant] = [:]
+        let topology = ClusterMonitor.assemble(
+            names: ["pg1", "pg2"], samples: [ProbeSample(reachable: false), replica(replay: 100, receive: 400, age: 2)],
+            at: .now, previousRound: nil, behindSince: &behind)
+        #expect(topology.node("pg2")?.lagBytes == 300)
+        #expect(topology.node("pg2")?.lagSeconds == 2)
+    }
+}
