@@ -34,6 +34,12 @@ let package = Package(
             dependencies: ["PostgresClient", .product(name: "TOMLKit", package: "TOMLKit")]
         ),
 
+        // The admin console: pure state and rendering, a terminal driver, themes.
+        .target(
+            name: "Console",
+            dependencies: ["Switchyard", "PostgresClient", "CNCurses", .product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+
         // Throw-away primary + streaming replicas from the machine's PostgreSQL.
         .target(name: "LocalCluster", dependencies: ["PostgresClient"]),
 
@@ -49,6 +55,7 @@ let package = Package(
             dependencies: [
                 "PostgresClient",
                 "Switchyard",
+                "Console",
                 "LocalCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -57,7 +64,8 @@ let package = Package(
         // Pure logic, no server.
         .testTarget(
             name: "SwitchyardUnitTests",
-            dependencies: ["PostgresClient", "Switchyard", "LocalCluster", "CNCurses"]
+            dependencies: ["PostgresClient", "Switchyard", "Console", "LocalCluster", "CNCurses"],
+            resources: [.copy("Golden")]
         ),
         // Real cluster (primary + 2 replicas) started by SwitchyardTestSupport.
         .testTarget(

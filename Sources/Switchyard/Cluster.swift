@@ -182,6 +182,14 @@ public final class Cluster: Sendable {
         }
     }
 
+    /// `identifier` quoted for SQL by libpq, on a connection of the primary (or of any
+    /// reachable node when there is no primary).
+    public func quoteIdentifier(_ identifier: String) async throws -> String {
+        let topology = monitor.topology
+        let node = topology.primary?.name ?? topology.nodes.first(where: \.reachable)?.name ?? configuration.nodes[0].name
+        return try await pools[node]!.withConnection { try await $0.quoteIdentifier(identifier) }
+    }
+
     // MARK: Transactions
 
     /// Runs `body` in a transaction on the primary (its reads too): committed when `body`

@@ -226,11 +226,11 @@ public struct DefaultRouter: Router {
         case .roundRobin:
             chosen = eligible[Int(counter.next() % UInt64(eligible.count))]
         case .leastLag:
-            chosen = eligible.min { a, b in
-                let aBytes = a.lagBytes ?? .max, bBytes = b.lagBytes ?? .max
-                if aBytes != bBytes { return aBytes < bBytes }
-                return (a.lagSeconds ?? .infinity) < (b.lagSeconds ?? .infinity)
-            }!
+            // Ties (an idle cluster: every replica at 0) take turns.
+            func lag(_ node: NodeState) -> (UInt64, Double) { (node.lagBytes ?? .max, node.lagSeconds ?? .infinity) }
+            let least = eligible.map(lag).min { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }!
+            let tied = eligible.filter { lag($0) == least }
+            chosen = tied.count == 1 ? tied[0] : tied[Int(counter.next() % UInt64(tied.count))]
         }
         return RouteDecision(
             node: chosen.name, reason: .replica(context: context.name, selection: selection, lagMs: chosen.lagMilliseconds))

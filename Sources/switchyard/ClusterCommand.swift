@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LocalCluster
 import PostgresClient
+import Switchyard
 
 struct ClusterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,6 +40,8 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
     } catch let error as LocalClusterError {
         throw fail(error.message)
     } catch let error as PostgresError {
+        throw fail(error.description)
+    } catch let error as ConfigurationError {
         throw fail(error.description)
     }
 }

@@ -11,7 +11,7 @@ struct SwitchyardCommand: AsyncParsableCommand {
             from this machine's PostgreSQL, with a switchyard.toml for them.
             """,
         version: SwitchyardVersion.current,
-        subcommands: [ClusterCommand.self, LagCommand.self, BenchCommand.self]
+        subcommands: [DemoCommand.self, ConsoleCommand.self, ClusterCommand.self, LagCommand.self, BenchCommand.self]
     )
 }
 

@@ -1,0 +1,166 @@
+import Dispatch
+import Foundation
+import Switchyard
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the console: the UI loop on a thread of its own (curses is called only there),
+/// database work in tasks in the admin context, the side pane fed by the monitor and the
+/// query log.
+public final class ConsoleApp: Sendable {
+    public let cluster: Cluster
+    public let theme: Theme
+    public let initialTable: String?
+
+    private let inbox = Mutex<[ConsoleEvent]>([])
+    private let work = Mutex<[Int: Task<Void, Never>]>([:])
+    private let stopRequested = Atomic<Bool>(false)
+
+    public init(cluster: Cluster, theme: Theme, initialTable: String? = nil) {
+        self.cluster = cluster
+        self.theme = theme
+        self.initialTable = initialTable
+    }
+
+    /// Hands an event to the UI loop (from any task).
+    func post(_ event: ConsoleEvent) { inbox.withLock { $0.append(event) } }
+
+    /// Runs until the user quits or SIGINT/SIGTERM/SIGHUP arrives; the terminal is
+    /// restored in every case.
+    public func run(driver makeDriver: @escaping @Sendable () -> any TerminalDriver) async {
+        let feeders = startFeeders()
+        let signals = installSignalHandlers()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let thread = Thread {
+                let driver = makeDriver()
+                self.loop(driver)
+                driver.shutdown()
+                continuation.resume()
+            }
+            thread.name = "switchyard console"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        signals.forEach { $0.cancel() }
+        feeders.forEach { $0.cancel() }
+        for task in work.withLock({ Array($0.values) }) { task.cancel() }
+    }
+
+    /// The UI loop, for tests with a ``TextDriver``: runs until `until` says stop or the
+    /// console quits.
+    func loop(_ driver: any TerminalDriver, until shouldStop: (ConsoleState) -> Bool = { _ in false }) {
+        let size = driver.size
+        var state = ConsoleState(
+            width: size.width, height: size.height, clusterName: cluster.configuration.name,
+            warnLagMs: cluster.configuration.warnLagMs, criticalLagMs: cluster.configuration.criticalLagMs)
+        let initialTopology = cluster.monitor.topology
+        _ = state.reduce(.topology(initialTopology, history: history(initialTopology)))
+        var effects = state.reduce(.start)
+        var openedInitial = initialTable == nil
+        var lastScreen: Screen?
+        while !state.quit && !stopRequested.load(ordering: .relaxed) && !shouldStop(state) {
+            for effect in effects { dispatch(effect, &state) }
+            effects = []
+            if state.quit { break }
+            let screen = Renderer.render(state)
+            if screen != lastScreen {
+                driver.draw(screen)
+                lastScreen = screen
+            }
+            var events: [ConsoleEvent] = []
+            if let input = driver.nextInput(timeoutMs: state.busy == nil ? 100 : 80) {
+                switch input {
+                case .key(let key): events.append(.key(key))
+                case .resize(let width, let height): events.append(.resize(width: width, height: height))
+                }
+            } else if state.busy != nil {
+                events.append(.tick)
+            }
+            events += inbox.withLock { inbox in
+                defer { inbox.removeAll() }
+                return inbox
+            }
+            for event in events {
+                let wasWaitingForTables: Bool
+                if case .tablesLoaded = event { wasWaitingForTables = true } else { wasWaitingForTables = false }
+                effects += state.reduce(event)
+                if wasWaitingForTables, !openedInitial, let initialTable, state.busy == nil {
+                    openedInitial = true
+                    effects += state.reduce(.openNamed(initialTable))
+                }
+            }
+        }
+    }
+
+    private func dispatch(_ effect: ConsoleEffect, _ state: inout ConsoleState) {
+        switch effect {
+        case .quit:
+            state.quit = true
+        case .cancel(let request):
+            work.withLock { $0.removeValue(forKey: request) }?.cancel()
+        default:
+            guard let request = effect.request else { return }
+            let service = DataService(cluster: cluster)
+            let task = Task {
+                if let event = await service.perform(effect) { self.post(event) }
+                _ = self.work.withLock { $0.removeValue(forKey: request) }
+            }
+            work.withLock { $0[request] = task }
+        }
+    }
+
+    /// Lag history in milliseconds per node, for sparklines.
+    private func history(_ topology: Topology) -> [String: [Double?]] {
+        var result: [String: [Double?]] = [:]
+        for node in topology.nodes {
+            result[node.name] = cluster.monitor.history(of: node.name).map { $0.reachable ? $0.lagMilliseconds : nil }
+        }
+        return result
+    }
+
+    private func startFeeders() -> [Task<Void, Never>] {
+        let topologyFeed = Task {
+            for await topology in cluster.monitor.updates() {
+                post(.topology(topology, history: history(topology)))
+            }
+        }
+        let logFeed = Task {
+            // At most four redraws a second for the log, however busy the cluster is.
+            var lastID: UInt64 = 0
+            while !Task.isCancelled {
+                let tail = cluster.log.tail(200)
+                if let newest = tail.last?.id, newest != lastID {
+                    lastID = newest
+                    post(.log(tail))
+                }
+                try? await Task.sleep(for: .milliseconds(250))
+            }
+        }
+        return [topologyFeed, logFeed]
+    }
+
+    private func installSignalHandlers() -> [DispatchSourceSignal] {
+        [SIGINT, SIGTERM, SIGHUP].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [weak self] in self?.stopRequested.store(true, ordering: .relaxed) }
+            source.resume()
+            return source
+        }
+    }
+}
+
+extension ConsoleEffect {
+    var request: Int? {
+        switch self {
+        case .loadTables(let request), .openTable(_, let request), .loadPage(_, _, _, _, _, let request),
+            .update(_, _, _, let request), .insert(_, _, let request), .delete(_, _, let request), .cancel(let request):
+            return request
+        case .quit:
+            return nil
+        }
+    }
+}

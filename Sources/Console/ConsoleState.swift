@@ -1,0 +1,213 @@
+import Switchyard
+
+/// A key press, decoded by the driver.
+public enum Key: Sendable, Equatable {
+    case character(Character)
+    case control(Character)  // Ctrl-A … Ctrl-Z, as the lowercase letter
+    case enter, escape, tab, backTab, backspace, delete
+    case up, down, left, right, pageUp, pageDown, home, end
+    case function(Int)
+}
+
+/// Single-line text input with a cursor; `isNull` is SQL NULL (distinct from "").
+public struct TextField: Sendable, Equatable {
+    public var characters: [Character]
+    public var cursor: Int
+    public var isNull: Bool
+
+    public init(_ value: String?) {
+        characters = Array(value ?? "")
+        cursor = characters.count
+        isNull = value == nil
+    }
+
+    public var value: String? { isNull ? nil : String(characters) }
+
+    /// Applies an editing key; returns false when the key is not an editing key.
+    mutating func handle(_ key: Key) -> Bool {
+        switch key {
+        case .character(let character):
+            if isNull { characters = []; cursor = 0; isNull = false }
+            characters.insert(character, at: cursor)
+            cursor += 1
+        case .backspace:
+            if isNull { isNull = false }
+            if cursor > 0 { characters.remove(at: cursor - 1); cursor -= 1 }
+        case .delete:
+            if isNull { isNull = false }
+            if cursor < characters.count { characters.remove(at: cursor) }
+        case .left: cursor = max(cursor - 1, 0)
+        case .right: cursor = min(cursor + 1, characters.count)
+        case .home, .control("a"): cursor = 0
+        case .end, .control("e"): cursor = characters.count
+        case .control("u"): characters = []; cursor = 0; isNull = false
+        case .control("n"): characters = []; cursor = 0; isNull = true
+        default: return false
+        }
+        return true
+    }
+}
+
+public enum Focus: Sendable, Equatable, CaseIterable {
+    case tables, grid, pane
+}
+
+/// The rows on screen for the open table.
+public struct Grid: Sendable, Equatable {
+    public var shape: TableShape
+    public var rows: [[String?]] = []
+    /// Sort-key values of each row (anchors for the next and previous page).
+    public var keys: [[String?]] = []
+    public var cursorRow = 0
+    public var cursorColumn = 0
+    /// First scrolled (non-key) column shown after the frozen key column.
+    public var columnOffset = 0
+    public var atStart = true
+    public var atEnd = true
+    public var sort: Sort?
+    public var filter: Filter?
+    public var loaded = false
+
+    public var selectedRow: [String?]? { rows.indices.contains(cursorRow) ? rows[cursorRow] : nil }
+}
+
+public struct CellEdit: Sendable, Equatable {
+    public var row: Int
+    public var column: Int
+    public var field: TextField
+    /// The row as the user saw it when editing began.
+    public var seen: [String?]
+}
+
+public struct RowForm: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        case edit(seen: [String?])
+        case add
+    }
+
+    public var kind: Kind
+    public var fields: [TextField]
+    /// Fields the user changed; in an add form, untouched fields take their defaults.
+    public var touched: Set<Int> = []
+    public var cursor = 0
+}
+
+public struct Conflict: Sendable, Equatable {
+    /// What the user wanted to write (column index → value).
+    public var mine: [Int: String?]
+    /// The row as it is now (nil: it was deleted).
+    public var current: [String?]?
+    /// The editor to go back to, with the user's input.
+    public var resume: Mode
+}
+
+public struct DeleteConfirmation: Sendable, Equatable {
+    public var seen: [String?]
+    public var sql: String
+    public var key: String
+}
+
+public struct FilterPrompt: Sendable, Equatable {
+    public var column: Int
+    public var op: FilterOperator
+    public var field: TextField
+}
+
+public indirect enum Mode: Sendable, Equatable {
+    case browse
+    case editCell(CellEdit)
+    case form(RowForm)
+    case confirmDelete(DeleteConfirmation)
+    case filter(FilterPrompt)
+    case conflict(Conflict)
+    case help
+    case confirmQuit(previous: Mode)
+
+    var hasUnsavedInput: Bool {
+        switch self {
+        case .editCell, .form, .conflict: return true
+        default: return false
+        }
+    }
+}
+
+/// One row of the side pane's node list.
+public struct NodeSummary: Sendable, Equatable {
+    public var state: NodeState
+    /// Lag in milliseconds of the last samples, oldest first (nil: unknown or down).
+    public var lagHistory: [Double?]
+}
+
+/// Everything the console shows. Changed only by ``ConsoleState/reduce(_:)``.
+public struct ConsoleState: Sendable, Equatable {
+    public var width: Int
+    public var height: Int
+    public var clusterName: String
+    public var focus: Focus = .tables
+    public var tables: [TableInfo] = []
+    public var tableCursor = 0
+    public var grid: Grid?
+    public var mode: Mode = .browse
+    public var message: String?
+    public var messageIsError = false
+    /// What is running, e.g. "loading customers"; nil when idle.
+    public var busy: String?
+    public var spinner = 0
+    public var nodes: [NodeSummary] = []
+    public var primaryName: String?
+    public var splitBrain: [String] = []
+    public var log: [QueryLogEntry] = []
+    public var warnLagMs: Int
+    public var criticalLagMs: Int
+    public var nextRequest = 1
+    public var pending: Int?
+    public var quit = false
+
+    public init(width: Int, height: Int, clusterName: String, warnLagMs: Int = 200, criticalLagMs: Int = 1000) {
+        self.width = width
+        self.height = height
+        self.clusterName = clusterName
+        self.warnLagMs = warnLagMs
+        self.criticalLagMs = criticalLagMs
+    }
+
+    public static let minimumWidth = 80
+    public static let minimumHeight = 24
+
+    public var isTooSmall: Bool { width < Self.minimumWidth || height < Self.minimumHeight }
+
+    /// Grid rows that fit on screen: what one page fetches.
+    public var pageSize: Int { max(Layout(width: width, height: height).gridBody.height, 1) }
+}
+
+/// What the console asks the outside world to do.
+public enum ConsoleEffect: Sendable, Equatable {
+    case loadTables(request: Int)
+    case openTable(TableInfo, request: Int)
+    case loadPage(TableShape, PagePosition, sort: Sort?, filter: Filter?, limit: Int, request: Int)
+    case update(TableShape, seen: [String?], changes: [Int: String?], request: Int)
+    case insert(TableShape, values: [Int: String?], request: Int)
+    case delete(TableShape, seen: [String?], request: Int)
+    case cancel(request: Int)
+    case quit
+}
+
+/// What happened: a key, a resize, or a result of an effect.
+public enum ConsoleEvent: Sendable {
+    /// The console opened: load the table list.
+    case start
+    case key(Key)
+    case resize(width: Int, height: Int)
+    case tick
+    case tablesLoaded([TableInfo], request: Int)
+    case tableOpened(TableShape, request: Int)
+    case pageLoaded(rows: [[String?]], keys: [[String?]], position: PagePosition, request: Int)
+    case saved(row: [String?]?, request: Int)
+    /// The row changed or vanished since the user saw it; `current` is how it is now.
+    case conflict(current: [String?]?, request: Int)
+    case failed(message: String, request: Int)
+    /// Open `schema.table` (from `--table`), once the table list is known.
+    case openNamed(String)
+    case topology(Topology, history: [String: [Double?]])
+    case log([QueryLogEntry])
+}

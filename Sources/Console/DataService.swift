@@ -1,0 +1,126 @@
+import PostgresClient
+import Switchyard
+
+/// Runs the console's effects against the cluster, always inside the `admin` routing
+/// context: every read and write lands on the primary, and the query log shows it.
+public struct DataService: Sendable {
+    public let cluster: Cluster
+
+    public init(cluster: Cluster) { self.cluster = cluster }
+
+    static let tablesSQL = """
+        select n.nspname, c.relname, c.reltuples::bigint
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
+          and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'
+        order by n.nspname, c.relname
+        """
+
+    static let columnsSQL = """
+        select a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid),
+               array_position(i.indkey::int2[], a.attnum)
+        from pg_attribute a
+        left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+        left join pg_index i on i.indrelid = a.attrelid and i.indisprimary
+        where a.attrelid = $1::regclass and a.attnum > 0 and not a.attisdropped
+        order by a.attnum
+        """
+
+    /// Runs `effect` and returns the event that reports its outcome.
+    public func perform(_ effect: ConsoleEffect) async -> ConsoleEvent? {
+        await RoutingContext.admin.run { await performInContext(effect) }
+    }
+
+    private func performInContext(_ effect: ConsoleEffect) async -> ConsoleEvent? {
+        switch effect {
+        case .loadTables(let request):
+            return await attempt(request) {
+                let result = try await cluster.query(Self.tablesSQL)
+                return .tablesLoaded(try result.rows.map { row in
+                    TableInfo(schema: try row.decode(0), name: try row.decode(1), estimatedRows: try row.decode(2))
+                }, request: request)
+            }
+        case .openTable(let table, let request):
+            return await attempt(request) { .tableOpened(try await shape(of: table), request: request) }
+        case .loadPage(let shape, let position, let sort, let filter, let limit, let request):
+            return await attempt(request) {
+                let statement = SQLBuilder.page(shape, position: position, sort: sort, filter: filter, limit: limit)
+                let result = try await cluster.query(statement.sql, statement.bindings, table: shape.table.qualifiedName)
+                let width = shape.columns.count
+                var rows = result.rows.map { row in (0..<width).map { row.raw($0) } }
+                var keys = result.rows.map { row in (width..<result.columns.count).map { row.raw($0) } }
+                switch position {
+                case .last, .before:
+                    rows.reverse()
+                    keys.reverse()
+                default: break
+                }
+                return .pageLoaded(rows: rows, keys: keys, position: position, request: request)
+            }
+        case .update(let shape, let seen, let changes, let request):
+            return await attempt(request) {
+                let statement = SQLBuilder.update(shape, seen: seen, changes: changes)
+                return try await write(statement, shape: shape, seen: seen, request: request)
+            }
+        case .insert(let shape, let values, let request):
+            return await attempt(request) {
+                let statement = SQLBuilder.insert(shape, values: values)
+                let result = try await cluster.execute(statement.sql, statement.bindings, table: shape.table.qualifiedName)
+                return .saved(row: result.first.map { row in (0..<shape.columns.count).map { row.raw($0) } }, request: request)
+            }
+        case .delete(let shape, let seen, let request):
+            return await attempt(request) {
+                let statement = SQLBuilder.delete(shape, seen: seen)
+                return try await write(statement, shape: shape, seen: seen, request: request)
+            }
+        case .cancel, .quit:
+            return nil
+        }
+    }
+
+    /// An update or delete that matches the row as seen: 0 rows means someone else
+    /// changed (or deleted) it, and the event carries the row as it is now.
+    private func write(_ statement: Statement, shape: TableShape, seen: [String?], request: Int) async throws -> ConsoleEvent {
+        let result = try await cluster.execute(statement.sql, statement.bindings, table: shape.table.qualifiedName)
+        if result.affectedRows == 0 {
+            let key = shape.keyIndexes.map { seen[$0] }
+            let current = SQLBuilder.current(shape, key: key)
+            let now = try await cluster.query(current.sql, current.bindings, table: shape.table.qualifiedName)
+            return .conflict(current: now.first.map { row in (0..<shape.columns.count).map { row.raw($0) } }, request: request)
+        }
+        return .saved(row: result.first.map { row in (0..<shape.columns.count).map { row.raw($0) } }, request: request)
+    }
+
+    func shape(of table: TableInfo) async throws -> TableShape {
+        let quotedName = "\(try await cluster.quoteIdentifier(table.schema)).\(try await cluster.quoteIdentifier(table.name))"
+        let result = try await cluster.query(Self.columnsSQL, [quotedName])
+        var columns: [ColumnInfo] = []
+        for row in result.rows {
+            let name: String = try row.decode(0)
+            columns.append(ColumnInfo(
+                name: name, type: try row.decode(1), notNull: try row.decode(2), defaultExpression: try row.decode(3, as: String?.self),
+                primaryKeyPosition: try row.decode(4, as: Int?.self), quoted: try await cluster.quoteIdentifier(name)))
+        }
+        return TableShape(table: table, quotedName: quotedName, columns: columns)
+    }
+
+    /// Turns errors into a `failed` event the status bar can show, with SQLSTATE.
+    private func attempt(_ request: Int, _ body: () async throws -> ConsoleEvent) async -> ConsoleEvent? {
+        do {
+            return try await body()
+        } catch is CancellationError {
+            return nil
+        } catch let error as PostgresError {
+            if error.kind == .cancelled { return nil }
+            var text = error.message
+            if let state = error.sqlState { text += " (SQLSTATE \(state))" }
+            if let detail = error.detail { text += " — \(detail)" }
+            if error.isConnectionError { text = "primary unavailable: \(error.message); your input is kept" }
+            return .failed(message: text, request: request)
+        } catch let error as RoutingError {
+            return .failed(message: "\(error.message); your input is kept", request: request)
+        } catch {
+            return .failed(message: "\(error)", request: request)
+        }
+    }
+}

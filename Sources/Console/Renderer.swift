@@ -1,0 +1,448 @@
+import Foundation
+import Switchyard
+
+/// Draws a ``ConsoleState`` into a ``Screen``. Pure: the same state always gives the same
+/// screen, so layouts are tested as text.
+public enum Renderer {
+    static let spinnerFrames: [Character] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"]
+    static let sparks: [Character] = ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"]
+
+    public static func render(_ state: ConsoleState, clock: (Date) -> String = Renderer.timeOfDay) -> Screen {
+        var screen = Screen(width: state.width, height: state.height)
+        if state.isTooSmall {
+            let lines = [
+                "Terminal too small: \(state.width)×\(state.height)",
+                "Switchyard needs at least \(ConsoleState.minimumWidth)×\(ConsoleState.minimumHeight).",
+                "Enlarge the window, or press q to quit.",
+            ]
+            for (index, line) in lines.enumerated() {
+                let y = state.height / 2 - 1 + index
+                screen.put(line, x: max((state.width - Screen.displayWidth(line)) / 2, 0), y: y, role: index == 0 ? .error : .normal)
+            }
+            return screen
+        }
+        let layout = Layout(width: state.width, height: state.height)
+        header(state, layout, &screen)
+        tables(state, layout, &screen)
+        grid(state, layout, &screen)
+        pane(state, layout, &screen, clock: clock)
+        hints(state, layout, &screen)
+        status(state, layout, &screen)
+        overlay(state, layout, &screen)
+        return screen
+    }
+
+    public static func timeOfDay(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone.current
+        let parts = calendar.dateComponents([.hour, .minute, .second], from: date)
+        return String(format: "%02d:%02d:%02d", parts.hour ?? 0, parts.minute ?? 0, parts.second ?? 0)
+    }
+
+    // MARK: Header and status
+
+    static func header(_ state: ConsoleState, _ layout: Layout, _ screen: inout Screen) {
+        screen.fill(x: 0, y: 0, width: layout.width, height: 1, role: .header)
+        screen.put(" Switchyard │ \(state.clusterName)", x: 0, y: 0, role: .header)
+        let badge: String
+        let role: StyleRole
+        if !state.splitBrain.isEmpty {
+            badge = " SPLIT BRAIN: \(state.splitBrain.joined(separator: " + ")) — writes refused "
+            role = .error
+        } else if let primary = state.primaryName {
+            badge = " ADMIN → primary \(primary) "
+            role = .badge
+        } else {
+            badge = " ADMIN → primary unavailable "
+            role = .error
+        }
+        var x = layout.width - Screen.displayWidth(badge) - 1
+        screen.put(badge, x: x, y: 0, role: role)
+        if let busy = state.busy {
+            let text = "\(spinnerFrames[state.spinner % spinnerFrames.count]) \(busy)… (Esc cancels) "
+            x -= Screen.displayWidth(text) + 1
+            screen.put(text, x: max(x, 20), y: 0, role: .header)
+        }
+    }
+
+    static func hints(_ state: ConsoleState, _ layout: Layout, _ screen: inout Screen) {
+        let y = layout.hints.y
+        screen.fill(x: 0, y: y, width: layout.width, height: 1, role: .dim)
+        let text: String
+        switch state.mode {
+        case .browse:
+            switch state.focus {
+            case .tables: text = "↑↓ move  Enter open  Tab focus  r reload  ? keys  q quit"
+            case .grid: text = "↑↓←→ move  PgUp/PgDn  g/G first/last  Enter edit  e row  a add  d delete  s sort  / filter  r refresh  ? keys  q quit"
+            case .pane: text = "Tab focus  r refresh  ? keys  q quit"
+            }
+        case .editCell: text = "Enter save  Esc cancel  Ctrl-N NULL  ←→ Home End move  Ctrl-U clear"
+        case .form: text = "Tab/↓ next  ↑ previous  Ctrl-S save  Enter on last field saves  Ctrl-N NULL  Esc cancel"
+        case .confirmDelete: text = "y delete  any other key cancels"
+        case .filter(let prompt):
+            let column = state.grid.map { $0.shape.columns[prompt.column].name } ?? "?"
+            screen.put(" filter ", x: 0, y: y, role: .badge)
+            var x = 8
+            x += screen.put(" \(column) ▲▼ ", x: x, y: y, role: .selected)
+            x += screen.put(" \(prompt.op.rawValue) ⇥ ", x: x, y: y, role: .badge)
+            if prompt.op != .isNull { field(prompt.field, x: x + 1, y: y, width: layout.width - x - 30, &screen) }
+            screen.put("Enter apply · empty clears · Esc", x: layout.width - 33, y: y, role: .dim)
+            return
+        case .conflict: text = "Enter edit again with your input  Esc discard yours"
+        case .help: text = "any key closes"
+        case .confirmQuit: text = "y quit and lose the edit  any other key returns"
+        }
+        screen.put(" " + text, x: 0, y: y, role: .dim)
+    }
+
+    static func status(_ state: ConsoleState, _ layout: Layout, _ screen: inout Screen) {
+        let y = layout.status.y
+        let role: StyleRole = state.messageIsError ? .error : .status
+        screen.fill(x: 0, y: y, width: layout.width, height: 1, role: role)
+        screen.put(" " + (state.message ?? "ready"), x: 0, y: y, role: role)
+    }
+
+    // MARK: Tables
+
+    static func tables(_ state: ConsoleState, _ layout: Layout, _ screen: inout Screen) {
+        let area = layout.tables
+        let focused = state.focus == .tables && state.mode == .browse
+        screen.put(" Tables", x: area.x, y: area.y, role: focused ? .focus_border : .border, limit: area.width - 1)
+        separator(x: area.x + area.width - 1, y: area.y, height: area.height, focused: focused, &screen)
+        let rows = area.height - 1
+        guard rows > 0 else { return }
+        let first = max(0, min(state.tableCursor - rows / 2, state.tables.count - rows))
+        for (offset, table) in state.tables.dropFirst(first).prefix(rows).enumerated() {
+            let index = first + offset
+            let y = area.y + 1 + offset
+            let count = shortCount(table.estimatedRows)
+            let nameWidth = area.width - 2 - count.count - 1
+            let selected = index == state.tableCursor
+            let role: StyleRole = selected && state.focus == .tables ? .selected : (state.grid?.shape.table == table ? .focus_border : .normal)
+            if selected { screen.fill(x: area.x, y: y, width: area.width - 1, height: 1, role: role) }
+            screen.put(Screen.fit(table.qualifiedName, to: nameWidth), x: area.x + 1, y: y, role: role)
+            screen.put(count, x: area.x + area.width - 1 - count.count, y: y, role: selected ? role : .dim)
+        }
+    }
+
+    static func shortCount(_ rows: Int64) -> String {
+        if rows < 0 { return "?" }
+        if rows < 1000 { return "\(rows)" }
+        if rows < 1_000_000 { return "\(rows / 1000)k" }
+        return String(format: "%.1fM", Double(rows) / 1_000_000)
+    }
+
+    static func separator(x: Int, y: Int, height: Int, focused: Bool, _ screen: inout Screen) {
+        for row in y..<(y + height) { screen.put("│", x: x, y: row, role: focused ? .focus_border : .border) }
+    }
+
+    // MARK: Grid
+
+    static func grid(_ state: ConsoleState, _ layout: Layout, _ screen: inout Screen) {
+        let area = layout.grid
+        let focused = state.focus == .grid
+        guard let grid = state.grid else {
+            screen.put(" No table open: choose one on the left and press Enter", x: area.x, y: area.y, role: .border, limit: area.width)
+            return
+        }
+        let shape = grid.shape
+        var title = " \(shape.table.qualifiedName)  ~\(shortCount(shape.table.estimatedRows)) rows"
+        if let sort = grid.sort { title += "  sort \(shape.columns[sort.column].name) \(sort.descending ? "↓" : "↑")" }
+        if let filter = grid.filter {
+            let value = filter.op == .isNull ? "" : " '\(filter.value)'"
+            title += "  filter \(shape.columns[filter.column].name) \(filter.op.rawValue)\(value)"
+        }
+        if !shape.hasPrimaryKey { title += "  READ-ONLY (no primary key)" }
+        screen.put(title, x: area.x, y: area.y, role: focused ? .focus_border : .border, limit: area.width)
+
+        let columns = visibleColumns(grid, width: area.width - 2)
+        var x = area.x + 2
+        for (index, width) in columns {
+            let column = shape.columns[index]
+            let name = column.primaryKeyPosition != nil ? column.name + " ⚷" : column.name
+            screen.put(Screen.fit(name, to: width), x: x, y: area.y + 1, role: .grid_header, limit: width)
+            screen.put(Screen.fit(column.type + (column.notNull ? "" : "?"), to: width), x: x, y: area.y + 2, role: .dim, limit: width)
+            x += width + 1
+        }
+        let body = layout.gridBody
+        if grid.loaded && grid.rows.isEmpty {
+            screen.put(grid.filter == nil ? " (no rows)" : " (no rows match the filter)", x: area.x, y: body.y, role: .dim)
+        }
+        for (rowIndex, row) in grid.rows.prefix(body.height).enumerated() {
+            let y = body.y + rowIndex
+            let selectedRow = rowIndex == grid.cursorRow
+            if selectedRow { screen.put(focused ? "▶" : "›", x: area.x, y: y, role: focused ? .focus_border : .dim) }
+            var x = area.x + 2
+            for (index, width) in columns {
+                let value = row[index]
+                let isCursor = selectedRow && index == grid.cursorColumn && focused
+                let role: StyleRole = isCursor ? .selected : (value == nil ? .null : .normal)
+                if isCursor { screen.fill(x: x, y: y, width: width, height: 1, role: .selected) }
+                screen.put(value.map { Screen.fit($0, to: width) } ?? "∅", x: x, y: y, role: role, limit: width)
+                x += width + 1
+            }
+        }
+    }
+
+    /// The key column (frozen) and as many further columns as fit, keeping the cursor
+    /// column in view. Returns (column index, width) pairs.
+    static func visibleColumns(_ grid: Grid, width: Int) -> [(Int, Int)] {
+        let shape = grid.shape
+        func columnWidth(_ index: Int) -> Int {
+            let column = shape.columns[index]
+            var widest = max(Screen.displayWidth(column.name) + (column.primaryKeyPosition != nil ? 2 : 0), 4)
+            for row in grid.rows { widest = max(widest, row[index].map { Screen.displayWidth($0) } ?? 1) }
+            return min(widest, 28)
+        }
+        let frozen = shape.keyIndexes.first ?? 0
+        var result = [(frozen, min(columnWidth(frozen), width))]
+        var used = result[0].1 + 1
+        let others = shape.columns.indices.filter { $0 != frozen }
+        guard !others.isEmpty else { return result }
+        // Start far enough right that the cursor column fits.
+        var start = 0
+        if let cursorPosition = others.firstIndex(of: grid.cursorColumn) {
+            start = min(grid.columnOffset, cursorPosition)
+            while start < cursorPosition {
+                let needed = others[start...cursorPosition].reduce(0) { $0 + columnWidth($1) + 1 }
+                if used + needed <= width { break }
+                start += 1
+            }
+        }
+        for index in others[start...] {
+            let w = columnWidth(index)
+            if used + w > width {
+                if width - used >= 4 { result.append((index, width - used)) }
+                break
+            }
+            result.append((index, w))
+            used += w + 1
+        }
+        return result
+    }
+
+    static func field(_ field: TextField, x: Int, y: Int, width: Int, _ screen: inout Screen) {
+        guard width > 2 else { return }
+        if field.isNull {
+            screen.put("∅ NULL", x: x, y: y, role: .null, limit: width)
+            screen.put(" ", x: x + 6, y: y, role: .selected)
+            return
+        }
+        // Keep the cursor in view.
+        let text = field.characters
+        var start = 0
+        while Screen.displayWidth(String(text[start..<field.cursor])) > width - 2 { start += 1 }
+        var column = x
+        for index in start...text.count {
+            let character: Character = index < text.count ? text[index] : " "
+            let w = Screen.displayWidth(character)
+            if column + w > x + width { break }
+            screen.put(String(character), x: column, y: y, role: index == field.cursor ? .selected : .normal)
+            column += w
+        }
+    }
+
+    // MARK: Side pane
+
+    static func pane(_ state: ConsoleState, _ layout: Layout, _ screen: inout Screen, clock: (Date) -> String) {
+        let area = layout.pane
+        let focused = state.focus == .pane && state.mode == .browse
+        separator(x: area.x, y: area.y, height: area.height, focused: focused, &screen)
+        let x = area.x + 2
+        let width = area.width - 2
+        var y = area.y
+        screen.put("Nodes", x: x, y: y, role: focused ? .focus_border : .border)
+        y += 1
+        for node in state.nodes {
+            let item = node.state
+            if !item.reachable {
+                screen.put(" \(item.name) DOWN ", x: x, y: y, role: .node_down, limit: width)
+                screen.put(Screen.fit(item.error ?? "unreachable", to: width - 2), x: x + 1, y: y + 1, role: .dim, limit: width - 1)
+                y += 2
+                continue
+            }
+            let roleText = item.role == .primary ? "primary" : item.role == .replica ? "replica" : "unknown"
+            var used = screen.put(item.name, x: x, y: y, role: item.role == .primary ? .primary : .replica)
+            used += screen.put(" \(roleText)", x: x + used, y: y, role: item.role == .primary ? .primary : .replica)
+            let detail = item.role == .primary ? " running" : " \(item.walReceiverStatus ?? "not streaming")\(item.replayPaused == true ? " PAUSED" : "")"
+            screen.put(detail, x: x + used, y: y, role: item.walReceiverStatus == "streaming" || item.role == .primary ? .dim : .lag_warn, limit: width - used)
+            let lagMs = item.lagMilliseconds
+            let role = lagRole(lagMs, bytes: item.lagBytes, state)
+            let lagText = " \(bytes(item.lagBytes)) \(lagMs.map(milliseconds) ?? "?")"
+            let written = screen.put(lagText, x: x, y: y + 1, role: role, limit: width)
+            let sparkWidth = width - written - 1
+            if sparkWidth > 3 {
+                screen.put(sparkline(node.lagHistory.suffix(sparkWidth), state), x: x + written + 1, y: y + 1, role: role)
+            }
+            y += 2
+        }
+        y += 1
+        guard y < area.y + area.height - 1 else { return }
+        screen.put("Query log", x: x, y: y, role: focused ? .focus_border : .border)
+        y += 1
+        let rows = area.y + area.height - y
+        guard rows > 0 else { return }
+        for entry in state.log.suffix(rows) {
+            let context = entry.context ?? "-"
+            let role: StyleRole = entry.error != nil ? .lag_critical : context == "admin" ? .log_admin : .log_public
+            let duration = entry.durationMs < 10 ? String(format: "%.1f", entry.durationMs) : String(format: "%.0f", entry.durationMs)
+            let tag = context == "admin" ? "A" : context == "public" ? "P" : String(context.prefix(1))
+            let line = "\(clock(entry.time)) \(tag) \(entry.node) \(duration) \(entry.sql.split(whereSeparator: \.isWhitespace).joined(separator: " "))"
+            screen.put(line, x: x, y: y, role: role, limit: width)
+            y += 1
+        }
+    }
+
+    static func lagRole(_ ms: Double?, bytes: UInt64?, _ state: ConsoleState) -> StyleRole {
+        guard let ms else { return (bytes ?? 0) > 0 ? .lag_critical : .dim }
+        if ms >= Double(state.criticalLagMs) { return .lag_critical }
+        if ms >= Double(state.warnLagMs) { return .lag_warn }
+        return .lag_ok
+    }
+
+    static func bytes(_ value: UInt64?) -> String {
+        guard let value else { return "? B" }
+        if value < 1024 { return "\(value) B" }
+        if value < 1024 * 1024 { return String(format: "%.1f kB", Double(value) / 1024) }
+        return String(format: "%.1f MB", Double(value) / 1_048_576)
+    }
+
+    static func milliseconds(_ ms: Double) -> String {
+        ms >= 1000 ? String(format: "%.1f s", ms / 1000) : String(format: "%.0f ms", ms)
+    }
+
+    static func sparkline<C: Collection>(_ values: C, _ state: ConsoleState) -> String where C.Element == Double? {
+        let top = max(Double(state.criticalLagMs), values.compactMap { $0 }.max() ?? 0, 1)
+        return String(values.map { value -> Character in
+            guard let value else { return "·" }
+            let level = Int((value / top * Double(sparks.count - 1)).rounded())
+            return sparks[min(max(level, 0), sparks.count - 1)]
+        })
+    }
+
+    // MARK: Overlays
+
+    static func box(_ title: String, lines: [(String, StyleRole)], in layout: Layout, width: Int? = nil, _ screen: inout Screen) -> Rect {
+        let inner = lines.map { Screen.displayWidth($0.0) }.max() ?? 0
+        let boxWidth = min(width ?? max(inner + 4, Screen.displayWidth(title) + 6), layout.width - 4)
+        let boxHeight = min(lines.count + 2, layout.height - 4)
+        let x = (layout.width - boxWidth) / 2
+        let y = max((layout.height - boxHeight) / 2, 1)
+        screen.fill(x: x, y: y, width: boxWidth, height: boxHeight, role: .help)
+        screen.put("┌" + String(repeating: "─", count: boxWidth - 2) + "┐", x: x, y: y, role: .help)
+        screen.put(" \(title) ", x: x + 2, y: y, role: .help)
+        for row in 1..<(boxHeight - 1) {
+            screen.put("│", x: x, y: y + row, role: .help)
+            screen.put("│", x: x + boxWidth - 1, y: y + row, role: .help)
+        }
+        screen.put("└" + String(repeating: "─", count: boxWidth - 2) + "┘", x: x, y: y + boxHeight - 1, role: .help)
+        for (index, line) in lines.prefix(boxHeight - 2).enumerated() {
+            screen.put(line.0, x: x + 2, y: y + 1 + index, role: line.1 == .normal ? .help : line.1, limit: boxWidth - 4)
+        }
+        return Rect(x: x, y: y, width: boxWidth, height: boxHeight)
+    }
+
+    static func overlay(_ state: ConsoleState, _ layout: Layout, _ screen: inout Screen) {
+        switch state.mode {
+        case .browse, .filter: return
+        case .help:
+            let keys = [
+                "Tab / Shift-Tab   move focus: tables, records, nodes and log",
+                "↑↓←→ or hjkl      move; PgUp/PgDn page; g/G first/last page",
+                "Enter             open table / edit cell (Enter saves, Esc cancels)",
+                "Ctrl-N            set the edited value to NULL",
+                "e                 edit the whole row in a form (Ctrl-S saves)",
+                "a                 add a row (empty fields take their defaults)",
+                "d                 delete the row (shows the SQL, asks first)",
+                "s                 sort by the column (again: descending, again: off)",
+                "/                 filter: column ▲▼, operator Tab, value",
+                "r                 refresh",
+                "Esc               cancel a running query (on the server)",
+                "q                 quit (Ctrl-C asks when an edit is unsaved)",
+                "",
+                "Everything here runs in the admin context: reads and writes on the primary.",
+            ]
+            _ = box("Keys", lines: keys.map { ($0, .normal) }, in: layout, &screen)
+        case .editCell(let edit):
+            guard let grid = state.grid else { return }
+            let column = grid.shape.columns[edit.column]
+            let key = SQLBuilder.describeKey(grid.shape, row: edit.seen)
+            let rect = box("Edit \(column.name) (\(column.type)) where \(key)", lines: [("", .normal), ("", .normal)],
+                           in: layout, width: min(layout.width - 8, 90), &screen)
+            field(edit.field, x: rect.x + 2, y: rect.y + 1, width: rect.width - 4, &screen)
+            screen.put(edit.field.isNull ? "value: NULL" : "\(edit.field.characters.count) characters", x: rect.x + 2, y: rect.y + 2, role: .help)
+        case .form(let form):
+            guard let grid = state.grid else { return }
+            let isAdd = form.kind == .add
+            let nameWidth = min(grid.shape.columns.map { Screen.displayWidth($0.name) }.max() ?? 8, 24)
+            let lines = grid.shape.columns.enumerated().map { index, column -> (String, StyleRole) in
+                let required = column.notNull && column.defaultExpression == nil ? "*" : " "
+                let name = Screen.fit(column.name, to: nameWidth).padding(toLength: nameWidth, withPad: " ", startingAt: 0)
+                var hint = ""
+                if isAdd && !form.touched.contains(index) {
+                    hint = column.defaultExpression.map { "default: \($0)" } ?? (column.notNull ? "required" : "NULL")
+                }
+                return ("\(required)\(name) \(hint)", .normal)
+            }
+            let rect = box(isAdd ? "Add row to \(grid.shape.table.qualifiedName)  (* NOT NULL)" : "Edit row \(SQLBuilder.describeKey(grid.shape, row: form.fieldsSeen))",
+                           lines: lines, in: layout, width: min(layout.width - 6, 110), &screen)
+            let valueX = rect.x + 2 + nameWidth + 2
+            let valueWidth = rect.width - (valueX - rect.x) - 2
+            for (index, field) in form.fields.enumerated() where index < rect.height - 2 {
+                let y = rect.y + 1 + index
+                if isAdd && !form.touched.contains(index) && index != form.cursor { continue }
+                screen.fill(x: valueX, y: y, width: valueWidth, height: 1, role: .help)
+                if index == form.cursor {
+                    Renderer.field(field, x: valueX, y: y, width: valueWidth, &screen)
+                } else {
+                    screen.put(field.value.map { Screen.fit($0, to: valueWidth) } ?? "∅", x: valueX, y: y, role: field.isNull ? .null : .help, limit: valueWidth)
+                }
+            }
+        case .confirmDelete(let confirmation):
+            let lines: [(String, StyleRole)] = [
+                ("Delete the row where \(confirmation.key)?", .normal),
+                ("", .normal),
+                (confirmation.sql, .dim),
+                ("", .normal),
+                ("It is deleted only if nobody changed it since you loaded it.", .normal),
+                ("y: delete   any other key: cancel", .normal),
+            ]
+            _ = box("Delete row", lines: lines, in: layout, width: min(layout.width - 6, 110), &screen)
+        case .conflict(let conflict):
+            guard let grid = state.grid else { return }
+            var lines: [(String, StyleRole)] = [
+                (conflict.current == nil ? "The row was deleted by someone else." : "The row changed since you loaded it. Nothing was written.", .normal),
+                ("", .normal),
+            ]
+            for (index, mine) in conflict.mine.sorted(by: { $0.key < $1.key }) {
+                let name = grid.shape.columns[index].name
+                lines.append(("\(name): now \(conflict.current.map { $0[index] ?? "NULL" } ?? "—")", .normal))
+                lines.append(("\(String(repeating: " ", count: name.count))  yours \(mine ?? "NULL")", .normal))
+            }
+            if let current = conflict.current {
+                let others = grid.shape.columns.indices.filter { conflict.mine[$0] == nil }
+                let changedElsewhere = others.filter { index in
+                    if case .editCell(let edit) = conflict.resume { return edit.seen[index] != current[index] }
+                    if case .form(let form) = conflict.resume, case .edit(let seen) = form.kind { return seen[index] != current[index] }
+                    return false
+                }
+                for index in changedElsewhere {
+                    lines.append(("\(grid.shape.columns[index].name): now \(current[index] ?? "NULL") (changed by someone else)", .normal))
+                }
+            }
+            lines.append(("", .normal))
+            lines.append(("Enter: edit again, your input kept   Esc: discard yours", .normal))
+            _ = box("Conflict", lines: lines, in: layout, width: min(layout.width - 6, 100), &screen)
+        case .confirmQuit:
+            _ = box("Quit?", lines: [("An edit is not saved. Quit and lose it?", .normal), ("y: quit   any other key: back", .normal)], in: layout, &screen)
+        }
+    }
+}
+
+extension RowForm {
+    /// The row the form was opened on (edit forms), for its title.
+    var fieldsSeen: [String?] {
+        if case .edit(let seen) = kind { return seen }
+        return fields.map(\.value)
+    }
+}

@@ -1,0 +1,117 @@
+import CNCurses
+
+/// One terminal cell: a character (with its display width) and what it is.
+public struct Cell: Sendable, Equatable {
+    public var character: Character
+    public var role: StyleRole
+    /// 2 for a wide character; the cell to its right is then a continuation (width 0).
+    public var width: Int
+
+    public static let blank = Cell(character: " ", role: .normal, width: 1)
+}
+
+/// A full screen of cells, drawn by the renderer and diffed by the driver.
+public struct Screen: Sendable, Equatable {
+    public let width: Int
+    public let height: Int
+    public private(set) var cells: [Cell]
+
+    public init(width: Int, height: Int) {
+        self.width = max(width, 0)
+        self.height = max(height, 0)
+        cells = Array(repeating: .blank, count: self.width * self.height)
+    }
+
+    public subscript(x: Int, y: Int) -> Cell { cells[y * width + x] }
+
+    /// Fills a rectangle's background with `role`.
+    public mutating func fill(x: Int, y: Int, width: Int, height: Int, role: StyleRole) {
+        for row in max(y, 0)..<min(y + height, self.height) {
+            for column in max(x, 0)..<min(x + width, self.width) {
+                cells[row * self.width + column] = Cell(character: " ", role: role, width: 1)
+            }
+        }
+    }
+
+    /// Writes `text` from (x, y), at most `limit` columns wide (to the right edge by
+    /// default), cutting with `…` when it does not fit. Returns the columns used.
+    @discardableResult
+    public mutating func put(_ text: String, x: Int, y: Int, role: StyleRole, limit: Int? = nil) -> Int {
+        guard y >= 0, y < height, x < width else { return 0 }
+        let available = min(limit ?? (width - x), width - x)
+        guard available > 0 else { return 0 }
+        let fitted = Screen.fit(text, to: available)
+        var column = x
+        for character in fitted {
+            let w = Screen.displayWidth(character)
+            guard column + w <= x + available else { break }
+            if column >= 0 {
+                cells[y * width + column] = Cell(character: character, role: role, width: w)
+                if w == 2 { cells[y * width + column + 1] = Cell(character: " ", role: role, width: 0) }
+            }
+            column += w
+        }
+        return column - x
+    }
+
+    /// Text that fits in `columns`, cut with `…`; control characters shown as symbols.
+    public static func fit(_ text: String, to columns: Int) -> String {
+        guard columns > 0 else { return "" }
+        var result = ""
+        var used = 0
+        let visible = text.map { character -> Character in
+            switch character {
+            case "\n", "\r\n": return "↵"
+            case "\t": return "→"
+            case "\r": return "↵"
+            default:
+                if let ascii = character.asciiValue, ascii < 0x20 || ascii == 0x7F { return "·" }
+                return character
+            }
+        }
+        let total = visible.reduce(0) { $0 + displayWidth($1) }
+        if total <= columns { return String(visible) }
+        for character in visible {
+            let w = displayWidth(character)
+            if used + w > columns - 1 { break }
+            result.append(character)
+            used += w
+        }
+        return result + "…"
+    }
+
+    /// Columns `character` takes in a terminal (0, 1 or 2).
+    public static func displayWidth(_ character: Character) -> Int {
+        guard let first = character.unicodeScalars.first else { return 0 }
+        if first.isASCII { return 1 }
+        let w = Int(sy_wcwidth(first.value))
+        // Emoji presentation sequences render wide even when the base scalar reports 1.
+        if character.unicodeScalars.count > 1, character.unicodeScalars.contains(where: { $0.properties.isEmojiPresentation || $0.value == 0xFE0F }) {
+            return 2
+        }
+        if first.properties.isEmojiPresentation { return 2 }
+        return w < 0 ? 1 : w
+    }
+
+    public static func displayWidth(_ text: String) -> Int { text.reduce(0) { $0 + displayWidth($1) } }
+
+    /// The screen as plain text, one line per row, trailing spaces kept (for golden files).
+    public var text: String {
+        (0..<height).map { row -> String in
+            var line = ""
+            for column in 0..<width {
+                let cell = cells[row * width + column]
+                if cell.width > 0 { line.append(cell.character) }
+            }
+            return line
+        }.joined(separator: "\n")
+    }
+
+    /// Rows that differ from `other` (all rows when the sizes differ).
+    public func changedRows(since other: Screen?) -> [Int] {
+        guard let other, other.width == width, other.height == height else { return Array(0..<height) }
+        return (0..<height).filter { row in
+            cells[(row * width)..<((row + 1) * width)] != other.cells[(row * width)..<((row + 1) * width)]
+        }
+    }
+}

@@ -1,0 +1,44 @@
+/// Input from the terminal.
+public enum TerminalInput: Sendable, Equatable {
+    case key(Key)
+    case resize(width: Int, height: Int)
+}
+
+/// The terminal behind the console: ncurses for people, ``TextDriver`` for tests.
+/// Called from one thread only.
+public protocol TerminalDriver: AnyObject {
+    var size: (width: Int, height: Int) { get }
+    /// Shows `screen`, redrawing only what changed since the last call.
+    func draw(_ screen: Screen)
+    /// The next input, or nil when none came within `timeoutMs`.
+    func nextInput(timeoutMs: Int) -> TerminalInput?
+    /// Gives the terminal back as it was.
+    func shutdown()
+}
+
+/// An in-memory terminal: keys are queued by the test, the last screen is kept as text.
+public final class TextDriver: TerminalDriver {
+    public var size: (width: Int, height: Int)
+    public private(set) var screen: Screen?
+    public private(set) var drawnRows = 0
+    private var inputs: [TerminalInput] = []
+    public private(set) var isShutDown = false
+
+    public init(width: Int, height: Int) { size = (width, height) }
+
+    public func enqueue(_ input: TerminalInput) { inputs.append(input) }
+
+    public func draw(_ screen: Screen) {
+        drawnRows += screen.changedRows(since: self.screen).count
+        self.screen = screen
+    }
+
+    public func nextInput(timeoutMs: Int) -> TerminalInput? {
+        guard !inputs.isEmpty else { return nil }
+        let input = inputs.removeFirst()
+        if case .resize(let width, let height) = input { size = (width, height) }
+        return input
+    }
+
+    public func shutdown() { isShutDown = true }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Console
+import Foundation
+import Switchyard
+
+struct ConsoleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "console",
+        abstract: "Browse and edit records on the primary, with live replica lag and the query log beside them.",
+        discussion: "Every statement the console runs is in the admin routing context: reads and writes go to the primary.")
+
+    @OptionGroup var config: ConfigOption
+    @Option(help: "Theme name (Themes/NAME.toml) or path to a theme file.") var theme: String?
+    @Option(help: "Open this table at once, as SCHEMA.TABLE.") var table: String?
+
+    func run() async throws {
+        let configuration = try config.load()
+        let theme = try loadTheme(self.theme ?? configuration.theme)
+        try await runConsole(configuration: configuration, theme: theme, table: table)
+    }
+}
+
+/// Loads a theme before the screen is touched, so its errors print as plain lines.
+func loadTheme(_ nameOrPath: String) throws -> Theme {
+    do {
+        return try Theme.load(nameOrPath)
+    } catch let error as ConfigurationError {
+        throw fail(error.description)
+    }
+}
+
+func runConsole(configuration: ClusterConfiguration, theme: Theme, table: String?, beside: (@Sendable (Cluster) -> Task<Void, Never>)? = nil)
+    async throws
+{
+    guard isatty(STDIN_FILENO) == 1, isatty(STDOUT_FILENO) == 1 else {
+        throw fail("the console needs a terminal (stdin and stdout must be a tty)")
+    }
+    let cluster: Cluster
+    do {
+        cluster = try Cluster(configuration: configuration)
+    } catch {
+        throw fail("\(error)")
+    }
+    await cluster.start()
+    let sideTask = beside?(cluster)
+    let app = ConsoleApp(cluster: cluster, theme: theme, initialTable: table)
+    await app.run { NCursesDriver(theme: theme) }
+    sideTask?.cancel()
+    await sideTask?.value
+    await cluster.shutdown()
+}
