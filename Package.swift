@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(
             name: "SwitchyardUnitTests",
             dependencies: ["PostgresClient", "Switchyard", "Console", "LocalCluster", "CNCurses"],
-            resources: [.copy("Golden")]
+            exclude: ["Golden"]
         ),
         // Real cluster (primary + 2 replicas) started by SwitchyardTestSupport.
         .testTarget(

@@ -33,10 +33,6 @@ static inline int sy_draw(int y, int x, const wchar_t *text, int length, attr_t 
     return mvaddnwstr(y, x, text, length);
 }
 
-// glibc declares wcwidth only under _XOPEN_SOURCE, which SwiftPM does not pass.
-extern int wcwidth(wchar_t c);
-static inline int sy_wcwidth(unsigned int c) { return wcwidth((wchar_t)c); }
-
 static inline int sy_get_wch(int *key, int *is_function_key) {
     wint_t ch = 0;
     int rc = get_wch(&ch);

@@ -1,4 +1,3 @@
-import CNCurses
 
 /// One terminal cell: a character (with its display width) and what it is.
 public struct Cell: Sendable, Equatable {
@@ -80,18 +79,22 @@ public struct Screen: Sendable, Equatable {
         return result + "…"
     }
 
-    /// Columns `character` takes in a terminal (0, 1 or 2).
+    /// Columns `character` takes in a terminal (1 or 2): East Asian wide and fullwidth
+    /// characters and emoji take two. Independent of the process locale, so layouts are
+    /// the same in tests and in the terminal.
     public static func displayWidth(_ character: Character) -> Int {
         guard let first = character.unicodeScalars.first else { return 0 }
         if first.isASCII { return 1 }
-        let w = Int(sy_wcwidth(first.value))
-        // Emoji presentation sequences render wide even when the base scalar reports 1.
-        if character.unicodeScalars.count > 1, character.unicodeScalars.contains(where: { $0.properties.isEmojiPresentation || $0.value == 0xFE0F }) {
-            return 2
-        }
-        if first.properties.isEmojiPresentation { return 2 }
-        return w < 0 ? 1 : w
+        if first.properties.isEmojiPresentation || character.unicodeScalars.contains(where: { $0.value == 0xFE0F }) { return 2 }
+        return wideRanges.contains { $0.contains(first.value) } ? 2 : 1
     }
+
+    static let wideRanges: [ClosedRange<UInt32>] = [
+        0x1100...0x115F, 0x231A...0x231B, 0x2329...0x232A, 0x2E80...0x303E, 0x3041...0x33FF, 0x3400...0x4DBF,
+        0x4E00...0x9FFF, 0xA000...0xA4CF, 0xA960...0xA97F, 0xAC00...0xD7A3, 0xF900...0xFAFF, 0xFE10...0xFE19,
+        0xFE30...0xFE6F, 0xFF00...0xFF60, 0xFFE0...0xFFE6, 0x1F300...0x1F64F, 0x1F900...0x1F9FF,
+        0x20000...0x2FFFD, 0x30000...0x3FFFD,
+    ]
 
     public static func displayWidth(_ text: String) -> Int { text.reduce(0) { $0 + displayWidth($1) } }
 

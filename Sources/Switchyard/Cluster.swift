@@ -89,7 +89,7 @@ public final class Cluster: Sendable {
 
     /// Like `query`/`execute`, also telling where the statement ran and why.
     public func run(
-        _ operation: Operation, _ sql: String, _ parameters: [any PostgresEncodable] = [], table: String? = nil,
+        _ operation: StatementKind, _ sql: String, _ parameters: [any PostgresEncodable] = [], table: String? = nil,
         hints: [String: String] = [:]
     ) async throws -> RoutedResult {
         let scope = RoutingScope.current
@@ -235,7 +235,7 @@ public final class Cluster: Sendable {
         }
 
         func record<R: Sendable>(
-            _ operation: Operation, _ sql: String, _ parameters: [any PostgresEncodable] = [], _ body: () async throws -> R
+            _ operation: StatementKind, _ sql: String, _ parameters: [any PostgresEncodable] = [], _ body: () async throws -> R
         ) async throws -> R {
             let clock = ContinuousClock()
             let started = clock.now

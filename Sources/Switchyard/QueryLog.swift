@@ -8,7 +8,7 @@ public struct QueryLogEntry: Sendable, Codable, Equatable {
     public var time: Date
     /// Routing context name; nil when there was none.
     public var context: String?
-    public var operation: Operation
+    public var operation: StatementKind
     /// The node that served the statement (or was tried last, on error).
     public var node: String
     /// Why it went there, e.g. `public → pg2 (least-lag, 3 ms)`.
@@ -18,6 +18,22 @@ public struct QueryLogEntry: Sendable, Codable, Equatable {
     /// The error, with SQLSTATE, when the statement failed.
     public var error: String?
     public var sql: String
+
+    public init(
+        id: UInt64, time: Date, context: String?, operation: StatementKind, node: String, reason: String, durationMs: Double,
+        rows: Int?, error: String?, sql: String
+    ) {
+        self.id = id
+        self.time = time
+        self.context = context
+        self.operation = operation
+        self.node = node
+        self.reason = reason
+        self.durationMs = durationMs
+        self.rows = rows
+        self.error = error
+        self.sql = sql
+    }
 }
 
 /// A bounded, in-memory record of every statement the cluster ran, with subscribers and
@@ -65,7 +81,7 @@ public final class QueryLog: Sendable {
     }
 
     func record(
-        context: String?, operation: Operation, node: String, reason: RouteReason, duration: Duration, rows: Int?,
+        context: String?, operation: StatementKind, node: String, reason: RouteReason, duration: Duration, rows: Int?,
         error: Error?, sql: String, parameters: [any PostgresEncodable] = []
     ) {
         let errorText = error.map { error -> String in

@@ -3,13 +3,13 @@ import Synchronization
 
 /// Read or write, as the caller declares it (`Cluster.query` reads, `Cluster.execute`
 /// writes).
-public enum Operation: String, Sendable, Codable {
+public enum StatementKind: String, Sendable, Codable {
     case read, write
 }
 
 /// Everything a router may look at to place one statement.
 public struct RouteRequest: Sendable {
-    public var operation: Operation
+    public var operation: StatementKind
     /// The table the statement is about, when the caller says so.
     public var table: String?
     /// Free-form hints from the caller, e.g. `["node": "pg2"]`.
@@ -22,7 +22,7 @@ public struct RouteRequest: Sendable {
     public var lastWrite: ContinuousClock.Instant?
 
     public init(
-        operation: Operation, table: String? = nil, hints: [String: String] = [:], context: RoutingContext? = nil,
+        operation: StatementKind, table: String? = nil, hints: [String: String] = [:], context: RoutingContext? = nil,
         token: ConsistencyToken? = nil, lastWrite: ContinuousClock.Instant? = nil
     ) {
         self.operation = operation
@@ -65,7 +65,7 @@ func formatMilliseconds(_ ms: Double) -> String {
 /// so routing stays allocation-light.
 public enum RouteReason: Sendable, Equatable, CustomStringConvertible {
     /// A write, or a context that reads from the primary (`admin → pg1`).
-    case primaryContext(context: String, operation: Operation)
+    case primaryContext(context: String, operation: StatementKind)
     /// No routing context: the safe default.
     case noContext
     /// A replica chosen by the selection policy.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Console
 import Foundation
 import PostgresClient
 import Switchyard
@@ -7,7 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure stale reads per routing policy, and routing overhead.",
-        subcommands: [Consistency.self, Routing.self])
+        subcommands: [Consistency.self, Routing.self, Render.self])
 }
 
 extension BenchCommand {
@@ -52,6 +53,33 @@ extension BenchCommand {
             } catch let error as RoutingError {
                 throw fail(error.description)
             }
+        }
+    }
+
+    struct Render: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Time the console's frame rendering (state → screen cells) at a given size.",
+            discussion: "Needs no database. Build with -c release for meaningful figures.")
+
+        @Option(help: "Terminal width.") var width = 200
+        @Option(help: "Terminal height.") var height = 60
+        @Option(help: "Frames to render.") var frames = 2000
+
+        func run() throws {
+            let state = ConsoleState.sample(width: width, height: height)
+            let clock = ContinuousClock()
+            var times: [Double] = []
+            var checksum = 0
+            for _ in 0..<frames {
+                let started = clock.now
+                let screen = Renderer.render(state)
+                times.append((clock.now - started).milliseconds)
+                checksum &+= screen.cells.count
+            }
+            precondition(checksum > 0)
+            times.sort()
+            print(String(format: "render %d×%d: median %.3f ms, p99 %.3f ms per frame (%d frames)",
+                         width, height, times[times.count / 2], times[min(times.count - 1, times.count * 99 / 100)], frames))
         }
     }
 

@@ -1,0 +1,217 @@
+@testable import Console
+import Switchyard
+import Testing
+
+/// The console's state machine: keys and results in, state and effects out.
+@Suite struct ConsoleStateTests {
+    /// A state with the sample table open and idle.
+    func opened() -> ConsoleState {
+        var state = ConsoleState.sample(width: 120, height: 40)
+        state.message = nil
+        return state
+    }
+
+    func shape(_ state: ConsoleState) -> TableShape { state.grid!.shape }
+
+    @Test func openingATableLoadsItsFirstPage() {
+        var state = ConsoleState(width: 100, height: 30, clusterName: "c")
+        let start = state.reduce(.start)
+        guard case .loadTables(let request) = start.first else { Issue.record("no loadTables"); return }
+        _ = state.reduce(.tablesLoaded([TableInfo(schema: "s", name: "t", estimatedRows: 5)], request: request))
+        let open = state.reduce(.key(.enter))
+        guard case .openTable(let table, let openRequest) = open.first else { Issue.record("no openTable"); return }
+        #expect(table.qualifiedName == "s.t")
+        #expect(state.busy == "opening t")
+        let sample = ConsoleState.sample(width: 100, height: 30).grid!.shape
+        let shape = TableShape(table: table, quotedName: "\"s\".\"t\"", columns: sample.columns)
+        let load = state.reduce(.tableOpened(shape, request: openRequest))
+        guard case .loadPage(_, .first, nil, nil, let limit, _) = load.first else { Issue.record("no loadPage"); return }
+        #expect(limit == state.pageSize)
+        #expect(state.focus == .grid)
+    }
+
+    @Test func staleResultsAreIgnored() {
+        var state = opened()
+        let effects = state.reduce(.key(.character("r")))
+        guard case .loadPage(_, _, _, _, _, let request) = effects.first else { Issue.record("no loadPage"); return }
+        _ = state.reduce(.key(.escape))  // cancel
+        #expect(state.busy == nil)
+        let before = state.grid
+        _ = state.reduce(.pageLoaded(rows: [], keys: [], position: .first, request: request))
+        #expect(state.grid == before)
+    }
+
+    @Test func escapeCancelsRunningWork() {
+        var state = opened()
+        let effects = state.reduce(.key(.character("G")))
+        guard case .loadPage(_, .last, _, _, _, let request) = effects.first else { Issue.record("no loadPage"); return }
+        #expect(state.busy != nil)
+        #expect(state.reduce(.key(.character("j"))).isEmpty, "keys wait while busy")
+        #expect(state.reduce(.key(.escape)) == [.cancel(request: request)])
+        #expect(state.message == "cancelled")
+    }
+
+    @Test func pagingUsesKeysNeverOffsets() {
+        var state = opened()
+        state.grid!.cursorRow = state.grid!.rows.count - 1
+        let next = state.reduce(.key(.down))
+        #expect(next.first.map { if case .loadPage(_, .after(["40"]), _, _, _, _) = $0 { true } else { false } } == true)
+        var top = opened()
+        top.grid!.atStart = false
+        top.grid!.cursorRow = 0
+        let previous = top.reduce(.key(.up))
+        #expect(previous.first.map { if case .loadPage(_, .before(["1"]), _, _, _, _) = $0 { true } else { false } } == true)
+    }
+
+    @Test func editCancelKeepsTheRow() {
+        var state = opened()
+        _ = state.reduce(.key(.enter))
+        guard case .editCell(let edit) = state.mode else { Issue.record("not editing"); return }
+        #expect(edit.column == 1)
+        #expect(edit.field.value == state.grid!.rows[2][1])
+        _ = state.reduce(.key(.character("!")))
+        _ = state.reduce(.key(.escape))
+        #expect(state.mode == .browse)
+        #expect(state.grid!.rows[2][1] == ConsoleState.sample(width: 120, height: 40).grid!.rows[2][1])
+    }
+
+    @Test func saveSendsOneUpdateWithTheSeenRowAndKeepsTextOnError() {
+        var state = opened()
+        let seen = state.grid!.rows[2]
+        _ = state.reduce(.key(.enter))
+        _ = state.reduce(.key(.control("u")))
+        for character in "Ada" { _ = state.reduce(.key(.character(character))) }
+        let effects = state.reduce(.key(.enter))
+        guard case .update(_, let sentSeen, let changes, let request) = effects.first else { Issue.record("no update"); return }
+        #expect(sentSeen == seen)
+        #expect(changes == [1: "Ada"])
+        _ = state.reduce(.failed(message: "invalid input syntax for type integer: \"Ada\" (SQLSTATE 22P02)", request: request))
+        #expect(state.messageIsError)
+        #expect(state.message?.contains("22P02") == true)
+        guard case .editCell(let edit) = state.mode else { Issue.record("editor closed on error"); return }
+        #expect(edit.field.value == "Ada", "the typed text is kept")
+    }
+
+    @Test func ctrlNSetsNullDistinctFromEmpty() {
+        var field = TextField("abc")
+        _ = field.handle(.control("n"))
+        #expect(field.value == nil)
+        _ = field.handle(.character("x"))
+        #expect(field.value == "x")
+        _ = field.handle(.control("u"))
+        #expect(field.value == "")
+        var cursor = TextField("añb")
+        _ = cursor.handle(.home)
+        _ = cursor.handle(.right)
+        _ = cursor.handle(.delete)
+        #expect(cursor.value == "ab")
+        _ = cursor.handle(.end)
+        _ = cursor.handle(.backspace)
+        #expect(cursor.value == "a")
+    }
+
+    @Test func conflictKeepsTheUsersInputAndShowsCurrentValues() {
+        var state = opened()
+        _ = state.reduce(.key(.enter))
+        _ = state.reduce(.key(.control("u")))
+        for character in "Mine" { _ = state.reduce(.key(.character(character))) }
+        guard case .update(_, _, _, let request) = state.reduce(.key(.enter)).first else { Issue.record("no update"); return }
+        var current = state.grid!.rows[2]
+        current[1] = "Theirs"
+        _ = state.reduce(.conflict(current: current, request: request))
+        guard case .conflict(let conflict) = state.mode else { Issue.record("no conflict view"); return }
+        #expect(conflict.mine == [1: "Mine"])
+        #expect(conflict.current?[1] == "Theirs")
+        #expect(state.messageIsError)
+        // Back to the editor: input kept, now against the current row.
+        _ = state.reduce(.key(.enter))
+        guard case .editCell(let edit) = state.mode else { Issue.record("not back in the editor"); return }
+        #expect(edit.field.value == "Mine")
+        #expect(edit.seen[1] == "Theirs")
+        #expect(state.grid!.rows[2][1] == "Theirs")
+    }
+
+    @Test func filterIsAParameterAndClears() {
+        var state = opened()
+        _ = state.reduce(.key(.character("/")))
+        guard case .filter = state.mode else { Issue.record("no filter prompt"); return }
+        _ = state.reduce(.key(.tab))  // = → contains
+        for character in "'; drop table x; --" { _ = state.reduce(.key(.character(character))) }
+        let effects = state.reduce(.key(.enter))
+        guard case .loadPage(let shape, .first, _, let filter?, let limit, _) = effects.first else { Issue.record("no filtered load"); return }
+        #expect(filter == Filter(column: 1, op: .contains, value: "'; drop table x; --"))
+        let statement = SQLBuilder.page(shape, position: .first, sort: nil, filter: filter, limit: limit)
+        #expect(!statement.sql.contains("drop table"))
+        #expect(statement.parameters == ["%'; drop table x; --%"])
+        // An empty value clears the filter.
+        _ = state.reduce(.pageLoaded(rows: [], keys: [], position: .first, request: state.pending!))
+        _ = state.reduce(.key(.character("/")))
+        _ = state.reduce(.key(.control("u")))
+        _ = state.reduce(.key(.enter))
+        #expect(state.grid?.filter == nil)
+    }
+
+    @Test func deleteAsksFirstAndShowsTheSQL() {
+        var state = opened()
+        #expect(state.reduce(.key(.character("d"))).isEmpty)
+        guard case .confirmDelete(let confirmation) = state.mode else { Issue.record("no confirmation"); return }
+        #expect(confirmation.key == "id = 3")
+        #expect(confirmation.sql.hasPrefix("delete from \"demo\".\"customers\" where \"id\" = $1"))
+        let effects = state.reduce(.key(.character("y")))
+        guard case .delete(_, let seen, _) = effects.first else { Issue.record("no delete"); return }
+        #expect(seen[0] == "3")
+        var declined = opened()
+        _ = declined.reduce(.key(.character("d")))
+        #expect(declined.reduce(.key(.character("n"))).isEmpty)
+        #expect(declined.mode == .browse)
+    }
+
+    @Test func addFormSendsOnlyTouchedFields() {
+        var state = opened()
+        _ = state.reduce(.key(.character("a")))
+        guard case .form(let form) = state.mode else { Issue.record("no form"); return }
+        #expect(form.kind == .add)
+        _ = state.reduce(.key(.tab))
+        for character in "New person" { _ = state.reduce(.key(.character(character))) }
+        _ = state.reduce(.key(.tab))
+        _ = state.reduce(.key(.control("n")))  // email NULL on purpose
+        let effects = state.reduce(.key(.control("s")))
+        guard case .insert(_, let values, _) = effects.first else { Issue.record("no insert"); return }
+        #expect(values == [1: "New person", 2: nil])
+    }
+
+    @Test func tablesWithoutKeyAreReadOnly() {
+        var state = opened()
+        var columns = state.grid!.shape.columns
+        for index in columns.indices { columns[index].primaryKeyPosition = nil }
+        state.grid!.shape.columns = columns
+        #expect(state.reduce(.key(.enter)).isEmpty)
+        #expect(state.mode == .browse)
+        #expect(state.message?.contains("read-only") == true)
+    }
+
+    @Test func quittingWithAnUnsavedEditAsks() {
+        var state = opened()
+        _ = state.reduce(.key(.enter))
+        #expect(state.reduce(.key(.control("c"))).isEmpty)
+        guard case .confirmQuit = state.mode else { Issue.record("did not ask"); return }
+        _ = state.reduce(.key(.character("n")))
+        guard case .editCell = state.mode else { Issue.record("edit lost"); return }
+        _ = state.reduce(.key(.control("c")))
+        #expect(state.reduce(.key(.character("y"))) == [.quit])
+        var browsing = opened()
+        #expect(browsing.reduce(.key(.character("q"))) == [.quit])
+    }
+
+    @Test func sortCyclesAscendingDescendingOff() {
+        var state = opened()
+        _ = state.reduce(.key(.character("s")))
+        #expect(state.grid?.sort == Sort(column: 1, descending: false))
+        _ = state.reduce(.pageLoaded(rows: [], keys: [], position: .first, request: state.pending!))
+        _ = state.reduce(.key(.character("s")))
+        #expect(state.grid?.sort == Sort(column: 1, descending: true))
+        _ = state.reduce(.pageLoaded(rows: [], keys: [], position: .first, request: state.pending!))
+        _ = state.reduce(.key(.character("s")))
+        #expect(state.grid?.sort == nil)
+    }
+}
