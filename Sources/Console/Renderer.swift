@@ -190,7 +190,7 @@ public enum Renderer {
         let shape = grid.shape
         func columnWidth(_ index: Int) -> Int {
             let column = shape.columns[index]
-            var widest = max(Screen.displayWidth(column.name) + (column.primaryKeyPosition != nil ? 2 : 0), 4)
+            var widest = max(Screen.displayWidth(column.name) + (column.primaryKeyPosition != nil ? 2 : 0), min(column.type.count + 1, 10), 4)
             for row in grid.rows { widest = max(widest, row[index].map { Screen.displayWidth($0) } ?? 1) }
             return min(widest, 28)
         }

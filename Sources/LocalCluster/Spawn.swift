@@ -56,3 +56,24 @@ enum Spawn {
         return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
     }
 }
+
+/// Runs a program to completion without Foundation's `Process`, whose wait never ends
+/// when the program leaves a daemon behind (pg_ctl, tmux): this one waits for the
+/// program itself only.
+public enum ChildProcess {
+    public struct Result: Sendable {
+        public var status: Int32
+        public var output: String
+    }
+
+    /// Runs `argv` (a full path first) in `workingDirectory`, with stdout and stderr
+    /// captured together.
+    public static func run(_ argv: [String], workingDirectory: String = FileManager.default.currentDirectoryPath,
+                           environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Result {
+        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("switchyard-\(UUID().uuidString).out").path
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        let pid = try Spawn.start(argv, environment: environment, workingDirectory: workingDirectory, outputPath: outputPath)
+        let status = Spawn.wait(pid)
+        return Result(status: status, output: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "")
+    }
+}

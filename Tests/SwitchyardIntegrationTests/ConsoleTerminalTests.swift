@@ -1,0 +1,246 @@
+import Foundation
+import LocalCluster
+import PostgresClient
+import SwitchyardTestSupport
+import Testing
+
+/// A real terminal: tmux on a private server, driven with send-keys, read with capture-pane.
+final class TmuxSession {
+    let socket = "sy-test-\(getpid())"
+    let name: String
+
+    init(command: String, width: Int = 120, height: Int = 40) throws {
+        name = "t\(UInt32.random(in: 0...UInt32.max))"
+        try Self.tmux(socket, ["new-session", "-d", "-s", name, "-x", String(width), "-y", String(height),
+                               "-e", "LANG=C.UTF-8", "-e", "TERM=xterm-256color", command])
+        _ = try? Self.tmux(socket, ["set-option", "-t", name, "remain-on-exit", "on"])
+    }
+
+    /// Runs tmux and waits for the client only (the server it may start lives on).
+    @discardableResult
+    static func tmux(_ socket: String, _ arguments: [String]) throws -> String {
+        let result = try ChildProcess.run(["/usr/bin/tmux", "-L", socket] + arguments)
+        guard result.status == 0 else {
+            throw NSError(domain: "tmux", code: Int(result.status), userInfo: [NSLocalizedDescriptionKey: result.output])
+        }
+        return result.output
+    }
+
+    func capture() -> String { (try? Self.tmux(socket, ["capture-pane", "-p", "-t", name])) ?? "" }
+
+    /// Types keys (tmux key names like Enter, Escape, C-u, Right) or, with `literal`, text.
+    func send(_ keys: String..., literal: Bool = false) throws {
+        try Self.tmux(socket, ["send-keys", "-t", name] + (literal ? ["-l"] : []) + keys)
+    }
+
+    func resize(width: Int, height: Int) throws {
+        try Self.tmux(socket, ["resize-window", "-t", name, "-x", String(width), "-y", String(height)])
+    }
+
+    /// Polls the screen until `predicate` holds; returns the last capture.
+    @discardableResult
+    func waitFor(_ what: String, timeout: Duration = .seconds(15), _ predicate: (String) -> Bool) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        var screen = capture()
+        while !predicate(screen) {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("timed out waiting for \(what); screen:\n\(screen)")
+                return screen
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            screen = capture()
+        }
+        return screen
+    }
+
+    @discardableResult
+    func waitFor(text: String, timeout: Duration = .seconds(15)) async throws -> String {
+        try await waitFor("\"\(text)\"", timeout: timeout) { $0.contains(text) }
+    }
+
+    func close() { _ = try? Self.tmux(socket, ["kill-server"]) }
+}
+
+extension ClusterTests {
+    /// The console in a real terminal against the real cluster.
+    @Suite struct ConsoleTerminalTests {
+        struct Fixture {
+            let configPath: String
+            let logPath: String
+            let schema: String
+        }
+
+        /// A table `items` in a fresh schema, a config with a JSON Lines query log.
+        static func fixture() async throws -> Fixture {
+            let cluster = try TestCluster.shared()
+            let schema = "console_" + UUID().uuidString.prefix(6).lowercased()
+            try await cluster.withConnection("pg1") { connection in
+                _ = try await connection.execute(script: """
+                    create schema \(schema);
+                    create table \(schema).items (id int primary key, name text, qty integer not null default 0);
+                    insert into \(schema).items select g, 'item ' || g, g from generate_series(1, 50) g;
+                    update \(schema).items set name = 'alpha' where id = 1;
+                    create table \(schema).victim (id int);
+                    """)
+            }
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-console-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            let logPath = folder.appendingPathComponent("queries.jsonl").path
+            var config = "[cluster]\nname = \"console-test\"\n"
+            for node in cluster.nodes {
+                config += "\n[[nodes]]\nname = \"\(node.name)\"\nconninfo = \"\(try cluster.conninfo(node.name))\"\n"
+            }
+            config += "\n[monitor]\ninterval_ms = 250\n\n[query_log]\nfile = \"\(logPath)\"\n"
+            let configPath = folder.appendingPathComponent("switchyard.toml").path
+            try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+            return Fixture(configPath: configPath, logPath: logPath, schema: schema)
+        }
+
+        static func launch(_ fixture: Fixture, width: Int = 120, height: Int = 40, after: String = "") throws -> TmuxSession {
+            let binary = try CommandLineTests.executable.path
+            let command = "\(binary) console --config \(fixture.configPath) --table \(fixture.schema).items\(after)"
+            return try TmuxSession(command: command, width: width, height: height)
+        }
+
+        static func primaryValue(_ sql: String, _ parameters: [any PostgresEncodable] = []) async throws -> String? {
+            try await TestCluster.shared().withConnection("pg1") { try await $0.query(sql, parameters).scalar(String.self) }
+        }
+
+        @Test func editingACellWritesOnThePrimaryAndEveryStatementIsLoggedThere() async throws {
+            let fixture = try await Self.fixture()
+            let tmux = try Self.launch(fixture)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            try await tmux.waitFor(text: "ADMIN → primary pg1")
+            try tmux.send("Right", "Enter")
+            try await tmux.waitFor(text: "Edit name")
+            try tmux.send("C-u")
+            try tmux.send("edited ünïcode 🚂", literal: true)
+            try tmux.send("Enter")
+            try await tmux.waitFor(text: "saved name")
+            #expect(try await Self.primaryValue("select name from \(fixture.schema).items where id = 1") == "edited ünïcode 🚂")
+            try tmux.send("q")
+            try await Task.sleep(for: .milliseconds(500))
+            let lines = try String(contentsOfFile: fixture.logPath, encoding: .utf8).split(separator: "\n")
+            #expect(lines.count >= 4)
+            for line in lines {
+                let entry = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                #expect(entry["context"] as? String == "admin", "console statement outside the admin context: \(line)")
+                #expect(entry["node"] as? String == "pg1", "console statement not on the primary: \(line)")
+            }
+            #expect(lines.contains { $0.contains("\"operation\":\"write\"") && $0.contains("update") })
+        }
+
+        @Test func aConcurrentChangeShowsAConflictAndOverwritesNothing() async throws {
+            let fixture = try await Self.fixture()
+            let tmux = try Self.launch(fixture)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            try tmux.send("Right", "Enter")
+            try await tmux.waitFor(text: "Edit name")
+            _ = try await TestCluster.shared().withConnection("pg1") {
+                try await $0.query("update \(fixture.schema).items set name = 'theirs' where id = 1")
+            }
+            try tmux.send("C-u")
+            try tmux.send("mine", literal: true)
+            try tmux.send("Enter")
+            let screen = try await tmux.waitFor(text: "Conflict")
+            #expect(screen.contains("now theirs"))
+            #expect(screen.contains("yours mine"))
+            #expect(try await Self.primaryValue("select name from \(fixture.schema).items where id = 1") == "theirs")
+            // Back to the editor with the input kept.
+            try tmux.send("Enter")
+            let editor = try await tmux.waitFor(text: "Edit name")
+            #expect(editor.contains("mine"))
+        }
+
+        @Test func anInvalidIntegerShowsTheSQLStateAndKeepsTheText() async throws {
+            let fixture = try await Self.fixture()
+            let tmux = try Self.launch(fixture)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            try tmux.send("Right", "Right", "Enter")
+            try await tmux.waitFor(text: "Edit qty")
+            try tmux.send("C-u")
+            try tmux.send("12x", literal: true)
+            try tmux.send("Enter")
+            let screen = try await tmux.waitFor(text: "22P02")
+            #expect(screen.contains("Edit qty"), "the editor stays open")
+            #expect(screen.contains("12x"), "the typed text is kept")
+            #expect(try await Self.primaryValue("select qty::text from \(fixture.schema).items where id = 1") == "1")
+        }
+
+        @Test func aFilterCannotBecomeSQL() async throws {
+            let fixture = try await Self.fixture()
+            let tmux = try Self.launch(fixture)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            try tmux.send("Right", "/")
+            try await tmux.waitFor(text: "filter")
+            try tmux.send("'; drop table \(fixture.schema).victim; --", literal: true)
+            try tmux.send("Enter")
+            try await tmux.waitFor(text: "(no rows match the filter)")
+            #expect(try await Self.primaryValue("select to_regclass($1)::text", ["\(fixture.schema).victim"]) != nil)
+            // A real filter finds its row.
+            try tmux.send("/", "C-u")
+            try tmux.send("alpha", literal: true)
+            try tmux.send("Enter")
+            try await tmux.waitFor("one row") { $0.contains("alpha") && !$0.contains("item 2 ") }
+        }
+
+        @Test func resizeRelayoutsAndTooSmallSaysSo() async throws {
+            let fixture = try await Self.fixture()
+            let tmux = try Self.launch(fixture)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            try tmux.resize(width: 100, height: 30)
+            try await tmux.waitFor("100 columns") { screen in
+                screen.split(separator: "\n").first.map { Int($0.count) <= 100 && $0.contains("ADMIN → primary pg1") } == true
+            }
+            try tmux.resize(width: 70, height: 20)
+            try await tmux.waitFor(text: "Terminal too small")
+            try tmux.resize(width: 120, height: 40)
+            try await tmux.waitFor("normal layout") { $0.contains("alpha") && !$0.contains("Terminal too small") }
+        }
+
+        @Test func sigtermRestoresTheTerminal() async throws {
+            let fixture = try await Self.fixture()
+            let stty = FileManager.default.temporaryDirectory.appendingPathComponent("sy-stty-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: stty) }
+            let tmux = try Self.launch(fixture, after: "; stty -a > \(stty); sleep 30")
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            _ = try ChildProcess.run(["/usr/bin/pkill", "-TERM", "-f", "console --config \(fixture.configPath)"])
+            let restored = await TestCluster.eventually(timeout: .seconds(10)) {
+                (try? String(contentsOfFile: stty, encoding: .utf8))?.contains("icanon") == true
+            }
+            #expect(restored, "the shell after the console never ran stty")
+            let settings = (try? String(contentsOfFile: stty, encoding: .utf8)) ?? ""
+            let words = settings.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == ";" })
+            #expect(words.contains("icanon") && !words.contains("-icanon"))
+            #expect(words.contains("echo") && !words.contains("-echo"))
+        }
+
+        @Test func aStoppedReplicaShowsDownInThePane() async throws {
+            let fixture = try await Self.fixture()
+            let tmux = try Self.launch(fixture)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            try await tmux.waitFor(text: "pg3 replica")
+            let cluster = try TestCluster.shared()
+            try await cluster.local.stop(node: "pg3", mode: .immediate)
+            do {
+                try await tmux.waitFor(text: "pg3 DOWN")
+                // The console still works with a replica down.
+                try tmux.send("j")
+                try await tmux.waitFor(text: "item 2")
+            } catch {
+                try? await cluster.local.start(node: "pg3")
+                throw error
+            }
+            try await cluster.local.start(node: "pg3")
+            try await tmux.waitFor(text: "pg3 replica")
+            try await cluster.waitForStreaming()
+        }
+    }
+}
