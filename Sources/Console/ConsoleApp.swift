@@ -60,15 +60,15 @@ public final class ConsoleApp: Sendable {
         _ = state.reduce(.topology(initialTopology, history: history(initialTopology)))
         var effects = state.reduce(.start)
         var openedInitial = initialTable == nil
-        var lastScreen: Screen?
+        var drawn: ConsoleState?
         while !state.quit && !stopRequested.load(ordering: .relaxed) && !shouldStop(state) {
             for effect in effects { dispatch(effect, &state) }
             effects = []
             if state.quit { break }
-            let screen = Renderer.render(state)
-            if screen != lastScreen {
-                driver.draw(screen)
-                lastScreen = screen
+            // Render only when something changed; the driver then redraws changed rows only.
+            if state != drawn {
+                driver.draw(Renderer.render(state))
+                drawn = state
             }
             var events: [ConsoleEvent] = []
             if let input = driver.nextInput(timeoutMs: state.busy == nil ? 100 : 80) {
