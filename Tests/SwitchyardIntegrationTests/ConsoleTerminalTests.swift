@@ -58,7 +58,14 @@ final class TmuxSession {
         try await waitFor("\"\(text)\"", timeout: timeout) { $0.contains(text) }
     }
 
-    func close() { _ = try? Self.tmux(socket, ["kill-server"]) }
+    /// Kills what runs in the panes (it may ignore SIGHUP), then the tmux server.
+    func close() {
+        let pids = (try? Self.tmux(socket, ["list-panes", "-s", "-t", name, "-F", "#{pane_pid}"])) ?? ""
+        for pid in pids.split(separator: "\n").compactMap({ pid_t($0.trimmingCharacters(in: .whitespaces)) }) {
+            kill(pid, SIGKILL)
+        }
+        _ = try? Self.tmux(socket, ["kill-server"])
+    }
 }
 
 extension ClusterTests {
@@ -207,10 +214,12 @@ extension ClusterTests {
             let fixture = try await Self.fixture()
             let stty = FileManager.default.temporaryDirectory.appendingPathComponent("sy-stty-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: stty) }
-            let tmux = try Self.launch(fixture, after: "; stty -a > \(stty); sleep 30")
+            let tmux = try Self.launch(fixture, after: "; stty -a > \(stty); sleep 5")
             defer { tmux.close() }
             try await tmux.waitFor(text: "alpha")
-            _ = try ChildProcess.run(["/usr/bin/pkill", "-TERM", "-f", "console --config \(fixture.configPath)"])
+            // Anchored at the program path: the tmux server's command line names it too.
+            let binary = try CommandLineTests.executable.path
+            _ = try ChildProcess.run(["/usr/bin/pkill", "-TERM", "-f", "^\(binary) console --config \(fixture.configPath)"])
             let restored = await TestCluster.eventually(timeout: .seconds(10)) {
                 (try? String(contentsOfFile: stty, encoding: .utf8))?.contains("icanon") == true
             }
