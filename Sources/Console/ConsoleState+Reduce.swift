@@ -179,7 +179,13 @@ extension ConsoleState {
                 setMessage("cancelled")
                 return [.cancel(request: request)]
             }
-            if key == .control("c") { return quitKey() }
+            if key == .control("c") || (key == .character("q") && mode == .browse) {
+                // Quitting abandons the running query.
+                let cancel = pending.map { [ConsoleEffect.cancel(request: $0)] } ?? []
+                pending = nil
+                busy = nil
+                return cancel + quitKey()
+            }
             return []
         }
         if isTooSmall {
