@@ -6,7 +6,7 @@ import Testing
 
 /// A real terminal: tmux on a private server, driven with send-keys, read with capture-pane.
 final class TmuxSession {
-    let socket = "sy-test-\(getpid())"
+    let socket = "sy-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     let name: String
 
     init(command: String, width: Int = 120, height: Int = 40) throws {
@@ -65,6 +65,8 @@ final class TmuxSession {
             kill(pid, SIGKILL)
         }
         _ = try? Self.tmux(socket, ["kill-server"])
+        let folder = ProcessInfo.processInfo.environment["TMUX_TMPDIR"] ?? "/tmp"
+        try? FileManager.default.removeItem(atPath: "\(folder)/tmux-\(getuid())/\(socket)")
     }
 }
 
