@@ -189,6 +189,7 @@ public final class ClusterMonitor: Sendable {
             node.replayLSN = sample.replayLSN
             node.walReceiverStatus = sample.walReceiverStatus
             node.upstream = sample.upstream
+            node.configuredUpstream = sample.configuredUpstream
             node.timeline = sample.timeline
             node.replayPaused = sample.replayPaused
             guard inRecovery else {
@@ -247,6 +248,7 @@ struct ProbeSample: Sendable {
     var replayAgeSeconds: Double?
     var walReceiverStatus: String?
     var upstream: String?
+    var configuredUpstream: String?
     var timeline: Int?
     var replication: [ReplicationPeer] = []
 }
@@ -272,7 +274,8 @@ final class ProbeConnection: Sendable {
                r.status,
                r.sender_host || ':' || r.sender_port,
                case when pg_is_in_recovery() then r.received_tli
-                    else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end
+                    else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end,
+               case when pg_is_in_recovery() then current_setting('primary_conninfo') end
         from (select 1) as one left join pg_stat_wal_receiver as r on true
         """
 
@@ -321,6 +324,8 @@ final class ProbeConnection: Sendable {
         sample.walReceiverStatus = try row.decode(6, as: String?.self)
         sample.upstream = try row.decode(7, as: String?.self)
         sample.timeline = try row.decode(8, as: Int?.self)
+        // Only host and port are kept: primary_conninfo may hold a password.
+        sample.configuredUpstream = try row.decode(9, as: String?.self).flatMap { $0.isEmpty ? nil : Conninfo.endpoint($0) }
         if sample.inRecovery == false {
             sample.replication = try await current.query(Self.replicationSQL).rows.map { row in
                 ReplicationPeer(

@@ -24,6 +24,9 @@ public struct NodeState: Sendable, Codable, Equatable {
     public var walReceiverStatus: String?
     /// `host:port` the WAL receiver streams from.
     public var upstream: String?
+    /// `host:port` of the replica's `primary_conninfo`: whom it follows, also while its
+    /// WAL receiver is not running.
+    public var configuredUpstream: String?
     public var timeline: Int?
     public var replayPaused: Bool?
     /// Why the last probe failed.

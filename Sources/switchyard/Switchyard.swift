@@ -11,7 +11,10 @@ struct SwitchyardCommand: AsyncParsableCommand {
             from this machine's PostgreSQL, with a switchyard.toml for them.
             """,
         version: SwitchyardVersion.current,
-        subcommands: [DemoCommand.self, ConsoleCommand.self, ClusterCommand.self, LagCommand.self, BenchCommand.self]
+        subcommands: [
+            DemoCommand.self, ConsoleCommand.self, ClusterCommand.self, LagCommand.self, CheckCommand.self, PromoteCommand.self,
+            BenchCommand.self,
+        ]
     )
 }
 

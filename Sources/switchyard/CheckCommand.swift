@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import PostgresClient
+import Switchyard
+
+struct CheckCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Could the cluster lose its primary now, and which replica would take over?",
+        discussion: """
+            Exit codes follow Nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. The first line is a \
+            one-line summary for monitoring systems; a table of every check and the candidate \
+            ranking follow. The visibility check writes a marker row in the schema `switchyard` \
+            on the primary (created if allowed).
+            """)
+
+    @OptionGroup var config: ConfigOption
+    @Flag(help: "Print JSON instead of text.") var json = false
+    @Option(name: .customLong("warn-lag-ms"), help: "Lag (ms) that warns; default from [monitor] warn_lag_ms.") var warnLagMs: Int?
+    @Option(name: .customLong("critical-lag-ms"), help: "Lag (ms) that is critical; default from [monitor] critical_lag_ms.")
+    var criticalLagMs: Int?
+
+    func validate() throws {
+        if let warnLagMs, let criticalLagMs, criticalLagMs < warnLagMs {
+            throw ValidationError("--critical-lag-ms must not be below --warn-lag-ms")
+        }
+    }
+
+    func run() async throws {
+        let configuration: ClusterConfiguration
+        do {
+            configuration = try config.load()
+        } catch let exit as ExitCode {
+            throw ExitCode(exit.rawValue == 0 ? 0 : 3)
+        }
+        let report = await FailoverChecker(configuration: configuration, warnLagMs: warnLagMs, criticalLagMs: criticalLagMs).run()
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(report.summaryLine)
+            let rows = report.results.map { [$0.status.rawValue, $0.check, $0.node ?? "-", $0.summary] }
+            print(TextTable.render(header: ["STATUS", "CHECK", "NODE", "DETAIL"], rows: rows))
+            if !report.candidates.isEmpty {
+                print("\ncandidates, best first:")
+                let candidateRows = report.candidates.enumerated().map { index, candidate in
+                    [String(index + 1), candidate.node, candidate.receiveLSN?.description ?? "-", candidate.replayLSN?.description ?? "-",
+                     candidate.missingBytes.map(String.init) ?? "-"]
+                }
+                print(TextTable.render(header: ["#", "NODE", "RECEIVED", "REPLAYED", "BEHIND BYTES"], rows: candidateRows))
+            }
+            print(String(format: "checked from %@ in %.0f ms", report.testedFrom, report.durationMs))
+        }
+        throw ExitCode(report.exitCode)
+    }
+}
+
+struct PromoteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "promote",
+        abstract: "Promote a replica to primary (pg_promote) and wait until it accepts writes.",
+        discussion: """
+            Refuses without --yes, and refuses while another primary is reachable (that would \
+            be split brain) unless --force. Other replicas keep following the old primary until \
+            they are repointed; `switchyard check` reports them.
+            """)
+
+    @OptionGroup var config: ConfigOption
+    @Argument(help: "The replica to promote, e.g. pg2.") var node: String
+    @Flag(help: "Confirm: promotion cannot be undone.") var yes = false
+    @Flag(help: "Promote even though another primary is reachable.") var force = false
+
+    func run() async throws {
+        guard yes else {
+            throw fail("promoting \(node) cannot be undone: run again with --yes to confirm")
+        }
+        let configuration = try config.load()
+        guard let endpoint = configuration.nodes.first(where: { $0.name == node }) else {
+            throw fail("no node named \"\(node)\" in the config (nodes: \(configuration.nodes.map(\.name).joined(separator: ", ")))")
+        }
+        let monitor = ClusterMonitor(nodes: configuration.nodes)
+        let topology = await monitor.probeNow()
+        await monitor.stop()
+        guard let target = topology.node(node), target.reachable else {
+            throw fail("\(node) is not reachable: \(topology.node(node)?.error ?? "no answer")")
+        }
+        guard target.role == .replica else { throw fail("\(node) is already a primary") }
+        let others = topology.primaries.filter { $0.name != node }
+        if !others.isEmpty && !force {
+            throw fail("\(others.map(\.name).joined(separator: ", ")) is still a reachable primary: promoting \(node) now would "
+                + "create split brain. Stop it first, or pass --force")
+        }
+        do {
+            let connection = try await PostgresConnection.connect(endpoint.conninfo, label: node, options: ConnectOptions(connectTimeout: 5))
+            try await connection.closing { connection in
+                print("promoting \(node)…")
+                let started = ContinuousClock.now
+                _ = try await connection.query("select pg_promote(true, 60)")
+                while try await connection.query("select pg_is_in_recovery()").scalar(Bool.self) == true {
+                    guard ContinuousClock.now - started < .seconds(60) else { throw fail("\(node) is still in recovery after 60 s") }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                print("\(node) is primary (out of recovery after \(ContinuousClock.now - started))")
+            }
+        } catch let error as PostgresError {
+            throw fail(error.description)
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import LocalCluster
+import PostgresClient
+import Switchyard
+import SwitchyardTestSupport
+import Testing
+
+func checkReport(_ arguments: [String]) throws -> (status: Int32, firstLine: String, output: String) {
+    let run = try CommandLineTests.run(["check"] + arguments)
+    return (run.status, String(run.output.split(separator: "\n").first ?? ""), run.output)
+}
+
+extension ClusterTests {
+    /// `switchyard check` on the shared cluster, healthy and degraded.
+    @Suite struct CheckCommandTests {
+        @Test func healthyClusterIsOKAndJSONMatchesTheTable() throws {
+            let config = try TestCluster.shared().local.configURL.path
+            let text = try checkReport(["--config", config])
+            #expect(text.status == 0, "\(text.output)")
+            #expect(text.firstLine.hasPrefix("SWITCHYARD OK - "))
+            #expect(text.firstLine.contains("primary pg1"))
+            let json = try CommandLineTests.run(["check", "--config", config, "--json"])
+            #expect(json.status == 0)
+            let report = try #require(JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
+            let results = try #require(report["results"] as? [[String: Any]])
+            let tableRows = text.output.split(separator: "\n").filter { $0.hasPrefix("PASS ") || $0.hasPrefix("WARN ") || $0.hasPrefix("FAIL ") || $0.hasPrefix("UNKNOWN ") }
+            #expect(results.count == tableRows.count)
+            #expect(results.allSatisfy { $0["status"] as? String == "PASS" })
+            #expect(Set(results.compactMap { $0["check"] as? String }) == ["reachable", "primary", "replication", "lag", "visibility", "slots", "wal_senders", "settings", "candidates"])
+            #expect(report["primary"] as? String == "pg1")
+            #expect((report["candidates"] as? [[String: Any]])?.count == 2)
+        }
+
+        @Test func delayedStoppedAndPausedReplicasAreNamed() async throws {
+            let cluster = try TestCluster.shared()
+            let config = cluster.local.configURL.path
+            try await cluster.local.delay(node: "pg3", milliseconds: 2000)
+            do {
+                try await Task.sleep(for: .milliseconds(300))
+                _ = try await cluster.withConnection("pg1") { try await $0.query("select pg_switch_wal(), txid_current()") }
+                let delayed = try checkReport(["--config", config])
+                #expect(delayed.status == 1 || delayed.status == 2, "\(delayed.output)")
+                #expect(delayed.firstLine.contains("pg3"))
+            } catch {
+                try? await cluster.local.delay(node: "pg3", milliseconds: 0)
+                throw error
+            }
+            try await cluster.local.delay(node: "pg3", milliseconds: 0)
+
+            try await cluster.local.stop(node: "pg3", mode: .immediate)
+            let stopped = try checkReport(["--config", config])
+            try await cluster.local.start(node: "pg3")
+            #expect(stopped.status == 2)
+            #expect(stopped.firstLine.hasPrefix("SWITCHYARD CRITICAL - pg3: unreachable"))
+            try await cluster.waitForStreaming()
+
+            _ = try await cluster.withConnection("pg2") { try await $0.query("select pg_wal_replay_pause()") }
+            let paused = try checkReport(["--config", config])
+            _ = try await cluster.withConnection("pg2") { try await $0.query("select pg_wal_replay_resume()") }
+            #expect(paused.status == 2)
+            let pg2 = paused.output.split(separator: "\n").first { $0.hasPrefix("FAIL") && $0.contains("replication") && $0.contains("pg2") }
+            #expect(pg2?.contains("replay paused") == true, "\(paused.output)")
+        }
+    }
+}
+
+/// Losing the primary, promoting a replica, and a primary coming back: on a cluster of
+/// its own, since promotion cannot be undone.
+@Suite struct FailoverTests {
+    @Test func promotionIsFollowedBySplitBrainRefusal() async throws {
+        let test = try await TestCluster.start(replicas: 2)
+        let config = test.local.configURL.path
+        let cluster = try await test.routed(intervalMs: 250)
+        do {
+            try await scenario(test, cluster, config)
+        } catch {
+            await cluster.shutdown()
+            await test.stop()
+            throw error
+        }
+        await cluster.shutdown()
+        await test.stop()
+    }
+
+    func scenario(_ test: TestCluster, _ cluster: Cluster, _ config: String) async throws {
+        try await cluster.execute("create table failover_t (id int primary key, note text)")
+        // Refusals first: no --yes; a reachable primary.
+        let noYes = try CommandLineTests.run(["promote", "pg2", "--config", config])
+        #expect(noYes.status == 1)
+        #expect(noYes.output.contains("--yes"))
+        let notAlone = try CommandLineTests.run(["promote", "pg2", "--yes", "--config", config])
+        #expect(notAlone.status == 1)
+        #expect(notAlone.output.contains("pg1 is still a reachable primary"))
+
+        try await test.local.stop(node: "pg1", mode: .immediate)
+        let down = try checkReport(["--config", config])
+        #expect(down.status == 2)
+        #expect(down.firstLine.contains("no reachable primary; best candidate pg"))
+        _ = await TestCluster.eventually(timeout: .seconds(3)) { cluster.monitor.topology.primary == nil }
+        let refused = await #expect(throws: RoutingError.self) {
+            try await RoutingContext.admin.run { try await cluster.execute("insert into failover_t values (1, 'lost')") }
+        }
+        #expect(refused?.kind == .noPrimary)
+        #expect(refused?.message.hasPrefix("primary unavailable") == true)
+
+        let promote = try CommandLineTests.run(["promote", "pg2", "--yes", "--config", config])
+        #expect(promote.status == 0, "\(promote.output)")
+        let promotedAt = ContinuousClock.now
+        var firstWrite: Duration?
+        while ContinuousClock.now - promotedAt < .seconds(10) {
+            do {
+                let routed = try await RoutingContext.admin.run {
+                    try await cluster.run(.write, "insert into failover_t values (2, 'after promotion') on conflict do nothing")
+                }
+                #expect(routed.node == "pg2")
+                firstWrite = ContinuousClock.now - promotedAt
+                break
+            } catch {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        let elapsed = try #require(firstWrite, "no write reached the new primary")
+        #expect(elapsed <= .milliseconds(2 * 250 + 500), "first write on the new primary after \(elapsed)")
+        print("promotion → first routed write on pg2: \(elapsed)")
+
+        let after = try checkReport(["--config", config])
+        #expect(after.status == 2)
+        #expect(after.output.contains("pg1") && after.output.contains("unreachable"))
+        let pg3 = after.output.split(separator: "\n").first { $0.hasPrefix("FAIL") && $0.contains("replication") && $0.contains("pg3") }
+        #expect(pg3?.contains("follows pg1") == true && pg3?.contains("which is down") == true, "\(after.output)")
+
+        // The old primary comes back as a second primary: split brain, writes refused.
+        try await test.local.start(node: "pg1")
+        _ = await TestCluster.eventually(timeout: .seconds(5)) { cluster.monitor.topology.primaries.count == 2 }
+        let split = await #expect(throws: RoutingError.self) {
+            try await RoutingContext.admin.run { try await cluster.execute("insert into failover_t values (3, 'split')") }
+        }
+        #expect(split?.kind == .splitBrain(["pg1", "pg2"]))
+        for node in ["pg1", "pg2"] {
+            let count = try await test.withConnection(node) {
+                try await $0.query("select count(*) from failover_t where id = 3").scalar(Int.self)
+            }
+            #expect(count == 0, "\(node) got the row written during split brain")
+        }
+        let splitCheck = try checkReport(["--config", config])
+        #expect(splitCheck.firstLine.contains("split brain: pg1 and pg2"))
+    }
+}
