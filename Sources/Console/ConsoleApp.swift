@@ -105,7 +105,7 @@ public final class ConsoleApp: Sendable {
             guard let request = effect.request else { return }
             let service = DataService(cluster: cluster)
             let task = Task {
-                if let event = await service.perform(effect) { self.post(event) }
+                if let event = await service.perform(effect, progress: { self.post($0) }) { self.post(event) }
                 _ = self.work.withLock { $0.removeValue(forKey: request) }
             }
             work.withLock { $0[request] = task }
@@ -157,7 +157,8 @@ extension ConsoleEffect {
     var request: Int? {
         switch self {
         case .loadTables(let request), .openTable(_, let request), .loadPage(_, _, _, _, _, let request),
-            .update(_, _, _, let request), .insert(_, _, let request), .delete(_, _, let request), .cancel(let request):
+            .update(_, _, _, let request), .insert(_, _, let request), .delete(_, _, let request), .cancel(let request),
+            .runChecks(let request), .promote(_, let request):
             return request
         case .quit:
             return nil

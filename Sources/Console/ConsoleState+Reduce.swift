@@ -90,6 +90,23 @@ extension ConsoleState {
             if case .confirmDelete = mode { mode = .browse }
             setMessage(message, error: true)
             return []
+        case .checkProgress(let result, let request):
+            guard pending == request, case .failover(var view) = mode else { return [] }
+            view.results.append(result)
+            mode = .failover(view)
+            return []
+        case .checksDone(let report, let request):
+            guard finish(request), case .failover(var view) = mode else { return [] }
+            view.results = report.results
+            view.candidates = report.candidates
+            view.summary = report.summaryLine
+            view.selected = min(view.selected, max(report.candidates.count - 1, 0))
+            mode = .failover(view)
+            return []
+        case .promoted(let node, let request):
+            guard finish(request) else { return [] }
+            setMessage("\(node) promoted: it is the primary now; writes follow it within two monitor intervals")
+            return rerunChecks()
         case .openNamed(let name):
             guard let index = tables.firstIndex(where: { $0.qualifiedName == name || $0.name == name }) else {
                 setMessage("no table \(name)", error: true)
@@ -197,6 +214,8 @@ extension ConsoleState {
         case .help:
             mode = .browse
             return []
+        case .failover(var view):
+            return failoverKey(key, &view)
         case .confirmQuit(let previous):
             if key == .character("y") || key == .character("Y") {
                 quit = true
@@ -266,6 +285,66 @@ extension ConsoleState {
         }
     }
 
+    private mutating func rerunChecks() -> [ConsoleEffect] {
+        if case .failover(var view) = mode {
+            view.results = []
+            view.summary = nil
+            view.confirmation = nil
+            mode = .failover(view)
+        }
+        let request = start("checking failover readiness")
+        return [.runChecks(request: request)]
+    }
+
+    private mutating func failoverKey(_ key: Key, _ view: inout FailoverView) -> [ConsoleEffect] {
+        if var field = view.confirmation {
+            switch key {
+            case .escape:
+                view.confirmation = nil
+                setMessage("promotion cancelled")
+            case .enter:
+                let target = view.candidates.indices.contains(view.selected) ? view.candidates[view.selected].node : nil
+                guard let target, field.value == target else {
+                    setMessage("the name does not match \(target ?? "a candidate"): nothing promoted", error: true)
+                    view.confirmation = nil
+                    mode = .failover(view)
+                    return []
+                }
+                view.confirmation = nil
+                mode = .failover(view)
+                let request = start("promoting \(target)")
+                return [.promote(node: target, request: request)]
+            default:
+                _ = field.handle(key)
+                view.confirmation = field
+            }
+            mode = .failover(view)
+            return []
+        }
+        switch key {
+        case .escape, .character("q"):
+            mode = .browse
+            return []
+        case .character("r"):
+            return rerunChecks()
+        case .up, .character("k"):
+            view.selected = max(view.selected - 1, 0)
+        case .down, .character("j"):
+            view.selected = min(view.selected + 1, max(view.candidates.count - 1, 0))
+        case .character("P"):
+            guard view.candidates.indices.contains(view.selected) else {
+                setMessage("no replica to promote", error: true)
+                return []
+            }
+            view.confirmation = TextField("")
+            setMessage("type \(view.candidates[view.selected].node) and Enter to promote it; Esc cancels")
+        default:
+            break
+        }
+        mode = .failover(view)
+        return []
+    }
+
     private mutating func quitKey() -> [ConsoleEffect] {
         if mode.hasUnsavedInput {
             mode = .confirmQuit(previous: mode)
@@ -283,6 +362,9 @@ extension ConsoleState {
         case .character("?"):
             mode = .help
             return []
+        case .character("F"):
+            mode = .failover(FailoverView())
+            return rerunChecks()
         case .tab:
             focus = Focus.allCases[(Focus.allCases.firstIndex(of: focus)! + 1) % Focus.allCases.count]
             return []

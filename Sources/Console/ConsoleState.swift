@@ -113,8 +113,19 @@ public struct FilterPrompt: Sendable, Equatable {
     public var field: TextField
 }
 
+/// The failover view: check results as they arrive, the candidates, a guarded promote.
+public struct FailoverView: Sendable, Equatable {
+    public var results: [CheckResult] = []
+    public var candidates: [Candidate] = []
+    public var summary: String?
+    public var selected = 0
+    /// While set, the user is typing the name of the replica to promote.
+    public var confirmation: TextField?
+}
+
 public indirect enum Mode: Sendable, Equatable {
     case browse
+    case failover(FailoverView)
     case editCell(CellEdit)
     case form(RowForm)
     case confirmDelete(DeleteConfirmation)
@@ -188,6 +199,8 @@ public enum ConsoleEffect: Sendable, Equatable {
     case update(TableShape, seen: [String?], changes: [Int: String?], request: Int)
     case insert(TableShape, values: [Int: String?], request: Int)
     case delete(TableShape, seen: [String?], request: Int)
+    case runChecks(request: Int)
+    case promote(node: String, request: Int)
     case cancel(request: Int)
     case quit
 }
@@ -206,6 +219,10 @@ public enum ConsoleEvent: Sendable {
     /// The row changed or vanished since the user saw it; `current` is how it is now.
     case conflict(current: [String?]?, request: Int)
     case failed(message: String, request: Int)
+    /// One failover check finished (more may follow).
+    case checkProgress(CheckResult, request: Int)
+    case checksDone(FailoverReport, request: Int)
+    case promoted(node: String, request: Int)
     /// Open `schema.table` (from `--table`), once the table list is known.
     case openNamed(String)
     case topology(Topology, history: [String: [Double?]])

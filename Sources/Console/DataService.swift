@@ -26,13 +26,23 @@ public struct DataService: Sendable {
         order by a.attnum
         """
 
-    /// Runs `effect` and returns the event that reports its outcome.
-    public func perform(_ effect: ConsoleEffect) async -> ConsoleEvent? {
-        await RoutingContext.admin.run { await performInContext(effect) }
+    /// Runs `effect` and returns the event that reports its outcome; `progress` receives
+    /// events on the way (failover check results).
+    public func perform(_ effect: ConsoleEffect, progress: @escaping @Sendable (ConsoleEvent) -> Void = { _ in }) async -> ConsoleEvent? {
+        await RoutingContext.admin.run { await performInContext(effect, progress: progress) }
     }
 
-    private func performInContext(_ effect: ConsoleEffect) async -> ConsoleEvent? {
+    private func performInContext(_ effect: ConsoleEffect, progress: @escaping @Sendable (ConsoleEvent) -> Void) async -> ConsoleEvent? {
         switch effect {
+        case .runChecks(let request):
+            let report = await FailoverChecker(configuration: cluster.configuration).run { progress(.checkProgress($0, request: request)) }
+            return .checksDone(report, request: request)
+        case .promote(let node, let request):
+            return await attempt(request) {
+                _ = try await Promotion.promote(node, configuration: cluster.configuration)
+                await cluster.monitor.probeNow()
+                return .promoted(node: node, request: request)
+            }
         case .loadTables(let request):
             return await attempt(request) {
                 let result = try await cluster.query(Self.tablesSQL)
@@ -119,6 +129,8 @@ public struct DataService: Sendable {
             return .failed(message: text, request: request)
         } catch let error as RoutingError {
             return .failed(message: "\(error.message); your input is kept", request: request)
+        } catch let error as PromotionError {
+            return .failed(message: error.message, request: request)
         } catch {
             return .failed(message: "\(error)", request: request)
         }

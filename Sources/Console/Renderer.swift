@@ -73,12 +73,13 @@ public enum Renderer {
         case .browse:
             switch state.focus {
             case .tables: text = "↑↓ move  Enter open  Tab focus  r reload  ? keys  q quit"
-            case .grid: text = "↑↓←→ move  PgUp/PgDn  g/G first/last  Enter edit  e row  a add  d delete  s sort  / filter  r refresh  ? keys  q quit"
+            case .grid: text = "↑↓←→ move  PgUp/PgDn  g/G first/last  Enter edit  e row  a add  d delete  s sort  / filter  r refresh  F failover  ? keys  q quit"
             case .pane: text = "Tab focus  r refresh  ? keys  q quit"
             }
         case .editCell: text = "Enter save  Esc cancel  Ctrl-N NULL  ←→ Home End move  Ctrl-U clear"
         case .form: text = "Tab/↓ next  ↑ previous  Ctrl-S save  Enter on last field saves  Ctrl-N NULL  Esc cancel"
         case .confirmDelete: text = "y delete  any other key cancels"
+        case .failover: text = "r re-run checks  ↑↓ candidate  P promote (asks for the name)  Esc close"
         case .filter(let prompt):
             let column = state.grid.map { $0.shape.columns[prompt.column].name } ?? "?"
             screen.put(" filter ", x: 0, y: y, role: .badge)
@@ -357,6 +358,7 @@ public enum Renderer {
                 "s                 sort by the column (again: descending, again: off)",
                 "/                 filter: column ▲▼, operator Tab, value",
                 "r                 refresh",
+                "F                 failover readiness: checks, candidates, guarded promote",
                 "Esc               cancel a running query (on the server)",
                 "q                 quit (Ctrl-C asks when an edit is unsaved)",
                 "",
@@ -433,6 +435,41 @@ public enum Renderer {
             lines.append(("", .normal))
             lines.append(("Enter: edit again, your input kept   Esc: discard yours", .normal))
             _ = box("Conflict", lines: lines, in: layout, width: min(layout.width - 6, 100), &screen)
+        case .failover(let view):
+            var lines: [(String, StyleRole)] = [(view.summary ?? (state.busy != nil ? "running checks…" : ""), .normal), ("", .normal)]
+            // On a small terminal, passing checks collapse into one line.
+            let room = layout.height - 8 - view.candidates.count - (view.confirmation == nil ? 0 : 4) - 4
+            let passed = view.results.filter { $0.status == .pass }
+            let shown = view.results.count > room ? view.results.filter { $0.status != .pass } : view.results
+            if shown.count < view.results.count { lines.append(("\(passed.count) checks passed", .lag_ok)) }
+            for result in shown {
+                let role: StyleRole = result.status == .pass ? .lag_ok : result.status == .warn ? .lag_warn : .lag_critical
+                let node = (result.node ?? "-").padding(toLength: 5, withPad: " ", startingAt: 0)
+                lines.append(("\(result.status.rawValue.padding(toLength: 7, withPad: " ", startingAt: 0)) \(result.check.padding(toLength: 12, withPad: " ", startingAt: 0)) \(node) \(result.summary)", role))
+            }
+            if !view.candidates.isEmpty {
+                lines.append(("", .normal))
+                lines.append(("Candidates, best first (↑↓ choose, P promote):", .normal))
+                for (index, candidate) in view.candidates.enumerated() {
+                    let marker = index == view.selected ? "▶" : " "
+                    let behind = candidate.missingBytes.map { "\($0) bytes behind" } ?? "primary unknown"
+                    lines.append(("\(marker) \(index + 1). \(candidate.node)  received \(candidate.receiveLSN?.description ?? "?")  \(behind)",
+                                  index == view.selected ? .selected : .normal))
+                }
+            }
+            if view.confirmation != nil, view.candidates.indices.contains(view.selected) {
+                let target = view.candidates[view.selected].node
+                lines.append(("", .normal))
+                lines.append(("Promote \(target)? It runs pg_promote() on \(target); other replicas keep following the old", .normal))
+                lines.append(("primary until repointed. Type \(target) to confirm:", .normal))
+                lines.append(("", .normal))
+            }
+            lines.append(("", .normal))
+            lines.append(("r re-run   Esc close", .dim))
+            let rect = box("Failover readiness", lines: lines, in: layout, width: min(layout.width - 4, 120), &screen)
+            if let field = view.confirmation {
+                Renderer.field(field, x: rect.x + 2, y: rect.y + rect.height - 4, width: 24, &screen)
+            }
         case .confirmQuit:
             _ = box("Quit?", lines: [("An edit is not saved. Quit and lose it?", .normal), ("y: quit   any other key: back", .normal)], in: layout, &screen)
         }

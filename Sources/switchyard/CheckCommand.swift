@@ -76,33 +76,12 @@ struct PromoteCommand: AsyncParsableCommand {
             throw fail("promoting \(node) cannot be undone: run again with --yes to confirm")
         }
         let configuration = try config.load()
-        guard let endpoint = configuration.nodes.first(where: { $0.name == node }) else {
-            throw fail("no node named \"\(node)\" in the config (nodes: \(configuration.nodes.map(\.name).joined(separator: ", ")))")
-        }
-        let monitor = ClusterMonitor(nodes: configuration.nodes)
-        let topology = await monitor.probeNow()
-        await monitor.stop()
-        guard let target = topology.node(node), target.reachable else {
-            throw fail("\(node) is not reachable: \(topology.node(node)?.error ?? "no answer")")
-        }
-        guard target.role == .replica else { throw fail("\(node) is already a primary") }
-        let others = topology.primaries.filter { $0.name != node }
-        if !others.isEmpty && !force {
-            throw fail("\(others.map(\.name).joined(separator: ", ")) is still a reachable primary: promoting \(node) now would "
-                + "create split brain. Stop it first, or pass --force")
-        }
         do {
-            let connection = try await PostgresConnection.connect(endpoint.conninfo, label: node, options: ConnectOptions(connectTimeout: 5))
-            try await connection.closing { connection in
-                print("promoting \(node)…")
-                let started = ContinuousClock.now
-                _ = try await connection.query("select pg_promote(true, 60)")
-                while try await connection.query("select pg_is_in_recovery()").scalar(Bool.self) == true {
-                    guard ContinuousClock.now - started < .seconds(60) else { throw fail("\(node) is still in recovery after 60 s") }
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-                print("\(node) is primary (out of recovery after \(ContinuousClock.now - started))")
-            }
+            print("promoting \(node)…")
+            let took = try await Promotion.promote(node, configuration: configuration, force: force)
+            print("\(node) is primary (out of recovery after \(took))")
+        } catch let error as PromotionError {
+            throw fail(error.message)
         } catch let error as PostgresError {
             throw fail(error.description)
         }

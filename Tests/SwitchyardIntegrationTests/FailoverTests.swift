@@ -146,3 +146,85 @@ extension ClusterTests {
         #expect(splitCheck.firstLine.contains("split brain: pg1 and pg2"))
     }
 }
+
+/// The console through a failover, on a cluster of its own: the primary dies, edits fail
+/// clearly and keep the input, the failover view promotes a replica, the header follows.
+@Suite struct ConsoleFailoverTests {
+    @Test func consoleSurvivesLosingThePrimaryAndPromotes() async throws {
+        let test = try await TestCluster.start(replicas: 2)
+        do {
+            try await scenario(test)
+        } catch {
+            await test.stop()
+            throw error
+        }
+        await test.stop()
+    }
+
+    func scenario(_ test: TestCluster) async throws {
+        _ = try await test.withConnection("pg1") { connection in
+            try await connection.execute(script: """
+                create table items (id int primary key, name text);
+                insert into items select g, 'item ' || g from generate_series(1, 20) g;
+                """)
+        }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-fo-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var config = "[cluster]\nname = \"failover\"\n"
+        for node in test.nodes { config += "\n[[nodes]]\nname = \"\(node.name)\"\nconninfo = \"\(try test.conninfo(node.name))\"\n" }
+        config += "\n[monitor]\ninterval_ms = 250\n"
+        let configPath = folder.appendingPathComponent("switchyard.toml").path
+        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+
+        let binary = try CommandLineTests.executable.path
+        let tmux = try TmuxSession(command: "\(binary) console --config \(configPath) --table public.items", width: 130, height: 44)
+        defer { tmux.close() }
+        try await tmux.waitFor(text: "item 1")
+        try await tmux.waitFor(text: "ADMIN → primary pg1")
+
+        try await test.local.stop(node: "pg1", mode: .immediate)
+        try await tmux.waitFor(text: "pg1 DOWN")
+        try await tmux.waitFor(text: "ADMIN → primary unavailable")
+        try tmux.send("Right", "Enter")
+        try await tmux.waitFor(text: "Edit name")
+        try tmux.send("C-u")
+        try tmux.send("kept text", literal: true)
+        try tmux.send("Enter")
+        let failed = try await tmux.waitFor(text: "primary unavailable: no reachable node is out of recovery")
+        #expect(failed.contains("Edit name") && failed.contains("kept text"), "the editor keeps the input")
+        try tmux.send("Escape")
+
+        try tmux.send("F")
+        try await tmux.waitFor(text: "SWITCHYARD CRITICAL")
+        let view = try await tmux.waitFor(text: "best candidate pg")
+        #expect(view.contains("no reachable primary"))
+        try tmux.send("P")
+        try await tmux.waitFor(text: "to confirm")
+        let candidate = view.contains("▶ 1. pg2") ? "pg2" : "pg3"
+        try tmux.send("wrong", literal: true)
+        try tmux.send("Enter")
+        try await tmux.waitFor(text: "does not match")
+        try tmux.send("P")
+        try tmux.send(candidate, literal: true)
+        try tmux.send("Enter")
+        try await tmux.waitFor(text: "\(candidate) promoted", timeout: .seconds(30))
+        try await tmux.waitFor(text: "ADMIN → primary \(candidate)")
+        // The view re-runs its checks after a promotion; the old primary is still down.
+        let rerun = try await tmux.waitFor(text: "SWITCHYARD CRITICAL", timeout: .seconds(30))
+        #expect(rerun.contains("primary \(candidate)") || rerun.contains("pg1"))
+        try tmux.send("Escape")
+        try await tmux.waitFor("the failover view to close") { !$0.contains("Failover readiness") }
+        // Edits work again, on the new primary.
+        try tmux.send("Enter")
+        try await tmux.waitFor(text: "Edit name")
+        try tmux.send("C-u")
+        try tmux.send("after failover", literal: true)
+        try tmux.send("Enter")
+        try await tmux.waitFor(text: "saved name")
+        let saved = try await test.withConnection(candidate) {
+            try await $0.query("select name from items where id = 1").scalar(String.self)
+        }
+        #expect(saved == "after failover")
+    }
+}
