@@ -406,3 +406,71 @@ extension ClusterTests {
         }
     }
 }
+
+extension ClusterTests.RoutingTests {
+    @Test func killedReplicaPostmasterCostsNoReadAndIsUsedAgainAfterRestart() async throws {
+        try await withRouted(selection: .roundRobin) { cluster, test in
+            let table = try await Self.makeTable(cluster, test)
+            let clock = ContinuousClock()
+            let stopReaders = ManagedFlag()
+            defer { stopReaders.set() }
+            let readers = (0..<4).map { _ in
+                Task { () -> (ok: Int, failed: Int) in
+                    var ok = 0, failed = 0
+                    await RoutingContext.public.run {
+                        while !stopReaders.isSet {
+                            do {
+                                _ = try await cluster.query("select count(*) from \(table)")
+                                ok += 1
+                            } catch {
+                                failed += 1
+                            }
+                        }
+                    }
+                    return (ok, failed)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            let dataDirectory = test.local.dataDirectory(try test.node("pg2"))
+            let pidText = try String(contentsOf: dataDirectory.appendingPathComponent("postmaster.pid"), encoding: .utf8)
+            let pid = try #require(pid_t(pidText.split(separator: "\n")[0]))
+            let killedAt = clock.now
+            kill(pid, SIGKILL)
+            let skipped = await TestCluster.eventually(timeout: .seconds(5)) { cluster.monitor.topology.node("pg2")?.reachable == false }
+            #expect(skipped)
+            #expect(clock.now - killedAt <= .milliseconds(250 + 1000), "pg2 marked down after \(clock.now - killedAt)")
+            try await Task.sleep(for: .milliseconds(500))
+            // Restart once the killed postmaster is really gone, then wait for it to catch up.
+            let gone = await TestCluster.eventually(timeout: .seconds(10)) {
+                (try? await test.local.status())?.first { $0.node.name == "pg2" }?.running == false
+            }
+            #expect(gone)
+            let restarted = await TestCluster.eventually(timeout: .seconds(20)) {
+                (try? await test.local.start(node: "pg2")) != nil
+            }
+            #expect(restarted)
+            try await test.waitForStreaming()
+            let usedAgain = await TestCluster.eventually(timeout: .seconds(10)) {
+                cluster.log.tail(50).contains { $0.node == "pg2" && $0.error == nil }
+            }
+            stopReaders.set()
+            var ok = 0, failed = 0
+            for reader in readers {
+                let result = await reader.value
+                ok += result.ok
+                failed += result.failed
+            }
+            #expect(failed == 0, "\(failed) reads failed")
+            #expect(ok > 100)
+            #expect(usedAgain, "pg2 serves reads again after restart")
+        }
+    }
+}
+
+/// A flag tasks can poll.
+final class ManagedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
