@@ -146,13 +146,7 @@ public struct Theme: Sendable, Equatable {
     }
 
     public static func parse(_ text: String, file: String) throws -> Theme {
-        let root: TOMLTable
-        do {
-            root = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw ConfigurationError(
-                file: file, line: error.source.begin.line, message: "\(error.description) (column \(error.source.begin.column))")
-        }
+        let root = try ConfigurationError.parseTOML(text, file: file)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         func line(of key: String) -> Int? {
             lines.firstIndex { line in

@@ -34,8 +34,6 @@ public final class ClusterMonitor: Sendable {
         var topology: Topology
         var history: [String: [NodeState]] = [:]
         var rounds = 0
-        var subscribers: [UInt64: AsyncStream<Topology>.Continuation] = [:]
-        var nextSubscriber: UInt64 = 0
         /// When each replica was first seen behind, for bounding its lag in seconds.
         var behindSince: [String: ContinuousClock.Instant] = [:]
         var previousRound: ContinuousClock.Instant?
@@ -45,6 +43,7 @@ public final class ClusterMonitor: Sendable {
     private let connections: [String: ProbeConnection]
     private let loop = Mutex<Task<Void, Never>?>(nil)
     private let rounds = RoundCoalescer()
+    private let broadcast = Broadcast<Topology>()
 
     public init(nodes: [NodeEndpoint], settings: Settings = Settings()) {
         self.nodes = nodes
@@ -89,11 +88,7 @@ public final class ClusterMonitor: Sendable {
         task?.cancel()
         await task?.value
         for connection in connections.values { await connection.close() }
-        let subscribers = state.withLock { state in
-            defer { state.subscribers.removeAll() }
-            return Array(state.subscribers.values)
-        }
-        subscribers.forEach { $0.finish() }
+        broadcast.finish()
     }
 
     /// Runs a probe round now (joining one already running) and returns its picture.
@@ -103,18 +98,7 @@ public final class ClusterMonitor: Sendable {
     }
 
     /// Every new picture, after each round.
-    public func updates() -> AsyncStream<Topology> {
-        let (stream, continuation) = AsyncStream<Topology>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let id = state.withLock { state in
-            state.nextSubscriber += 1
-            state.subscribers[state.nextSubscriber] = continuation
-            return state.nextSubscriber
-        }
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
-        }
-        return stream
-    }
+    public func updates() -> AsyncStream<Topology> { broadcast.subscribe(bufferingNewest: 1) }
 
     /// Marks `node` unreachable at once (a statement lost its connection); the next
     /// successful probe brings it back.
@@ -137,7 +121,7 @@ public final class ClusterMonitor: Sendable {
             for await (index, sample) in group { samples[index] = sample }
             return samples.map { $0! }
         }
-        let subscribers = state.withLock { state -> [AsyncStream<Topology>.Continuation] in
+        let topology = state.withLock { state -> Topology in
             let now = ContinuousClock.now
             let topology = Self.assemble(
                 names: nodes.map(\.name), samples: samples, at: now, previousRound: state.previousRound,
@@ -151,10 +135,9 @@ public final class ClusterMonitor: Sendable {
                 if history.count > settings.historyLength { history.removeFirst(history.count - settings.historyLength) }
                 state.history[node.name] = history
             }
-            return Array(state.subscribers.values)
+            return topology
         }
-        let topology = self.topology
-        for subscriber in subscribers { subscriber.yield(topology) }
+        broadcast.send(topology)
         return topology
     }
 

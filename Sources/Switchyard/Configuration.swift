@@ -16,6 +16,16 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equa
     public var description: String {
         line.map { "\(file):\($0): \(message)" } ?? "\(file): \(message)"
     }
+
+    /// Parses TOML, turning a syntax error into one that names the file, line and column.
+    public static func parseTOML(_ text: String, file: String) throws -> TOMLTable {
+        do {
+            return try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationError(
+                file: file, line: error.source.begin.line, message: "\(error.description) (column \(error.source.begin.column))")
+        }
+    }
 }
 
 /// `switchyard.toml`: the nodes and how to route between them (DESIGN §3).
@@ -97,13 +107,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
     }
 
     public static func parse(_ text: String, file: String) throws -> ClusterConfiguration {
-        let root: TOMLTable
-        do {
-            root = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw ConfigurationError(
-                file: file, line: error.source.begin.line, message: "\(error.description) (column \(error.source.begin.column))")
-        }
+        let root = try ConfigurationError.parseTOML(text, file: file)
         let reader = TOMLReader(file: file, text: text)
         var config = ClusterConfiguration()
         try reader.allowOnly(["cluster", "nodes", "routing", "monitor", "pool", "query_log", "console"], in: root, section: nil)

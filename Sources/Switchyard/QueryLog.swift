@@ -45,12 +45,11 @@ public final class QueryLog: Sendable {
         var ring: [QueryLogEntry] = []
         var start = 0
         var nextID: UInt64 = 1
-        var subscribers: [UInt64: AsyncStream<QueryLogEntry>.Continuation] = [:]
-        var nextSubscriber: UInt64 = 0
         var sink: FileHandle?
     }
 
     private let state: Mutex<State>
+    private let broadcast = Broadcast<QueryLogEntry>()
 
     /// - Parameters:
     ///   - capacity: entries kept in memory (default 10 000); the oldest go first.
@@ -93,7 +92,7 @@ public final class QueryLog: Sendable {
             }
             return Self.withoutValues(text, parameters)
         }
-        let (entry, subscribers, sink) = state.withLock { state -> (QueryLogEntry, [AsyncStream<QueryLogEntry>.Continuation], FileHandle?) in
+        let (entry, sink) = state.withLock { state -> (QueryLogEntry, FileHandle?) in
             let entry = QueryLogEntry(
                 id: state.nextID, time: Date(), context: context, operation: operation, node: node,
                 reason: reason.render(node: node), durationMs: duration.milliseconds, rows: rows, error: errorText, sql: sql)
@@ -104,9 +103,9 @@ public final class QueryLog: Sendable {
                 state.ring[state.start] = entry
                 state.start = (state.start + 1) % capacity
             }
-            return (entry, Array(state.subscribers.values), state.sink)
+            return (entry, state.sink)
         }
-        for subscriber in subscribers { subscriber.yield(entry) }
+        broadcast.send(entry)
         if let sink, var line = try? JSONEncoder.queryLog.encode(entry) {
             line.append(0x0A)
             state.withLock { _ in sink.write(line) }
@@ -137,16 +136,7 @@ public final class QueryLog: Sendable {
 
     /// Every entry recorded from now on.
     public func subscribe(bufferingNewest limit: Int = 1000) -> AsyncStream<QueryLogEntry> {
-        let (stream, continuation) = AsyncStream<QueryLogEntry>.makeStream(bufferingPolicy: .bufferingNewest(limit))
-        let id = state.withLock { state in
-            state.nextSubscriber += 1
-            state.subscribers[state.nextSubscriber] = continuation
-            return state.nextSubscriber
-        }
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
-        }
-        return stream
+        broadcast.subscribe(bufferingNewest: limit)
     }
 
     public func clear() {
@@ -158,13 +148,11 @@ public final class QueryLog: Sendable {
 
     /// Closes the file sink and ends every subscription.
     public func close() {
-        let (subscribers, sink) = state.withLock { state in
-            let result = (Array(state.subscribers.values), state.sink)
-            state.subscribers.removeAll()
-            state.sink = nil
-            return result
+        let sink = state.withLock { state in
+            defer { state.sink = nil }
+            return state.sink
         }
-        subscribers.forEach { $0.finish() }
+        broadcast.finish()
         try? sink?.close()
     }
 }

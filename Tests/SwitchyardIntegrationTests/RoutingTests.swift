@@ -302,22 +302,7 @@ extension ClusterTests {
                 cluster.log.clear()
                 let clock = ContinuousClock()
                 let deadline = clock.now + .seconds(4)
-                let readers = (0..<4).map { _ in
-                    Task { () -> (ok: Int, failed: Int) in
-                        var ok = 0, failed = 0
-                        await RoutingContext.public.run {
-                            while clock.now < deadline {
-                                do {
-                                    _ = try await cluster.query("select count(*) from \(table)")
-                                    ok += 1
-                                } catch {
-                                    failed += 1
-                                }
-                            }
-                        }
-                        return (ok, failed)
-                    }
-                }
+                let readers = PublicReaders(cluster: cluster, sql: "select count(*) from \(table)", count: 4) { clock.now >= deadline }
                 try await Task.sleep(for: .seconds(1))
                 let stoppedAt = clock.now
                 try await test.local.stop(node: "pg2", mode: .immediate)
@@ -327,12 +312,7 @@ extension ClusterTests {
                 let detection = clock.now - stoppedAt
                 #expect(markedDown)
                 #expect(detection <= .milliseconds(250 + 1000), "pg2 marked down after \(detection)")
-                var ok = 0, failed = 0
-                for reader in readers {
-                    let result = await reader.value
-                    ok += result.ok
-                    failed += result.failed
-                }
+                let (ok, failed) = await readers.results()
                 #expect(failed == 0, "\(failed) reads failed")
                 #expect(ok > 100)
                 let retries = cluster.log.entries.filter { $0.reason.hasPrefix("retry: pg2") }
@@ -414,22 +394,7 @@ extension ClusterTests.RoutingTests {
             let clock = ContinuousClock()
             let stopReaders = ManagedFlag()
             defer { stopReaders.set() }
-            let readers = (0..<4).map { _ in
-                Task { () -> (ok: Int, failed: Int) in
-                    var ok = 0, failed = 0
-                    await RoutingContext.public.run {
-                        while !stopReaders.isSet {
-                            do {
-                                _ = try await cluster.query("select count(*) from \(table)")
-                                ok += 1
-                            } catch {
-                                failed += 1
-                            }
-                        }
-                    }
-                    return (ok, failed)
-                }
-            }
+            let readers = PublicReaders(cluster: cluster, sql: "select count(*) from \(table)", count: 4) { stopReaders.isSet }
             try await Task.sleep(for: .milliseconds(500))
             let dataDirectory = test.local.dataDirectory(try test.node("pg2"))
             let pidText = try String(contentsOf: dataDirectory.appendingPathComponent("postmaster.pid"), encoding: .utf8)
@@ -454,12 +419,7 @@ extension ClusterTests.RoutingTests {
                 cluster.log.tail(50).contains { $0.node == "pg2" && $0.error == nil }
             }
             stopReaders.set()
-            var ok = 0, failed = 0
-            for reader in readers {
-                let result = await reader.value
-                ok += result.ok
-                failed += result.failed
-            }
+            let (ok, failed) = await readers.results()
             #expect(failed == 0, "\(failed) reads failed")
             #expect(ok > 100)
             #expect(usedAgain, "pg2 serves reads again after restart")
@@ -473,4 +433,39 @@ final class ManagedFlag: @unchecked Sendable {
     private var value = false
     var isSet: Bool { lock.withLock { value } }
     func set() { lock.withLock { value = true } }
+}
+
+/// Tasks reading in the public context until `done` says stop, counting failures.
+struct PublicReaders {
+    let tasks: [Task<(ok: Int, failed: Int), Never>]
+
+    init(cluster: Cluster, sql: String, count: Int, until done: @escaping @Sendable () -> Bool) {
+        tasks = (0..<count).map { _ in
+            Task {
+                var ok = 0, failed = 0
+                await RoutingContext.public.run {
+                    while !done() {
+                        do {
+                            _ = try await cluster.query(sql)
+                            ok += 1
+                        } catch {
+                            failed += 1
+                        }
+                    }
+                }
+                return (ok, failed)
+            }
+        }
+    }
+
+    /// Waits for every reader; total successful and failed reads.
+    func results() async -> (ok: Int, failed: Int) {
+        var total = (ok: 0, failed: 0)
+        for task in tasks {
+            let result = await task.value
+            total.ok += result.ok
+            total.failed += result.failed
+        }
+        return total
+    }
 }
