@@ -228,9 +228,27 @@ public struct DefaultRouter: Router {
         case .leastLag:
             // Ties (an idle cluster: every replica at 0) take turns.
             func lag(_ node: NodeState) -> (UInt64, Double) { (node.lagBytes ?? .max, node.lagSeconds ?? .infinity) }
-            let least = eligible.map(lag).min { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }!
-            let tied = eligible.filter { lag($0) == least }
-            chosen = tied.count == 1 ? tied[0] : tied[Int(counter.next() % UInt64(tied.count))]
+            var least = lag(eligible[0])
+            var ties = 0
+            for node in eligible {
+                let value = lag(node)
+                if value.0 < least.0 || (value.0 == least.0 && value.1 < least.1) {
+                    least = value
+                    ties = 1
+                } else if value == least {
+                    ties += 1
+                }
+            }
+            var pick = ties > 1 ? Int(counter.next() % UInt64(ties)) : 0
+            var found = eligible[0]
+            for node in eligible where lag(node) == least {
+                if pick == 0 {
+                    found = node
+                    break
+                }
+                pick -= 1
+            }
+            chosen = found
         }
         return RouteDecision(
             node: chosen.name, reason: .replica(context: context.name, selection: selection, lagMs: chosen.lagMilliseconds))
