@@ -112,10 +112,11 @@ public final class ClusterMonitor: Sendable {
 
     private func round() async -> Topology {
         let deadline = settings.probeDeadline
+        let interval = settings.interval
         let samples = await withTaskGroup(of: (Int, ProbeSample).self) { group in
             for (index, node) in nodes.enumerated() {
                 let connection = connections[node.name]!
-                group.addTask { (index, await connection.probe(deadline: deadline)) }
+                group.addTask { (index, await connection.probe(deadline: deadline, interval: interval)) }
             }
             var samples = [ProbeSample?](repeating: nil, count: nodes.count)
             for await (index, sample) in group { samples[index] = sample }
@@ -267,20 +268,51 @@ final class ProbeConnection: Sendable {
         from pg_stat_replication order by application_name
         """
 
+    private struct Backoff {
+        var attempts = 0
+        var failures = 0
+        var nextAttempt: ContinuousClock.Instant?
+        var lastError = ""
+    }
+
+    private let backoff = Mutex(Backoff())
+
+    /// Connection attempts made so far (probes skipped while backing off do not count).
+    var attempts: Int { backoff.withLock { $0.attempts } }
+
     /// Probes once; a probe that takes longer than `deadline` (a hung node) counts as a
-    /// failure and its connection is abandoned.
-    func probe(deadline: Duration) async -> ProbeSample {
+    /// failure and its connection is abandoned. After failures, reconnecting backs off
+    /// (one interval, then doubling, at most eight): a dead node costs little, and a
+    /// restarted one is found within the cap.
+    func probe(deadline: Duration, interval: Duration) async -> ProbeSample {
+        let now = ContinuousClock.now
+        if let waiting = backoff.withLock({ state -> String? in
+            guard let next = state.nextAttempt, now < next else { return nil }
+            return state.lastError
+        }) {
+            return ProbeSample(reachable: false, error: waiting)
+        }
+        backoff.withLock { $0.attempts += 1 }
         let outcome = await withDeadline(deadline) { try await self.probeOnce() }
+        let error: String
         switch outcome {
         case .value(let sample):
+            backoff.withLock { $0 = Backoff(attempts: $0.attempts) }
             return sample
-        case .failed(let error):
+        case .failed(let failure):
             await dropConnection()
-            return ProbeSample(reachable: false, error: Self.describe(error))
+            error = Self.describe(failure)
         case .timedOut:
             connection.withLock { $0 = nil }
-            return ProbeSample(reachable: false, error: "no answer within \(deadline)")
+            error = "no answer within \(deadline)"
         }
+        backoff.withLock { state in
+            state.failures += 1
+            let steps = min(state.failures - 1, 3)
+            state.nextAttempt = state.failures > 1 ? ContinuousClock.now + interval * (1 << steps) - .milliseconds(50) : nil
+            state.lastError = error
+        }
+        return ProbeSample(reachable: false, error: error)
     }
 
     private func probeOnce() async throws -> ProbeSample {

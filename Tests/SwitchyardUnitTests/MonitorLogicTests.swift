@@ -1,5 +1,6 @@
 import PostgresClient
 @testable import Switchyard
+import LocalCluster
 import Testing
 
 /// The monitor's lag arithmetic on raw samples.
@@ -76,5 +77,26 @@ import Testing
             at: .now, previousRound: nil, behindSince: &behind)
         #expect(topology.node("pg2")?.lagBytes == 300)
         #expect(topology.node("pg2")?.lagSeconds == 2)
+    }
+}
+
+/// Reconnect backoff against a port nobody listens on (no server involved).
+@Suite struct ProbeBackoffTests {
+    @Test func aDeadNodeIsRetriedLessAndLessOften() async throws {
+        let port = try #require(PortCheck.freeRange(count: 1))
+        let probe = ProbeConnection(
+            node: NodeEndpoint(name: "gone", conninfo: "host=127.0.0.1 port=\(port) dbname=x user=x"), connectTimeout: 2)
+        let interval = Duration.milliseconds(200)
+        let first = await probe.probe(deadline: .seconds(3), interval: interval)
+        #expect(!first.reachable)
+        #expect(first.error?.contains("refused") == true)
+        _ = await probe.probe(deadline: .seconds(3), interval: interval)
+        #expect(probe.attempts == 2, "the first failure is retried at once")
+        let skipped = await probe.probe(deadline: .seconds(3), interval: interval)
+        #expect(probe.attempts == 2, "within the backoff no connection is attempted")
+        #expect(skipped.error == first.error, "the last error is still reported")
+        try await Task.sleep(for: interval * 2)
+        _ = await probe.probe(deadline: .seconds(3), interval: interval)
+        #expect(probe.attempts == 3, "after the backoff it tries again")
     }
 }
