@@ -60,8 +60,6 @@ public struct Grid: Sendable, Equatable {
     public var keys: [[String?]] = []
     public var cursorRow = 0
     public var cursorColumn = 0
-    /// First scrolled (non-key) column shown after the frozen key column.
-    public var columnOffset = 0
     public var atStart = true
     public var atEnd = true
     public var sort: Sort?

@@ -203,7 +203,6 @@ public enum Renderer {
         // Start far enough right that the cursor column fits.
         var start = 0
         if let cursorPosition = others.firstIndex(of: grid.cursorColumn) {
-            start = min(grid.columnOffset, cursorPosition)
             while start < cursorPosition {
                 let needed = others[start...cursorPosition].reduce(0) { $0 + columnWidth($1) + 1 }
                 if used + needed <= width { break }

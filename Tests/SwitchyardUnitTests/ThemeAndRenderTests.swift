@@ -101,6 +101,17 @@ import Testing
         try check(Renderer.render(state, clock: Self.clock), "conflict-100x30")
     }
 
+    @Test func horizontalScrollKeepsTheKeyColumnFrozen() {
+        var state = ConsoleState.sample(width: 80, height: 24)
+        let before = Renderer.render(state).text.split(separator: "\n")[2]
+        #expect(!before.contains("notes"), "at 80 columns the last column starts off screen")
+        for _ in 0..<5 { _ = state.reduce(.key(.right)) }
+        #expect(state.grid?.cursorColumn == 5)
+        let header = Renderer.render(state).text.split(separator: "\n")[2]
+        #expect(header.contains("id ⚷"), "the key column stays")
+        #expect(header.contains("notes"), "the cursor column scrolled into view")
+    }
+
     @Test func tooSmallTerminalSaysSo() {
         let screen = Renderer.render(.sample(width: 60, height: 20))
         #expect(screen.text.contains("Terminal too small: 60×20"))
