@@ -58,8 +58,8 @@ public final class ConsoleApp: Sendable {
             warnLagMs: cluster.configuration.warnLagMs, criticalLagMs: cluster.configuration.criticalLagMs)
         let initialTopology = cluster.monitor.topology
         _ = state.reduce(.topology(initialTopology, history: history(initialTopology)))
+        state.openOnLoad = initialTable
         var effects = state.reduce(.start)
-        var openedInitial = initialTable == nil
         var drawn: ConsoleState?
         while !state.quit && !stopRequested.load(ordering: .relaxed) && !shouldStop(state) {
             for effect in effects { dispatch(effect, &state) }
@@ -83,15 +83,7 @@ public final class ConsoleApp: Sendable {
                 defer { inbox.removeAll() }
                 return inbox
             }
-            for event in events {
-                let wasWaitingForTables: Bool
-                if case .tablesLoaded = event { wasWaitingForTables = true } else { wasWaitingForTables = false }
-                effects += state.reduce(event)
-                if wasWaitingForTables, !openedInitial, let initialTable, state.busy == nil {
-                    openedInitial = true
-                    effects += state.reduce(.openNamed(initialTable))
-                }
-            }
+            for event in events { effects += state.reduce(event) }
         }
     }
 

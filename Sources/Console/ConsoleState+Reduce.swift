@@ -21,6 +21,10 @@ extension ConsoleState {
             self.tables = tables
             tableCursor = min(tableCursor, max(tables.count - 1, 0))
             if tables.isEmpty { setMessage("no tables in this database") }
+            if let name = openOnLoad {
+                openOnLoad = nil
+                return reduce(.openNamed(name))
+            }
             return []
         case .tableOpened(let shape, let request):
             guard finish(request) else { return [] }

@@ -170,6 +170,8 @@ public struct ConsoleState: Sendable, Equatable {
     public var criticalLagMs: Int
     public var nextRequest = 1
     public var pending: Int?
+    /// `schema.table` to open once the table list arrives (`--table`).
+    public var openOnLoad: String?
     public var quit = false
 
     public init(width: Int, height: Int, clusterName: String, warnLagMs: Int = 200, criticalLagMs: Int = 1000) {

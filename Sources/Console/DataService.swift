@@ -102,14 +102,16 @@ public struct DataService: Sendable {
     }
 
     func shape(of table: TableInfo) async throws -> TableShape {
-        let quotedName = "\(try await cluster.quoteIdentifier(table.schema)).\(try await cluster.quoteIdentifier(table.name))"
-        let result = try await cluster.query(Self.columnsSQL, [quotedName])
-        var columns: [ColumnInfo] = []
-        for row in result.rows {
-            let name: String = try row.decode(0)
-            columns.append(ColumnInfo(
-                name: name, type: try row.decode(1), notNull: try row.decode(2), defaultExpression: try row.decode(3, as: String?.self),
-                primaryKeyPosition: try row.decode(4, as: Int?.self), quoted: try await cluster.quoteIdentifier(name)))
+        let names = try await cluster.quoteIdentifiers([table.schema, table.name])
+        let quotedName = "\(names[0]).\(names[1])"
+        let rows = try await cluster.query(Self.columnsSQL, [quotedName]).rows
+        let columnNames = try rows.map { try $0.decode(0, as: String.self) }
+        let quotedColumns = try await cluster.quoteIdentifiers(columnNames)
+        let columns = try rows.enumerated().map { index, row in
+            ColumnInfo(
+                name: columnNames[index], type: try row.decode(1), notNull: try row.decode(2),
+                defaultExpression: try row.decode(3, as: String?.self), primaryKeyPosition: try row.decode(4, as: Int?.self),
+                quoted: quotedColumns[index])
         }
         return TableShape(table: table, quotedName: quotedName, columns: columns)
     }

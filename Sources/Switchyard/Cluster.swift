@@ -185,9 +185,18 @@ public final class Cluster: Sendable {
     /// `identifier` quoted for SQL by libpq, on a connection of the primary (or of any
     /// reachable node when there is no primary).
     public func quoteIdentifier(_ identifier: String) async throws -> String {
+        try await quoteIdentifiers([identifier])[0]
+    }
+
+    /// Several identifiers quoted by libpq, on one pooled connection.
+    public func quoteIdentifiers(_ identifiers: [String]) async throws -> [String] {
         let topology = monitor.topology
         let node = topology.primary?.name ?? topology.nodes.first(where: \.reachable)?.name ?? configuration.nodes[0].name
-        return try await pools[node]!.withConnection { try await $0.quoteIdentifier(identifier) }
+        return try await pools[node]!.withConnection { connection in
+            var quoted: [String] = []
+            for identifier in identifiers { quoted.append(try await connection.quoteIdentifier(identifier)) }
+            return quoted
+        }
     }
 
     // MARK: Transactions

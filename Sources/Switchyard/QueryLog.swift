@@ -132,7 +132,13 @@ public final class QueryLog: Sendable {
     }
 
     /// The newest `count` entries, oldest first.
-    public func tail(_ count: Int) -> [QueryLogEntry] { Array(entries.suffix(count)) }
+    public func tail(_ count: Int) -> [QueryLogEntry] {
+        state.withLock { state in
+            let total = state.ring.count
+            let wanted = min(max(count, 0), total)
+            return (0..<wanted).map { offset in state.ring[(state.start + total - wanted + offset) % total] }
+        }
+    }
 
     /// Every entry recorded from now on.
     public func subscribe(bufferingNewest limit: Int = 1000) -> AsyncStream<QueryLogEntry> {

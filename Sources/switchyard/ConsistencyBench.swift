@@ -25,32 +25,29 @@ struct ConsistencyBench {
         var p50Ms: Double
         var p99Ms: Double
 
-        var opsPerSecond: Double { Double(operations) / seconds }
-        var replicaSharePercent: Double { reads == 0 ? 0 : 100 * Double(readsOnReplicas) / Double(reads) }
-        var readBackReplicaSharePercent: Double { readBacks == 0 ? 0 : 100 * Double(readBacksOnReplicas) / Double(readBacks) }
+        var opsPerSecond: Double
+        var replicaSharePercent: Double
+        var readBackReplicaSharePercent: Double
 
-        enum CodingKeys: String, CodingKey {
-            case policy, seconds, operations, reads, readsOnReplicas, readBacks, readBacksOnReplicas, staleReadBacks
-            case writes, errors, p50Ms, p99Ms, opsPerSecond, replicaSharePercent, readBackReplicaSharePercent
-        }
-
-        func encode(to encoder: Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(policy, forKey: .policy)
-            try container.encode(seconds, forKey: .seconds)
-            try container.encode(operations, forKey: .operations)
-            try container.encode(reads, forKey: .reads)
-            try container.encode(readsOnReplicas, forKey: .readsOnReplicas)
-            try container.encode(readBacks, forKey: .readBacks)
-            try container.encode(readBacksOnReplicas, forKey: .readBacksOnReplicas)
-            try container.encode(staleReadBacks, forKey: .staleReadBacks)
-            try container.encode(writes, forKey: .writes)
-            try container.encode(errors, forKey: .errors)
-            try container.encode(p50Ms, forKey: .p50Ms)
-            try container.encode(p99Ms, forKey: .p99Ms)
-            try container.encode(opsPerSecond, forKey: .opsPerSecond)
-            try container.encode(replicaSharePercent, forKey: .replicaSharePercent)
-            try container.encode(readBackReplicaSharePercent, forKey: .readBackReplicaSharePercent)
+        init(
+            policy: Policy, seconds: Double, operations: Int, reads: Int, readsOnReplicas: Int, readBacks: Int,
+            readBacksOnReplicas: Int, staleReadBacks: Int, writes: Int, errors: Int, p50Ms: Double, p99Ms: Double
+        ) {
+            self.policy = policy
+            self.seconds = seconds
+            self.operations = operations
+            self.reads = reads
+            self.readsOnReplicas = readsOnReplicas
+            self.readBacks = readBacks
+            self.readBacksOnReplicas = readBacksOnReplicas
+            self.staleReadBacks = staleReadBacks
+            self.writes = writes
+            self.errors = errors
+            self.p50Ms = p50Ms
+            self.p99Ms = p99Ms
+            opsPerSecond = Double(operations) / seconds
+            replicaSharePercent = reads == 0 ? 0 : 100 * Double(readsOnReplicas) / Double(reads)
+            readBackReplicaSharePercent = readBacks == 0 ? 0 : 100 * Double(readBacksOnReplicas) / Double(readBacks)
         }
     }
 

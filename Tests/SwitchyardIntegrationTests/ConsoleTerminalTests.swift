@@ -95,13 +95,7 @@ extension ClusterTests {
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-console-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             let logPath = folder.appendingPathComponent("queries.jsonl").path
-            var config = "[cluster]\nname = \"console-test\"\n"
-            for node in cluster.nodes {
-                config += "\n[[nodes]]\nname = \"\(node.name)\"\nconninfo = \"\(try cluster.conninfo(node.name))\"\n"
-            }
-            config += "\n[monitor]\ninterval_ms = 250\n\n[query_log]\nfile = \"\(logPath)\"\n"
-            let configPath = folder.appendingPathComponent("switchyard.toml").path
-            try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+            let configPath = try cluster.writeConfig(in: folder, name: "console-test", queryLogFile: logPath)
             return Fixture(configPath: configPath, logPath: logPath, schema: schema)
         }
 
@@ -252,6 +246,54 @@ extension ClusterTests {
             try await cluster.local.start(node: "pg3")
             try await tmux.waitFor(text: "pg3 replica")
             try await cluster.waitForStreaming()
+        }
+    }
+}
+
+extension ClusterTests.ConsoleTerminalTests {
+    @Test func escapeCancelsAWaitingQueryOnTheServer() async throws {
+        let fixture = try await Self.fixture()
+        let tmux = try Self.launch(fixture)
+        defer { tmux.close() }
+        try await tmux.waitFor(text: "alpha")
+        // Another session holds the table, so the console's refresh waits on the lock.
+        let locker = try await TestCluster.shared().connect("pg1")
+        _ = try await locker.query("begin")
+        _ = try await locker.query("lock table \(fixture.schema).items in access exclusive mode")
+        do {
+            try tmux.send("r")
+            try await tmux.waitFor(text: "(Esc cancels)")
+            let waiting = await TestCluster.eventually(timeout: .seconds(5)) {
+                (try? await Self.consoleQueriesWaiting(on: fixture.schema)) == 1
+            }
+            #expect(waiting, "the console's query should be waiting on the lock")
+            try tmux.send("Escape")
+            try await tmux.waitFor(text: "cancelled")
+            let gone = await TestCluster.eventually(timeout: .seconds(5)) {
+                (try? await Self.consoleQueriesWaiting(on: fixture.schema)) == 0
+            }
+            #expect(gone, "the query was cancelled on the server, not just abandoned")
+        } catch {
+            _ = try? await locker.query("rollback")
+            await locker.close()
+            throw error
+        }
+        _ = try await locker.query("rollback")
+        await locker.close()
+        // The console works on after the cancel.
+        try tmux.send("r")
+        try await tmux.waitFor("a refreshed page") { $0.contains("alpha") && !$0.contains("(Esc cancels)") }
+    }
+
+    /// Active console statements on the primary that read `schema`'s items table.
+    static func consoleQueriesWaiting(on schema: String) async throws -> Int? {
+        try await TestCluster.shared().withConnection("pg1") { connection in
+            try await connection.query(
+                """
+                select count(*) from pg_stat_activity
+                where application_name = 'switchyard' and state = 'active' and query like '%' || $1 || '%items%'
+                  and pid <> pg_backend_pid()
+                """, [schema]).scalar(Int.self)
         }
     }
 }

@@ -171,11 +171,7 @@ extension ClusterTests {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-fo-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        var config = "[cluster]\nname = \"failover\"\n"
-        for node in test.nodes { config += "\n[[nodes]]\nname = \"\(node.name)\"\nconninfo = \"\(try test.conninfo(node.name))\"\n" }
-        config += "\n[monitor]\ninterval_ms = 250\n"
-        let configPath = folder.appendingPathComponent("switchyard.toml").path
-        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let configPath = try test.writeConfig(in: folder, name: "failover")
 
         let binary = try CommandLineTests.executable.path
         let tmux = try TmuxSession(command: "\(binary) console --config \(configPath) --table public.items", width: 130, height: 44)

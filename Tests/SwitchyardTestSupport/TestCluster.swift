@@ -110,6 +110,22 @@ public final class TestCluster: Sendable {
         }
     }
 
+    /// Writes a `switchyard.toml` for this cluster in `folder` with a fast monitor and,
+    /// optionally, a JSON Lines query log; returns its path.
+    public func writeConfig(
+        in folder: URL, name: String, intervalMs: Int = 250, queryLogFile: String? = nil
+    ) throws -> String {
+        var config = "[cluster]\nname = \"\(name)\"\n"
+        for node in nodes {
+            config += "\n[[nodes]]\nname = \"\(node.name)\"\nconninfo = \"\(try conninfo(node.name))\"\n"
+        }
+        config += "\n[monitor]\ninterval_ms = \(intervalMs)\n"
+        if let queryLogFile { config += "\n[query_log]\nfile = \"\(queryLogFile)\"\n" }
+        let path = folder.appendingPathComponent("switchyard.toml").path
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     // MARK: Waiting
 
     /// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.

@@ -30,6 +30,24 @@ import Testing
         #expect(state.focus == .grid)
     }
 
+    @Test func tableNamedOnTheCommandLineOpensWhenTheListArrives() {
+        var state = ConsoleState(width: 100, height: 30, clusterName: "c")
+        state.openOnLoad = "s.b"
+        guard case .loadTables(let request) = state.reduce(.start).first else { Issue.record("no loadTables"); return }
+        let tables = [TableInfo(schema: "s", name: "a", estimatedRows: 1), TableInfo(schema: "s", name: "b", estimatedRows: 1)]
+        let effects = state.reduce(.tablesLoaded(tables, request: request))
+        guard case .openTable(let table, _) = effects.first else { Issue.record("did not open"); return }
+        #expect(table.name == "b")
+        #expect(state.tableCursor == 1)
+        #expect(state.openOnLoad == nil)
+        var missing = ConsoleState(width: 100, height: 30, clusterName: "c")
+        missing.openOnLoad = "s.zzz"
+        guard case .loadTables(let second) = missing.reduce(.start).first else { return }
+        #expect(missing.reduce(.tablesLoaded(tables, request: second)).isEmpty)
+        #expect(missing.message == "no table s.zzz")
+        #expect(missing.messageIsError)
+    }
+
     @Test func staleResultsAreIgnored() {
         var state = opened()
         let effects = state.reduce(.key(.character("r")))

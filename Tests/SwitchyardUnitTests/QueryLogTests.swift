@@ -16,6 +16,8 @@ import Testing
         #expect(log.entries.map(\.sql) == ["select 3", "select 4", "select 5"])
         #expect(log.entries.map(\.id) == [3, 4, 5])
         #expect(log.tail(2).map(\.sql) == ["select 4", "select 5"])
+        #expect(log.tail(10).map(\.sql) == ["select 3", "select 4", "select 5"])
+        #expect(log.tail(0).isEmpty)
         #expect(log.entries.first?.reason == "admin → pg1")
         log.clear()
         #expect(log.entries.isEmpty)
