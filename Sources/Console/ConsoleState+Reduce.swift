@@ -192,60 +192,78 @@ extension ConsoleState {
 
     // MARK: Keys
 
+    /// Looks the key up in the keymap for the current scopes and hands the command to the
+    /// current mode.
     private mutating func handleKey(_ key: Key) -> [ConsoleEffect] {
-        if busy != nil {
-            if key == .escape, let request = pending {
-                pending = nil
-                busy = nil
-                setMessage("cancelled")
-                return [.cancel(request: request)]
+        let scopes = self.scopes
+        let command: Command
+        if let binding = Keymap.binding(for: key, in: scopes) {
+            if let reason = binding.disabledReason?(self) {
+                setMessage(reason, error: true)
+                return []
             }
-            if key == .control("c") || (key == .character("q") && mode == .browse) {
-                // Quitting abandons the running query.
-                let cancel = pending.map { [ConsoleEffect.cancel(request: $0)] } ?? []
-                pending = nil
-                busy = nil
-                return cancel + quitKey()
-            }
+            command = binding.command
+        } else if scopes.contains(.textField) {
+            command = .type
+        } else {
             return []
         }
-        if isTooSmall {
-            if key == .character("q") || key == .control("c") { return [.quit] }
+        if busy != nil { return busyCommand(command) }
+        if isTooSmall { return command == .quit ? quitNow() : [] }
+        if command == .help, !scopes.contains(.help) {
+            mode = .help(HelpView(previous: mode))
             return []
         }
         switch mode {
-        case .browse: return browseKey(key)
-        case .help:
-            mode = .browse
+        case .browse:
+            return browseCommand(command)
+        case .help(var view):
+            let lines = Keymap.helpContent(for: view.previous, state: self).count
+            if view.handle(command, lineCount: lines, visible: max(height - 6, 1)) {
+                mode = .help(view)
+            } else {
+                mode = view.previous
+            }
             return []
         case .failover(var view):
-            return failoverKey(key, &view)
+            let outcome = view.handle(command, key: key)
+            mode = .failover(view)
+            return failoverOutcome(outcome)
         case .confirmQuit(let previous):
-            if key == .character("y") || key == .character("Y") {
-                quit = true
-                return [.quit]
-            }
+            if command == .confirm { return quitNow() }
             mode = previous
             return []
         case .editCell(var edit):
-            switch key {
-            case .escape:
+            let outcome = edit.handle(command, key: key)
+            mode = .editCell(edit)
+            switch outcome {
+            case .stay: return []
+            case .quit: return quitKey()
+            case .cancel:
                 mode = .browse
                 setMessage("edit cancelled")
-            case .enter:
+                return []
+            case .save:
                 guard let grid else { return [] }
                 let request = start("saving")
                 return [.update(grid.shape, seen: edit.seen, changes: [edit.column: edit.field.value], request: request)]
-            case .control("c"):
-                return quitKey()
-            default:
-                if edit.field.handle(key) { mode = .editCell(edit) }
             }
-            return []
         case .form(var form):
-            return formKey(key, &form)
+            let outcome = form.handle(command, key: key)
+            mode = .form(form)
+            switch outcome {
+            case .stay: return []
+            case .quit: return quitKey()
+            case .cancel:
+                mode = .browse
+                setMessage("form cancelled")
+                return []
+            case .save:
+                guard let grid else { return [] }
+                return submit(form, grid)
+            }
         case .confirmDelete(let confirmation):
-            if key == .character("y") || key == .character("Y"), let grid {
+            if command == .confirm, let grid {
                 let request = start("deleting")
                 return [.delete(grid.shape, seen: confirmation.seen, request: request)]
             }
@@ -253,39 +271,95 @@ extension ConsoleState {
             setMessage("delete cancelled")
             return []
         case .filter(var prompt):
-            return filterKey(key, &prompt)
-        case .conflict(let conflict):
-            switch key {
-            case .escape:
+            guard var grid else { return [] }
+            let outcome = prompt.handle(command, key: key, columnCount: grid.shape.columns.count)
+            mode = .filter(prompt)
+            switch outcome {
+            case .stay: return []
+            case .cancel:
                 mode = .browse
-                setMessage("your change was discarded; the row shows its current values")
-                if let current = conflict.current, let index = grid?.cursorRow, grid?.rows.indices.contains(index) == true {
-                    grid?.rows[index] = current
+                return []
+            case .apply:
+                mode = .browse
+                let value = prompt.field.value ?? ""
+                if value.isEmpty && prompt.op != .isNull {
+                    grid.filter = nil
+                    setMessage("filter cleared")
+                } else {
+                    grid.filter = Filter(column: prompt.column, op: prompt.op, value: value)
                 }
-                return []
-            case .enter, .character("e"):
-                // Back to the editor with the user's text, now against the current row.
-                var resume = conflict.resume
-                if let current = conflict.current {
-                    switch resume {
-                    case .editCell(var edit):
-                        edit.seen = current
-                        resume = .editCell(edit)
-                    case .form(var form):
-                        if case .edit = form.kind { form.kind = .edit(seen: current) }
-                        resume = .form(form)
-                    default: break
-                    }
-                    if let index = grid?.cursorRow, grid?.rows.indices.contains(index) == true { grid?.rows[index] = current }
-                }
-                mode = resume
-                setMessage("your input is kept; Enter saves it over the current row")
-                return []
-            case .control("c"):
-                return quitKey()
-            default:
-                return []
+                self.grid = grid
+                return [load(.first)]
             }
+        case .conflict(let conflict):
+            switch command {
+            case .cancel: discard(conflict)
+            case .editAgain: editAgain(conflict)
+            case .quit: return quitKey()
+            default: break
+            }
+            return []
+        }
+    }
+
+    /// Keys while a query runs: Esc cancels it on the server, quitting abandons it.
+    private mutating func busyCommand(_ command: Command) -> [ConsoleEffect] {
+        guard let request = pending else { return [] }
+        switch command {
+        case .cancelQuery:
+            pending = nil
+            busy = nil
+            setMessage("cancelled")
+            return [.cancel(request: request)]
+        case .quit:
+            pending = nil
+            busy = nil
+            return [.cancel(request: request)] + quitKey()
+        default:
+            return []
+        }
+    }
+
+    private mutating func discard(_ conflict: Conflict) {
+        mode = .browse
+        setMessage("your change was discarded; the row shows its current values")
+        if let current = conflict.current, let index = grid?.cursorRow, grid?.rows.indices.contains(index) == true {
+            grid?.rows[index] = current
+        }
+    }
+
+    /// Back to the editor with the user's text, now against the current row.
+    private mutating func editAgain(_ conflict: Conflict) {
+        var resume = conflict.resume
+        if let current = conflict.current {
+            switch resume {
+            case .editCell(var edit):
+                edit.seen = current
+                resume = .editCell(edit)
+            case .form(var form):
+                if case .edit = form.kind { form.kind = .edit(seen: current) }
+                resume = .form(form)
+            default: break
+            }
+            if let index = grid?.cursorRow, grid?.rows.indices.contains(index) == true { grid?.rows[index] = current }
+        }
+        mode = resume
+        setMessage("your input is kept; Enter saves it over the current row")
+    }
+
+    private mutating func failoverOutcome(_ outcome: FailoverView.Outcome) -> [ConsoleEffect] {
+        switch outcome {
+        case .stay: return []
+        case .close:
+            mode = .browse
+            return []
+        case .rerun: return rerunChecks()
+        case .message(let text, let error):
+            setMessage(text, error: error)
+            return []
+        case .promote(let target):
+            let request = start("promoting \(target)")
+            return [.promote(node: target, request: request)]
         }
     }
 
@@ -300,106 +374,56 @@ extension ConsoleState {
         return [.runChecks(request: request)]
     }
 
-    private mutating func failoverKey(_ key: Key, _ view: inout FailoverView) -> [ConsoleEffect] {
-        if var field = view.confirmation {
-            switch key {
-            case .escape:
-                view.confirmation = nil
-                setMessage("promotion cancelled")
-            case .enter:
-                let target = view.candidates.indices.contains(view.selected) ? view.candidates[view.selected].node : nil
-                guard let target, field.value == target else {
-                    setMessage("the name does not match \(target ?? "a candidate"): nothing promoted", error: true)
-                    view.confirmation = nil
-                    mode = .failover(view)
-                    return []
-                }
-                view.confirmation = nil
-                mode = .failover(view)
-                let request = start("promoting \(target)")
-                return [.promote(node: target, request: request)]
-            default:
-                _ = field.handle(key)
-                view.confirmation = field
-            }
-            mode = .failover(view)
-            return []
-        }
-        switch key {
-        case .escape, .character("q"):
-            mode = .browse
-            return []
-        case .character("r"):
-            return rerunChecks()
-        case .up, .character("k"):
-            view.selected = max(view.selected - 1, 0)
-        case .down, .character("j"):
-            view.selected = min(view.selected + 1, max(view.candidates.count - 1, 0))
-        case .character("P"):
-            guard view.candidates.indices.contains(view.selected) else {
-                setMessage("no replica to promote", error: true)
-                return []
-            }
-            view.confirmation = TextField("")
-            setMessage("type \(view.candidates[view.selected].node) and Enter to promote it; Esc cancels")
-        default:
-            break
-        }
-        mode = .failover(view)
-        return []
+    private mutating func quitNow() -> [ConsoleEffect] {
+        quit = true
+        return [.quit]
     }
 
+    /// Quits, or asks first when an edit would be lost.
     private mutating func quitKey() -> [ConsoleEffect] {
         if mode.hasUnsavedInput {
             mode = .confirmQuit(previous: mode)
             return []
         }
-        quit = true
-        return [.quit]
+        return quitNow()
     }
 
-    private mutating func browseKey(_ key: Key) -> [ConsoleEffect] {
-        switch key {
-        case .character("q"), .control("c"):
-            quit = true
-            return [.quit]
-        case .character("?"):
-            mode = .help
-            return []
-        case .character("F"):
+    private mutating func browseCommand(_ command: Command) -> [ConsoleEffect] {
+        switch command {
+        case .quit: return quitNow()
+        case .failover:
             mode = .failover(FailoverView())
             return rerunChecks()
-        case .tab:
+        case .focusNext:
             focus = Focus.allCases[(Focus.allCases.firstIndex(of: focus)! + 1) % Focus.allCases.count]
             return []
-        case .backTab:
+        case .focusPrevious:
             focus = Focus.allCases[(Focus.allCases.firstIndex(of: focus)! + Focus.allCases.count - 1) % Focus.allCases.count]
             return []
         default:
             break
         }
         switch focus {
-        case .tables: return tablesKey(key)
-        case .grid: return gridKey(key)
-        case .pane:
-            if key == .character("r") { return refresh() }
-            return []
+        case .tables: return tablesCommand(command)
+        case .grid: return gridCommand(command)
+        case .pane: return command == .refresh ? refresh() : []
         }
     }
 
-    private mutating func tablesKey(_ key: Key) -> [ConsoleEffect] {
-        switch key {
-        case .up, .character("k"): tableCursor = max(tableCursor - 1, 0)
-        case .down, .character("j"): tableCursor = min(tableCursor + 1, max(tables.count - 1, 0))
-        case .home, .character("g"): tableCursor = 0
-        case .end, .character("G"): tableCursor = max(tables.count - 1, 0)
+    private mutating func tablesCommand(_ command: Command) -> [ConsoleEffect] {
+        let last = max(tables.count - 1, 0)
+        switch command {
+        case .up: tableCursor = max(tableCursor - 1, 0)
+        case .down: tableCursor = min(tableCursor + 1, last)
+        case .first: tableCursor = 0
+        case .last: tableCursor = last
         case .pageUp: tableCursor = max(tableCursor - 10, 0)
-        case .pageDown: tableCursor = min(tableCursor + 10, max(tables.count - 1, 0))
-        case .enter, .right, .character("l"):
+        case .pageDown: tableCursor = min(tableCursor + 10, last)
+        case .open:
             guard tables.indices.contains(tableCursor) else { return [] }
             let request = start("opening \(tables[tableCursor].name)")
             return [.openTable(tables[tableCursor], request: request)]
-        case .character("r"):
+        case .reloadTables:
             let request = start("loading tables")
             return [.loadTables(request: request)]
         default: break
@@ -415,54 +439,38 @@ extension ConsoleState {
         return [reloadCurrentPage()]
     }
 
-    private mutating func gridKey(_ key: Key) -> [ConsoleEffect] {
+    private mutating func gridCommand(_ command: Command) -> [ConsoleEffect] {
         guard var grid else {
-            if key == .enter { focus = .tables }
+            if command == .editCell { focus = .tables }
             return []
         }
         let columnCount = grid.shape.columns.count
         setMessage(nil)
-        switch key {
-        case .up, .character("k"):
+        switch command {
+        case .up:
             if grid.cursorRow > 0 {
                 grid.cursorRow -= 1
             } else if !grid.atStart, let first = grid.keys.first {
-                self.grid = grid
                 return [load(.before(first))]
             }
-        case .down, .character("j"):
+        case .down:
             if grid.cursorRow < grid.rows.count - 1 {
                 grid.cursorRow += 1
             } else if !grid.atEnd, let last = grid.keys.last {
-                self.grid = grid
                 return [load(.after(last))]
             }
-        case .pageDown, .control("f"):
-            if !grid.atEnd, let last = grid.keys.last {
-                self.grid = grid
-                return [load(.after(last))]
-            }
+        case .pageDown:
+            if !grid.atEnd, let last = grid.keys.last { return [load(.after(last))] }
             grid.cursorRow = max(grid.rows.count - 1, 0)
-        case .pageUp, .control("b"):
-            if !grid.atStart, let first = grid.keys.first {
-                self.grid = grid
-                return [load(.before(first))]
-            }
+        case .pageUp:
+            if !grid.atStart, let first = grid.keys.first { return [load(.before(first))] }
             grid.cursorRow = 0
-        case .character("g"), .home:
-            self.grid = grid
-            return [load(.first)]
-        case .character("G"), .end:
-            self.grid = grid
-            return [load(.last)]
-        case .left, .character("h"):
-            grid.cursorColumn = max(grid.cursorColumn - 1, 0)
-        case .right, .character("l"):
-            grid.cursorColumn = min(grid.cursorColumn + 1, max(columnCount - 1, 0))
-        case .character("r"):
-            self.grid = grid
-            return [reloadCurrentPage()]
-        case .character("s"):
+        case .first: return [load(.first)]
+        case .last: return [load(.last)]
+        case .left: grid.cursorColumn = max(grid.cursorColumn - 1, 0)
+        case .right: grid.cursorColumn = min(grid.cursorColumn + 1, max(columnCount - 1, 0))
+        case .refresh: return [reloadCurrentPage()]
+        case .sort:
             // ascending → descending → off
             if let sort = grid.sort, sort.column == grid.cursorColumn {
                 grid.sort = sort.descending ? nil : Sort(column: sort.column, descending: true)
@@ -471,36 +479,20 @@ extension ConsoleState {
             }
             self.grid = grid
             return [load(.first)]
-        case .character("/"):
+        case .filter:
             let existing = grid.filter
             mode = .filter(FilterPrompt(
                 column: existing?.column ?? grid.cursorColumn, op: existing?.op ?? .equals, field: TextField(existing?.value ?? "")))
-        case .enter:
-            guard let row = grid.selectedRow else { break }
-            guard grid.shape.hasPrimaryKey else {
-                setMessage("\(grid.shape.table.qualifiedName) has no primary key: read-only", error: true)
-                break
-            }
+        case .editCell:
+            guard let row = grid.selectedRow, row.indices.contains(grid.cursorColumn) else { break }
             mode = .editCell(CellEdit(row: grid.cursorRow, column: grid.cursorColumn, field: TextField(row[grid.cursorColumn]), seen: row))
-        case .character("e"):
+        case .editRow:
             guard let row = grid.selectedRow else { break }
-            guard grid.shape.hasPrimaryKey else {
-                setMessage("\(grid.shape.table.qualifiedName) has no primary key: read-only", error: true)
-                break
-            }
             mode = .form(RowForm(kind: .edit(seen: row), fields: row.map { TextField($0) }))
-        case .character("a"):
-            guard grid.shape.hasPrimaryKey else {
-                setMessage("\(grid.shape.table.qualifiedName) has no primary key: read-only", error: true)
-                break
-            }
+        case .addRow:
             mode = .form(RowForm(kind: .add, fields: grid.shape.columns.map { _ in TextField("") }))
-        case .character("d"):
+        case .deleteRow:
             guard let row = grid.selectedRow else { break }
-            guard grid.shape.hasPrimaryKey else {
-                setMessage("\(grid.shape.table.qualifiedName) has no primary key: read-only", error: true)
-                break
-            }
             let statement = SQLBuilder.delete(grid.shape, seen: row)
             mode = .confirmDelete(DeleteConfirmation(
                 seen: row, sql: statement.sql, key: SQLBuilder.describeKey(grid.shape, row: row)))
@@ -508,29 +500,6 @@ extension ConsoleState {
             break
         }
         self.grid = grid
-        return []
-    }
-
-    private mutating func formKey(_ key: Key, _ form: inout RowForm) -> [ConsoleEffect] {
-        guard let grid else { return [] }
-        switch key {
-        case .escape:
-            mode = .browse
-            setMessage("form cancelled")
-            return []
-        case .control("c"):
-            return quitKey()
-        case .tab, .down, .enter:
-            if key == .enter && form.cursor == form.fields.count - 1 { return submit(form, grid) }
-            form.cursor = min(form.cursor + 1, form.fields.count - 1)
-        case .backTab, .up:
-            form.cursor = max(form.cursor - 1, 0)
-        case .control("s"), .function(2):
-            return submit(form, grid)
-        default:
-            if form.fields[form.cursor].handle(key) { form.touched.insert(form.cursor) }
-        }
-        mode = .form(form)
         return []
     }
 
@@ -551,38 +520,5 @@ extension ConsoleState {
             let request = start("saving")
             return [.update(grid.shape, seen: seen, changes: changed, request: request)]
         }
-    }
-
-    private mutating func filterKey(_ key: Key, _ prompt: inout FilterPrompt) -> [ConsoleEffect] {
-        guard var grid else { return [] }
-        let count = grid.shape.columns.count
-        switch key {
-        case .escape:
-            mode = .browse
-            return []
-        case .up: prompt.column = (prompt.column + count - 1) % count
-        case .down: prompt.column = (prompt.column + 1) % count
-        case .tab:
-            let all = FilterOperator.allCases
-            prompt.op = all[(all.firstIndex(of: prompt.op)! + 1) % all.count]
-        case .backTab:
-            let all = FilterOperator.allCases
-            prompt.op = all[(all.firstIndex(of: prompt.op)! + all.count - 1) % all.count]
-        case .enter:
-            mode = .browse
-            let value = prompt.field.value ?? ""
-            if value.isEmpty && prompt.op != .isNull {
-                grid.filter = nil
-                setMessage("filter cleared")
-            } else {
-                grid.filter = Filter(column: prompt.column, op: prompt.op, value: value)
-            }
-            self.grid = grid
-            return [load(.first)]
-        default:
-            _ = prompt.field.handle(key)
-        }
-        mode = .filter(prompt)
-        return []
     }
 }

@@ -1,7 +1,7 @@
 import Switchyard
 
 /// A key press, decoded by the driver.
-public enum Key: Sendable, Equatable {
+public enum Key: Sendable, Hashable {
     case character(Character)
     case control(Character)  // Ctrl-A … Ctrl-Z, as the lowercase letter
     case enter, escape, tab, backTab, backspace, delete
@@ -121,6 +121,14 @@ public struct FailoverView: Sendable, Equatable {
     public var confirmation: TextField?
 }
 
+/// The help box: the keys of the mode it was opened from, which it returns to.
+public struct HelpView: Sendable, Equatable {
+    public var previous: Mode
+    public var scroll = 0
+
+    public init(previous: Mode) { self.previous = previous }
+}
+
 public indirect enum Mode: Sendable, Equatable {
     case browse
     case failover(FailoverView)
@@ -129,7 +137,7 @@ public indirect enum Mode: Sendable, Equatable {
     case confirmDelete(DeleteConfirmation)
     case filter(FilterPrompt)
     case conflict(Conflict)
-    case help
+    case help(HelpView)
     case confirmQuit(previous: Mode)
 
     var hasUnsavedInput: Bool {

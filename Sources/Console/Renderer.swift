@@ -68,30 +68,18 @@ public enum Renderer {
     static func hints(_ state: ConsoleState, _ layout: Layout, _ screen: inout Screen) {
         let y = layout.hints.y
         screen.fill(x: 0, y: y, width: layout.width, height: 1, role: .dim)
-        let text: String
-        switch state.mode {
-        case .browse:
-            switch state.focus {
-            case .tables: text = "↑↓ move  Enter open  Tab focus  r reload  ? keys  q quit"
-            case .grid: text = "↑↓←→ move  PgUp/PgDn  g/G first/last  Enter edit  e row  a add  d delete  s sort  / filter  r refresh  F failover  ? keys  q quit"
-            case .pane: text = "Tab focus  r refresh  ? keys  q quit"
-            }
-        case .editCell: text = "Enter save  Esc cancel  Ctrl-N NULL  ←→ Home End move  Ctrl-U clear"
-        case .form: text = "Tab/↓ next  ↑ previous  Ctrl-S save  Enter on last field saves  Ctrl-N NULL  Esc cancel"
-        case .confirmDelete: text = "y delete  any other key cancels"
-        case .failover: text = "r re-run checks  ↑↓ candidate  P promote (asks for the name)  Esc close"
-        case .filter(let prompt):
-            let column = state.grid.map { $0.shape.columns[prompt.column].name } ?? "?"
+        let text = Keymap.hintLine(for: state)
+        if case .filter(let prompt) = state.mode, state.busy == nil {
+            let columns = state.grid?.shape.columns ?? []
+            let column = columns.indices.contains(prompt.column) ? columns[prompt.column].name : "?"
             screen.put(" filter ", x: 0, y: y, role: .badge)
             var x = 8
             x += screen.put(" \(column) ▲▼ ", x: x, y: y, role: .selected)
             x += screen.put(" \(prompt.op.rawValue) ⇥ ", x: x, y: y, role: .badge)
-            if prompt.op != .isNull { field(prompt.field, x: x + 1, y: y, width: layout.width - x - 30, &screen) }
-            screen.put("Enter apply · empty clears · Esc", x: layout.width - 33, y: y, role: .dim)
+            let hintWidth = Screen.displayWidth(text)
+            if prompt.op != .isNull { field(prompt.field, x: x + 1, y: y, width: layout.width - x - hintWidth - 4, &screen) }
+            screen.put(text, x: layout.width - hintWidth - 1, y: y, role: .dim)
             return
-        case .conflict: text = "Enter edit again with your input  Esc discard yours"
-        case .help: text = "any key closes"
-        case .confirmQuit: text = "y quit and lose the edit  any other key returns"
         }
         screen.put(" " + text, x: 0, y: y, role: .dim)
     }
@@ -345,25 +333,19 @@ public enum Renderer {
     static func overlay(_ state: ConsoleState, _ layout: Layout, _ screen: inout Screen) {
         switch state.mode {
         case .browse, .filter: return
-        case .help:
-            let keys = [
-                "Tab / Shift-Tab   move focus: tables, records, nodes and log",
-                "↑↓←→ or hjkl      move; PgUp/PgDn page; g/G first/last page",
-                "Enter             open table / edit cell (Enter saves, Esc cancels)",
-                "Ctrl-N            set the edited value to NULL",
-                "e                 edit the whole row in a form (Ctrl-S saves)",
-                "a                 add a row (empty fields take their defaults)",
-                "d                 delete the row (shows the SQL, asks first)",
-                "s                 sort by the column (again: descending, again: off)",
-                "/                 filter: column ▲▼, operator Tab, value",
-                "r                 refresh",
-                "F                 failover readiness: checks, candidates, guarded promote",
-                "Esc               cancel a running query (on the server)",
-                "q                 quit (Ctrl-C asks when an edit is unsaved)",
-                "",
-                "Everything here runs in the admin context: reads and writes on the primary.",
-            ]
-            _ = box("Keys", lines: keys.map { ($0, .normal) }, in: layout, &screen)
+        case .help(let view):
+            let content = Keymap.helpContent(for: view.previous, state: state)
+            let visible = max(layout.height - 6, 1)
+            let first = min(view.scroll, max(content.count - visible, 0))
+            let lines = content.dropFirst(first).prefix(visible).map { line -> (String, StyleRole) in
+                switch line.kind {
+                case .title: return (line.text, .grid_header)
+                case .disabled: return (line.text, .dim)
+                case .binding, .blank: return (line.text, .normal)
+                }
+            }
+            let more = content.count > visible ? " (↑↓ \(first + 1)–\(first + lines.count) of \(content.count))" : ""
+            _ = box("Keys" + more, lines: Array(lines), in: layout, &screen)
         case .editCell(let edit):
             guard let grid = state.grid else { return }
             let column = grid.shape.columns[edit.column]

@@ -1,0 +1,364 @@
+/// Where a key binding applies: one of the console's modes, or the browse mode with a
+/// given focus. A state is in one or more scopes at once (``ConsoleState/scopes``); the
+/// first scope that binds a key wins.
+public enum KeyScope: String, Sendable, CaseIterable {
+    case tables, grid, pane, browse
+    case busy, tooSmall
+    case editCell, form, filter, textField
+    case confirmDelete, conflict, failover, promote, help, confirmQuit
+
+    /// The section title in the help box.
+    public var title: String {
+        switch self {
+        case .tables: return "Table list"
+        case .grid: return "Records"
+        case .pane: return "Nodes and query log"
+        case .browse: return "Anywhere while browsing"
+        case .busy: return "While a query runs"
+        case .tooSmall: return "Terminal too small"
+        case .editCell: return "Editing a cell"
+        case .form: return "Row form"
+        case .filter: return "Filter prompt"
+        case .textField: return "Typing in a field"
+        case .confirmDelete: return "Delete confirmation"
+        case .conflict: return "Conflict"
+        case .failover: return "Failover view"
+        case .promote: return "Promotion confirmation"
+        case .help: return "Help"
+        case .confirmQuit: return "Quit confirmation"
+        }
+    }
+}
+
+/// What a key asks for. Each mode's `handle` interprets the commands of its scopes.
+public enum Command: Sendable, Equatable {
+    case quit, help, failover, focusNext, focusPrevious
+    case up, down, left, right, pageUp, pageDown, first, last
+    case open, reloadTables, refresh
+    case editCell, editRow, addRow, deleteRow, sort, filter
+    case save, cancel, next, previous
+    case nextOperator, previousOperator
+    case confirm, dismiss, editAgain, rerun, promote, cancelQuery
+    case scrollUp, scrollDown
+    /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
+    case type
+}
+
+/// One key binding: the keys, where they apply, what they do, how help and the hint line
+/// describe them, and why they are unavailable in a given state.
+public struct Binding: Sendable {
+    /// The keys; empty means "any key no other binding of the scope takes".
+    public var keys: [Key]
+    public var scopes: [KeyScope]
+    public var command: Command
+    /// The keys as the help box and the README show them; defaults to the keys' names.
+    public var keyLabel: String
+    /// Short label for the hint line; nil keeps the binding out of it.
+    public var hint: String?
+    /// Keys as the hint line shows them (defaults to ``keyLabel``).
+    public var hintKeys: String?
+    /// One sentence for the help box and the README.
+    public var help: String
+    /// Why the binding does nothing in this state (nil: it is available).
+    public var disabledReason: (@Sendable (ConsoleState) -> String?)?
+
+    init(_ keys: [Key], _ scopes: [KeyScope], _ command: Command, label: String? = nil, hint: String? = nil,
+         hintKeys: String? = nil, help: String, disabledReason: (@Sendable (ConsoleState) -> String?)? = nil) {
+        self.keys = keys
+        self.scopes = scopes
+        self.command = command
+        self.keyLabel = label ?? (keys.isEmpty ? "any other key" : keys.map(\.label).joined(separator: " "))
+        self.hint = hint
+        self.hintKeys = hintKeys
+        self.help = help
+        self.disabledReason = disabledReason
+    }
+
+    func matches(_ key: Key) -> Bool { keys.isEmpty || keys.contains(key) }
+}
+
+extension Key {
+    /// How help and the README name the key.
+    public var label: String {
+        switch self {
+        case .character(" "): return "Space"
+        case .character(let character): return String(character)
+        case .control(let character): return "Ctrl-\(character.uppercased())"
+        case .enter: return "Enter"
+        case .escape: return "Esc"
+        case .tab: return "Tab"
+        case .backTab: return "Shift-Tab"
+        case .backspace: return "Backspace"
+        case .delete: return "Delete"
+        case .up: return "↑"
+        case .down: return "↓"
+        case .left: return "←"
+        case .right: return "→"
+        case .pageUp: return "PgUp"
+        case .pageDown: return "PgDn"
+        case .home: return "Home"
+        case .end: return "End"
+        case .function(let number): return "F\(number)"
+        }
+    }
+}
+
+/// Every key the console understands, in the order help shows them. Dispatch, the hint
+/// line, the `?` help and the README's key table all read this one table.
+public enum Keymap {
+    public static let bindings: [Binding] = [
+        // Table list.
+        Binding([.up, .character("k")], [.tables], .up, hint: "move", hintKeys: "↑↓", help: "previous table"),
+        Binding([.down, .character("j")], [.tables], .down, help: "next table"),
+        Binding([.home, .character("g")], [.tables], .first, help: "first table"),
+        Binding([.end, .character("G")], [.tables], .last, help: "last table"),
+        Binding([.pageUp], [.tables], .pageUp, help: "ten tables up"),
+        Binding([.pageDown], [.tables], .pageDown, help: "ten tables down"),
+        Binding([.enter, .right, .character("l")], [.tables], .open, hint: "open", hintKeys: "Enter",
+                help: "open the table under the cursor", disabledReason: { $0.tables.isEmpty ? "no tables to open" : nil }),
+        Binding([.character("r")], [.tables], .reloadTables, hint: "reload", help: "reload the table list"),
+
+        // Records.
+        Binding([.up, .character("k")], [.grid], .up, hint: "move", hintKeys: "↑↓←→", help: "previous row (loads the page before at the top)"),
+        Binding([.down, .character("j")], [.grid], .down, help: "next row (loads the next page at the bottom)"),
+        Binding([.left, .character("h")], [.grid], .left, help: "previous column"),
+        Binding([.right, .character("l")], [.grid], .right, help: "next column"),
+        Binding([.pageUp, .control("b")], [.grid], .pageUp, hint: "", hintKeys: "PgUp/PgDn", help: "page before (keyset pagination, never OFFSET)"),
+        Binding([.pageDown, .control("f")], [.grid], .pageDown, help: "next page"),
+        Binding([.character("g"), .home], [.grid], .first, hint: "first/last", hintKeys: "g/G", help: "first page"),
+        Binding([.character("G"), .end], [.grid], .last, help: "last page"),
+        Binding([.enter], [.grid], .editCell, hint: "edit", help: "edit the cell (Enter saves, Esc cancels, Ctrl-N sets NULL)",
+                disabledReason: { writeRefusal($0, needsRow: true) }),
+        Binding([.character("e")], [.grid], .editRow, hint: "row", help: "edit the whole row in a form",
+                disabledReason: { writeRefusal($0, needsRow: true) }),
+        Binding([.character("a")], [.grid], .addRow, hint: "add", help: "add a row (untouched fields take their defaults)",
+                disabledReason: { writeRefusal($0, needsRow: false) }),
+        Binding([.character("d")], [.grid], .deleteRow, hint: "delete", help: "delete the row (shows the SQL, asks first)",
+                disabledReason: { writeRefusal($0, needsRow: true) }),
+        Binding([.character("s")], [.grid], .sort, hint: "sort", help: "sort by the column (again: descending, again: off)",
+                disabledReason: { noColumns($0) }),
+        Binding([.character("/")], [.grid], .filter, hint: "filter", help: "filter: column ▲▼, operator Tab, value (always a parameter)",
+                disabledReason: { noColumns($0) }),
+        Binding([.character("r")], [.grid], .refresh, hint: "refresh", help: "reload the rows on screen"),
+
+        // Side pane.
+        Binding([.character("r")], [.pane], .refresh, hint: "refresh", help: "reload the open table's rows (or the table list)"),
+
+        // Anywhere while browsing.
+        Binding([.tab], [.browse], .focusNext, hint: "focus", help: "move focus: tables, records, nodes and log"),
+        Binding([.backTab], [.browse], .focusPrevious, help: "move focus back"),
+        Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),
+        Binding([.character("?")], [.browse, .failover], .help, hint: "keys", help: "this help"),
+        Binding([.function(1)], [.browse, .failover, .editCell, .form, .filter, .confirmDelete, .conflict, .promote, .confirmQuit], .help,
+                help: "the keys of what you are doing (returns to it)"),
+        Binding([.character("q"), .control("c")], [.browse], .quit, hint: "quit", hintKeys: "q", help: "quit"),
+
+        // While a query runs.
+        Binding([.escape], [.busy], .cancelQuery, hint: "cancel", help: "cancel the running query on the server"),
+        Binding([.control("c")], [.busy], .quit, label: "q Ctrl-C", hint: "quit", hintKeys: "q",
+                help: "quit, abandoning the running query (q while browsing)"),
+        Binding([.character("q")], [.busy], .quit, label: "", help: "",
+                disabledReason: { $0.mode == .browse ? nil : "a query is running: Esc cancels it, Ctrl-C quits" }),
+
+        // Terminal too small.
+        Binding([.character("q"), .control("c")], [.tooSmall], .quit, hint: "quit", hintKeys: "q", help: "quit"),
+
+        // Editing a cell.
+        Binding([.enter], [.editCell], .save, hint: "save", help: "save the value (only if nobody changed the row)"),
+        Binding([.escape], [.editCell], .cancel, hint: "cancel", help: "close the editor, nothing written"),
+
+        // Row form.
+        Binding([.tab, .down, .enter], [.form], .next, hint: "next", hintKeys: "Tab/↓",
+                help: "next field (Enter on the last field saves)"),
+        Binding([.backTab, .up], [.form], .previous, hint: "previous", hintKeys: "↑", help: "previous field"),
+        Binding([.control("s"), .function(2)], [.form], .save, hint: "save", hintKeys: "Ctrl-S", help: "save the row"),
+        Binding([.escape], [.form], .cancel, hint: "cancel", help: "close the form, nothing written"),
+
+        // Filter prompt.
+        Binding([.up], [.filter], .previous, help: "previous column"),
+        Binding([.down], [.filter], .next, help: "next column"),
+        Binding([.tab], [.filter], .nextOperator, help: "next operator (=, contains, <, >, is null)"),
+        Binding([.backTab], [.filter], .previousOperator, help: "previous operator"),
+        Binding([.enter], [.filter], .save, hint: "apply", help: "apply the filter (an empty value clears it)"),
+        Binding([.escape], [.filter], .cancel, hint: "close", help: "close the prompt, filter unchanged"),
+
+        // Typing in a field.
+        Binding([.left, .right], [.textField], .type, label: "← →", help: "move the text cursor"),
+        Binding([.home, .control("a")], [.textField], .type, help: "to the start of the text"),
+        Binding([.end, .control("e")], [.textField], .type, help: "to the end of the text"),
+        Binding([.backspace, .delete], [.textField], .type, help: "delete before / at the cursor"),
+        Binding([.control("u")], [.textField], .type, hint: "clear", help: "clear the text"),
+        Binding([.control("n")], [.textField], .type, hint: "NULL", help: "set the value to NULL (typing replaces it)"),
+
+        // Delete confirmation.
+        Binding([.character("y"), .character("Y")], [.confirmDelete], .confirm, hint: "delete", hintKeys: "y",
+                help: "delete the row (only if nobody changed it)"),
+        Binding([], [.confirmDelete], .cancel, hint: "cancel", help: "cancel, nothing deleted"),
+
+        // Conflict.
+        Binding([.enter, .character("e")], [.conflict], .editAgain, hint: "edit again with your input", hintKeys: "Enter",
+                help: "back to the editor with your input, now against the current row"),
+        Binding([.escape], [.conflict], .cancel, hint: "discard yours", help: "discard your input; the row shows its current values"),
+
+        // Quitting with unsaved input.
+        Binding([.control("c")], [.editCell, .form, .conflict], .quit, hint: "quit", hintKeys: "Ctrl-C",
+                help: "quit (asks first: the edit is not saved)"),
+
+        // Failover view.
+        Binding([.character("r")], [.failover], .rerun, hint: "re-run checks", help: "run the checks again"),
+        Binding([.up, .character("k")], [.failover], .up, hint: "candidate", hintKeys: "↑↓", help: "previous candidate"),
+        Binding([.down, .character("j")], [.failover], .down, help: "next candidate"),
+        Binding([.character("P")], [.failover], .promote, hint: "promote (asks for the name)",
+                help: "promote the chosen candidate: type its name to confirm",
+                disabledReason: { state in
+                    guard case .failover(let view) = state.mode else { return nil }
+                    return view.candidates.indices.contains(view.selected) ? nil : "no replica to promote"
+                }),
+        Binding([.escape, .character("q")], [.failover], .cancel, hint: "close", hintKeys: "Esc", help: "close the failover view"),
+
+        // Promotion confirmation.
+        Binding([.enter], [.promote], .confirm, hint: "promote", help: "promote, if the typed name matches the candidate"),
+        Binding([.escape], [.promote], .cancel, hint: "cancel", help: "cancel the promotion"),
+
+        // Help.
+        Binding([.up, .character("k")], [.help], .scrollUp, hint: "scroll", hintKeys: "↑↓", help: "scroll up"),
+        Binding([.down, .character("j")], [.help], .scrollDown, help: "scroll down"),
+        Binding([], [.help], .dismiss, hint: "close", hintKeys: "any key", help: "close the help"),
+
+        // Quit confirmation.
+        Binding([.character("y"), .character("Y")], [.confirmQuit], .confirm, hint: "quit and lose the edit", hintKeys: "y",
+                help: "quit and lose the edit"),
+        Binding([], [.confirmQuit], .cancel, hint: "returns", hintKeys: "any other key", help: "back to the edit"),
+    ]
+
+    /// The binding `key` triggers in `scopes` (the first scope that binds it wins).
+    public static func binding(for key: Key, in scopes: [KeyScope]) -> Binding? {
+        for scope in scopes {
+            if let exact = bindings.first(where: { $0.scopes.contains(scope) && !$0.keys.isEmpty && $0.keys.contains(key) }) {
+                return exact
+            }
+            if let any = bindings.first(where: { $0.scopes.contains(scope) && $0.keys.isEmpty }) { return any }
+        }
+        return nil
+    }
+
+    /// The bindings of one scope, in table order, without hidden aliases.
+    public static func bindings(in scope: KeyScope) -> [Binding] {
+        bindings.filter { $0.scopes.contains(scope) && !$0.help.isEmpty }
+    }
+
+    /// The hint line for a state: the hinted bindings of its scopes, disabled ones left out.
+    public static func hintLine(for state: ConsoleState) -> String {
+        var seen = Set<String>()
+        var parts: [String] = []
+        for scope in state.scopes {
+            for binding in bindings(in: scope) {
+                guard let hint = binding.hint, binding.disabledReason?(state) == nil else { continue }
+                let keys = binding.hintKeys ?? binding.keyLabel
+                let text = hint.isEmpty ? keys : "\(keys) \(hint)"
+                if seen.insert(keys).inserted { parts.append(text) }
+            }
+        }
+        return parts.joined(separator: "  ")
+    }
+
+    /// The help box's lines for a set of scopes: a title per scope, then key and sentence.
+    public static func helpLines(for scopes: [KeyScope], state: ConsoleState? = nil) -> [HelpLine] {
+        var lines: [HelpLine] = []
+        for scope in scopes {
+            let scoped = bindings(in: scope)
+            guard !scoped.isEmpty else { continue }
+            if !lines.isEmpty { lines.append(HelpLine(text: "", kind: .blank)) }
+            lines.append(HelpLine(text: scope.title, kind: .title))
+            for binding in scoped {
+                let keys = binding.keyLabel.padding(toLength: max(Screen.displayWidth(binding.keyLabel), 16), withPad: " ", startingAt: 0)
+                let reason = state.flatMap { binding.disabledReason?($0) }
+                lines.append(HelpLine(text: "\(keys)  \(binding.help)" + (reason.map { " — unavailable: \($0)" } ?? ""),
+                                      kind: reason == nil ? .binding : .disabled))
+            }
+        }
+        return lines
+    }
+
+    /// Everything the help box shows when opened from `mode`.
+    public static func helpContent(for mode: Mode, state: ConsoleState) -> [HelpLine] {
+        helpLines(for: helpScopes(for: mode), state: state) + [
+            HelpLine(text: "", kind: .blank),
+            HelpLine(text: "Everything here runs in the admin context: reads and writes on the primary.", kind: .binding),
+        ]
+    }
+
+    /// The scopes whose keys the help box shows when opened from `mode`.
+    public static func helpScopes(for mode: Mode) -> [KeyScope] {
+        switch mode {
+        case .browse, .help: return [.browse, .tables, .grid, .pane, .busy]
+        case .editCell: return [.editCell, .textField]
+        case .form: return [.form, .textField]
+        case .filter: return [.filter, .textField]
+        case .confirmDelete: return [.confirmDelete]
+        case .conflict: return [.conflict]
+        case .failover(let view): return view.confirmation == nil ? [.failover, .busy] : [.promote, .textField]
+        case .confirmQuit: return [.confirmQuit]
+        }
+    }
+
+    /// The README's key table for the browse mode (Markdown), generated from the bindings.
+    public static func markdownTable() -> String {
+        var rows = ["| where | keys | what |", "|---|---|---|"]
+        for scope in helpScopes(for: .browse) {
+            for binding in bindings(in: scope) {
+                let keys = binding.keyLabel.replacingOccurrences(of: "|", with: "\\|")
+                rows.append("| \(scope.title) | `\(keys)` | \(binding.help) |")
+            }
+        }
+        return rows.joined(separator: "\n")
+    }
+
+    // MARK: Disabled reasons
+
+    static func noColumns(_ state: ConsoleState) -> String? {
+        guard let grid = state.grid else { return nil }
+        return grid.shape.columns.isEmpty ? "\(grid.shape.table.qualifiedName) has no columns" : nil
+    }
+
+    /// Why rows of the open table cannot be written now.
+    static func writeRefusal(_ state: ConsoleState, needsRow: Bool) -> String? {
+        guard let grid = state.grid else { return nil }
+        if !grid.shape.hasPrimaryKey { return "\(grid.shape.table.qualifiedName) has no primary key: read-only" }
+        if !state.splitBrain.isEmpty { return "split brain (\(state.splitBrain.joined(separator: " + "))): writes refused" }
+        if !state.nodes.isEmpty && state.primaryName == nil { return "no primary reachable: writes refused" }
+        if needsRow && grid.selectedRow == nil { return "no row selected" }
+        return nil
+    }
+}
+
+/// One line of the help box.
+public struct HelpLine: Sendable, Equatable {
+    public enum Kind: Sendable { case title, binding, disabled, blank }
+    public var text: String
+    public var kind: Kind
+}
+
+extension ConsoleState {
+    /// The key scopes the state is in, most specific first.
+    public var scopes: [KeyScope] {
+        if busy != nil { return [.busy] }
+        if isTooSmall { return [.tooSmall] }
+        switch mode {
+        case .browse:
+            switch focus {
+            case .tables: return [.tables, .browse]
+            case .grid: return [.grid, .browse]
+            case .pane: return [.pane, .browse]
+            }
+        case .editCell: return [.editCell, .textField]
+        case .form: return [.form, .textField]
+        case .filter: return [.filter, .textField]
+        case .confirmDelete: return [.confirmDelete]
+        case .conflict: return [.conflict]
+        case .failover(let view): return view.confirmation == nil ? [.failover] : [.promote, .textField]
+        case .help: return [.help]
+        case .confirmQuit: return [.confirmQuit]
+        }
+    }
+}
