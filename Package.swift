@@ -13,6 +13,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
     ],
     targets: [
         // C libraries, through pkg-config.
@@ -31,7 +33,9 @@ let package = Package(
         // Routing context, routers, pools, monitor, query log, consistency tokens.
         .target(
             name: "Switchyard",
-            dependencies: ["PostgresClient", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: [
+                "PostgresClient", .product(name: "TOMLKit", package: "TOMLKit"), .product(name: "Logging", package: "swift-log"),
+            ]
         ),
 
         // The admin console: pure state and rendering, a terminal driver, themes.
@@ -64,7 +68,10 @@ let package = Package(
         // Pure logic, no server.
         .testTarget(
             name: "SwitchyardUnitTests",
-            dependencies: ["PostgresClient", "Switchyard", "Console", "LocalCluster", "CNCurses"],
+            dependencies: [
+                "PostgresClient", "Switchyard", "Console", "LocalCluster", "CNCurses",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
             exclude: ["Golden"]
         ),
         // Real cluster (primary + 2 replicas) started by SwitchyardTestSupport.

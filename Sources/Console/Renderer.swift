@@ -295,9 +295,7 @@ public enum Renderer {
         return String(format: "%.1f MB", Double(value) / 1_048_576)
     }
 
-    static func milliseconds(_ ms: Double) -> String {
-        ms >= 1000 ? String(format: "%.1f s", ms / 1000) : String(format: "%.0f ms", ms)
-    }
+    static func milliseconds(_ ms: Double) -> String { formatMilliseconds(ms) }
 
     static func sparkline<C: Collection>(_ values: C, _ state: ConsoleState) -> String where C.Element == Double? {
         let top = max(Double(state.criticalLagMs), values.compactMap { $0 }.max() ?? 0, 1)

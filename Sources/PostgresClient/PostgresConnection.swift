@@ -53,6 +53,7 @@ public final class PostgresConnection: @unchecked Sendable {
     private var cancelHandle: OpaquePointer?  // guarded by lock
     private var closed = false  // guarded by lock
     private var broken = false  // guarded by lock
+    private var transaction = TransactionState.idle  // guarded by lock; set on `worker` after each statement
 
     private init(conninfo: String, label: String, worker: WorkerThread, connection: OpaquePointer) {
         self.conninfo = conninfo
@@ -121,7 +122,18 @@ public final class PostgresConnection: @unchecked Sendable {
         return connection
     }
 
-    /// True once the connection has been closed or found broken; it cannot be used again.
+    /// Where the session stands after its last statement: outside any transaction, inside
+    /// one, or inside one that failed and takes nothing but ROLLBACK.
+    public enum TransactionState: Sendable, Equatable {
+        case idle, inTransaction, failed, unknown
+    }
+
+    /// The transaction state libpq reported after the last statement (`PQtransactionStatus`).
+    public var transactionState: TransactionState {
+        lock.withLock { transaction }
+    }
+
+    /// False once the connection has been closed or found broken; then it cannot be used again.
     public var isUsable: Bool {
         lock.lock()
         defer { lock.unlock() }
@@ -260,6 +272,18 @@ public final class PostgresConnection: @unchecked Sendable {
         pgconn = nil
     }
 
+    /// Notes libpq's transaction status; called on `worker` after every statement.
+    private func noteTransactionState(_ connection: OpaquePointer) {
+        let state: TransactionState
+        switch PQtransactionStatus(connection) {
+        case PQTRANS_IDLE: state = .idle
+        case PQTRANS_INTRANS: state = .inTransaction
+        case PQTRANS_INERROR: state = .failed
+        default: state = .unknown
+        }
+        lock.withLock { transaction = state }
+    }
+
     private func liveConnection() throws -> OpaquePointer {
         lock.lock()
         let unusable = closed
@@ -270,6 +294,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     private func blockingQuery(_ sql: String, _ bindings: [PostgresBinding]) throws -> PostgresResult {
         let connection = try liveConnection()
+        defer { noteTransactionState(connection) }
         return try withParameters(bindings) { count, types, values, lengths, formats in
             let result = PQexecParams(connection, sql, count, types, values, lengths, formats, 0)
             return try collect(result, connection: connection)
@@ -278,6 +303,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     private func blockingPipelinedWrite(_ sql: String, _ bindings: [PostgresBinding]) throws -> (PostgresResult, LSN?) {
         let connection = try liveConnection()
+        defer { noteTransactionState(connection) }
         guard PQenterPipelineMode(connection) == 1 else {
             throw PostgresError(kind: .invalidArgument, message: "cannot enter pipeline mode", node: label)
         }
@@ -365,6 +391,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     private func blockingScript(_ sql: String) throws -> PostgresResult {
         let connection = try liveConnection()
+        defer { noteTransactionState(connection) }
         return try collect(PQexec(connection, sql), connection: connection)
     }
 

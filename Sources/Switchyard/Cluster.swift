@@ -113,7 +113,7 @@ public final class Cluster: Sendable {
             else { throw error }
             let reason = RouteReason.retry(
                 failed: decision.node, error: error.kind == .connectionLost ? "connection lost" : "unreachable",
-                then: RouteReasonBox(decision.reason))
+                then: decision.reason)
             return try await perform(request, RouteDecision(node: retry.node, reason: reason), sql, parameters, scope: scope)
         }
     }

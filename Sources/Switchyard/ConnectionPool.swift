@@ -1,11 +1,14 @@
+import Logging
 import PostgresClient
 import Synchronization
 
 /// A bounded set of connections to one node.
 ///
 /// `withConnection` hands out an idle connection, opens one while under the limit, or
-/// waits (up to `checkoutTimeout`) for one to come back. A connection that broke is
-/// closed and not returned; its slot is free for a new one.
+/// waits (up to `checkoutTimeout`, first come first served) for one to come back. The
+/// rules live in ``PoolState``; this class only performs its actions: it opens and
+/// closes connections, resumes waiters and runs their timers. A connection that comes
+/// back broken, or inside a transaction, is closed and never handed out again.
 public final class ConnectionPool: Sendable {
     public let node: String
     public let maxConnections: Int
@@ -13,17 +16,25 @@ public final class ConnectionPool: Sendable {
     private let conninfo: String
     private let options: ConnectOptions
 
-    private typealias Waiter = CheckedContinuation<PostgresConnection?, Error>
-
-    private struct State {
-        var idle: [PostgresConnection] = []
-        var open = 0
-        var waiters: [(id: UInt64, continuation: Waiter)] = []
-        var nextWaiter: UInt64 = 0
-        var closed = false
+    /// What a waiter is given.
+    private enum Grant {
+        case connection(PostgresConnection, PoolState.ConnectionID)
+        /// Open a new connection; its slot is counted for this waiter.
+        case open(PoolState.WaiterID)
     }
 
-    private let state = Mutex(State())
+    private struct Shell {
+        var machine: PoolState
+        var connections: [PoolState.ConnectionID: PostgresConnection] = [:]
+        var continuations: [PoolState.WaiterID: CheckedContinuation<Grant, Error>] = [:]
+        var timers: [PoolState.WaiterID: Task<Void, Never>] = [:]
+        /// Waiters whose task was cancelled before they were registered.
+        var cancelledEarly: Set<PoolState.WaiterID> = []
+        var nextWaiter: PoolState.WaiterID = 0
+        var nextConnection: PoolState.ConnectionID = 0
+    }
+
+    private let shell: Mutex<Shell>
 
     public init(node: String, conninfo: String, maxConnections: Int = 8, checkoutTimeout: Duration = .seconds(5),
                 options: ConnectOptions = ConnectOptions(connectTimeout: 3)) {
@@ -32,164 +43,191 @@ public final class ConnectionPool: Sendable {
         self.maxConnections = max(maxConnections, 1)
         self.checkoutTimeout = checkoutTimeout
         self.options = options
+        self.shell = Mutex(Shell(machine: PoolState(maxConnections: maxConnections)))
     }
 
     /// Runs `body` with a connection of this pool, and gives the connection back.
     public func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        let connection = try await checkout()
+        let (connection, id) = try await checkout()
         do {
             let value = try await body(connection)
-            release(connection)
+            release(connection, id: id)
             return value
         } catch {
-            release(connection)
+            release(connection, id: id)
             throw error
         }
     }
 
-    /// Connections open now (idle and in use).
-    public var openCount: Int { state.withLock { $0.open } }
+    /// Connections open now (idle, in use, and being opened).
+    public var openCount: Int { shell.withLock { $0.machine.openCount } }
 
-    private enum Next {
-        case use(PostgresConnection)
-        case connect
-        case wait
-        case closed
-    }
-
-    func checkout() async throws -> PostgresConnection {
-        let next: Next = state.withLock { state in
-            if state.closed { return .closed }
-            while let connection = state.idle.popLast() {
-                if connection.isUsable { return .use(connection) }
-                state.open -= 1
+    /// A usable connection: an idle one (dead ones are dropped on the way), a new one, or
+    /// the next one to come back.
+    func checkout() async throws -> (PostgresConnection, PoolState.ConnectionID) {
+        while true {
+            switch try await acquire() {
+            case .connection(let connection, let id):
+                if connection.isUsable && connection.transactionState == .idle { return (connection, id) }
+                poolLogger.debug("dropping a dead idle connection", metadata: ["node": "\(node)"])
+                perform { $0.machine.discard(id) }
+            case .open(let waiter):
+                return try await open(for: waiter)
             }
-            if state.open < maxConnections {
-                state.open += 1
-                return .connect
-            }
-            return .wait
-        }
-        switch next {
-        case .use(let connection): return connection
-        case .connect: return try await connect()
-        case .closed: throw PostgresError(kind: .closed, message: "connection pool is closed", node: node)
-        case .wait:
-            let handed = try await waitForConnection()
-            if let handed { return handed }
-            return try await connect()
         }
     }
 
-    /// Opens a connection into a slot already counted in `open`.
-    private func connect() async throws -> PostgresConnection {
+    private func acquire() async throws -> Grant {
+        let id = shell.withLock { shell -> PoolState.WaiterID in
+            shell.nextWaiter += 1
+            return shell.nextWaiter
+        }
+        defer { _ = shell.withLock { $0.cancelledEarly.remove(id) } }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Grant, Error>) in
+                // Registering the waiter, asking the machine and starting its timer happen in
+                // this order, so no event for this waiter can come before it is known.
+                perform { shell in
+                    shell.continuations[id] = continuation
+                    if shell.cancelledEarly.contains(id) { return [.fail(id, .cancelled)] }
+                    return shell.machine.checkout(id)
+                }
+            }
+        } onCancel: {
+            perform { shell in
+                guard shell.continuations[id] != nil else {
+                    shell.cancelledEarly.insert(id)
+                    return []
+                }
+                return shell.machine.cancel(id)
+            }
+        }
+    }
+
+    /// Opens a connection into a slot the machine already counted.
+    private func open(for waiter: PoolState.WaiterID) async throws -> (PostgresConnection, PoolState.ConnectionID) {
+        let connection: PostgresConnection
         do {
-            return try await PostgresConnection.connect(conninfo, label: node, options: options)
+            connection = try await PostgresConnection.connect(conninfo, label: node, options: options)
         } catch {
-            freeSlot()
+            perform { $0.machine.connectFailed() }
             throw error
         }
+        let id = shell.withLock { shell -> PoolState.ConnectionID in
+            shell.nextConnection += 1
+            shell.connections[shell.nextConnection] = connection
+            return shell.nextConnection
+        }
+        // The machine answers with a lease to the opener (or a close if the pool closed).
+        let actions = shell.withLock { $0.machine.connected(id, for: waiter) }
+        if actions.contains(.fail(waiter, .closed)) {
+            perform { _ in actions.filter { if case .close = $0 { return true } else { return false } } }
+            throw PostgresError(kind: .closed, message: "connection pool is closed", node: node)
+        }
+        return (connection, id)
     }
 
-    private func waitForConnection() async throws -> PostgresConnection? {
-        let id = state.withLock { state -> UInt64 in
-            state.nextWaiter += 1
-            return state.nextWaiter
-        }
-        let timeout = checkoutTimeout
-        let timer = Task { [weak self] in
-            try await Task.sleep(for: timeout)
-            self?.expire(id)
-        }
-        defer { timer.cancel() }
-        return try await withCheckedThrowingContinuation { (continuation: Waiter) in
-            let resumeNow: Next? = state.withLock { state in
-                if state.closed { return .closed }
-                if let connection = state.idle.popLast() { return .use(connection) }
-                if state.open < maxConnections {
-                    state.open += 1
-                    return .connect
-                }
-                state.waiters.append((id, continuation))
-                return nil
-            }
-            switch resumeNow {
-            case .use(let connection): continuation.resume(returning: connection)
-            case .connect: continuation.resume(returning: nil)
-            case .closed:
-                continuation.resume(throwing: PostgresError(kind: .closed, message: "connection pool is closed", node: node))
-            case .wait, .none: break
-            }
-        }
-    }
-
-    private func expire(_ id: UInt64) {
-        let waiter = state.withLock { state -> Waiter? in
-            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-            return state.waiters.remove(at: index).continuation
-        }
-        waiter?.resume(throwing: PostgresError(
-            kind: .connectionFailed,
-            message: "no connection to \(node) free within \(checkoutTimeout) (pool of \(maxConnections))", node: node))
-    }
-
-    func release(_ connection: PostgresConnection) {
-        if connection.isUsable {
-            let waiter = state.withLock { state -> Waiter? in
-                if state.closed {
-                    state.open -= 1
-                    return nil
-                }
-                if !state.waiters.isEmpty { return state.waiters.removeFirst().continuation }
-                state.idle.append(connection)
-                return nil
-            }
-            if let waiter {
-                waiter.resume(returning: connection)
-            } else if state.withLock({ $0.closed }) {
-                Task { await connection.close() }
-            }
+    func release(_ connection: PostgresConnection, id: PoolState.ConnectionID) {
+        let health: PoolState.Health
+        if !connection.isUsable {
+            health = .broken
+            poolLogger.info("replacing a broken connection", metadata: ["node": "\(node)"])
+        } else if connection.transactionState != .idle {
+            health = .inTransaction
+            poolLogger.warning("discarding a connection returned inside a transaction", metadata: ["node": "\(node)"])
         } else {
-            Task { await connection.close() }
-            freeSlot()
+            health = .idle
         }
-    }
-
-    /// A slot freed by a failed or broken connection goes to the first waiter, who
-    /// then opens its own.
-    private func freeSlot() {
-        let waiter = state.withLock { state -> Waiter? in
-            if !state.closed, !state.waiters.isEmpty { return state.waiters.removeFirst().continuation }
-            state.open -= 1
-            return nil
-        }
-        waiter?.resume(returning: nil)
+        perform { $0.machine.release(id, health: health) }
     }
 
     /// Closes idle connections (e.g. after the node went down); in-use ones close when
     /// they come back broken.
     public func drainIdle() async {
-        let idle = state.withLock { state -> [PostgresConnection] in
-            let idle = state.idle
-            state.idle.removeAll()
-            state.open -= idle.count
-            return idle
-        }
-        for connection in idle { await connection.close() }
+        await performAndWait { $0.machine.drainIdle() }
     }
 
     public func close() async {
-        let (idle, waiters) = state.withLock { state in
-            state.closed = true
-            let result = (state.idle, state.waiters)
-            state.open -= state.idle.count
-            state.idle.removeAll()
-            state.waiters.removeAll()
-            return result
+        await performAndWait { $0.machine.close() }
+    }
+
+    // MARK: Performing the machine's actions
+
+    private struct Work {
+        var resume: [(CheckedContinuation<Grant, Error>, Result<Grant, Error>)] = []
+        var close: [PostgresConnection] = []
+        var timers: [PoolState.WaiterID] = []
+    }
+
+    /// Runs `body` under the lock, turns the actions it returns into work, and does the
+    /// work outside the lock. Closing connections happens in the background.
+    private func perform(_ body: (inout Shell) -> [PoolState.Action]) {
+        let work = collect(body)
+        run(work)
+        if !work.close.isEmpty {
+            let closing = work.close
+            Task { for connection in closing { await connection.close() } }
         }
-        for waiter in waiters {
-            waiter.continuation.resume(throwing: PostgresError(kind: .closed, message: "connection pool is closed", node: node))
+    }
+
+    private func performAndWait(_ body: (inout Shell) -> [PoolState.Action]) async {
+        let work = collect(body)
+        run(work)
+        for connection in work.close { await connection.close() }
+    }
+
+    private func collect(_ body: (inout Shell) -> [PoolState.Action]) -> Work {
+        shell.withLock { shell in
+            var work = Work()
+            for action in body(&shell) {
+                switch action {
+                case .lease(let id, let waiter):
+                    guard let continuation = take(waiter, &shell), let connection = shell.connections[id] else { continue }
+                    work.resume.append((continuation, .success(.connection(connection, id))))
+                case .open(let waiter):
+                    guard let continuation = take(waiter, &shell) else { continue }
+                    work.resume.append((continuation, .success(.open(waiter))))
+                case .wait(let waiter):
+                    work.timers.append(waiter)
+                case .fail(let waiter, let failure):
+                    guard let continuation = take(waiter, &shell) else { continue }
+                    work.resume.append((continuation, .failure(error(for: failure))))
+                case .close(let id):
+                    if let connection = shell.connections.removeValue(forKey: id) { work.close.append(connection) }
+                }
+            }
+            for waiter in work.timers {
+                let timeout = checkoutTimeout
+                shell.timers[waiter] = Task { [weak self] in
+                    guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                    self?.perform { $0.machine.timeout(waiter) }
+                }
+            }
+            return work
         }
-        for connection in idle { await connection.close() }
+    }
+
+    private func run(_ work: Work) {
+        for (continuation, result) in work.resume { continuation.resume(with: result) }
+    }
+
+    private func take(_ waiter: PoolState.WaiterID, _ shell: inout Shell) -> CheckedContinuation<Grant, Error>? {
+        shell.timers.removeValue(forKey: waiter)?.cancel()
+        return shell.continuations.removeValue(forKey: waiter)
+    }
+
+    private func error(for failure: PoolState.Failure) -> Error {
+        switch failure {
+        case .closed:
+            return PostgresError(kind: .closed, message: "connection pool is closed", node: node)
+        case .timeout:
+            return PostgresError(
+                kind: .connectionFailed,
+                message: "no connection to \(node) free within \(formatDuration(checkoutTimeout)) (pool of \(maxConnections))", node: node)
+        case .cancelled:
+            return CancellationError()
+        }
     }
 }
+
+let poolLogger = Logger(label: "switchyard.pool")

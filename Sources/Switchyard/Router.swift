@@ -56,14 +56,9 @@ public struct SkippedNode: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-func formatMilliseconds(_ ms: Double) -> String {
-    guard ms.isFinite else { return "unknown" }
-    return ms >= 1000 ? "\((ms / 100).rounded() / 10) s" : "\(Int(ms.rounded())) ms"
-}
-
-/// Why a statement went where it went. Kept structured and rendered only when shown,
-/// so routing stays allocation-light.
-public enum RouteReason: Sendable, Equatable, CustomStringConvertible {
+/// Why a statement went where it went. Kept structured, not as text, so routing stays
+/// allocation-light; the query log renders it for every entry.
+public indirect enum RouteReason: Sendable, Equatable, CustomStringConvertible {
     /// A write, or a context that reads from the primary (`admin → pg1`).
     case primaryContext(context: String, operation: StatementKind)
     /// No routing context: the safe default.
@@ -79,7 +74,7 @@ public enum RouteReason: Sendable, Equatable, CustomStringConvertible {
     /// Decided by a custom router.
     case custom(router: String, note: String)
     /// The first node failed with a connection error; retried here.
-    case retry(failed: String, error: String, then: RouteReasonBox)
+    case retry(failed: String, error: String, then: RouteReason)
 
     public var description: String { render(node: nil) }
 
@@ -104,16 +99,9 @@ public enum RouteReason: Sendable, Equatable, CustomStringConvertible {
         case .custom(let router, let note):
             return "\(router)\(arrow)\(note.isEmpty ? "" : " (\(note))")"
         case .retry(let failed, let error, let then):
-            return "retry: \(failed) \(error)\(arrow); first: \(then.reason.render(node: failed))"
+            return "retry: \(failed) \(error)\(arrow); first: \(then.render(node: failed))"
         }
     }
-}
-
-/// Boxes a reason inside another (Swift enums cannot nest themselves directly).
-public final class RouteReasonBox: Sendable, Equatable {
-    public let reason: RouteReason
-    public init(_ reason: RouteReason) { self.reason = reason }
-    public static func == (lhs: RouteReasonBox, rhs: RouteReasonBox) -> Bool { lhs.reason == rhs.reason }
 }
 
 /// Where a statement goes, and why.
@@ -270,10 +258,4 @@ public struct DefaultRouter: Router {
     }
 }
 
-extension Duration {
-    /// The duration in (fractional) milliseconds.
-    public var milliseconds: Double {
-        let parts = components
-        return Double(parts.seconds) * 1000 + Double(parts.attoseconds) / 1e15
-    }
-}
+

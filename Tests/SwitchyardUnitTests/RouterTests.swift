@@ -156,7 +156,7 @@ import Testing
     @Test func retryReasonNamesBothNodes() {
         let reason = RouteReason.retry(
             failed: "pg3", error: "connection lost",
-            then: RouteReasonBox(.replica(context: "public", selection: .roundRobin, lagMs: 0)))
+            then: .replica(context: "public", selection: .roundRobin, lagMs: 0))
         #expect(reason.render(node: "pg2") == "retry: pg3 connection lost → pg2; first: public → pg3 (round-robin, 0 ms)")
     }
 }
