@@ -321,12 +321,12 @@ public enum Keymap {
         return grid.shape.columns.isEmpty ? "\(grid.shape.table.qualifiedName) has no columns" : nil
     }
 
-    /// Why rows of the open table cannot be written now.
+    /// Why rows of the open table cannot be edited. A missing primary (or a split brain)
+    /// does not close the editors: the user may prepare an edit while the primary comes
+    /// back; the save then fails with the reason and keeps the text.
     static func writeRefusal(_ state: ConsoleState, needsRow: Bool) -> String? {
         guard let grid = state.grid else { return nil }
         if !grid.shape.hasPrimaryKey { return "\(grid.shape.table.qualifiedName) has no primary key: read-only" }
-        if !state.splitBrain.isEmpty { return "split brain (\(state.splitBrain.joined(separator: " + "))): writes refused" }
-        if !state.nodes.isEmpty && state.primaryName == nil { return "no primary reachable: writes refused" }
         if needsRow && grid.selectedRow == nil { return "no row selected" }
         return nil
     }

@@ -115,12 +115,13 @@ import Testing
         #expect(state.message?.contains("has no primary key: read-only") == true)
         #expect(state.messageIsError)
 
-        var split = ConsoleState.sample(width: 120, height: 40)
-        split.focus = .grid
-        split.splitBrain = ["pg1", "pg2"]
-        _ = split.reduce(.key(.enter))
-        #expect(split.mode == .browse)
-        #expect(split.message?.contains("split brain") == true)
+        var empty = ConsoleState.sample(width: 120, height: 40)
+        empty.focus = .grid
+        empty.grid!.rows = []
+        empty.grid!.keys = []
+        _ = empty.reduce(.key(.enter))
+        #expect(empty.mode == .browse)
+        #expect(empty.message == "no row selected")
 
         // The help names the reason beside the binding.
         let help = Keymap.helpContent(for: .browse, state: state)

@@ -8,27 +8,10 @@ import Testing
         _ name: String, role: NodeRole, reachable: Bool = true, replay: UInt64 = 100, lagBytes: UInt64 = 0,
         lagSeconds: Double? = 0, status: String? = "streaming"
     ) -> NodeState {
-        var node = NodeState(name: name)
-        node.reachable = reachable
-        node.role = reachable ? role : .unknown
-        if role == .primary {
-            node.currentLSN = LSN(replay)
-            node.lagBytes = 0
-            node.lagSeconds = 0
-        } else {
-            node.replayLSN = LSN(replay)
-            node.lagBytes = lagBytes
-            node.lagSeconds = lagSeconds
-            node.walReceiverStatus = status
-        }
-        return node
+        Fixtures.node(name, role: role, reachable: reachable, replay: replay, lagBytes: lagBytes, lagSeconds: lagSeconds, status: status)
     }
 
-    static let healthy = Topology(nodes: [
-        node("pg1", role: .primary, replay: 1000),
-        node("pg2", role: .replica, replay: 1000),
-        node("pg3", role: .replica, replay: 1000),
-    ])
+    static let healthy = Fixtures.healthy
 
     @Test func writesAdminAndNoContextGoToThePrimary() {
         let router = DefaultRouter()

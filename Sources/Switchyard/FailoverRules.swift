@@ -1,0 +1,206 @@
+import Foundation
+import PostgresClient
+
+/// The failover-readiness rules: facts in, verdicts and a candidate ranking out. Pure:
+/// no I/O, so every rule is unit-tested on hand-built facts.
+public enum FailoverRules {
+    /// Judges `facts`. Results come in a fixed order (reachability, primary, each
+    /// replica's stream and lag, visibility, slots and WAL senders, settings,
+    /// candidates); sections whose facts are missing are left out, so evaluating facts as
+    /// they are gathered only ever appends results.
+    public static func evaluate(_ facts: FailoverFacts, _ thresholds: FailoverThresholds) -> (results: [CheckResult], candidates: [Candidate]) {
+        var results: [CheckResult] = []
+        let topology = facts.topology
+        let host = facts.testedFrom
+
+        for node in facts.nodes {
+            results.append(node.reachable
+                ? CheckResult(check: "reachable", node: node.name, status: .pass, summary: "reachable from \(host)")
+                : CheckResult(check: "reachable", node: node.name, status: .fail,
+                              summary: "unreachable from \(host): \(node.error ?? "no answer")"))
+        }
+        let candidates = rank(topology)
+
+        let primaries = topology.primaries
+        switch primaries.count {
+        case 1:
+            results.append(CheckResult(check: "primary", node: primaries[0].name, status: .pass, summary: "\(primaries[0].name) is the only primary"))
+        case 0:
+            let best = candidates.first.map { "; best candidate \($0.node)" } ?? "; no candidate reachable"
+            results.append(CheckResult(check: "primary", status: .fail, summary: "no reachable primary\(best)"))
+        default:
+            results.append(CheckResult(check: "primary", status: .fail,
+                                       summary: "split brain: \(primaries.map(\.name).joined(separator: " and ")) are all primaries"))
+        }
+        let primary = topology.primary
+        let primaryEndpoint = primary.flatMap { facts.endpoints[$0.name] }
+
+        for node in facts.nodes where node.reachable && node.role == .replica {
+            results.append(stream(node, facts: facts, primary: primary, primaryEndpoint: primaryEndpoint))
+            results.append(lag(node, thresholds))
+        }
+
+        if let visibility = facts.visibility { results += self.visibility(visibility, primary: primary, thresholds) }
+        if let slots = facts.slots, let primary { results += self.slots(slots, primary: primary.name) }
+        if let settings = facts.settings {
+            for node in facts.nodes where node.reachable {
+                guard let nodeSettings = settings[node.name] else { continue }
+                results.append(self.settings(nodeSettings, node: node, connectedStandbys: facts.connectedStandbys))
+            }
+            // The ranking closes the report once everything is known.
+            if candidates.isEmpty {
+                results.append(CheckResult(check: "candidates", status: .fail, summary: "no reachable replica could take over"))
+            } else {
+                let best = candidates[0]
+                results.append(CheckResult(
+                    check: "candidates", node: best.node, status: best.reachable ? .pass : .fail,
+                    summary: "best candidate \(best.node)" + (best.missingBytes.map { " (\($0) bytes behind)" } ?? ""),
+                    figures: ["ranking": candidates.map(\.node).joined(separator: ",")]))
+            }
+        }
+        return (results, candidates)
+    }
+
+    /// Replicas ordered by how little they would lose if promoted now: most WAL
+    /// received, then most replayed, then by name.
+    public static func rank(_ topology: Topology) -> [Candidate] {
+        let primaryLSN = topology.primary?.currentLSN
+        let replicas = topology.nodes.filter { $0.reachable && $0.role == .replica }
+        return replicas.map { node in
+            Candidate(
+                node: node.name, reachable: node.reachable, receiveLSN: node.receiveLSN, replayLSN: node.replayLSN,
+                missingBytes: primaryLSN.map { $0.bytes(after: node.receiveLSN ?? node.replayLSN ?? LSN(0)) },
+                lagSeconds: node.lagSeconds)
+        }.sorted { a, b in
+            let aReceived = a.receiveLSN ?? a.replayLSN ?? LSN(0), bReceived = b.receiveLSN ?? b.replayLSN ?? LSN(0)
+            if aReceived != bReceived { return aReceived > bReceived }
+            let aReplayed = a.replayLSN ?? LSN(0), bReplayed = b.replayLSN ?? LSN(0)
+            if aReplayed != bReplayed { return aReplayed > bReplayed }
+            return a.node < b.node
+        }
+    }
+
+    // MARK: Rules
+
+    static func stream(_ node: NodeState, facts: FailoverFacts, primary: NodeState?, primaryEndpoint: String?) -> CheckResult {
+        var problems: [String] = []
+        var status = CheckStatus.pass
+        let follows = node.upstream ?? node.configuredUpstream
+        let followsName = follows.flatMap { endpoint in facts.nodes.first { facts.endpoints[$0.name] == endpoint }?.name }
+        if let follows, follows != primaryEndpoint {
+            let followed = followsName.map { "\($0) (\(follows))" } ?? follows
+            let state = followsName.flatMap { facts.topology.node($0) }.map { $0.reachable ? "not the primary" : "down" } ?? "not the primary"
+            problems.append("follows \(followed), which is \(state)")
+            status = .fail
+        }
+        if node.walReceiverStatus != "streaming" {
+            problems.append("WAL receiver \(node.walReceiverStatus ?? "not running")")
+            status = .fail
+        }
+        if let timeline = node.timeline, let primaryTimeline = primary?.timeline, timeline != primaryTimeline {
+            problems.append("on timeline \(timeline), primary on \(primaryTimeline)")
+            status = .fail
+        }
+        if node.replayPaused == true {
+            problems.append("replay paused")
+            status = .fail
+        }
+        return CheckResult(
+            check: "replication", node: node.name, status: status,
+            summary: problems.isEmpty ? "streaming from \(node.upstream ?? "?") on timeline \(node.timeline.map(String.init) ?? "?")"
+                : problems.joined(separator: "; "),
+            figures: ["upstream": node.upstream ?? "", "timeline": node.timeline.map(String.init) ?? ""])
+    }
+
+    static func lag(_ node: NodeState, _ thresholds: FailoverThresholds) -> CheckResult {
+        let lagMs = node.lagMilliseconds
+        let status: CheckStatus
+        if let lagMs {
+            status = lagMs >= Double(thresholds.criticalLagMs) ? .fail : lagMs >= Double(thresholds.warnLagMs) ? .warn : .pass
+        } else {
+            status = (node.lagBytes ?? 0) > 0 ? .warn : .unknown
+        }
+        return CheckResult(
+            check: "lag", node: node.name, status: status,
+            summary: "lag \(node.lagBytes.map { "\($0) bytes" } ?? "? bytes"), \(lagMs.map { formatMilliseconds($0) } ?? "unknown time")"
+                + " (warn \(thresholds.warnLagMs) ms, critical \(thresholds.criticalLagMs) ms)",
+            figures: ["lag_bytes": node.lagBytes.map(String.init) ?? "", "lag_ms": lagMs.map { String(format: "%.1f", $0) } ?? ""])
+    }
+
+    static func visibility(_ visibility: FailoverFacts.Visibility, primary: NodeState?, _ thresholds: FailoverThresholds) -> [CheckResult] {
+        switch visibility {
+        case .noPrimary:
+            return [CheckResult(check: "visibility", status: .unknown, summary: "no primary to write the marker row on")]
+        case .notWritten(let error):
+            return [CheckResult(check: "visibility", node: primary?.name, status: .unknown, summary: "cannot write the marker row: \(error)")]
+        case .observed(let replicas):
+            return replicas.keys.sorted().map { name in
+                switch replicas[name]! {
+                case .visible(let ms):
+                    return CheckResult(
+                        check: "visibility", node: name, status: ms >= Double(thresholds.warnLagMs) ? .warn : .pass,
+                        summary: "marker row visible after \(formatMilliseconds(ms))", figures: ["visible_ms": String(format: "%.1f", ms)])
+                case .notVisible(let limit):
+                    return CheckResult(check: "visibility", node: name, status: .fail, summary: "marker row not visible within \(limit) ms")
+                case .unreadable(let error):
+                    return CheckResult(check: "visibility", node: name, status: .unknown, summary: "cannot read the marker row: \(error)")
+                }
+            }
+        }
+    }
+
+    static func slots(_ slots: FailoverFacts.Slots, primary: String) -> [CheckResult] {
+        switch slots {
+        case .unreadable(let error):
+            return [CheckResult(check: "slots", node: primary, status: .unknown, summary: "cannot read slots: \(error)")]
+        case .read(let all, let maxSenders, let used):
+            let idle = all.filter { !$0.active }
+            let slotResult = idle.isEmpty
+                ? CheckResult(check: "slots", node: primary, status: .pass,
+                              summary: all.isEmpty ? "no replication slots" : "\(all.count) slots, all active")
+                : CheckResult(check: "slots", node: primary, status: .warn,
+                              summary: "inactive slots: " + idle.map { "\($0.name) retains \($0.retainedBytes) bytes" }.joined(separator: ", "))
+            let senders = CheckResult(
+                check: "wal_senders", node: primary, status: maxSenders - used > 0 ? .pass : .warn,
+                summary: "\(used) of \(maxSenders) WAL senders in use", figures: ["max_wal_senders": String(maxSenders), "in_use": String(used)])
+            return [slotResult, senders]
+        }
+    }
+
+    static func settings(_ settings: FailoverFacts.Settings, node: NodeState, connectedStandbys: Set<String>) -> CheckResult {
+        guard case .read(let values) = settings else {
+            if case .unreadable(let error) = settings {
+                return CheckResult(check: "settings", node: node.name, status: .unknown, summary: "cannot read settings: \(error)")
+            }
+            return CheckResult(check: "settings", node: node.name, status: .unknown, summary: "settings unknown")
+        }
+        var problems: [String] = []
+        var status = CheckStatus.pass
+        if !["replica", "logical"].contains(values["wal_level"] ?? "") {
+            problems.append("wal_level is \(values["wal_level"] ?? "?"), needs replica")
+            status = .fail
+        }
+        if node.role == .replica && values["hot_standby"] != "on" {
+            problems.append("hot_standby is off")
+            status = max(status, .warn)
+        }
+        if values["wal_log_hints"] != "on" && values["data_checksums"] != "on" {
+            problems.append("neither wal_log_hints nor data checksums: pg_rewind cannot rejoin the old primary")
+            status = max(status, .warn)
+        }
+        if node.role == .primary, let names = values["synchronous_standby_names"], !names.isEmpty {
+            let listed = names.split(whereSeparator: { ",() ".contains($0) }).map(String.init)
+                .filter { !$0.isEmpty && Int($0) == nil && !["FIRST", "ANY", "first", "any", "*"].contains($0) }
+            let missing = listed.filter { !connectedStandbys.contains($0) }
+            if !missing.isEmpty {
+                problems.append("synchronous_standby_names lists \(missing.joined(separator: ", ")), not connected: commits may hang")
+                status = max(status, .warn)
+            }
+        }
+        return CheckResult(
+            check: "settings", node: node.name, status: status,
+            summary: problems.isEmpty ? "wal_level \(values["wal_level"] ?? "?"), wal_log_hints \(values["wal_log_hints"] ?? "?")"
+                : problems.joined(separator: "; "),
+            figures: values)
+    }
+}
