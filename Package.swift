@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
     ],
     targets: [
         // C libraries, through pkg-config.
@@ -45,7 +46,10 @@ let package = Package(
         ),
 
         // Throw-away primary + streaming replicas from the machine's PostgreSQL.
-        .target(name: "LocalCluster", dependencies: ["PostgresClient"]),
+        .target(
+            name: "LocalCluster",
+            dependencies: ["PostgresClient", .product(name: "Subprocess", package: "swift-subprocess")]
+        ),
 
         // Starts one real cluster per test process; isolated schema per test.
         .target(

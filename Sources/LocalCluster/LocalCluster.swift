@@ -91,7 +91,7 @@ public final class LocalCluster: Sendable {
         guard replicas >= 0, replicas <= 16 else {
             throw LocalClusterError(.invalidArgument, "--replicas must be between 0 and 16")
         }
-        let binaries = try explicitBinaries ?? PostgresBinaries.locate()
+        let binaries = try await serverBinaries()
         if FileManager.default.fileExists(atPath: manifestURL.path) {
             return try await restart(binaries: binaries, replicas: replicas, progress: progress)
         }
@@ -192,6 +192,12 @@ public final class LocalCluster: Sendable {
     }
 
     /// Creates the folder, checks we (and, as root, the `postgres` user) can write to it.
+    /// The server programs given at init, else the ones found on this machine.
+    private func serverBinaries() async throws -> PostgresBinaries {
+        if let explicitBinaries { return explicitBinaries }
+        return try await PostgresBinaries.locate()
+    }
+
     private func prepareDirectory() throws -> ProcessRunner {
         let manager = FileManager.default
         var isDirectory: ObjCBool = false
@@ -224,8 +230,8 @@ public final class LocalCluster: Sendable {
     private func makeNodeFolder(_ node: LocalNode, runner: ProcessRunner) async throws {
         let folder = directory.appendingPathComponent(node.name)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        try await runner.giveToServerUser(directory)
-        try await runner.giveToServerUser(folder)
+        try runner.giveToServerUser(directory)
+        try runner.giveToServerUser(folder)
         if runner.serverUser != nil {
             let probe = try await runner.run("/usr/bin/test", ["-w", folder.path])
             if probe.status != 0 {
@@ -331,7 +337,7 @@ public final class LocalCluster: Sendable {
     /// Stops every running node (replicas first), keeping the data.
     public func down(mode: StopMode = .fast) async throws {
         let manifest = try manifest()
-        let binaries = try explicitBinaries ?? PostgresBinaries.locate()
+        let binaries = try await serverBinaries()
         let runner = try ProcessRunner.forCurrentUser(workingDirectory: directory)
         for node in manifest.nodes.reversed() where try await isRunning(node, binaries: binaries, runner: runner) {
             try await runner.check(
@@ -343,7 +349,7 @@ public final class LocalCluster: Sendable {
     /// Stops one node. Stopping a stopped node is not an error.
     public func stop(node name: String, mode: StopMode = .fast) async throws {
         let node = try node(named: name)
-        let binaries = try explicitBinaries ?? PostgresBinaries.locate()
+        let binaries = try await serverBinaries()
         let runner = try ProcessRunner.forCurrentUser(workingDirectory: directory)
         guard try await isRunning(node, binaries: binaries, runner: runner) else { return }
         try await runner.check(
@@ -354,7 +360,7 @@ public final class LocalCluster: Sendable {
     /// Starts one node and waits until it accepts connections.
     public func start(node name: String) async throws {
         let node = try node(named: name)
-        let binaries = try explicitBinaries ?? PostgresBinaries.locate()
+        let binaries = try await serverBinaries()
         let runner = try ProcessRunner.forCurrentUser(workingDirectory: directory)
         guard try await !isRunning(node, binaries: binaries, runner: runner) else { return }
         guard PortCheck.isFree(node.port) else {
@@ -397,7 +403,7 @@ public final class LocalCluster: Sendable {
     /// Every node's process and replication state, read from the servers.
     public func status() async throws -> [LocalNodeStatus] {
         let manifest = try manifest()
-        let binaries = try explicitBinaries ?? PostgresBinaries.locate()
+        let binaries = try await serverBinaries()
         let runner = try ProcessRunner.forCurrentUser(workingDirectory: directory)
         var statuses: [LocalNodeStatus] = []
         for node in manifest.nodes {

@@ -16,7 +16,7 @@ public struct PostgresBinaries: Sendable, Equatable {
     public static func locate(
         environment: [String: String] = ProcessInfo.processInfo.environment,
         searchRoot: String = "/usr/lib/postgresql"
-    ) throws -> PostgresBinaries {
+    ) async throws -> PostgresBinaries {
         if let explicit = environment["PG_BINDIR"], !explicit.isEmpty {
             let candidate = PostgresBinaries(directory: URL(fileURLWithPath: explicit))
             if let missing = candidate.missingPrograms.first {
@@ -28,7 +28,7 @@ public struct PostgresBinaries: Sendable, Equatable {
             return candidate
         }
         var looked: [String] = []
-        if let bindir = pgConfigBindir(environment: environment) {
+        if let bindir = await pgConfigBindir(environment: environment) {
             looked.append(bindir)
             let candidate = PostgresBinaries(directory: URL(fileURLWithPath: bindir))
             if candidate.missingPrograms.isEmpty { return candidate }
@@ -52,21 +52,14 @@ public struct PostgresBinaries: Sendable, Equatable {
         Self.required.filter { !FileManager.default.isExecutableFile(atPath: path($0)) }
     }
 
-    private static func pgConfigBindir(environment: [String: String]) -> String? {
+    private static func pgConfigBindir(environment: [String: String]) async -> String? {
         let searchPath = (environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":")
         guard let pgConfig = searchPath.map({ "\($0)/pg_config" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) })
         else { return nil }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: pgConfig)
-        process.arguments = ["--bindir"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return nil }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { return nil }
-        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let result = try? await ChildProcess.run([pgConfig, "--bindir"], environment: environment), result.status == 0 else {
+            return nil
+        }
+        let text = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
         return text.isEmpty ? nil : text
     }
 }

@@ -23,49 +23,24 @@ struct ProcessRunner: Sendable {
                 "running as root needs the 'postgres' system user to own the servers; "
                     + "`apt-get install postgresql` creates it, or run as an ordinary user")
         }
-        guard runuserPath != nil else {
-            throw LocalClusterError(.commandFailed, "running as root needs runuser (util-linux) to start servers as 'postgres'")
-        }
         return ProcessRunner(serverUser: "postgres", workingDirectory: workingDirectory)
     }
 
-    static var runuserPath: String? {
-        ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"].first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
-
     /// Runs `program` with `arguments` as the server user; returns its exit status and
-    /// combined output. Output goes through a file, not a pipe, and the child inherits no
-    /// other descriptor: a server started by pg_ctl lives on long after pg_ctl exits.
+    /// combined output. A server started by pg_ctl lives on long after pg_ctl exits and
+    /// holds nothing of ours.
     func run(_ program: String, _ arguments: [String]) async throws -> Output {
-        var argv: [String]
-        if let serverUser, let runuser = Self.runuserPath {
-            argv = [runuser, "-u", serverUser, "--", program] + arguments
-        } else {
-            argv = [program] + arguments
-        }
         var environment = ProcessInfo.processInfo.environment
         environment["LC_ALL"] = "C.UTF-8"
         environment.removeValue(forKey: "PGDATA")
-        let outputPath = FileManager.default.temporaryDirectory
-            .appendingPathComponent("switchyard-\(UUID().uuidString).out").path
-        defer { try? FileManager.default.removeItem(atPath: outputPath) }
-        let workingDirectory = self.workingDirectory.path
-        let finalArgv = argv
-        let finalEnvironment = environment
-        let status = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, Error>) in
-            let thread = Thread {
-                do {
-                    let pid = try Spawn.start(
-                        finalArgv, environment: finalEnvironment, workingDirectory: workingDirectory, outputPath: outputPath)
-                    continuation.resume(returning: Spawn.wait(pid))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-            thread.start()
+        if let serverUser, let home = getpwnam(serverUser).map({ String(cString: $0.pointee.pw_dir) }) {
+            environment["HOME"] = home
+            environment["USER"] = serverUser
+            environment["LOGNAME"] = serverUser
         }
-        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        return Output(status: status, text: text)
+        let result = try await ChildProcess.run(
+            [program] + arguments, workingDirectory: workingDirectory.path, environment: environment, user: serverUser)
+        return Output(status: result.status, text: result.output)
     }
 
     /// Like ``run(_:_:)`` but throws, with the program's last output lines, on a non-zero exit.
@@ -84,15 +59,16 @@ struct ProcessRunner: Sendable {
     }
 
     /// Gives `url` (and what is inside, when `recursive`) to the server user.
-    func giveToServerUser(_ url: URL, recursive: Bool = false) async throws {
-        guard let serverUser else { return }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/chown")
-        process.arguments = (recursive ? ["-R"] : []) + ["\(serverUser):\(serverUser)", url.path]
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw LocalClusterError(.directoryNotUsable, "cannot give \(url.path) to the \(serverUser) user (chown failed)")
+    func giveToServerUser(_ url: URL, recursive: Bool = false) throws {
+        guard let serverUser, let entry = getpwnam(serverUser) else { return }
+        let (uid, gid) = (entry.pointee.pw_uid, entry.pointee.pw_gid)
+        var paths = [url.path]
+        if recursive, let inside = FileManager.default.enumerator(atPath: url.path) {
+            while let relative = inside.nextObject() as? String { paths.append(url.appendingPathComponent(relative).path) }
+        }
+        for path in paths where lchown(path, uid, gid) != 0 {
+            throw LocalClusterError(
+                .directoryNotUsable, "cannot give \(path) to the \(serverUser) user: \(String(cString: strerror(errno)))")
         }
     }
 }

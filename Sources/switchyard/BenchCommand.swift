@@ -40,19 +40,13 @@ extension BenchCommand {
         func run() async throws {
             let configuration = try config.load()
             let bench = ConsistencyBench(base: configuration, clients: clients, rows: rows, seconds: seconds)
-            do {
-                try await bench.prepare()
-                var reports: [ConsistencyBench.Report] = []
-                for policy in ConsistencyBench.Policy.allCases {
-                    if !json { FileHandle.standardError.write(Data("running \(policy.rawValue) for \(seconds) s…\n".utf8)) }
-                    reports.append(try await bench.run(policy))
-                }
-                print(json ? try ConsistencyBench.json(reports) : ConsistencyBench.table(reports))
-            } catch let error as PostgresError {
-                throw fail(error.description)
-            } catch let error as RoutingError {
-                throw fail(error.description)
+            try await bench.prepare()
+            var reports: [ConsistencyBench.Report] = []
+            for policy in ConsistencyBench.Policy.allCases {
+                if !json { FileHandle.standardError.write(Data("running \(policy.rawValue) for \(seconds) s…\n".utf8)) }
+                reports.append(try await bench.run(policy))
             }
+            print(json ? try ConsistencyBench.json(reports) : ConsistencyBench.table(reports))
         }
     }
 
@@ -95,14 +89,8 @@ extension BenchCommand {
 
         func run() async throws {
             let configuration = try config.load()
-            do {
-                let report = try await RoutingBench(configuration: configuration, seconds: seconds, decisions: decisions).run()
-                print(json ? try report.json() : report.table())
-            } catch let error as PostgresError {
-                throw fail(error.description)
-            } catch let error as RoutingError {
-                throw fail(error.description)
-            }
+            let report = try await RoutingBench(configuration: configuration, seconds: seconds, decisions: decisions).run()
+            print(json ? try report.json() : report.table())
         }
     }
 }

@@ -30,8 +30,10 @@ struct CheckCommand: AsyncParsableCommand {
         let configuration: ClusterConfiguration
         do {
             configuration = try config.load()
-        } catch let exit as ExitCode {
-            throw ExitCode(exit.rawValue == 0 ? 0 : 3)
+        } catch {
+            // Monitoring reads the first line and the exit code: a config problem is UNKNOWN.
+            print("SWITCHYARD UNKNOWN - \(error)")
+            throw ExitCode(3)
         }
         let report = await FailoverChecker(configuration: configuration, warnLagMs: warnLagMs, criticalLagMs: criticalLagMs).run()
         if json {
@@ -72,18 +74,10 @@ struct PromoteCommand: AsyncParsableCommand {
     @Flag(help: "Promote even though another primary is reachable.") var force = false
 
     func run() async throws {
-        guard yes else {
-            throw fail("promoting \(node) cannot be undone: run again with --yes to confirm")
-        }
+        guard yes else { throw UsageError("promoting \(node) cannot be undone: run again with --yes to confirm") }
         let configuration = try config.load()
-        do {
-            print("promoting \(node)…")
-            let took = try await Promotion.promote(node, configuration: configuration, force: force)
-            print("\(node) is primary (out of recovery after \(took))")
-        } catch let error as PromotionError {
-            throw fail(error.message)
-        } catch let error as PostgresError {
-            throw fail(error.description)
-        }
+        print("promoting \(node)…")
+        let took = try await Promotion.promote(node, configuration: configuration, force: force)
+        print("\(node) is primary (out of recovery after \(took))")
     }
 }

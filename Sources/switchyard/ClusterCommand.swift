@@ -33,19 +33,6 @@ struct ClusterDirectoryOption: ParsableArguments {
     }
 }
 
-/// Runs `body`, turning the errors users cause into one clear line and exit status 1.
-func reportingErrors(_ body: () async throws -> Void) async throws {
-    do {
-        try await body()
-    } catch let error as LocalClusterError {
-        throw fail(error.message)
-    } catch let error as PostgresError {
-        throw fail(error.description)
-    } catch let error as ConfigurationError {
-        throw fail(error.description)
-    }
-}
-
 extension ClusterCommand {
     struct Up: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -61,18 +48,16 @@ extension ClusterCommand {
         }
 
         func run() async throws {
-            try await reportingErrors {
-                let cluster = directory.cluster
-                let started = Date()
-                let statuses = try await cluster.up(basePort: port, replicas: replicas) { step in
-                    print("  \(step)")
-                }
-                print(StatusTable.render(statuses))
-                print(String(format: "cluster ready in %.1f s: %@", Date().timeIntervalSince(started), cluster.directory.path))
-                print("config: \(cluster.configURL.path)")
-                if let primary = statuses.first(where: { $0.role == .primary }) {
-                    print("connect: psql \"\(cluster.conninfo(for: primary.node))\"")
-                }
+            let cluster = directory.cluster
+            let started = Date()
+            let statuses = try await cluster.up(basePort: port, replicas: replicas) { step in
+                print("  \(step)")
+            }
+            print(StatusTable.render(statuses))
+            print(String(format: "cluster ready in %.1f s: %@", Date().timeIntervalSince(started), cluster.directory.path))
+            print("config: \(cluster.configURL.path)")
+            if let primary = statuses.first(where: { $0.role == .primary }) {
+                print("connect: psql \"\(cluster.conninfo(for: primary.node))\"")
             }
         }
     }
@@ -84,11 +69,9 @@ extension ClusterCommand {
         @Flag(help: "Kill the servers at once instead of a clean shutdown.") var immediate = false
 
         func run() async throws {
-            try await reportingErrors {
-                let cluster = directory.cluster
-                try await cluster.down(mode: immediate ? .immediate : .fast)
-                print("stopped all nodes in \(cluster.directory.path) (data kept; `switchyard cluster up` starts them again)")
-            }
+            let cluster = directory.cluster
+            try await cluster.down(mode: immediate ? .immediate : .fast)
+            print("stopped all nodes in \(cluster.directory.path) (data kept; `switchyard cluster up` starts them again)")
         }
     }
 
@@ -98,9 +81,7 @@ extension ClusterCommand {
         @OptionGroup var directory: ClusterDirectoryOption
 
         func run() async throws {
-            try await reportingErrors {
-                print(StatusTable.render(try await directory.cluster.status()))
-            }
+            print(StatusTable.render(try await directory.cluster.status()))
         }
     }
 
@@ -117,10 +98,8 @@ extension ClusterCommand {
         }
 
         func run() async throws {
-            try await reportingErrors {
-                try await directory.cluster.delay(node: node, milliseconds: milliseconds)
-                print(milliseconds == 0 ? "\(node): replay delay cleared" : "\(node): replays \(milliseconds) ms behind")
-            }
+            try await directory.cluster.delay(node: node, milliseconds: milliseconds)
+            print(milliseconds == 0 ? "\(node): replay delay cleared" : "\(node): replays \(milliseconds) ms behind")
         }
     }
 
@@ -132,10 +111,8 @@ extension ClusterCommand {
         @Flag(help: "Kill it at once, as a crash would.") var immediate = false
 
         func run() async throws {
-            try await reportingErrors {
-                try await directory.cluster.stop(node: node, mode: immediate ? .immediate : .fast)
-                print("\(node): stopped")
-            }
+            try await directory.cluster.stop(node: node, mode: immediate ? .immediate : .fast)
+            print("\(node): stopped")
         }
     }
 
@@ -146,10 +123,8 @@ extension ClusterCommand {
         @Argument(help: "Node name, e.g. pg2.") var node: String
 
         func run() async throws {
-            try await reportingErrors {
-                try await directory.cluster.start(node: node)
-                print("\(node): running")
-            }
+            try await directory.cluster.start(node: node)
+            print("\(node): running")
         }
     }
 }

@@ -12,10 +12,6 @@ struct ConfigOption: ParsableArguments {
     var path: String?
 
     func load() throws -> ClusterConfiguration {
-        do {
-            return try ClusterConfiguration.load(path: try ClusterConfiguration.locate(explicit: path))
-        } catch let error as ConfigurationError {
-            throw fail(error.description)
-        }
+        try ClusterConfiguration.load(path: try ClusterConfiguration.locate(explicit: path))
     }
 }

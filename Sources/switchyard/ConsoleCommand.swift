@@ -22,25 +22,16 @@ struct ConsoleCommand: AsyncParsableCommand {
 
 /// Loads a theme before the screen is touched, so its errors print as plain lines.
 func loadTheme(_ nameOrPath: String) throws -> Theme {
-    do {
-        return try Theme.load(nameOrPath)
-    } catch let error as ConfigurationError {
-        throw fail(error.description)
-    }
+    try Theme.load(nameOrPath)
 }
 
 func runConsole(configuration: ClusterConfiguration, theme: Theme, table: String?, beside: (@Sendable (Cluster) -> Task<Void, Never>)? = nil)
     async throws
 {
     guard isatty(STDIN_FILENO) == 1, isatty(STDOUT_FILENO) == 1 else {
-        throw fail("the console needs a terminal (stdin and stdout must be a tty)")
+        throw UsageError("the console needs a terminal (stdin and stdout must be a tty)")
     }
-    let cluster: Cluster
-    do {
-        cluster = try Cluster(configuration: configuration)
-    } catch {
-        throw fail("\(error)")
-    }
+    let cluster = try Cluster(configuration: configuration)
     await cluster.start()
     let sideTask = beside?(cluster)
     let app = ConsoleApp(cluster: cluster, theme: theme, initialTable: table)

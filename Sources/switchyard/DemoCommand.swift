@@ -25,15 +25,13 @@ struct DemoCommand: AsyncParsableCommand {
         let theme = try loadTheme(self.theme ?? "default")
         let cluster = directory.cluster
         var loaded: ClusterConfiguration?
-        try await reportingErrors {
-            print("starting the local cluster in \(cluster.directory.path)…")
-            let statuses = try await cluster.up(basePort: port, replicas: 2) { print("  \($0)") }
-            guard let primary = statuses.first(where: { $0.role == .primary }) else {
-                throw LocalClusterError(.notRunning, "no running primary in \(cluster.directory.path)")
-            }
-            try await DemoData.loadIfMissing(conninfo: cluster.conninfo(for: primary.node)) { print("  \($0)") }
-            loaded = try ClusterConfiguration.load(path: cluster.configURL.path)
+        print("starting the local cluster in \(cluster.directory.path)…")
+        let statuses = try await cluster.up(basePort: port, replicas: 2) { print("  \($0)") }
+        guard let primary = statuses.first(where: { $0.role == .primary }) else {
+            throw LocalClusterError(.notRunning, "no running primary in \(cluster.directory.path)")
         }
+        try await DemoData.loadIfMissing(conninfo: cluster.conninfo(for: primary.node)) { print("  \($0)") }
+        loaded = try ClusterConfiguration.load(path: cluster.configURL.path)
         guard var configuration = loaded else { return }
         configuration.name = "demo"
         let startTraffic: @Sendable (Cluster) -> Task<Void, Never> = { DemoData.publicTraffic(on: $0) }

@@ -22,9 +22,9 @@ enum SwitchyardVersion {
     static let current = "0.1.0"
 }
 
-/// Prints `message` to standard error and exits with status 1: for errors the user can
-/// act on, worded as one line.
-func fail(_ message: String) -> ExitCode {
-    FileHandle.standardError.write(Data("switchyard: error: \(message)\n".utf8))
-    return ExitCode.failure
+/// A problem with how the command was used that no library error describes; the
+/// argument parser prints it as `Error: …` and exits 1, like every other error.
+struct UsageError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -24,17 +24,17 @@ import Testing
         }
     }
 
-    static func run(_ arguments: [String]) throws -> Run {
-        let result = try ChildProcess.run([try executable.path] + arguments)
+    static func run(_ arguments: [String]) async throws -> Run {
+        let result = try await ChildProcess.run([try executable.path] + arguments)
         return Run(status: result.status, output: result.output)
     }
 
-    @Test func versionAndHelp() throws {
-        let version = try Self.run(["--version"])
+    @Test func versionAndHelp() async throws {
+        let version = try await Self.run(["--version"])
         #expect(version.status == 0)
         #expect(version.output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3)
         for command in [["--help"], ["cluster", "--help"], ["cluster", "up", "--help"], ["cluster", "delay", "--help"]] {
-            let help = try Self.run(command)
+            let help = try await Self.run(command)
             #expect(help.status == 0)
             #expect(help.output.contains("USAGE"))
         }
@@ -44,10 +44,10 @@ import Testing
         let directory = URL(fileURLWithPath: "/tmp/switchyard-tests/cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         let port = try #require(PortCheck.freeRange(count: 2))
         defer {
-            _ = try? Self.run(["cluster", "down", "--immediate", "--dir", directory.path])
+            TestCluster.killServers(in: directory)
             try? FileManager.default.removeItem(at: directory)
         }
-        let up = try Self.run(["cluster", "up", "--dir", directory.path, "--port", String(port), "--replicas", "1"])
+        let up = try await Self.run(["cluster", "up", "--dir", directory.path, "--port", String(port), "--replicas", "1"])
         #expect(up.status == 0, "\(up.output)")
         #expect(up.output.contains("cluster ready"))
         #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("switchyard.toml").path))
@@ -56,31 +56,31 @@ import Testing
         #expect(try await replica.serverInfo().inRecovery)
         await replica.close()
 
-        let status = try Self.run(["cluster", "status", "--dir", directory.path])
+        let status = try await Self.run(["cluster", "status", "--dir", directory.path])
         #expect(status.status == 0)
         let lines = status.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
         #expect(lines.contains { $0.first == "pg1" && $0.contains("primary") && $0.contains("yes") })
         #expect(lines.contains { $0.first == "pg2" && $0.contains("replica") && $0.contains("streaming") })
 
-        let delayPrimary = try Self.run(["cluster", "delay", "pg1", "100", "--dir", directory.path])
+        let delayPrimary = try await Self.run(["cluster", "delay", "pg1", "100", "--dir", directory.path])
         #expect(delayPrimary.status == 1)
         #expect(delayPrimary.output.contains("pg1 is a primary"))
-        let unknown = try Self.run(["cluster", "stop", "pg7", "--dir", directory.path])
+        let unknown = try await Self.run(["cluster", "stop", "pg7", "--dir", directory.path])
         #expect(unknown.status == 1)
         #expect(unknown.output.contains("no node named \"pg7\""))
-        let busy = try Self.run(["cluster", "up", "--dir", directory.path + "-other", "--port", String(port + 1)])
+        let busy = try await Self.run(["cluster", "up", "--dir", directory.path + "-other", "--port", String(port + 1)])
         #expect(busy.status == 1)
         #expect(busy.output.contains("port \(port + 1)"))
         #expect(busy.output.contains("already in use"))
 
-        let down = try Self.run(["cluster", "down", "--dir", directory.path])
+        let down = try await Self.run(["cluster", "down", "--dir", directory.path])
         #expect(down.status == 0)
         #expect(PortCheck.isFree(port) && PortCheck.isFree(port + 1), "servers still listening after down")
-        let after = try Self.run(["cluster", "status", "--dir", directory.path])
+        let after = try await Self.run(["cluster", "status", "--dir", directory.path])
         #expect(after.output.split(separator: "\n").dropFirst().allSatisfy { $0.contains(" no ") })
 
         // `up` on the existing folder starts the same nodes again.
-        let again = try Self.run(["cluster", "up", "--dir", directory.path])
+        let again = try await Self.run(["cluster", "up", "--dir", directory.path])
         #expect(again.status == 0, "\(again.output)")
         #expect(!PortCheck.isFree(port))
     }

@@ -5,50 +5,64 @@ import SwitchyardTestSupport
 import Testing
 
 /// A real terminal: tmux on a private server, driven with send-keys, read with capture-pane.
-final class TmuxSession {
-    let socket = "sy-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+final class TmuxSession: Sendable {
+    let socket: String
     let name: String
+    /// The program in the pane and the tmux server: what ``close()`` kills.
+    let panePid: pid_t
+    let serverPid: pid_t
 
-    init(command: String, width: Int = 120, height: Int = 40) throws {
-        name = "t\(UInt32.random(in: 0...UInt32.max))"
-        try Self.tmux(socket, ["new-session", "-d", "-s", name, "-x", String(width), "-y", String(height),
-                               "-e", "LANG=C.UTF-8", "-e", "TERM=xterm-256color", command])
-        _ = try? Self.tmux(socket, ["set-option", "-t", name, "remain-on-exit", "on"])
+    private init(socket: String, name: String, panePid: pid_t, serverPid: pid_t) {
+        self.socket = socket
+        self.name = name
+        self.panePid = panePid
+        self.serverPid = serverPid
+    }
+
+    static func start(command: String, width: Int = 120, height: Int = 40) async throws -> TmuxSession {
+        let socket = "sy-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let name = "t\(UInt32.random(in: 0...UInt32.max))"
+        try await tmux(socket, ["new-session", "-d", "-s", name, "-x", String(width), "-y", String(height),
+                                "-e", "LANG=C.UTF-8", "-e", "TERM=xterm-256color", command])
+        _ = try? await tmux(socket, ["set-option", "-t", name, "remain-on-exit", "on"])
+        let pids = try await tmux(socket, ["display-message", "-p", "-t", name, "#{pane_pid} #{pid}"])
+            .split(separator: " ").compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        return TmuxSession(socket: socket, name: name, panePid: pids.first ?? 0, serverPid: pids.dropFirst().first ?? 0)
     }
 
     /// Runs tmux and waits for the client only (the server it may start lives on).
     @discardableResult
-    static func tmux(_ socket: String, _ arguments: [String]) throws -> String {
-        let result = try ChildProcess.run(["/usr/bin/tmux", "-L", socket] + arguments)
+    static func tmux(_ socket: String, _ arguments: [String]) async throws -> String {
+        let result = try await ChildProcess.run(["/usr/bin/tmux", "-L", socket] + arguments)
         guard result.status == 0 else {
             throw NSError(domain: "tmux", code: Int(result.status), userInfo: [NSLocalizedDescriptionKey: result.output])
         }
         return result.output
     }
 
-    func capture() -> String { (try? Self.tmux(socket, ["capture-pane", "-p", "-t", name])) ?? "" }
+    func capture() async -> String { (try? await Self.tmux(socket, ["capture-pane", "-p", "-t", name])) ?? "" }
 
     /// Types keys (tmux key names like Enter, Escape, C-u, Right) or, with `literal`, text.
-    func send(_ keys: String..., literal: Bool = false) throws {
-        try Self.tmux(socket, ["send-keys", "-t", name] + (literal ? ["-l"] : []) + keys)
+    func send(_ keys: String..., literal: Bool = false) async throws {
+        try await Self.tmux(socket, ["send-keys", "-t", name] + (literal ? ["-l"] : []) + keys)
     }
 
-    func resize(width: Int, height: Int) throws {
-        try Self.tmux(socket, ["resize-window", "-t", name, "-x", String(width), "-y", String(height)])
+    func resize(width: Int, height: Int) async throws {
+        try await Self.tmux(socket, ["resize-window", "-t", name, "-x", String(width), "-y", String(height)])
     }
 
     /// Polls the screen until `predicate` holds; returns the last capture.
     @discardableResult
     func waitFor(_ what: String, timeout: Duration = .seconds(15), _ predicate: (String) -> Bool) async throws -> String {
         let deadline = ContinuousClock.now + timeout
-        var screen = capture()
+        var screen = await capture()
         while !predicate(screen) {
             guard ContinuousClock.now < deadline else {
                 Issue.record("timed out waiting for \(what); screen:\n\(screen)")
                 return screen
             }
             try await Task.sleep(for: .milliseconds(100))
-            screen = capture()
+            screen = await capture()
         }
         return screen
     }
@@ -58,13 +72,10 @@ final class TmuxSession {
         try await waitFor("\"\(text)\"", timeout: timeout) { $0.contains(text) }
     }
 
-    /// Kills what runs in the panes (it may ignore SIGHUP), then the tmux server.
+    /// Kills what runs in the pane (it may ignore SIGHUP), then the tmux server.
     func close() {
-        let pids = (try? Self.tmux(socket, ["list-panes", "-s", "-t", name, "-F", "#{pane_pid}"])) ?? ""
-        for pid in pids.split(separator: "\n").compactMap({ pid_t($0.trimmingCharacters(in: .whitespaces)) }) {
-            kill(pid, SIGKILL)
-        }
-        _ = try? Self.tmux(socket, ["kill-server"])
+        if panePid > 0 { kill(panePid, SIGKILL) }
+        if serverPid > 0 { kill(serverPid, SIGTERM) }
         let folder = ProcessInfo.processInfo.environment["TMUX_TMPDIR"] ?? "/tmp"
         try? FileManager.default.removeItem(atPath: "\(folder)/tmux-\(getuid())/\(socket)")
     }
@@ -99,10 +110,10 @@ extension ClusterTests {
             return Fixture(configPath: configPath, logPath: logPath, schema: schema)
         }
 
-        static func launch(_ fixture: Fixture, width: Int = 120, height: Int = 40, after: String = "") throws -> TmuxSession {
+        static func launch(_ fixture: Fixture, width: Int = 120, height: Int = 40, after: String = "") async throws -> TmuxSession {
             let binary = try CommandLineTests.executable.path
             let command = "\(binary) console --config \(fixture.configPath) --table \(fixture.schema).items\(after)"
-            return try TmuxSession(command: command, width: width, height: height)
+            return try await TmuxSession.start(command: command, width: width, height: height)
         }
 
         static func primaryValue(_ sql: String, _ parameters: [any PostgresEncodable] = []) async throws -> String? {
@@ -111,18 +122,18 @@ extension ClusterTests {
 
         @Test func editingACellWritesOnThePrimaryAndEveryStatementIsLoggedThere() async throws {
             let fixture = try await Self.fixture()
-            let tmux = try Self.launch(fixture)
+            let tmux = try await Self.launch(fixture)
             defer { tmux.close() }
             try await tmux.waitFor(text: "alpha")
             try await tmux.waitFor(text: "ADMIN → primary pg1")
-            try tmux.send("Right", "Enter")
+            try await tmux.send("Right", "Enter")
             try await tmux.waitFor(text: "Edit name")
-            try tmux.send("C-u")
-            try tmux.send("edited ünïcode 🚂", literal: true)
-            try tmux.send("Enter")
+            try await tmux.send("C-u")
+            try await tmux.send("edited ünïcode 🚂", literal: true)
+            try await tmux.send("Enter")
             try await tmux.waitFor(text: "saved name")
             #expect(try await Self.primaryValue("select name from \(fixture.schema).items where id = 1") == "edited ünïcode 🚂")
-            try tmux.send("q")
+            try await tmux.send("q")
             try await Task.sleep(for: .milliseconds(500))
             let lines = try String(contentsOfFile: fixture.logPath, encoding: .utf8).split(separator: "\n")
             #expect(lines.count >= 4)
@@ -136,37 +147,37 @@ extension ClusterTests {
 
         @Test func aConcurrentChangeShowsAConflictAndOverwritesNothing() async throws {
             let fixture = try await Self.fixture()
-            let tmux = try Self.launch(fixture)
+            let tmux = try await Self.launch(fixture)
             defer { tmux.close() }
             try await tmux.waitFor(text: "alpha")
-            try tmux.send("Right", "Enter")
+            try await tmux.send("Right", "Enter")
             try await tmux.waitFor(text: "Edit name")
             _ = try await TestCluster.shared().withConnection("pg1") {
                 try await $0.query("update \(fixture.schema).items set name = 'theirs' where id = 1")
             }
-            try tmux.send("C-u")
-            try tmux.send("mine", literal: true)
-            try tmux.send("Enter")
+            try await tmux.send("C-u")
+            try await tmux.send("mine", literal: true)
+            try await tmux.send("Enter")
             let screen = try await tmux.waitFor(text: "Conflict")
             #expect(screen.contains("now theirs"))
             #expect(screen.contains("yours mine"))
             #expect(try await Self.primaryValue("select name from \(fixture.schema).items where id = 1") == "theirs")
             // Back to the editor with the input kept.
-            try tmux.send("Enter")
+            try await tmux.send("Enter")
             let editor = try await tmux.waitFor(text: "Edit name")
             #expect(editor.contains("mine"))
         }
 
         @Test func anInvalidIntegerShowsTheSQLStateAndKeepsTheText() async throws {
             let fixture = try await Self.fixture()
-            let tmux = try Self.launch(fixture)
+            let tmux = try await Self.launch(fixture)
             defer { tmux.close() }
             try await tmux.waitFor(text: "alpha")
-            try tmux.send("Right", "Right", "Enter")
+            try await tmux.send("Right", "Right", "Enter")
             try await tmux.waitFor(text: "Edit qty")
-            try tmux.send("C-u")
-            try tmux.send("12x", literal: true)
-            try tmux.send("Enter")
+            try await tmux.send("C-u")
+            try await tmux.send("12x", literal: true)
+            try await tmux.send("Enter")
             let screen = try await tmux.waitFor(text: "22P02")
             #expect(screen.contains("Edit qty"), "the editor stays open")
             #expect(screen.contains("12x"), "the typed text is kept")
@@ -175,34 +186,34 @@ extension ClusterTests {
 
         @Test func aFilterCannotBecomeSQL() async throws {
             let fixture = try await Self.fixture()
-            let tmux = try Self.launch(fixture)
+            let tmux = try await Self.launch(fixture)
             defer { tmux.close() }
             try await tmux.waitFor(text: "alpha")
-            try tmux.send("Right", "/")
+            try await tmux.send("Right", "/")
             try await tmux.waitFor(text: "filter")
-            try tmux.send("'; drop table \(fixture.schema).victim; --", literal: true)
-            try tmux.send("Enter")
+            try await tmux.send("'; drop table \(fixture.schema).victim; --", literal: true)
+            try await tmux.send("Enter")
             try await tmux.waitFor(text: "(no rows match the filter)")
             #expect(try await Self.primaryValue("select to_regclass($1)::text", ["\(fixture.schema).victim"]) != nil)
             // A real filter finds its row.
-            try tmux.send("/", "C-u")
-            try tmux.send("alpha", literal: true)
-            try tmux.send("Enter")
+            try await tmux.send("/", "C-u")
+            try await tmux.send("alpha", literal: true)
+            try await tmux.send("Enter")
             try await tmux.waitFor("one row") { $0.contains("alpha") && !$0.contains("item 2 ") }
         }
 
         @Test func resizeRelayoutsAndTooSmallSaysSo() async throws {
             let fixture = try await Self.fixture()
-            let tmux = try Self.launch(fixture)
+            let tmux = try await Self.launch(fixture)
             defer { tmux.close() }
             try await tmux.waitFor(text: "alpha")
-            try tmux.resize(width: 100, height: 30)
+            try await tmux.resize(width: 100, height: 30)
             try await tmux.waitFor("100 columns") { screen in
                 screen.split(separator: "\n").first.map { Int($0.count) <= 100 && $0.contains("ADMIN → primary pg1") } == true
             }
-            try tmux.resize(width: 70, height: 20)
+            try await tmux.resize(width: 70, height: 20)
             try await tmux.waitFor(text: "Terminal too small")
-            try tmux.resize(width: 120, height: 40)
+            try await tmux.resize(width: 120, height: 40)
             try await tmux.waitFor("normal layout") { $0.contains("alpha") && !$0.contains("Terminal too small") }
         }
 
@@ -210,12 +221,12 @@ extension ClusterTests {
             let fixture = try await Self.fixture()
             let stty = FileManager.default.temporaryDirectory.appendingPathComponent("sy-stty-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: stty) }
-            let tmux = try Self.launch(fixture, after: "; stty -a > \(stty); sleep 5")
+            let tmux = try await Self.launch(fixture, after: "; stty -a > \(stty); sleep 5")
             defer { tmux.close() }
             try await tmux.waitFor(text: "alpha")
             // Anchored at the program path: the tmux server's command line names it too.
             let binary = try CommandLineTests.executable.path
-            _ = try ChildProcess.run(["/usr/bin/pkill", "-TERM", "-f", "^\(binary) console --config \(fixture.configPath)"])
+            _ = try await ChildProcess.run(["/usr/bin/pkill", "-TERM", "-f", "^\(binary) console --config \(fixture.configPath)"])
             let restored = await TestCluster.eventually(timeout: .seconds(10)) {
                 (try? String(contentsOfFile: stty, encoding: .utf8))?.contains("icanon") == true
             }
@@ -228,7 +239,7 @@ extension ClusterTests {
 
         @Test func aStoppedReplicaShowsDownInThePane() async throws {
             let fixture = try await Self.fixture()
-            let tmux = try Self.launch(fixture)
+            let tmux = try await Self.launch(fixture)
             defer { tmux.close() }
             try await tmux.waitFor(text: "alpha")
             try await tmux.waitFor(text: "pg3 replica")
@@ -237,7 +248,7 @@ extension ClusterTests {
             do {
                 try await tmux.waitFor(text: "pg3 DOWN")
                 // The console still works with a replica down.
-                try tmux.send("j")
+                try await tmux.send("j")
                 try await tmux.waitFor(text: "item 2")
             } catch {
                 try? await cluster.local.start(node: "pg3")
@@ -253,7 +264,7 @@ extension ClusterTests {
 extension ClusterTests.ConsoleTerminalTests {
     @Test func escapeCancelsAWaitingQueryOnTheServer() async throws {
         let fixture = try await Self.fixture()
-        let tmux = try Self.launch(fixture)
+        let tmux = try await Self.launch(fixture)
         defer { tmux.close() }
         try await tmux.waitFor(text: "alpha")
         // Another session holds the table, so the console's refresh waits on the lock.
@@ -261,13 +272,13 @@ extension ClusterTests.ConsoleTerminalTests {
         _ = try await locker.query("begin")
         _ = try await locker.query("lock table \(fixture.schema).items in access exclusive mode")
         do {
-            try tmux.send("r")
+            try await tmux.send("r")
             try await tmux.waitFor(text: "(Esc cancels)")
             let waiting = await TestCluster.eventually(timeout: .seconds(5)) {
                 (try? await Self.consoleQueriesWaiting(on: fixture.schema)) == 1
             }
             #expect(waiting, "the console's query should be waiting on the lock")
-            try tmux.send("Escape")
+            try await tmux.send("Escape")
             try await tmux.waitFor(text: "cancelled")
             let gone = await TestCluster.eventually(timeout: .seconds(5)) {
                 (try? await Self.consoleQueriesWaiting(on: fixture.schema)) == 0
@@ -281,7 +292,7 @@ extension ClusterTests.ConsoleTerminalTests {
         _ = try await locker.query("rollback")
         await locker.close()
         // The console works on after the cancel.
-        try tmux.send("r")
+        try await tmux.send("r")
         try await tmux.waitFor("a refreshed page") { $0.contains("alpha") && !$0.contains("(Esc cancels)") }
     }
 

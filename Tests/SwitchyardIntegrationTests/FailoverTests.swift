@@ -5,21 +5,21 @@ import Switchyard
 import SwitchyardTestSupport
 import Testing
 
-func checkReport(_ arguments: [String]) throws -> (status: Int32, firstLine: String, output: String) {
-    let run = try CommandLineTests.run(["check"] + arguments)
+func checkReport(_ arguments: [String]) async throws -> (status: Int32, firstLine: String, output: String) {
+    let run = try await CommandLineTests.run(["check"] + arguments)
     return (run.status, String(run.output.split(separator: "\n").first ?? ""), run.output)
 }
 
 extension ClusterTests {
     /// `switchyard check` on the shared cluster, healthy and degraded.
     @Suite struct CheckCommandTests {
-        @Test func healthyClusterIsOKAndJSONMatchesTheTable() throws {
+        @Test func healthyClusterIsOKAndJSONMatchesTheTable() async throws {
             let config = try TestCluster.shared().local.configURL.path
-            let text = try checkReport(["--config", config])
+            let text = try await checkReport(["--config", config])
             #expect(text.status == 0, "\(text.output)")
             #expect(text.firstLine.hasPrefix("SWITCHYARD OK - "))
             #expect(text.firstLine.contains("primary pg1"))
-            let json = try CommandLineTests.run(["check", "--config", config, "--json"])
+            let json = try await CommandLineTests.run(["check", "--config", config, "--json"])
             #expect(json.status == 0)
             let report = try #require(JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
             let results = try #require(report["results"] as? [[String: Any]])
@@ -38,7 +38,7 @@ extension ClusterTests {
             do {
                 try await Task.sleep(for: .milliseconds(300))
                 _ = try await cluster.withConnection("pg1") { try await $0.query("select pg_switch_wal(), txid_current()") }
-                let delayed = try checkReport(["--config", config])
+                let delayed = try await checkReport(["--config", config])
                 #expect(delayed.status == 1 || delayed.status == 2, "\(delayed.output)")
                 #expect(delayed.firstLine.contains("pg3"))
             } catch {
@@ -48,14 +48,14 @@ extension ClusterTests {
             try await cluster.local.delay(node: "pg3", milliseconds: 0)
 
             try await cluster.local.stop(node: "pg3", mode: .immediate)
-            let stopped = try checkReport(["--config", config])
+            let stopped = try await checkReport(["--config", config])
             try await cluster.local.start(node: "pg3")
             #expect(stopped.status == 2)
             #expect(stopped.firstLine.hasPrefix("SWITCHYARD CRITICAL - pg3: unreachable"))
             try await cluster.waitForStreaming()
 
             _ = try await cluster.withConnection("pg2") { try await $0.query("select pg_wal_replay_pause()") }
-            let paused = try checkReport(["--config", config])
+            let paused = try await checkReport(["--config", config])
             _ = try await cluster.withConnection("pg2") { try await $0.query("select pg_wal_replay_resume()") }
             #expect(paused.status == 2)
             let pg2 = paused.output.split(separator: "\n").first { $0.hasPrefix("FAIL") && $0.contains("replication") && $0.contains("pg2") }
@@ -85,15 +85,15 @@ extension ClusterTests {
     func scenario(_ test: TestCluster, _ cluster: Cluster, _ config: String) async throws {
         try await cluster.execute("create table failover_t (id int primary key, note text)")
         // Refusals first: no --yes; a reachable primary.
-        let noYes = try CommandLineTests.run(["promote", "pg2", "--config", config])
+        let noYes = try await CommandLineTests.run(["promote", "pg2", "--config", config])
         #expect(noYes.status == 1)
         #expect(noYes.output.contains("--yes"))
-        let notAlone = try CommandLineTests.run(["promote", "pg2", "--yes", "--config", config])
+        let notAlone = try await CommandLineTests.run(["promote", "pg2", "--yes", "--config", config])
         #expect(notAlone.status == 1)
         #expect(notAlone.output.contains("pg1 is still a reachable primary"))
 
         try await test.local.stop(node: "pg1", mode: .immediate)
-        let down = try checkReport(["--config", config])
+        let down = try await checkReport(["--config", config])
         #expect(down.status == 2)
         #expect(down.firstLine.contains("no reachable primary; best candidate pg"))
         _ = await TestCluster.eventually(timeout: .seconds(3)) { cluster.monitor.topology.primary == nil }
@@ -103,7 +103,7 @@ extension ClusterTests {
         #expect(refused?.kind == .noPrimary)
         #expect(refused?.message.hasPrefix("primary unavailable") == true)
 
-        let promote = try CommandLineTests.run(["promote", "pg2", "--yes", "--config", config])
+        let promote = try await CommandLineTests.run(["promote", "pg2", "--yes", "--config", config])
         #expect(promote.status == 0, "\(promote.output)")
         let promotedAt = ContinuousClock.now
         var firstWrite: Duration?
@@ -123,7 +123,7 @@ extension ClusterTests {
         #expect(elapsed <= .milliseconds(2 * 250 + 500), "first write on the new primary after \(elapsed)")
         print("promotion → first routed write on pg2: \(elapsed)")
 
-        let after = try checkReport(["--config", config])
+        let after = try await checkReport(["--config", config])
         #expect(after.status == 2)
         #expect(after.output.contains("pg1") && after.output.contains("unreachable"))
         let pg3 = after.output.split(separator: "\n").first { $0.hasPrefix("FAIL") && $0.contains("replication") && $0.contains("pg3") }
@@ -142,7 +142,7 @@ extension ClusterTests {
             }
             #expect(count == 0, "\(node) got the row written during split brain")
         }
-        let splitCheck = try checkReport(["--config", config])
+        let splitCheck = try await checkReport(["--config", config])
         #expect(splitCheck.firstLine.contains("split brain: pg1 and pg2"))
     }
 }
@@ -174,7 +174,7 @@ extension ClusterTests {
         let configPath = try test.writeConfig(in: folder, name: "failover")
 
         let binary = try CommandLineTests.executable.path
-        let tmux = try TmuxSession(command: "\(binary) console --config \(configPath) --table public.items", width: 130, height: 44)
+        let tmux = try await TmuxSession.start(command: "\(binary) console --config \(configPath) --table public.items", width: 130, height: 44)
         defer { tmux.close() }
         try await tmux.waitFor(text: "item 1")
         try await tmux.waitFor(text: "ADMIN → primary pg1")
@@ -182,41 +182,41 @@ extension ClusterTests {
         try await test.local.stop(node: "pg1", mode: .immediate)
         try await tmux.waitFor(text: "pg1 DOWN")
         try await tmux.waitFor(text: "ADMIN → primary unavailable")
-        try tmux.send("Right", "Enter")
+        try await tmux.send("Right", "Enter")
         try await tmux.waitFor(text: "Edit name")
-        try tmux.send("C-u")
-        try tmux.send("kept text", literal: true)
-        try tmux.send("Enter")
+        try await tmux.send("C-u")
+        try await tmux.send("kept text", literal: true)
+        try await tmux.send("Enter")
         let failed = try await tmux.waitFor(text: "primary unavailable: no reachable node is out of recovery")
         #expect(failed.contains("Edit name") && failed.contains("kept text"), "the editor keeps the input")
-        try tmux.send("Escape")
+        try await tmux.send("Escape")
 
-        try tmux.send("F")
+        try await tmux.send("F")
         try await tmux.waitFor(text: "SWITCHYARD CRITICAL")
         let view = try await tmux.waitFor(text: "best candidate pg")
         #expect(view.contains("no reachable primary"))
-        try tmux.send("P")
+        try await tmux.send("P")
         try await tmux.waitFor(text: "to confirm")
         let candidate = view.contains("▶ 1. pg2") ? "pg2" : "pg3"
-        try tmux.send("wrong", literal: true)
-        try tmux.send("Enter")
+        try await tmux.send("wrong", literal: true)
+        try await tmux.send("Enter")
         try await tmux.waitFor(text: "does not match")
-        try tmux.send("P")
-        try tmux.send(candidate, literal: true)
-        try tmux.send("Enter")
+        try await tmux.send("P")
+        try await tmux.send(candidate, literal: true)
+        try await tmux.send("Enter")
         try await tmux.waitFor(text: "\(candidate) promoted", timeout: .seconds(30))
         try await tmux.waitFor(text: "ADMIN → primary \(candidate)")
         // The view re-runs its checks after a promotion; the old primary is still down.
         let rerun = try await tmux.waitFor(text: "SWITCHYARD CRITICAL", timeout: .seconds(30))
         #expect(rerun.contains("primary \(candidate)") || rerun.contains("pg1"))
-        try tmux.send("Escape")
+        try await tmux.send("Escape")
         try await tmux.waitFor("the failover view to close") { !$0.contains("Failover readiness") }
         // Edits work again, on the new primary.
-        try tmux.send("Enter")
+        try await tmux.send("Enter")
         try await tmux.waitFor(text: "Edit name")
-        try tmux.send("C-u")
-        try tmux.send("after failover", literal: true)
-        try tmux.send("Enter")
+        try await tmux.send("C-u")
+        try await tmux.send("after failover", literal: true)
+        try await tmux.send("Enter")
         try await tmux.waitFor(text: "saved name")
         let saved = try await test.withConnection(candidate) {
             try await $0.query("select name from items where id = 1").scalar(String.self)

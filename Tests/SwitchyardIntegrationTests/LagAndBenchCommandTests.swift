@@ -5,17 +5,17 @@ import Testing
 extension ClusterTests {
     /// `switchyard lag` and `switchyard bench` run as a user would, on the shared cluster.
     @Suite struct LagAndBenchCommandTests {
-        @Test func lagTableAndJSONAgree() throws {
+        @Test func lagTableAndJSONAgree() async throws {
             let cluster = try TestCluster.shared()
             let config = cluster.local.configURL.path
-            let table = try CommandLineTests.run(["lag", "--config", config])
+            let table = try await CommandLineTests.run(["lag", "--config", config])
             #expect(table.status == 0, "\(table.output)")
             let rows = table.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
             #expect(rows.contains { $0.first == "pg1" && $0.contains("primary") && $0.contains("running") })
             #expect(rows.contains { $0.first == "pg2" && $0.contains("replica") && $0.contains("streaming") })
             #expect(rows.contains { $0.first == "pg3" && $0.contains("replica") && $0.contains("streaming") })
 
-            let json = try CommandLineTests.run(["lag", "--config", config, "--json"])
+            let json = try await CommandLineTests.run(["lag", "--config", config, "--json"])
             #expect(json.status == 0)
             let document = try #require(JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
             #expect(document["primary"] as? String == "pg1")
@@ -27,44 +27,48 @@ extension ClusterTests {
             #expect(Set(peers.compactMap { $0["applicationName"] as? String }) == ["pg2", "pg3"])
         }
 
-        @Test func badConfigNamesFileAndLine() throws {
+        @Test func badConfigNamesFileAndLine() async throws {
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("sy-bad-\(UUID().uuidString).toml").path
             defer { try? FileManager.default.removeItem(atPath: path) }
             try "[[nodes]]\nname = \"pg1\"\nconninfo = \"host=127.0.0.1 password=hunter2\"\n[routing]\nreplica_selection = 3\n"
                 .write(toFile: path, atomically: true, encoding: .utf8)
-            let run = try CommandLineTests.run(["lag", "--config", path])
+            let run = try await CommandLineTests.run(["lag", "--config", path])
             #expect(run.status == 1)
             #expect(run.output.contains("\(path):5: [routing] replica_selection must be a string"))
             #expect(!run.output.contains("hunter2"))
         }
 
-        @Test func consistencyBenchFindsStaleReadsOnlyWithoutProtection() throws {
+        @Test func consistencyBenchFindsStaleReadsOnlyWithoutProtection() async throws {
             let cluster = try TestCluster.shared()
             let config = cluster.local.configURL.path
-            let delay = try CommandLineTests.run(["cluster", "delay", "pg3", "200", "--dir", cluster.local.directory.path])
+            let delay = try await CommandLineTests.run(["cluster", "delay", "pg3", "200", "--dir", cluster.local.directory.path])
             #expect(delay.status == 0, "\(delay.output)")
-            defer { _ = try? CommandLineTests.run(["cluster", "delay", "pg3", "0", "--dir", cluster.local.directory.path]) }
-            let run = try CommandLineTests.run(
-                ["bench", "consistency", "--config", config, "--seconds", "1.5", "--clients", "4", "--rows", "200", "--json"])
-            #expect(run.status == 0, "\(run.output)")
-            let start = try #require(run.output.firstIndex(of: "["))
-            let reports = try #require(
-                JSONSerialization.jsonObject(with: Data(run.output[start...].utf8)) as? [[String: Any]])
-            let byPolicy = Dictionary(uniqueKeysWithValues: reports.map { ($0["policy"] as? String ?? "?", $0) })
-            #expect(Set(byPolicy.keys) == ["naive-random", "admin-context", "pin-window-2s", "lsn-read-your-writes"])
-            for protected in ["admin-context", "pin-window-2s", "lsn-read-your-writes"] {
-                #expect(byPolicy[protected]?["staleReadBacks"] as? Int == 0, "\(protected) returned stale read-backs")
-                #expect((byPolicy[protected]?["readBacks"] as? Int ?? 0) > 0)
+            try await ensuring {
+                let run = try await CommandLineTests.run(
+                    ["bench", "consistency", "--config", config, "--seconds", "1.5", "--clients", "4", "--rows", "200", "--json"])
+                #expect(run.status == 0, "\(run.output)")
+                let start = try #require(run.output.firstIndex(of: "["))
+                let reports = try #require(
+                    JSONSerialization.jsonObject(with: Data(run.output[start...].utf8)) as? [[String: Any]])
+                let byPolicy = Dictionary(uniqueKeysWithValues: reports.map { ($0["policy"] as? String ?? "?", $0) })
+                #expect(Set(byPolicy.keys) == ["naive-random", "admin-context", "pin-window-2s", "lsn-read-your-writes"])
+                for protected in ["admin-context", "pin-window-2s", "lsn-read-your-writes"] {
+                    #expect(byPolicy[protected]?["staleReadBacks"] as? Int == 0, "\(protected) returned stale read-backs")
+                    #expect((byPolicy[protected]?["readBacks"] as? Int ?? 0) > 0)
+                }
+                #expect((byPolicy["naive-random"]?["staleReadBacks"] as? Int ?? 0) > 0, "naive routing should show stale reads")
+                #expect(byPolicy["admin-context"]?["readsOnReplicas"] as? Int == 0)
+                #expect((byPolicy["lsn-read-your-writes"]?["replicaSharePercent"] as? Double ?? 0) > 90)
+                #expect(reports.allSatisfy { $0["errors"] as? Int == 0 })
+        
+            } finally: {
+                _ = try? await CommandLineTests.run(["cluster", "delay", "pg3", "0", "--dir", cluster.local.directory.path])
             }
-            #expect((byPolicy["naive-random"]?["staleReadBacks"] as? Int ?? 0) > 0, "naive routing should show stale reads")
-            #expect(byPolicy["admin-context"]?["readsOnReplicas"] as? Int == 0)
-            #expect((byPolicy["lsn-read-your-writes"]?["replicaSharePercent"] as? Double ?? 0) > 90)
-            #expect(reports.allSatisfy { $0["errors"] as? Int == 0 })
         }
 
-        @Test func routingBenchReportsFigures() throws {
+        @Test func routingBenchReportsFigures() async throws {
             let config = try TestCluster.shared().local.configURL.path
-            let run = try CommandLineTests.run(["bench", "routing", "--config", config, "--seconds", "1", "--decisions", "20000", "--json"])
+            let run = try await CommandLineTests.run(["bench", "routing", "--config", config, "--seconds", "1", "--decisions", "20000", "--json"])
             #expect(run.status == 0, "\(run.output)")
             let report = try #require(JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any])
             #expect((report["decisionMedianNs"] as? Double ?? 0) > 0)

@@ -163,8 +163,9 @@ public final class TestCluster: Sendable {
 
     // MARK: Cleanup of what a crashed run left
 
-    /// Kills the postmasters under `directory` (SIGQUIT: immediate shutdown).
-    static func killServers(in directory: URL) {
+    /// Kills the postmasters under `directory` (SIGQUIT: immediate shutdown). Synchronous,
+    /// so a `defer` can call it.
+    public static func killServers(in directory: URL) {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         for entry in entries {
             let pidFile = directory.appendingPathComponent("\(entry)/data/postmaster.pid").path
@@ -217,6 +218,18 @@ public final class TestCluster: Sendable {
             lock.unlock()
             for directory in remaining { TestCluster.killServers(in: directory) }
         }
+    }
+}
+
+/// Runs `body`, then `cleanup`, also when `body` throws (an async `defer`).
+public func ensuring<T>(_ body: () async throws -> T, finally cleanup: () async -> Void) async throws -> T {
+    do {
+        let value = try await body()
+        await cleanup()
+        return value
+    } catch {
+        await cleanup()
+        throw error
     }
 }
 

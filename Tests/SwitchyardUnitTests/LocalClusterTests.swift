@@ -15,21 +15,21 @@ import Glibc
         return url
     }
 
-    @Test func missingBinariesNameThePackage() throws {
+    @Test func missingBinariesNameThePackage() async throws {
         let empty = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: empty) }
-        let error = #expect(throws: LocalClusterError.self) {
-            _ = try PostgresBinaries.locate(environment: ["PATH": empty.path], searchRoot: empty.path)
+        let error = await #expect(throws: LocalClusterError.self) {
+            _ = try await PostgresBinaries.locate(environment: ["PATH": empty.path], searchRoot: empty.path)
         }
         #expect(error?.kind == .binariesNotFound)
         #expect(error?.message.contains("apt-get install postgresql") == true)
-        let explicit = #expect(throws: LocalClusterError.self) {
-            _ = try PostgresBinaries.locate(environment: ["PG_BINDIR": "/nonexistent/bin"])
+        let explicit = await #expect(throws: LocalClusterError.self) {
+            _ = try await PostgresBinaries.locate(environment: ["PG_BINDIR": "/nonexistent/bin"])
         }
         #expect(explicit?.message.contains("PG_BINDIR=/nonexistent/bin") == true)
     }
 
-    @Test func newestVersionFolderWins() throws {
+    @Test func newestVersionFolderWins() async throws {
         let root = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: root) }
         for version in ["9.6", "15", "13"] {
@@ -40,7 +40,7 @@ import Glibc
                 _ = FileManager.default.createFile(atPath: path, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
             }
         }
-        let found = try PostgresBinaries.locate(environment: ["PATH": "/nonexistent"], searchRoot: root.path)
+        let found = try await PostgresBinaries.locate(environment: ["PATH": "/nonexistent"], searchRoot: root.path)
         #expect(found.directory.path.hasSuffix("/15/bin"))
     }
 
