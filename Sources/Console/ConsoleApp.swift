@@ -55,7 +55,7 @@ public final class ConsoleApp: Sendable {
         let size = driver.size
         var state = ConsoleState(
             width: size.width, height: size.height, clusterName: cluster.configuration.name,
-            warnLagMs: cluster.configuration.warnLagMs, criticalLagMs: cluster.configuration.criticalLagMs)
+            warnLag: cluster.configuration.warnLag, criticalLag: cluster.configuration.criticalLag)
         let initialTopology = cluster.monitor.topology
         _ = state.reduce(.topology(initialTopology, history: history(initialTopology)))
         state.openOnLoad = initialTable
@@ -71,7 +71,7 @@ public final class ConsoleApp: Sendable {
                 drawn = state
             }
             var events: [ConsoleEvent] = []
-            if let input = driver.nextInput(timeoutMs: state.busy == nil ? 100 : 80) {
+            if let input = driver.nextInput(timeout: .milliseconds(state.busy == nil ? 100 : 80)) {
                 switch input {
                 case .key(let key): events.append(.key(key))
                 case .resize(let width, let height): events.append(.resize(width: width, height: height))

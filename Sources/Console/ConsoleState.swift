@@ -174,20 +174,20 @@ public struct ConsoleState: Sendable, Equatable {
     public var primaryName: String?
     public var splitBrain: [String] = []
     public var log: [QueryLogEntry] = []
-    public var warnLagMs: Int
-    public var criticalLagMs: Int
+    public var warnLag: Duration
+    public var criticalLag: Duration
     public var nextRequest = 1
     public var pending: Int?
     /// `schema.table` to open once the table list arrives (`--table`).
     public var openOnLoad: String?
     public var quit = false
 
-    public init(width: Int, height: Int, clusterName: String, warnLagMs: Int = 200, criticalLagMs: Int = 1000) {
+    public init(width: Int, height: Int, clusterName: String, warnLag: Duration = .milliseconds(200), criticalLag: Duration = .seconds(1)) {
         self.width = width
         self.height = height
         self.clusterName = clusterName
-        self.warnLagMs = warnLagMs
-        self.criticalLagMs = criticalLagMs
+        self.warnLag = warnLag
+        self.criticalLag = criticalLag
     }
 
     public static let minimumWidth = 80

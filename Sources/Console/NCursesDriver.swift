@@ -102,8 +102,8 @@ public final class NCursesDriver: TerminalDriver {
         return (attributes, number)
     }
 
-    public func nextInput(timeoutMs: Int) -> TerminalInput? {
-        timeout(Int32(timeoutMs))
+    public func nextInput(timeout wait: Duration) -> TerminalInput? {
+        timeout(Int32(wait.milliseconds.rounded()))
         var key: Int32 = 0
         var isFunctionKey: Int32 = 0
         let result = sy_get_wch(&key, &isFunctionKey)

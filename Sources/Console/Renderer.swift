@@ -283,8 +283,8 @@ public enum Renderer {
 
     static func lagRole(_ ms: Double?, bytes: UInt64?, _ state: ConsoleState) -> StyleRole {
         guard let ms else { return (bytes ?? 0) > 0 ? .lag_critical : .dim }
-        if ms >= Double(state.criticalLagMs) { return .lag_critical }
-        if ms >= Double(state.warnLagMs) { return .lag_warn }
+        if ms >= state.criticalLag.milliseconds { return .lag_critical }
+        if ms >= state.warnLag.milliseconds { return .lag_warn }
         return .lag_ok
     }
 
@@ -298,7 +298,7 @@ public enum Renderer {
     static func milliseconds(_ ms: Double) -> String { formatMilliseconds(ms) }
 
     static func sparkline<C: Collection>(_ values: C, _ state: ConsoleState) -> String where C.Element == Double? {
-        let top = max(Double(state.criticalLagMs), values.compactMap { $0 }.max() ?? 0, 1)
+        let top = max(state.criticalLag.milliseconds, values.compactMap { $0 }.max() ?? 0, 1)
         return String(values.map { value -> Character in
             guard let value else { return "·" }
             let level = Int((value / top * Double(sparks.count - 1)).rounded())

@@ -10,8 +10,8 @@ public protocol TerminalDriver: AnyObject {
     var size: (width: Int, height: Int) { get }
     /// Shows `screen`, redrawing only what changed since the last call.
     func draw(_ screen: Screen)
-    /// The next input, or nil when none came within `timeoutMs`.
-    func nextInput(timeoutMs: Int) -> TerminalInput?
+    /// The next input, or nil when none came within `timeout`.
+    func nextInput(timeout: Duration) -> TerminalInput?
     /// Gives the terminal back as it was.
     func shutdown()
 }
@@ -33,7 +33,7 @@ public final class TextDriver: TerminalDriver {
         self.screen = screen
     }
 
-    public func nextInput(timeoutMs: Int) -> TerminalInput? {
+    public func nextInput(timeout: Duration) -> TerminalInput? {
         guard !inputs.isEmpty else { return nil }
         let input = inputs.removeFirst()
         if case .resize(let width, let height) = input { size = (width, height) }

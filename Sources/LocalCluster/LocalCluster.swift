@@ -276,7 +276,7 @@ public final class LocalCluster: Sendable {
 
     private func createDatabase(on primary: LocalNode) async throws {
         let connection = try await PostgresConnection.connect(
-            conninfo(for: primary, database: "postgres"), label: primary.name, options: ConnectOptions(connectTimeout: 5))
+            conninfo(for: primary, database: "postgres"), label: primary.name, options: ConnectOptions(connectTimeout: .seconds(5)))
         try await connection.closing { connection in
             let exists = try await connection.query("select 1 from pg_database where datname = $1", [database])
             if exists.rowCount == 0 {
@@ -381,7 +381,7 @@ public final class LocalCluster: Sendable {
         let connection: PostgresConnection
         do {
             connection = try await PostgresConnection.connect(
-                conninfo(for: node), label: node.name, options: ConnectOptions(connectTimeout: 5))
+                conninfo(for: node), label: node.name, options: ConnectOptions(connectTimeout: .seconds(5)))
         } catch let error as PostgresError {
             throw LocalClusterError(.notRunning, "\(node.name) is not reachable: \(error.message)")
         }
@@ -411,7 +411,7 @@ public final class LocalCluster: Sendable {
             if status.running {
                 do {
                     let connection = try await PostgresConnection.connect(
-                        conninfo(for: node), label: node.name, options: ConnectOptions(connectTimeout: 3))
+                        conninfo(for: node), label: node.name, options: ConnectOptions(connectTimeout: .seconds(3)))
                     let row = try await connection.query(
                         """
                         select pg_is_in_recovery(),

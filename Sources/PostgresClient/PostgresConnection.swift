@@ -3,17 +3,18 @@ import Foundation
 
 /// Options applied on top of a connection string.
 public struct ConnectOptions: Sendable {
-    /// Seconds libpq waits for the connection (overrides `connect_timeout` in the
-    /// conninfo); nil keeps whatever the conninfo and environment say.
-    public var connectTimeout: Int?
-    /// `statement_timeout` set right after connecting, in milliseconds; nil leaves it.
-    public var statementTimeoutMs: Int?
+    /// How long libpq waits for the connection (overrides `connect_timeout` in the
+    /// conninfo; libpq counts whole seconds, at least 2); nil keeps whatever the conninfo
+    /// and environment say.
+    public var connectTimeout: Duration?
+    /// `statement_timeout` set right after connecting; nil leaves it.
+    public var statementTimeout: Duration?
     /// `application_name` shown in `pg_stat_activity` unless the conninfo sets one.
     public var fallbackApplicationName: String
 
-    public init(connectTimeout: Int? = nil, statementTimeoutMs: Int? = nil, fallbackApplicationName: String = "switchyard") {
+    public init(connectTimeout: Duration? = nil, statementTimeout: Duration? = nil, fallbackApplicationName: String = "switchyard") {
         self.connectTimeout = connectTimeout
-        self.statementTimeoutMs = statementTimeoutMs
+        self.statementTimeout = statementTimeout
         self.fallbackApplicationName = fallbackApplicationName
     }
 }
@@ -89,7 +90,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 var values = [options.fallbackApplicationName, conninfo]
                 if let timeout = options.connectTimeout {
                     keywords.append("connect_timeout")
-                    values.append(String(max(timeout, 1)))
+                    values.append(String(max(Int(timeout.components.seconds), 1)))
                 }
                 let connection = withCStringArray(keywords) { keys in
                     withCStringArray(values) { vals in PQconnectdbParams(keys, vals, 1) }
@@ -111,9 +112,9 @@ public final class PostgresConnection: @unchecked Sendable {
             throw error
         }
         let connection = PostgresConnection(conninfo: conninfo, label: name, worker: worker, connection: pointer.pointer)
-        if let timeout = options.statementTimeoutMs {
+        if let timeout = options.statementTimeout {
             do {
-                _ = try await connection.query("select set_config('statement_timeout', $1, false)", ["\(max(timeout, 0))ms"])
+                _ = try await connection.query("select set_config('statement_timeout', $1, false)", ["\(max(Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000), 0))ms"])
             } catch {
                 await connection.close()
                 throw error

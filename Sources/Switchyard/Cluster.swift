@@ -35,17 +35,17 @@ public final class Cluster: Sendable {
         self.routers = routers
         self.log = try log ?? QueryLog(capacity: configuration.queryLogCapacity, jsonLinesPath: configuration.queryLogFile)
         defaultRouter = DefaultRouter(
-            selection: configuration.replicaSelection, maxReplicaLagMs: configuration.maxReplicaLagMs,
+            selection: configuration.replicaSelection, maxReplicaLag: configuration.maxReplicaLag,
             consistency: configuration.consistency)
         monitor = ClusterMonitor(
             nodes: configuration.nodes,
-            settings: ClusterMonitor.Settings(interval: .milliseconds(configuration.monitorIntervalMs)))
+            settings: ClusterMonitor.Settings(interval: configuration.monitorInterval))
         var pools: [String: ConnectionPool] = [:]
         for node in configuration.nodes {
             pools[node.name] = ConnectionPool(
                 node: node.name, conninfo: node.conninfo, maxConnections: configuration.poolMaxConnections,
-                checkoutTimeout: .milliseconds(configuration.poolCheckoutTimeoutMs),
-                options: ConnectOptions(connectTimeout: configuration.connectTimeoutSeconds))
+                checkoutTimeout: configuration.poolCheckoutTimeout,
+                options: ConnectOptions(connectTimeout: configuration.connectTimeout))
         }
         self.pools = pools
     }
@@ -98,7 +98,7 @@ public final class Cluster: Sendable {
             lastWrite: scope?.session.lastWrite)
         var topology = monitor.topology
         if request.token != nil, configuration.consistency == .lsn,
-            ContinuousClock.now - topology.sampledAt > .milliseconds(configuration.monitorIntervalMs * 2)
+            ContinuousClock.now - topology.sampledAt > configuration.monitorInterval * 2
         {
             topology = await monitor.probeNow()
         }

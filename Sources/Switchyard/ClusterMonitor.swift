@@ -12,19 +12,19 @@ public final class ClusterMonitor: Sendable {
     public struct Settings: Sendable {
         /// Time between rounds (config `monitor.interval_ms`, default 1 s).
         public var interval: Duration
-        /// libpq connect timeout for probe connections, seconds (libpq's minimum is 2).
-        public var connectTimeout: Int
+        /// libpq connect timeout for probe connections (whole seconds, at least 2).
+        public var connectTimeout: Duration
         /// Samples kept per node (default 120).
         public var historyLength: Int
 
-        public init(interval: Duration = .seconds(1), connectTimeout: Int = 2, historyLength: Int = 120) {
+        public init(interval: Duration = .seconds(1), connectTimeout: Duration = .seconds(2), historyLength: Int = 120) {
             self.interval = interval
             self.connectTimeout = connectTimeout
             self.historyLength = historyLength
         }
 
         /// How long one node's probe may take before it counts as unreachable.
-        var probeDeadline: Duration { max(interval, .seconds(connectTimeout)) + .milliseconds(500) }
+        var probeDeadline: Duration { max(interval, connectTimeout) + .milliseconds(500) }
     }
 
     public let nodes: [NodeEndpoint]
@@ -240,10 +240,10 @@ struct ProbeSample: Sendable {
 /// The monitor's own connection to one node; reconnects when lost.
 final class ProbeConnection: Sendable {
     let node: NodeEndpoint
-    let connectTimeout: Int
+    let connectTimeout: Duration
     private let connection = Mutex<PostgresConnection?>(nil)
 
-    init(node: NodeEndpoint, connectTimeout: Int) {
+    init(node: NodeEndpoint, connectTimeout: Duration) {
         self.node = node
         self.connectTimeout = connectTimeout
     }
@@ -322,7 +322,7 @@ final class ProbeConnection: Sendable {
         } else {
             current = try await PostgresConnection.connect(
                 node.conninfo, label: node.name,
-                options: ConnectOptions(connectTimeout: connectTimeout, statementTimeoutMs: 2000,
+                options: ConnectOptions(connectTimeout: connectTimeout, statementTimeout: .seconds(2),
                                         fallbackApplicationName: "switchyard monitor"))
             connection.withLock { $0 = current }
         }

@@ -38,24 +38,24 @@ public struct ClusterConfiguration: Sendable, Equatable {
 
     /// `[routing] replica_selection`: random | round-robin | least-lag (default least-lag).
     public var replicaSelection = ReplicaSelection.leastLag
-    /// `[routing] max_replica_lag_ms` (default 500); replicas further behind serve no reads.
-    public var maxReplicaLagMs = 500
+    /// `[routing] max_replica_lag_ms` (default 500 ms); replicas further behind serve no reads.
+    public var maxReplicaLag: Duration = .milliseconds(500)
     /// `[routing] read_your_writes` (default true): reads after a write see it.
     public var readYourWrites = true
     /// `[routing] pin_window_ms` (default 0): when > 0, read-your-writes pins a context
     /// that wrote to the primary for this long instead of comparing WAL positions.
-    public var pinWindowMs = 0
+    public var pinWindow: Duration = .zero
 
-    /// `[monitor] interval_ms` (default 1000), `warn_lag_ms` (200), `critical_lag_ms` (1000).
-    public var monitorIntervalMs = 1000
-    public var warnLagMs = 200
-    public var criticalLagMs = 1000
+    /// `[monitor] interval_ms` (default 1 s), `warn_lag_ms` (200 ms), `critical_lag_ms` (1 s).
+    public var monitorInterval: Duration = .seconds(1)
+    public var warnLag: Duration = .milliseconds(200)
+    public var criticalLag: Duration = .seconds(1)
 
-    /// `[pool] max_connections` per node (default 8), `checkout_timeout_ms` (5000),
-    /// `connect_timeout_s` (3).
+    /// `[pool] max_connections` per node (default 8), `checkout_timeout_ms` (5 s),
+    /// `connect_timeout_s` (3 s).
     public var poolMaxConnections = 8
-    public var poolCheckoutTimeoutMs = 5000
-    public var connectTimeoutSeconds = 3
+    public var poolCheckoutTimeout: Duration = .seconds(5)
+    public var connectTimeout: Duration = .seconds(3)
 
     /// `[query_log] capacity` (default 10 000) and `file` (a JSON Lines sink, optional).
     public var queryLogCapacity = 10_000
@@ -72,7 +72,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// The consistency policy the routing settings describe.
     public var consistency: ConsistencyPolicy {
         guard readYourWrites else { return .none }
-        return pinWindowMs > 0 ? .pinWindow(.milliseconds(pinWindowMs)) : .lsn
+        return pinWindow > .zero ? .pinWindow(pinWindow) : .lsn
     }
 
     /// Which file to read: `explicit` (`--config`), else `$SWITCHYARD_CONFIG`, else
@@ -157,25 +157,27 @@ public struct ClusterConfiguration: Sendable, Equatable {
                 }
                 config.replicaSelection = parsed
             }
-            config.maxReplicaLagMs = try reader.int(routing, "max_replica_lag_ms", section: "routing", min: 0) ?? config.maxReplicaLagMs
+            config.maxReplicaLag = try reader.milliseconds(routing, "max_replica_lag_ms", section: "routing", min: 0) ?? config.maxReplicaLag
             config.readYourWrites = try reader.bool(routing, "read_your_writes", section: "routing") ?? config.readYourWrites
-            config.pinWindowMs = try reader.int(routing, "pin_window_ms", section: "routing", min: 0) ?? config.pinWindowMs
+            config.pinWindow = try reader.milliseconds(routing, "pin_window_ms", section: "routing", min: 0) ?? config.pinWindow
         }
         if let monitor = try reader.table(root, "monitor") {
             try reader.allowOnly(["interval_ms", "warn_lag_ms", "critical_lag_ms"], in: monitor, section: "monitor")
-            config.monitorIntervalMs = try reader.int(monitor, "interval_ms", section: "monitor", min: 50) ?? config.monitorIntervalMs
-            config.warnLagMs = try reader.int(monitor, "warn_lag_ms", section: "monitor", min: 0) ?? config.warnLagMs
-            config.criticalLagMs = try reader.int(monitor, "critical_lag_ms", section: "monitor", min: 0) ?? config.criticalLagMs
-            if config.criticalLagMs < config.warnLagMs {
-                throw ConfigurationError(file: file, line: reader.line(of: "critical_lag_ms"),
-                                         message: "critical_lag_ms (\(config.criticalLagMs)) is below warn_lag_ms (\(config.warnLagMs))")
+            config.monitorInterval = try reader.milliseconds(monitor, "interval_ms", section: "monitor", min: 50) ?? config.monitorInterval
+            config.warnLag = try reader.milliseconds(monitor, "warn_lag_ms", section: "monitor", min: 0) ?? config.warnLag
+            config.criticalLag = try reader.milliseconds(monitor, "critical_lag_ms", section: "monitor", min: 0) ?? config.criticalLag
+            if config.criticalLag < config.warnLag {
+                throw ConfigurationError(
+                    file: file, line: reader.line(of: "critical_lag_ms"),
+                    message: "critical_lag_ms (\(Int(config.criticalLag.milliseconds))) is below warn_lag_ms (\(Int(config.warnLag.milliseconds)))")
             }
         }
         if let pool = try reader.table(root, "pool") {
             try reader.allowOnly(["max_connections", "checkout_timeout_ms", "connect_timeout_s"], in: pool, section: "pool")
             config.poolMaxConnections = try reader.int(pool, "max_connections", section: "pool", min: 1) ?? config.poolMaxConnections
-            config.poolCheckoutTimeoutMs = try reader.int(pool, "checkout_timeout_ms", section: "pool", min: 1) ?? config.poolCheckoutTimeoutMs
-            config.connectTimeoutSeconds = try reader.int(pool, "connect_timeout_s", section: "pool", min: 1) ?? config.connectTimeoutSeconds
+            config.poolCheckoutTimeout = try reader.milliseconds(pool, "checkout_timeout_ms", section: "pool", min: 1) ?? config.poolCheckoutTimeout
+            config.connectTimeout = try reader.int(pool, "connect_timeout_s", section: "pool", min: 1, max: 86_400).map { .seconds($0) }
+                ?? config.connectTimeout
         }
         if let log = try reader.table(root, "query_log") {
             try reader.allowOnly(["capacity", "file"], in: log, section: "query_log")
@@ -250,13 +252,23 @@ struct TOMLReader {
         return string
     }
 
-    func int(_ table: TOMLTable, _ key: String, section: String, min: Int) throws -> Int? {
+    /// A whole number in `min...max`; the bounds keep every later computation with it
+    /// from overflowing.
+    func int(_ table: TOMLTable, _ key: String, section: String, min: Int, max: Int = 1_000_000_000) throws -> Int? {
         guard let value = table[key] else { return nil }
         guard let int = value.int else { throw typeError(key, section: section, expected: "a whole number") }
         guard int >= min else {
             throw ConfigurationError(file: file, line: line(of: key), message: "[\(section)] \(key) must be at least \(min), not \(int)")
         }
+        guard int <= max else {
+            throw ConfigurationError(file: file, line: line(of: key), message: "[\(section)] \(key) must be at most \(max), not \(int)")
+        }
         return int
+    }
+
+    /// A duration given in whole milliseconds (at most a day).
+    func milliseconds(_ table: TOMLTable, _ key: String, section: String, min: Int) throws -> Duration? {
+        try int(table, key, section: section, min: min, max: 86_400_000).map { .milliseconds($0) }
     }
 
     func bool(_ table: TOMLTable, _ key: String, section: String) throws -> Bool? {

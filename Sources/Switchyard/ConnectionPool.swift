@@ -37,7 +37,7 @@ public final class ConnectionPool: Sendable {
     private let shell: Mutex<Shell>
 
     public init(node: String, conninfo: String, maxConnections: Int = 8, checkoutTimeout: Duration = .seconds(5),
-                options: ConnectOptions = ConnectOptions(connectTimeout: 3)) {
+                options: ConnectOptions = ConnectOptions(connectTimeout: .seconds(3))) {
         self.node = node
         self.conninfo = conninfo
         self.maxConnections = max(maxConnections, 1)

@@ -10,10 +10,10 @@ public struct FailoverChecker: Sendable {
     public let configuration: ClusterConfiguration
     public var thresholds: FailoverThresholds
 
-    public init(configuration: ClusterConfiguration, warnLagMs: Int? = nil, criticalLagMs: Int? = nil) {
+    public init(configuration: ClusterConfiguration, warnLag: Duration? = nil, criticalLag: Duration? = nil) {
         self.configuration = configuration
         self.thresholds = FailoverThresholds(
-            warnLagMs: warnLagMs ?? configuration.warnLagMs, criticalLagMs: criticalLagMs ?? configuration.criticalLagMs)
+            warnLag: warnLag ?? configuration.warnLag, criticalLag: criticalLag ?? configuration.criticalLag)
     }
 
     /// Gathers the facts and judges them; `progress` sees each result as soon as the facts
@@ -54,7 +54,7 @@ public struct FailoverChecker: Sendable {
     /// One monitor round over every node.
     func probeNodes() async -> FailoverFacts {
         let monitor = ClusterMonitor(
-            nodes: configuration.nodes, settings: ClusterMonitor.Settings(interval: .milliseconds(configuration.monitorIntervalMs)))
+            nodes: configuration.nodes, settings: ClusterMonitor.Settings(interval: configuration.monitorInterval))
         let topology = await monitor.probeNow()
         await monitor.stop()
         return FailoverFacts(
@@ -68,7 +68,7 @@ public struct FailoverChecker: Sendable {
             throw PostgresError(kind: .invalidArgument, message: "unknown node \(name)")
         }
         return try await PostgresConnection.connect(
-            node.conninfo, label: name, options: ConnectOptions(connectTimeout: 3, statementTimeoutMs: 5000, fallbackApplicationName: "switchyard check"))
+            node.conninfo, label: name, options: ConnectOptions(connectTimeout: .seconds(3), statementTimeout: .seconds(5), fallbackApplicationName: "switchyard check"))
     }
 
     private static func describe(_ error: Error) -> String { (error as? PostgresError)?.message ?? "\(error)" }
@@ -94,14 +94,14 @@ public struct FailoverChecker: Sendable {
         } catch {
             return .notWritten(error: Self.describe(error))
         }
-        let limitMs = thresholds.criticalLagMs
+        let limit = thresholds.criticalLag
         let observed = await withTaskGroup(of: (String, FailoverFacts.ReplicaVisibility).self) { group in
             for replica in replicas {
                 group.addTask {
                     do {
                         let connection = try await connect(replica.name)
                         return (replica.name, try await connection.closing { connection in
-                            while ContinuousClock.now - written < .milliseconds(limitMs) {
+                            while ContinuousClock.now - written < limit {
                                 let seen: Bool
                                 do {
                                     seen = try await connection.query(
@@ -112,7 +112,7 @@ public struct FailoverChecker: Sendable {
                                 if seen { return .visible(afterMs: (ContinuousClock.now - written).milliseconds) }
                                 try await Task.sleep(for: .milliseconds(10))
                             }
-                            return .notVisible(withinMs: limitMs)
+                            return .notVisible(within: limit)
                         })
                     } catch {
                         return (replica.name, .unreadable(error: Self.describe(error)))

@@ -45,7 +45,7 @@ public struct FailoverFacts: Sendable, Equatable {
 
     public enum ReplicaVisibility: Sendable, Equatable {
         case visible(afterMs: Double)
-        case notVisible(withinMs: Int)
+        case notVisible(within: Duration)
         case unreadable(error: String)
     }
 
@@ -75,11 +75,11 @@ public struct FailoverFacts: Sendable, Equatable {
 
 /// The thresholds the rules judge lag against.
 public struct FailoverThresholds: Sendable, Equatable {
-    public var warnLagMs: Int
-    public var criticalLagMs: Int
+    public var warnLag: Duration
+    public var criticalLag: Duration
 
-    public init(warnLagMs: Int, criticalLagMs: Int) {
-        self.warnLagMs = warnLagMs
-        self.criticalLagMs = criticalLagMs
+    public init(warnLag: Duration, criticalLag: Duration) {
+        self.warnLag = warnLag
+        self.criticalLag = criticalLag
     }
 }

@@ -116,14 +116,14 @@ public enum FailoverRules {
         let lagMs = node.lagMilliseconds
         let status: CheckStatus
         if let lagMs {
-            status = lagMs >= Double(thresholds.criticalLagMs) ? .fail : lagMs >= Double(thresholds.warnLagMs) ? .warn : .pass
+            status = lagMs >= thresholds.criticalLag.milliseconds ? .fail : lagMs >= thresholds.warnLag.milliseconds ? .warn : .pass
         } else {
             status = (node.lagBytes ?? 0) > 0 ? .warn : .unknown
         }
         return CheckResult(
             check: "lag", node: node.name, status: status,
             summary: "lag \(node.lagBytes.map { "\($0) bytes" } ?? "? bytes"), \(lagMs.map { formatMilliseconds($0) } ?? "unknown time")"
-                + " (warn \(thresholds.warnLagMs) ms, critical \(thresholds.criticalLagMs) ms)",
+                + " (warn \(Int(thresholds.warnLag.milliseconds)) ms, critical \(Int(thresholds.criticalLag.milliseconds)) ms)",
             figures: ["lag_bytes": node.lagBytes.map(String.init) ?? "", "lag_ms": lagMs.map { String(format: "%.1f", $0) } ?? ""])
     }
 
@@ -138,10 +138,11 @@ public enum FailoverRules {
                 switch replicas[name]! {
                 case .visible(let ms):
                     return CheckResult(
-                        check: "visibility", node: name, status: ms >= Double(thresholds.warnLagMs) ? .warn : .pass,
+                        check: "visibility", node: name, status: ms >= thresholds.warnLag.milliseconds ? .warn : .pass,
                         summary: "marker row visible after \(formatMilliseconds(ms))", figures: ["visible_ms": String(format: "%.1f", ms)])
                 case .notVisible(let limit):
-                    return CheckResult(check: "visibility", node: name, status: .fail, summary: "marker row not visible within \(limit) ms")
+                    return CheckResult(
+                        check: "visibility", node: name, status: .fail, summary: "marker row not visible within \(Int(limit.milliseconds)) ms")
                 case .unreadable(let error):
                     return CheckResult(check: "visibility", node: name, status: .unknown, summary: "cannot read the marker row: \(error)")
                 }

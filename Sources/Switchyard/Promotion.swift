@@ -30,7 +30,7 @@ public enum Promotion {
                     + "create split brain. Stop it first, or force it")
         }
         let connection = try await PostgresConnection.connect(
-            endpoint.conninfo, label: node, options: ConnectOptions(connectTimeout: 5, fallbackApplicationName: "switchyard promote"))
+            endpoint.conninfo, label: node, options: ConnectOptions(connectTimeout: .seconds(5), fallbackApplicationName: "switchyard promote"))
         return try await connection.closing { connection in
             let started = ContinuousClock.now
             _ = try await connection.query("select pg_promote(true, 60)")

@@ -148,13 +148,15 @@ public enum ConsistencyPolicy: Sendable, Equatable {
 public struct DefaultRouter: Router {
     public var selection: ReplicaSelection
     /// Replicas further behind than this serve no reads; nil disables the check.
-    public var maxReplicaLagMs: Int?
+    public var maxReplicaLag: Duration? { didSet { maxReplicaLagMs = maxReplicaLag?.milliseconds } }
+    private var maxReplicaLagMs: Double?
     public var consistency: ConsistencyPolicy
     private let counter = Counter()
 
-    public init(selection: ReplicaSelection = .leastLag, maxReplicaLagMs: Int? = 500, consistency: ConsistencyPolicy = .lsn) {
+    public init(selection: ReplicaSelection = .leastLag, maxReplicaLag: Duration? = .milliseconds(500), consistency: ConsistencyPolicy = .lsn) {
         self.selection = selection
-        self.maxReplicaLagMs = maxReplicaLagMs
+        self.maxReplicaLag = maxReplicaLag
+        self.maxReplicaLagMs = maxReplicaLag?.milliseconds
         self.consistency = consistency
     }
 
@@ -195,9 +197,9 @@ public struct DefaultRouter: Router {
                 continue
             } else if node.walReceiverStatus != "streaming" {
                 skipped.append(SkippedNode(node: node.name, why: .notStreaming(node.walReceiverStatus)))
-            } else if let limit = lagLimit, (node.lagBytes ?? 0) > 0, (node.lagMilliseconds ?? .infinity) > Double(limit) {
+            } else if let limit = lagLimit, (node.lagBytes ?? 0) > 0, (node.lagMilliseconds ?? .infinity) > limit {
                 // Behind by an unknown time counts as too far behind.
-                skipped.append(SkippedNode(node: node.name, why: .lagging(ms: node.lagMilliseconds ?? .infinity, limitMs: limit)))
+                skipped.append(SkippedNode(node: node.name, why: .lagging(ms: node.lagMilliseconds ?? .infinity, limitMs: Int(limit))))
             } else if let token, (node.replayLSN ?? LSN(0)) < token.lsn {
                 skipped.append(SkippedNode(node: node.name, why: .behindToken(node.replayLSN, token.lsn)))
             } else {

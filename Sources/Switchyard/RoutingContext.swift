@@ -14,12 +14,15 @@ public struct RoutingContext: Sendable, Hashable, CustomStringConvertible {
     public let readsFromReplicas: Bool
     /// Lag a replica may have and still serve this context's reads; nil uses the
     /// cluster's `max_replica_lag_ms`.
-    public let maxReplicaLagMs: Int?
+    public let maxReplicaLag: Duration?
+    /// ``maxReplicaLag`` in milliseconds, for the routing hot path.
+    let maxReplicaLagMs: Double?
 
-    public init(name: String, readsFromReplicas: Bool, maxReplicaLagMs: Int? = nil) {
+    public init(name: String, readsFromReplicas: Bool, maxReplicaLag: Duration? = nil) {
         self.name = name
         self.readsFromReplicas = readsFromReplicas
-        self.maxReplicaLagMs = maxReplicaLagMs
+        self.maxReplicaLag = maxReplicaLag
+        self.maxReplicaLagMs = maxReplicaLag?.milliseconds
     }
 
     /// Staff traffic: every read and write on the primary, so what was just saved is

@@ -35,7 +35,8 @@ struct CheckCommand: AsyncParsableCommand {
             print("SWITCHYARD UNKNOWN - \(error)")
             throw ExitCode(3)
         }
-        let report = await FailoverChecker(configuration: configuration, warnLagMs: warnLagMs, criticalLagMs: criticalLagMs).run()
+        let report = await FailoverChecker(
+            configuration: configuration, warnLag: warnLagMs.map { .milliseconds($0) }, criticalLag: criticalLagMs.map { .milliseconds($0) }).run()
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -93,13 +93,13 @@ struct ConsistencyBench {
         switch policy {
         case .naive:
             configuration.readYourWrites = false
-            configuration.maxReplicaLagMs = Int.max / 2
+            configuration.maxReplicaLag = .seconds(86_400 * 365)
         case .admin, .lsn:
             configuration.readYourWrites = true
-            configuration.pinWindowMs = 0
+            configuration.pinWindow = .zero
         case .pinWindow:
             configuration.readYourWrites = true
-            configuration.pinWindowMs = 2000
+            configuration.pinWindow = .seconds(2)
         }
         return configuration
     }

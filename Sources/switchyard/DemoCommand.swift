@@ -44,7 +44,7 @@ struct DemoCommand: AsyncParsableCommand {
 /// The sample schema and the light public traffic of `switchyard demo`.
 enum DemoData {
     static func loadIfMissing(conninfo: String, progress: @Sendable (String) -> Void) async throws {
-        let connection = try await PostgresConnection.connect(conninfo, label: "pg1", options: ConnectOptions(connectTimeout: 5))
+        let connection = try await PostgresConnection.connect(conninfo, label: "pg1", options: ConnectOptions(connectTimeout: .seconds(5)))
         try await connection.closing { connection in
             let done = try await connection.query("select to_regclass('demo.loaded_at') is not null").scalar(Bool.self) ?? false
             if done {

@@ -20,13 +20,13 @@ struct LagCommand: AsyncParsableCommand {
         let configuration = try config.load()
         let monitor = ClusterMonitor(
             nodes: configuration.nodes,
-            settings: ClusterMonitor.Settings(interval: .milliseconds(configuration.monitorIntervalMs)))
+            settings: ClusterMonitor.Settings(interval: configuration.monitorInterval))
         repeat {
             let started = ContinuousClock.now
             let topology = await monitor.probeNow()
             if watch && !json { print("\u{1B}[H\u{1B}[2J", terminator: "") }
             print(json ? try LagReport.json(topology, cluster: configuration.name) : LagReport.table(topology, configuration))
-            if watch { try await Task.sleep(until: started + .milliseconds(configuration.monitorIntervalMs), clock: .continuous) }
+            if watch { try await Task.sleep(until: started + configuration.monitorInterval, clock: .continuous) }
         } while watch
         await monitor.stop()
     }

@@ -15,8 +15,8 @@ extension TestCluster {
             name: "test", nodes: try nodes.map { NodeEndpoint(name: $0.name, conninfo: try conninfo($0.name)) })
         configuration.replicaSelection = selection
         configuration.readYourWrites = readYourWrites
-        configuration.pinWindowMs = pinWindowMs
-        configuration.monitorIntervalMs = intervalMs
+        configuration.pinWindow = .milliseconds(pinWindowMs)
+        configuration.monitorInterval = .milliseconds(intervalMs)
         configuration.queryLogFile = logFile
         configuration.queryLogCapacity = logCapacity
         let cluster = try Cluster(configuration: configuration, routers: routers)
@@ -129,7 +129,7 @@ extension ClusterTests {
         @Test func customContextAndCustomRouter() async throws {
             try await withRouted(routers: [AuditRouter()]) { cluster, test in
                 let table = try await Self.makeTable(cluster, test)
-                let reports = RoutingContext(name: "reports", readsFromReplicas: true, maxReplicaLagMs: 60_000)
+                let reports = RoutingContext(name: "reports", readsFromReplicas: true, maxReplicaLag: .milliseconds(60_000))
                 try await reports.run {
                     #expect(RoutingContext.current == reports)
                     let routed = try await cluster.run(.read, "select count(*) from \(table)")

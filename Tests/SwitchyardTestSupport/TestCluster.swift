@@ -79,7 +79,7 @@ public final class TestCluster: Sendable {
         try local.conninfo(node: name, database: database)
     }
 
-    public func connect(_ name: String, options: ConnectOptions = ConnectOptions(connectTimeout: 5)) async throws
+    public func connect(_ name: String, options: ConnectOptions = ConnectOptions(connectTimeout: .seconds(5))) async throws
         -> PostgresConnection
     {
         try await PostgresConnection.connect(try conninfo(name), label: name, options: options)

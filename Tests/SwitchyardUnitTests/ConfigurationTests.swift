@@ -35,10 +35,10 @@ import Testing
         #expect(config.nodes.map(\.name) == ["pg1", "pg2"])
         #expect(config.nodes[1].conninfo == "postgresql://postgres@127.0.0.1:55433/app")
         #expect(config.replicaSelection == .roundRobin)
-        #expect(config.maxReplicaLagMs == 750)
+        #expect(config.maxReplicaLag == .milliseconds(750))
         #expect(config.consistency == .lsn)
-        #expect(config.monitorIntervalMs == 500)
-        #expect(config.warnLagMs == 100 && config.criticalLagMs == 900)
+        #expect(config.monitorInterval == .milliseconds(500))
+        #expect(config.warnLag == .milliseconds(100) && config.criticalLag == .milliseconds(900))
         #expect(config.theme == "light")
     }
 
@@ -46,10 +46,10 @@ import Testing
         var config = try ClusterConfiguration.parse(
             "[[nodes]]\nname = \"a\"\nconninfo = \"host=x\"\n", file: "f.toml")
         #expect(config.replicaSelection == .leastLag)
-        #expect(config.maxReplicaLagMs == 500)
-        #expect(config.monitorIntervalMs == 1000)
+        #expect(config.maxReplicaLag == .milliseconds(500))
+        #expect(config.monitorInterval == .seconds(1))
         #expect(config.consistency == .lsn)
-        config.pinWindowMs = 2000
+        config.pinWindow = .seconds(2)
         #expect(config.consistency == .pinWindow(.seconds(2)))
         config.readYourWrites = false
         #expect(config.consistency == ConsistencyPolicy.none)

@@ -4,7 +4,7 @@ import Testing
 
 /// The failover rules on hand-built facts: no server.
 @Suite struct FailoverRulesTests {
-    static let thresholds = FailoverThresholds(warnLagMs: 200, criticalLagMs: 1000)
+    static let thresholds = FailoverThresholds(warnLag: .milliseconds(200), criticalLag: .seconds(1))
     static let endpoints = ["pg1": "127.0.0.1:5432", "pg2": "127.0.0.1:5433", "pg3": "127.0.0.1:5434"]
     static let goodSettings: [String: String] = ["wal_level": "replica", "hot_standby": "on", "wal_log_hints": "on"]
 
@@ -117,7 +117,7 @@ import Testing
 
     @Test func visibilitySlotsAndSettingsRules() {
         var facts = Self.facts([Self.primary, Self.replica("pg2"), Self.replica("pg3")])
-        facts.visibility = .observed(["pg2": .visible(afterMs: 300), "pg3": .notVisible(withinMs: 1000)])
+        facts.visibility = .observed(["pg2": .visible(afterMs: 300), "pg3": .notVisible(within: .seconds(1))])
         facts.slots = .read(slots: [FailoverFacts.Slot(name: "old", active: false, retainedBytes: 4096)], maxWalSenders: 2, walSendersInUse: 2)
         facts.settings?["pg1"] = .read(["wal_level": "minimal", "synchronous_standby_names": "FIRST 1 (pg9)"])
         facts.settings?["pg2"] = .unreadable(error: "permission denied")

@@ -85,7 +85,7 @@ import Testing
     @Test func aDeadNodeIsRetriedLessAndLessOften() async throws {
         let port = try #require(PortCheck.freeRange(count: 1))
         let probe = ProbeConnection(
-            node: NodeEndpoint(name: "gone", conninfo: "host=127.0.0.1 port=\(port) dbname=x user=x"), connectTimeout: 2)
+            node: NodeEndpoint(name: "gone", conninfo: "host=127.0.0.1 port=\(port) dbname=x user=x"), connectTimeout: .seconds(2))
         let interval = Duration.milliseconds(200)
         let first = await probe.probe(deadline: .seconds(3), interval: interval)
         #expect(!first.reachable)

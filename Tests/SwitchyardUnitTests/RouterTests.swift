@@ -51,13 +51,13 @@ import Testing
             Self.node("pg3", role: .replica, replay: 1000, lagBytes: 4000, lagSeconds: 2.1),
             Self.node("pg4", role: .replica, replay: 5000, status: "catchup"),
         ])
-        let decision = DefaultRouter(maxReplicaLagMs: 500).route(RouteRequest(operation: .read, context: .public), topology: topology)
+        let decision = DefaultRouter(maxReplicaLag: .milliseconds(500)).route(RouteRequest(operation: .read, context: .public), topology: topology)
         #expect(decision?.node == "pg1")
         #expect(decision?.reason.render(node: "pg1")
             == "public → pg1 (primary: pg2 down; pg3 skipped: lag 2.1 s > 500 ms; pg4 skipped: not streaming (catchup))")
         // A context may allow more lag.
-        let reports = RoutingContext(name: "reports", readsFromReplicas: true, maxReplicaLagMs: 5000)
-        #expect(DefaultRouter(maxReplicaLagMs: 500).route(RouteRequest(operation: .read, context: reports), topology: topology)?.node == "pg3")
+        let reports = RoutingContext(name: "reports", readsFromReplicas: true, maxReplicaLag: .milliseconds(5000))
+        #expect(DefaultRouter(maxReplicaLag: .milliseconds(500)).route(RouteRequest(operation: .read, context: reports), topology: topology)?.node == "pg3")
         // Behind by an unknown time counts as too far.
         let unknown = Topology(nodes: [
             Self.node("pg1", role: .primary, replay: 5000),
