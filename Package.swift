@@ -8,7 +8,7 @@ let package = Package(
         .library(name: "Switchyard", targets: ["Switchyard"]),
         .library(name: "PostgresClient", targets: ["PostgresClient"]),
         .library(name: "LocalCluster", targets: ["LocalCluster"]),
-        .executable(name: "switchyard", targets: ["switchyard"]),
+        .executable(name: "switchyard", targets: ["SwitchyardCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -58,8 +58,9 @@ let package = Package(
             path: "Tests/SwitchyardTestSupport"
         ),
 
+        // The `switchyard` command (its folder differs from `Switchyard` by more than case).
         .executableTarget(
-            name: "switchyard",
+            name: "SwitchyardCLI",
             dependencies: [
                 "PostgresClient",
                 "Switchyard",
@@ -81,7 +82,7 @@ let package = Package(
         // Real cluster (primary + 2 replicas) started by SwitchyardTestSupport.
         .testTarget(
             name: "SwitchyardIntegrationTests",
-            dependencies: ["PostgresClient", "Switchyard", "LocalCluster", "SwitchyardTestSupport", "switchyard"]
+            dependencies: ["PostgresClient", "Switchyard", "LocalCluster", "SwitchyardTestSupport", "SwitchyardCLI"]
         ),
     ]
 )

@@ -122,12 +122,17 @@ public final class ConsoleApp: Sendable {
         let logFeed = Task {
             // At most four redraws a second for the log, however busy the cluster is.
             var lastID: UInt64 = 0
+            var lastProblem: String?
             while !Task.isCancelled {
                 let tail = cluster.log.tail(200)
                 if let newest = tail.last?.id, newest != lastID {
                     lastID = newest
                     post(.log(tail))
                 }
+                // A failing query log file is reported once; the console carries on.
+                let problem = cluster.log.file?.problem
+                if let problem, problem != lastProblem { post(.warning(problem)) }
+                lastProblem = problem
                 try? await Task.sleep(for: .milliseconds(250))
             }
         }

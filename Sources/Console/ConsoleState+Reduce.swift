@@ -127,6 +127,9 @@ extension ConsoleState {
         case .log(let entries):
             log = entries
             return []
+        case .warning(let text):
+            setMessage(text, error: true)
+            return []
         }
     }
 

@@ -235,4 +235,6 @@ public enum ConsoleEvent: Sendable {
     case openNamed(String)
     case topology(Topology, history: [String: [Double?]])
     case log([QueryLogEntry])
+    /// Something the user should know that is not the answer to a request.
+    case warning(String)
 }

@@ -131,9 +131,7 @@ public struct Theme: Sendable, Equatable {
             folder.deleteLastPathComponent()
             paths.append(folder.appendingPathComponent("Themes").path)
         }
-        let configHome = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.config")
-        paths.append(configHome + "/switchyard/themes")
+        paths.append(XDG.configHome(environment) + "/switchyard/themes")
         var seen = Set<String>()
         return paths.filter { seen.insert($0).inserted }
     }
@@ -147,13 +145,8 @@ public struct Theme: Sendable, Equatable {
 
     public static func parse(_ text: String, file: String) throws -> Theme {
         let root = try ConfigurationError.parseTOML(text, file: file)
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        func line(of key: String) -> Int? {
-            lines.firstIndex { line in
-                let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
-                return trimmed.hasPrefix(key) && trimmed.dropFirst(key.count).drop(while: { $0 == " " }).hasPrefix("=")
-            }.map { $0 + 1 }
-        }
+        let reader = TOMLReader(file: file, text: text)
+        func line(of key: String) -> Int? { reader.line(of: key) }
         for key in root.keys where key != "name" && key != "styles" {
             throw ConfigurationError(file: file, line: line(of: key), message: "unknown key \"\(key)\" (expected name and [styles])")
         }

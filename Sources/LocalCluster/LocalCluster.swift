@@ -321,8 +321,14 @@ public final class LocalCluster: Sendable {
     }
 
     private func writeConfig(_ nodes: [LocalNode]) throws {
-        let text = ConfigFileWriter.render(clusterName: "local", nodes: nodes, host: host, database: database, user: user)
-        try Data(text.utf8).write(to: configURL, options: .atomic)
+        var file = ConfigFile(
+            clusterName: "local",
+            nodes: nodes.map { ConfigFile.Node(name: $0.name, conninfo: conninfo(for: $0)) })
+        file.header = [
+            "Written by `switchyard cluster up` for this local development cluster.",
+            "Roles are discovered with pg_is_in_recovery(), so this stays true after a failover.",
+        ]
+        try file.write(to: configURL.path)
     }
 
     // MARK: down, stop, start

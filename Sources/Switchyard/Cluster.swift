@@ -33,7 +33,11 @@ public final class Cluster: Sendable {
     public init(configuration: ClusterConfiguration, routers: [any Router] = [], log: QueryLog? = nil) throws {
         self.configuration = configuration
         self.routers = routers
-        self.log = try log ?? QueryLog(capacity: configuration.queryLogCapacity, jsonLinesPath: configuration.queryLogFile)
+        self.log = try log ?? QueryLog(
+            capacity: configuration.queryLogCapacity,
+            file: configuration.queryLogFile.map {
+                try QueryLogFile(path: $0, maxBytes: configuration.queryLogMaxBytes, keep: configuration.queryLogKeep)
+            })
         defaultRouter = DefaultRouter(
             selection: configuration.replicaSelection, maxReplicaLag: configuration.maxReplicaLag,
             consistency: configuration.consistency)

@@ -28,7 +28,7 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equa
     }
 }
 
-/// `switchyard.toml`: the nodes and how to route between them (DESIGN §3).
+/// `switchyard.toml`: the nodes and how to route between them (format in the README).
 ///
 /// Roles are never configured: they are discovered by probing, so the file stays true
 /// after a failover.
@@ -57,9 +57,12 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var poolCheckoutTimeout: Duration = .seconds(5)
     public var connectTimeout: Duration = .seconds(3)
 
-    /// `[query_log] capacity` (default 10 000) and `file` (a JSON Lines sink, optional).
+    /// `[query_log] capacity` (default 10 000) and `file` (a JSON Lines sink, optional),
+    /// rotated at `max_bytes` (default 64 MiB; 0 never) keeping `keep` old files (default 3).
     public var queryLogCapacity = 10_000
     public var queryLogFile: String?
+    public var queryLogMaxBytes = 64 << 20
+    public var queryLogKeep = 3
 
     /// `[console] theme` (default "default").
     public var theme = "default"
@@ -86,9 +89,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
         if let fromEnvironment = environment["SWITCHYARD_CONFIG"], !fromEnvironment.isEmpty { return fromEnvironment }
         let local = URL(fileURLWithPath: currentDirectory).appendingPathComponent("switchyard.toml").path
         if FileManager.default.fileExists(atPath: local) { return local }
-        let configHome = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.config")
-        let user = configHome + "/switchyard/switchyard.toml"
+        let user = XDG.configHome(environment) + "/switchyard/switchyard.toml"
         if FileManager.default.fileExists(atPath: user) { return user }
         throw ConfigurationError(
             file: "switchyard.toml",
@@ -174,15 +175,17 @@ public struct ClusterConfiguration: Sendable, Equatable {
         }
         if let pool = try reader.table(root, "pool") {
             try reader.allowOnly(["max_connections", "checkout_timeout_ms", "connect_timeout_s"], in: pool, section: "pool")
-            config.poolMaxConnections = try reader.int(pool, "max_connections", section: "pool", min: 1) ?? config.poolMaxConnections
+            config.poolMaxConnections = try reader.int(pool, "max_connections", section: "pool", min: 1, max: 10_000) ?? config.poolMaxConnections
             config.poolCheckoutTimeout = try reader.milliseconds(pool, "checkout_timeout_ms", section: "pool", min: 1) ?? config.poolCheckoutTimeout
             config.connectTimeout = try reader.int(pool, "connect_timeout_s", section: "pool", min: 1, max: 86_400).map { .seconds($0) }
                 ?? config.connectTimeout
         }
         if let log = try reader.table(root, "query_log") {
-            try reader.allowOnly(["capacity", "file"], in: log, section: "query_log")
-            config.queryLogCapacity = try reader.int(log, "capacity", section: "query_log", min: 1) ?? config.queryLogCapacity
+            try reader.allowOnly(["capacity", "file", "max_bytes", "keep"], in: log, section: "query_log")
+            config.queryLogCapacity = try reader.int(log, "capacity", section: "query_log", min: 1, max: 10_000_000) ?? config.queryLogCapacity
             config.queryLogFile = try reader.string(log, "file", section: "query_log")
+            config.queryLogMaxBytes = try reader.int(log, "max_bytes", section: "query_log", min: 0, max: 1 << 40) ?? config.queryLogMaxBytes
+            config.queryLogKeep = try reader.int(log, "keep", section: "query_log", min: 0, max: 100) ?? config.queryLogKeep
         }
         if let console = try reader.table(root, "console") {
             try reader.allowOnly(["theme"], in: console, section: "console")
@@ -192,18 +195,28 @@ public struct ClusterConfiguration: Sendable, Equatable {
     }
 }
 
-/// Typed access to a parsed TOML table with errors that name the file and line.
-struct TOMLReader {
-    let file: String
+/// The XDG base directories (freedesktop.org), as config and themes look them up.
+public enum XDG {
+    /// `$XDG_CONFIG_HOME`, else `~/.config`.
+    public static func configHome(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let home = environment["XDG_CONFIG_HOME"], !home.isEmpty { return home }
+        return (environment["HOME"] ?? NSHomeDirectory()) + "/.config"
+    }
+}
+
+/// Typed access to a parsed TOML table with errors that name the file and line; config
+/// files and themes both read through it.
+public struct TOMLReader: Sendable {
+    public let file: String
     let lines: [Substring]
 
-    init(file: String, text: String) {
+    public init(file: String, text: String) {
         self.file = file
         lines = text.split(separator: "\n", omittingEmptySubsequences: false)
     }
 
     /// The first line that sets `key` (optionally to `value`), 1-based.
-    func line(of key: String, value: String? = nil) -> Int? {
+    public func line(of key: String, value: String? = nil) -> Int? {
         for (index, line) in lines.enumerated() {
             let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
             guard trimmed.hasPrefix(key) else { continue }

@@ -45,38 +45,26 @@ public final class QueryLog: Sendable {
         var ring: [QueryLogEntry] = []
         var start = 0
         var nextID: UInt64 = 1
-        var sink: FileHandle?
     }
 
     private let state: Mutex<State>
     private let broadcast = Broadcast<QueryLogEntry>()
+    /// The JSON Lines file, if any.
+    public let file: QueryLogFile?
 
     /// - Parameters:
     ///   - capacity: entries kept in memory (default 10 000); the oldest go first.
-    ///   - jsonLinesPath: when set, every entry is also appended to this file, one JSON
-    ///     object a line.
-    public init(capacity: Int = 10_000, jsonLinesPath: String? = nil) throws {
+    ///   - file: when set, every entry is also appended to it, one JSON object a line.
+    public init(capacity: Int = 10_000, file: QueryLogFile? = nil) {
         self.capacity = max(capacity, 1)
-        var initial = State()
-        if let jsonLinesPath {
-            if !FileManager.default.fileExists(atPath: jsonLinesPath) {
-                guard FileManager.default.createFile(atPath: jsonLinesPath, contents: nil) else {
-                    throw PostgresError(kind: .invalidArgument, message: "cannot create query log file \(jsonLinesPath)")
-                }
-            }
-            guard let handle = FileHandle(forWritingAtPath: jsonLinesPath) else {
-                throw PostgresError(kind: .invalidArgument, message: "cannot open query log file \(jsonLinesPath)")
-            }
-            handle.seekToEndOfFile()
-            initial.sink = handle
-        }
-        state = Mutex(initial)
+        self.file = file
+        state = Mutex(State())
     }
 
-    /// A log with no file sink.
-    public convenience init(capacity: Int = 10_000) {
-        // Without a path nothing can fail.
-        try! self.init(capacity: capacity, jsonLinesPath: nil)
+    /// A log that also appends to the JSON Lines file at `jsonLinesPath` (see
+    /// ``QueryLogFile``); throws when the file cannot be opened.
+    public convenience init(capacity: Int = 10_000, jsonLinesPath: String, maxBytes: Int = 64 << 20, keep: Int = 3) throws {
+        self.init(capacity: capacity, file: try QueryLogFile(path: jsonLinesPath, maxBytes: maxBytes, keep: keep))
     }
 
     func record(
@@ -92,7 +80,7 @@ public final class QueryLog: Sendable {
             }
             return Self.withoutValues(text, parameters)
         }
-        let (entry, sink) = state.withLock { state -> (QueryLogEntry, FileHandle?) in
+        let entry = state.withLock { state -> QueryLogEntry in
             let entry = QueryLogEntry(
                 id: state.nextID, time: Date(), context: context, operation: operation, node: node,
                 reason: reason.render(node: node), durationMs: duration.milliseconds, rows: rows, error: errorText, sql: sql)
@@ -103,13 +91,10 @@ public final class QueryLog: Sendable {
                 state.ring[state.start] = entry
                 state.start = (state.start + 1) % capacity
             }
-            return (entry, state.sink)
+            return entry
         }
         broadcast.send(entry)
-        if let sink, var line = try? JSONEncoder.queryLog.encode(entry) {
-            line.append(0x0A)
-            state.withLock { _ in sink.write(line) }
-        }
+        if let file, let line = try? JSONEncoder.queryLog.encode(entry) { file.append(line) }
     }
 
     /// `message` with the parameter values taken out: the server quotes bad input in its
@@ -154,12 +139,8 @@ public final class QueryLog: Sendable {
 
     /// Closes the file sink and ends every subscription.
     public func close() {
-        let sink = state.withLock { state in
-            defer { state.sink = nil }
-            return state.sink
-        }
         broadcast.finish()
-        try? sink?.close()
+        file?.close()
     }
 }
 

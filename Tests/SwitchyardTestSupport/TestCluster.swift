@@ -115,14 +115,11 @@ public final class TestCluster: Sendable {
     public func writeConfig(
         in folder: URL, name: String, intervalMs: Int = 250, queryLogFile: String? = nil
     ) throws -> String {
-        var config = "[cluster]\nname = \"\(name)\"\n"
-        for node in nodes {
-            config += "\n[[nodes]]\nname = \"\(node.name)\"\nconninfo = \"\(try conninfo(node.name))\"\n"
-        }
-        config += "\n[monitor]\ninterval_ms = \(intervalMs)\n"
-        if let queryLogFile { config += "\n[query_log]\nfile = \"\(queryLogFile)\"\n" }
+        var file = ConfigFile(clusterName: name, nodes: try nodes.map { ConfigFile.Node(name: $0.name, conninfo: try conninfo($0.name)) })
+        file.monitorInterval = .milliseconds(intervalMs)
+        file.queryLogFile = queryLogFile
         let path = folder.appendingPathComponent("switchyard.toml").path
-        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        try file.write(to: path)
         return path
     }
 

@@ -40,3 +40,20 @@ enum Fixtures {
         node("pg3", role: .replica, replay: 1000),
     ])
 }
+
+import PropertyBased
+
+/// Generated text that tries to break parsers and printers: control characters, quotes,
+/// backslashes, `=` and spaces, non-ASCII letters, emoji, bidi and zero-width characters.
+enum NastyText {
+    static let character = Gen<Character>.frequency(
+        (4, Gen.character(in: "\u{01}"..."\u{7F}")),
+        (1, Gen.element(of: ["\"", "\\", "'", "=", " ", "\n", "\t", "/", "@", ":", "\u{1B}"]).map { $0! }),
+        (1, Gen.character(in: "\u{A0}"..."\u{2FF}")),
+        (1, Gen.element(of: ["\u{202E}", "\u{200B}", "\u{2066}", "\u{85}", "\u{9B}", "é", "ß", "🚂", "中"]).map { $0! }))
+
+    /// Strings of 0 to 24 such characters.
+    static let string = character.string(of: 0...24)
+    /// Strings of 1 to 20 such characters.
+    static let name = character.string(of: 1...20)
+}

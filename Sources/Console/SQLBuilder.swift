@@ -1,0 +1,194 @@
+import PostgresClient
+
+/// One SQL statement with its parameters kept apart.
+public struct Statement: Sendable, Equatable {
+    public var sql: String
+    public var parameters: [String?]
+
+    public var bindings: [any PostgresEncodable] { parameters.map { $0 } }
+}
+
+/// Builds the console's SQL. Identifiers come quoted by libpq (in ``TableShape``); every
+/// value the user typed or saw is a parameter. Pure, so it is unit-tested directly.
+public enum SQLBuilder {
+    /// The sort keys: the chosen column (if any), then the primary key (or ctid for a
+    /// table without one, read-only), so every row has one place in the order.
+    static func sortKeys(_ shape: TableShape, sort: Sort?) -> [(expression: String, descending: Bool, nullable: Bool)] {
+        let key = shape.keyIndexes
+        let sortsByWholeKey = key.count == 1 && sort?.column == key[0]
+        var keys: [(expression: String, descending: Bool, nullable: Bool)] = []
+        if let sort, !sortsByWholeKey {
+            let column = shape.columns[sort.column]
+            keys.append(("r.\(column.quoted)", sort.descending, !column.notNull))
+        }
+        if key.isEmpty {
+            keys.append(("r.ctid", false, false))
+        } else {
+            for index in key {
+                keys.append(("r.\(shape.columns[index].quoted)", sortsByWholeKey ? sort!.descending : false, false))
+            }
+        }
+        return keys
+    }
+
+    /// The select list: every column as text, then the sort keys as text.
+    public static func page(_ shape: TableShape, position: PagePosition, sort: Sort?, filter: Filter?, limit: Int) -> Statement {
+        let keys = sortKeys(shape, sort: sort)
+        var parameters: [String?] = []
+        var conditions: [String] = []
+        if let filter { conditions.append(filterCondition(shape, filter, &parameters)) }
+        var backwards = false
+        switch position {
+        case .first: break
+        case .last: backwards = true
+        case .after(let anchor): conditions.append(keysetCondition(keys, anchor, after: true, inclusive: false, &parameters))
+        case .before(let anchor):
+            backwards = true
+            conditions.append(keysetCondition(keys, anchor, after: false, inclusive: false, &parameters))
+        case .from(let anchor): conditions.append(keysetCondition(keys, anchor, after: true, inclusive: true, &parameters))
+        }
+        // The table is aliased `r` so ORDER BY and WHERE name its columns, never the
+        // text output columns of the same names.
+        let columns = shape.columns.map { "r.\($0.quoted)::text" } + keys.map { "(\($0.expression))::text" }
+        let order = keys.map { key -> String in
+            let descending = key.descending != backwards
+            return "\(key.expression) \(descending ? "desc" : "asc") nulls \(backwards ? "first" : "last")"
+        }
+        var sql = "select \(columns.joined(separator: ", ")) from \(shape.quotedName) as r"
+        if !conditions.isEmpty { sql += " where " + conditions.joined(separator: " and ") }
+        sql += " order by " + order.joined(separator: ", ") + " limit \(max(limit, 1))"
+        return Statement(sql: sql, parameters: parameters)
+    }
+
+    /// Rows strictly after (or before) `anchor` in the order of `keys`, NULLs last.
+    static func keysetCondition(
+        _ keys: [(expression: String, descending: Bool, nullable: Bool)], _ anchor: [String?], after: Bool, inclusive: Bool,
+        _ parameters: inout [String?]
+    ) -> String {
+        var alternatives: [String] = []
+        var equalSoFar: [String] = []
+        for (index, key) in keys.enumerated() {
+            let value = index < anchor.count ? anchor[index] : nil
+            parameters.append(value)
+            let placeholder = "$\(parameters.count)"
+            let column = "(\(key.expression))"
+            let typed = "\(placeholder)::text"
+            // Compare as the column's type: the parameter is cast by the server from text.
+            let greater = key.descending ? "<" : ">"
+            let less = key.descending ? ">" : "<"
+            var beyond: String?
+            if after {
+                if value == nil {
+                    beyond = nil  // nothing sorts after NULL in this key (NULLs last)
+                } else {
+                    beyond = "(\(column) \(greater) \(castTo(column, placeholder)) or \(column) is null)"
+                }
+            } else {
+                if value == nil {
+                    beyond = "\(column) is not null"
+                } else {
+                    beyond = "\(column) \(less) \(castTo(column, placeholder))"
+                }
+            }
+            if let beyond { alternatives.append((equalSoFar + [beyond]).joined(separator: " and ")) }
+            equalSoFar.append("\(column)::text is not distinct from \(typed)")
+        }
+        if inclusive { alternatives.append(equalSoFar.joined(separator: " and ")) }
+        return alternatives.isEmpty ? "false" : "(" + alternatives.map { "(\($0))" }.joined(separator: " or ") + ")"
+    }
+
+    /// `$n` typed like `column`, so comparisons use the column's ordering.
+    static func castTo(_ column: String, _ placeholder: String) -> String {
+        column == "(r.ctid)" ? "\(placeholder)::tid" : "\(placeholder)"
+    }
+
+    static func filterCondition(_ shape: TableShape, _ filter: Filter, _ parameters: inout [String?]) -> String {
+        let column = "r.\(shape.columns[filter.column].quoted)"
+        switch filter.op {
+        case .isNull:
+            return "\(column) is null"
+        case .equals:
+            parameters.append(filter.value)
+            return "\(column)::text = $\(parameters.count)"
+        case .contains:
+            let escaped = filter.value.replacingOccurrences(of: "\\", with: "\\\\")
+                .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_")
+            parameters.append("%\(escaped)%")
+            return "\(column)::text ilike $\(parameters.count)"
+        case .less:
+            parameters.append(filter.value)
+            return "\(column) < $\(parameters.count)"
+        case .greater:
+            parameters.append(filter.value)
+            return "\(column) > $\(parameters.count)"
+        }
+    }
+
+    /// `WHERE` naming the primary key and every value the user saw, so a row changed in
+    /// the meantime matches nothing (no lost update).
+    static func rowMatch(_ shape: TableShape, seen: [String?], _ parameters: inout [String?]) -> String {
+        var conditions: [String] = []
+        for index in shape.keyIndexes {
+            parameters.append(seen[index])
+            conditions.append("\(shape.columns[index].quoted) = $\(parameters.count)")
+        }
+        for (index, column) in shape.columns.enumerated() where !shape.keyIndexes.contains(index) {
+            parameters.append(seen[index])
+            conditions.append("\(column.quoted)::text is not distinct from $\(parameters.count)")
+        }
+        return conditions.joined(separator: " and ")
+    }
+
+    /// Sets `changes` (column index → new text, nil for NULL) on the row the user saw.
+    public static func update(_ shape: TableShape, seen: [String?], changes: [Int: String?]) -> Statement {
+        var parameters: [String?] = []
+        let assignments = changes.keys.sorted().map { index -> String in
+            parameters.append(changes[index]!)
+            return "\(shape.columns[index].quoted) = $\(parameters.count)"
+        }
+        let match = rowMatch(shape, seen: seen, &parameters)
+        let returning = shape.columns.map { "\($0.quoted)::text" }.joined(separator: ", ")
+        return Statement(
+            sql: "update \(shape.quotedName) set \(assignments.joined(separator: ", ")) where \(match) returning \(returning)",
+            parameters: parameters)
+    }
+
+    /// Inserts the given values (column index → text or nil for NULL); columns left out
+    /// take their defaults.
+    public static func insert(_ shape: TableShape, values: [Int: String?]) -> Statement {
+        let returning = shape.columns.map { "\($0.quoted)::text" }.joined(separator: ", ")
+        guard !values.isEmpty else {
+            return Statement(sql: "insert into \(shape.quotedName) default values returning \(returning)", parameters: [])
+        }
+        let indexes = values.keys.sorted()
+        let columns = indexes.map { shape.columns[$0].quoted }.joined(separator: ", ")
+        let placeholders = indexes.indices.map { "$\($0 + 1)" }.joined(separator: ", ")
+        return Statement(
+            sql: "insert into \(shape.quotedName) (\(columns)) values (\(placeholders)) returning \(returning)",
+            parameters: indexes.map { values[$0]! })
+    }
+
+    /// Deletes the row the user saw, only if it is unchanged.
+    public static func delete(_ shape: TableShape, seen: [String?]) -> Statement {
+        var parameters: [String?] = []
+        let match = rowMatch(shape, seen: seen, &parameters)
+        return Statement(sql: "delete from \(shape.quotedName) where \(match)", parameters: parameters)
+    }
+
+    /// The current row with this key, to show in a conflict.
+    public static func current(_ shape: TableShape, key: [String?]) -> Statement {
+        var parameters: [String?] = []
+        let conditions = shape.keyIndexes.enumerated().map { position, index -> String in
+            parameters.append(key[position])
+            return "\(shape.columns[index].quoted) = $\(parameters.count)"
+        }
+        let columns = shape.columns.map { "\($0.quoted)::text" }.joined(separator: ", ")
+        return Statement(
+            sql: "select \(columns) from \(shape.quotedName) where \(conditions.joined(separator: " and "))", parameters: parameters)
+    }
+
+    /// A short, human version of a key for messages: `id = 42`.
+    public static func describeKey(_ shape: TableShape, row: [String?]) -> String {
+        shape.keyIndexes.map { "\(shape.columns[$0].name) = \(row[$0] ?? "NULL")" }.joined(separator: ", ")
+    }
+}

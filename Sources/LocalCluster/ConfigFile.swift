@@ -1,0 +1,83 @@
+import Foundation
+
+/// A `switchyard.toml` to write: the one writer of config files, used by `cluster up` and
+/// by the tests. Every string is escaped as a TOML basic string, so any node name,
+/// conninfo or path reads back as written (see the README's config section for the format).
+public struct ConfigFile: Sendable, Equatable {
+    public struct Node: Sendable, Equatable {
+        public var name: String
+        public var conninfo: String
+
+        public init(name: String, conninfo: String) {
+            self.name = name
+            self.conninfo = conninfo
+        }
+    }
+
+    public var clusterName: String
+    public var nodes: [Node]
+    public var monitorInterval: Duration = .seconds(1)
+    /// `[query_log] file`, if any.
+    public var queryLogFile: String?
+    /// A comment for the top of the file.
+    public var header: [String] = []
+
+    public init(clusterName: String, nodes: [Node]) {
+        self.clusterName = clusterName
+        self.nodes = nodes
+    }
+
+    public func render() -> String {
+        // Comments cannot escape anything: control characters become spaces.
+        var lines = header.map { line in
+            "# " + String(String.UnicodeScalarView(line.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
+        }
+        if !lines.isEmpty { lines.append("") }
+        lines += ["[cluster]", "name = \(Self.string(clusterName))"]
+        for node in nodes {
+            lines += ["", "[[nodes]]", "name = \(Self.string(node.name))", "conninfo = \(Self.string(node.conninfo))"]
+        }
+        lines += [
+            "",
+            "[routing]",
+            "replica_selection = \"least-lag\"",
+            "max_replica_lag_ms = 500",
+            "read_your_writes = true",
+            "",
+            "[monitor]",
+            "interval_ms = \(max(Int(monitorInterval.components.seconds * 1000 + monitorInterval.components.attoseconds / 1_000_000_000_000_000), 1))",
+            "warn_lag_ms = 200",
+            "critical_lag_ms = 1000",
+        ]
+        if let queryLogFile { lines += ["", "[query_log]", "file = \(Self.string(queryLogFile))"] }
+        lines += ["", "[console]", "theme = \"default\"", ""]
+        return lines.joined(separator: "\n")
+    }
+
+    /// Writes the file (0600: conninfo strings may carry secrets).
+    public func write(to path: String) throws {
+        try Data(render().utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        chmod(path, 0o600)
+    }
+
+    /// A TOML basic string.
+    static func string(_ value: String) -> String {
+        var escaped = ""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\\": escaped += "\\\\"
+            case "\"": escaped += "\\\""
+            case "\n": escaped += "\\n"
+            case "\t": escaped += "\\t"
+            case "\r": escaped += "\\r"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    escaped += String(format: "\\u%04X", scalar.value)
+                } else {
+                    escaped.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return "\"\(escaped)\""
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import PostgresClient
+import Synchronization
+
+/// The raw result of probing one node once.
+struct ProbeSample: Sendable {
+    var reachable = false
+    var error: String?
+    var inRecovery: Bool?
+    var currentLSN: LSN?
+    var receiveLSN: LSN?
+    var replayLSN: LSN?
+    var replayPaused: Bool?
+    var replayAgeSeconds: Double?
+    var walReceiverStatus: String?
+    var upstream: String?
+    var configuredUpstream: String?
+    var timeline: Int?
+    var replication: [ReplicationPeer] = []
+}
+
+/// The monitor's own connection to one node; reconnects when lost.
+final class ProbeConnection: Sendable {
+    let node: NodeEndpoint
+    let connectTimeout: Duration
+    private let connection = Mutex<PostgresConnection?>(nil)
+
+    init(node: NodeEndpoint, connectTimeout: Duration) {
+        self.node = node
+        self.connectTimeout = connectTimeout
+    }
+
+    static let probeSQL = """
+        select pg_is_in_recovery(),
+               case when not pg_is_in_recovery() then pg_current_wal_lsn() end,
+               pg_last_wal_receive_lsn(),
+               pg_last_wal_replay_lsn(),
+               case when pg_is_in_recovery() then pg_is_wal_replay_paused() end,
+               extract(epoch from (clock_timestamp() - pg_last_xact_replay_timestamp()))::float8,
+               r.status,
+               r.sender_host || ':' || r.sender_port,
+               case when pg_is_in_recovery() then r.received_tli
+                    else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end,
+               case when pg_is_in_recovery() then current_setting('primary_conninfo') end
+        from (select 1) as one left join pg_stat_wal_receiver as r on true
+        """
+
+    static let replicationSQL = """
+        select application_name, client_addr::text, state, sent_lsn, replay_lsn, sync_state
+        from pg_stat_replication order by application_name
+        """
+
+    private struct Backoff {
+        var attempts = 0
+        var failures = 0
+        var nextAttempt: ContinuousClock.Instant?
+        var lastError = ""
+    }
+
+    private let backoff = Mutex(Backoff())
+
+    /// Connection attempts made so far (probes skipped while backing off do not count).
+    var attempts: Int { backoff.withLock { $0.attempts } }
+
+    /// Probes once; a probe that takes longer than `deadline` (a hung node) counts as a
+    /// failure and its connection is abandoned. After failures, reconnecting backs off
+    /// (one interval, then doubling, at most eight): a dead node costs little, and a
+    /// restarted one is found within the cap.
+    func probe(deadline: Duration, interval: Duration) async -> ProbeSample {
+        let now = ContinuousClock.now
+        if let waiting = backoff.withLock({ state -> String? in
+            guard let next = state.nextAttempt, now < next else { return nil }
+            return state.lastError
+        }) {
+            return ProbeSample(reachable: false, error: waiting)
+        }
+        backoff.withLock { $0.attempts += 1 }
+        let outcome = await withDeadline(deadline) { try await self.probeOnce() }
+        let error: String
+        switch outcome {
+        case .value(let sample):
+            backoff.withLock { $0 = Backoff(attempts: $0.attempts) }
+            return sample
+        case .failed(let failure):
+            await dropConnection()
+            error = Self.describe(failure)
+        case .timedOut:
+            connection.withLock { $0 = nil }
+            error = "no answer within \(deadline)"
+        }
+        backoff.withLock { state in
+            state.failures += 1
+            let steps = min(state.failures - 1, 3)
+            state.nextAttempt = state.failures > 1 ? ContinuousClock.now + interval * (1 << steps) - .milliseconds(50) : nil
+            state.lastError = error
+        }
+        return ProbeSample(reachable: false, error: error)
+    }
+
+    private func probeOnce() async throws -> ProbeSample {
+        let current: PostgresConnection
+        if let existing = connection.withLock({ $0 }), existing.isUsable {
+            current = existing
+        } else {
+            current = try await PostgresConnection.connect(
+                node.conninfo, label: node.name,
+                options: ConnectOptions(connectTimeout: connectTimeout, statementTimeout: .seconds(2),
+                                        fallbackApplicationName: "switchyard monitor"))
+            connection.withLock { $0 = current }
+        }
+        guard let row = try await current.query(Self.probeSQL).first else {
+            throw PostgresError(kind: .decoding, message: "probe returned no row", node: node.name)
+        }
+        var sample = ProbeSample(reachable: true)
+        sample.inRecovery = try row.decode(0, as: Bool.self)
+        sample.currentLSN = try row.decode(1, as: LSN?.self)
+        sample.receiveLSN = try row.decode(2, as: LSN?.self)
+        sample.replayLSN = try row.decode(3, as: LSN?.self)
+        sample.replayPaused = try row.decode(4, as: Bool?.self)
+        sample.replayAgeSeconds = try row.decode(5, as: Double?.self)
+        sample.walReceiverStatus = try row.decode(6, as: String?.self)
+        sample.upstream = try row.decode(7, as: String?.self)
+        sample.timeline = try row.decode(8, as: Int?.self)
+        // Only host and port are kept: primary_conninfo may hold a password.
+        sample.configuredUpstream = try row.decode(9, as: String?.self).flatMap { $0.isEmpty ? nil : Conninfo.endpoint($0) }
+        if sample.inRecovery == false {
+            sample.replication = try await current.query(Self.replicationSQL).rows.map { row in
+                ReplicationPeer(
+                    applicationName: try row.decode(0, as: String.self), clientAddress: try row.decode(1, as: String?.self),
+                    state: try row.decode(2, as: String?.self), sentLSN: try row.decode(3, as: LSN?.self),
+                    replayLSN: try row.decode(4, as: LSN?.self), syncState: try row.decode(5, as: String?.self))
+            }
+        }
+        return sample
+    }
+
+    private func dropConnection() async {
+        let old = connection.withLock { connection -> PostgresConnection? in
+            defer { connection = nil }
+            return connection
+        }
+        await old?.close()
+    }
+
+    func close() async { await dropConnection() }
+
+    static func describe(_ error: Error) -> String {
+        (error as? PostgresError)?.message ?? "\(error)"
+    }
+}
