@@ -67,6 +67,7 @@ let package = Package(
                 "Console",
                 "LocalCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 

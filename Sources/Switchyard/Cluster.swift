@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import PostgresClient
 
 /// A statement's result with where it ran and why.
@@ -97,6 +98,7 @@ public final class Cluster: Sendable {
         hints: [String: String] = [:]
     ) async throws -> RoutedResult {
         let scope = RoutingScope.current
+        if let session = scope?.session, let token = session.uncheckedToken { await check(token, of: session) }
         let request = RouteRequest(
             operation: operation, table: table, hints: hints, context: scope?.context, token: scope?.session.token,
             lastWrite: scope?.session.lastWrite)
@@ -118,7 +120,31 @@ public final class Cluster: Sendable {
             let reason = RouteReason.retry(
                 failed: decision.node, error: error.kind == .connectionLost ? "connection lost" : "unreachable",
                 then: decision.reason)
+            routingLogger.notice(
+                "read retried on another node", metadata: ["failed": "\(decision.node)", "retry": "\(retry.node)", "error": "\(error.message)"])
             return try await perform(request, RouteDecision(node: retry.node, reason: reason), sql, parameters, scope: scope)
+        }
+    }
+
+    /// A token carried in from outside may be ahead of anything the primary wrote: forged,
+    /// from another cluster, or from a primary that failed over before its replicas got
+    /// that far. Such a token would send every read to the primary forever, so it is
+    /// dropped (and logged) when the primary, asked afresh, is still behind it.
+    private func check(_ token: ConsistencyToken, of session: ConsistencySession) async {
+        guard let primary = monitor.topology.primary, var position = primary.currentLSN else { return }  // decide later
+        if token.lsn > position {
+            // The sample may predate the write that made the token: ask the primary itself.
+            let asked = try? await pools[primary.name]?.withConnection { connection in
+                try await connection.query("select pg_current_wal_lsn()::text").scalar(String.self)
+            }
+            guard let current = asked.flatMap({ $0 }).flatMap(LSN.init) else { return }
+            position = current
+        }
+        let keep = token.lsn <= position
+        session.settle(token, keep: keep)
+        if !keep {
+            routingLogger.warning(
+                "dropped a consistency token ahead of the primary", metadata: ["token": "\(token)", "primary_lsn": "\(position)"])
         }
     }
 
@@ -268,3 +294,5 @@ public final class Cluster: Sendable {
         }
     }
 }
+
+let routingLogger = Logger(label: "switchyard.routing")

@@ -1,5 +1,6 @@
 import Foundation
 import PostgresClient
+import Logging
 import Synchronization
 
 /// The raw result of probing one node once.
@@ -88,12 +89,16 @@ final class ProbeConnection: Sendable {
             connection.withLock { $0 = nil }
             error = "no answer within \(deadline)"
         }
-        backoff.withLock { state in
+        let pause = backoff.withLock { state -> Duration? in
             state.failures += 1
             let steps = min(state.failures - 1, 3)
-            state.nextAttempt = state.failures > 1 ? ContinuousClock.now + interval * (1 << steps) - .milliseconds(50) : nil
+            let pause = state.failures > 1 ? interval * (1 << steps) : nil
+            state.nextAttempt = pause.map { ContinuousClock.now + $0 - .milliseconds(50) }
             state.lastError = error
+            return pause
         }
+        monitorLogger.info(
+            "probe failed", metadata: ["node": "\(node.name)", "error": "\(error)", "next_attempt_in": "\(pause.map(formatDuration) ?? "next round")"])
         return ProbeSample(reachable: false, error: error)
     }
 
@@ -148,3 +153,5 @@ final class ProbeConnection: Sendable {
         (error as? PostgresError)?.message ?? "\(error)"
     }
 }
+
+let monitorLogger = Logger(label: "switchyard.monitor")

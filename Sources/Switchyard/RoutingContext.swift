@@ -84,12 +84,27 @@ public final class ConsistencySession: Sendable {
     private struct State {
         var token: ConsistencyToken?
         var lastWrite: ContinuousClock.Instant?
+        /// False for a token carried in from outside until it was checked against the
+        /// primary's position: a forged or stale one must not pin reads forever.
+        var tokenChecked: Bool
     }
 
     private let state: Mutex<State>
 
     public init(token: ConsistencyToken? = nil) {
-        state = Mutex(State(token: token, lastWrite: nil))
+        state = Mutex(State(token: token, lastWrite: nil, tokenChecked: token == nil))
+    }
+
+    /// The carried-in token that still needs checking, if any.
+    var uncheckedToken: ConsistencyToken? { state.withLock { $0.tokenChecked ? nil : $0.token } }
+
+    /// Settles the carried-in token `token`: kept (checked) or dropped.
+    func settle(_ token: ConsistencyToken, keep: Bool) {
+        state.withLock { state in
+            guard state.token == token, !state.tokenChecked else { return }
+            state.tokenChecked = true
+            if !keep { state.token = nil }
+        }
     }
 
     /// The newest token of this session, to hand to another process.
@@ -101,7 +116,10 @@ public final class ConsistencySession: Sendable {
     func recordWrite(_ lsn: LSN?, at instant: ContinuousClock.Instant) {
         state.withLock { state in
             state.lastWrite = instant
-            if let lsn, lsn > (state.token?.lsn ?? LSN(0)) { state.token = ConsistencyToken(lsn: lsn) }
+            if let lsn, lsn > (state.token?.lsn ?? LSN(0)) {
+                state.token = ConsistencyToken(lsn: lsn)
+                state.tokenChecked = true
+            }
         }
     }
 }

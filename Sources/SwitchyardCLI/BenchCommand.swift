@@ -26,6 +26,8 @@ extension BenchCommand {
                 """)
 
         @OptionGroup var config: ConfigOption
+
+        @OptionGroup var logging: LoggingOptions
         @Option(help: "Seconds per policy.") var seconds = 10.0
         @Option(help: "Concurrent clients.") var clients = 8
         @Option(help: "Rows read at random besides the clients' own.") var rows = 1000
@@ -38,6 +40,8 @@ extension BenchCommand {
         }
 
         func run() async throws {
+
+            try logging.bootstrap()
             let configuration = try config.load()
             let bench = ConsistencyBench(base: configuration, clients: clients, rows: rows, seconds: seconds)
             try await bench.prepare()
@@ -83,11 +87,15 @@ extension BenchCommand {
             discussion: "Build with -c release for meaningful figures.")
 
         @OptionGroup var config: ConfigOption
+
+        @OptionGroup var logging: LoggingOptions
         @Option(help: "Seconds for each throughput run.") var seconds = 5.0
         @Option(help: "Routing decisions to time.") var decisions = 1_000_000
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
+
+            try logging.bootstrap()
             let configuration = try config.load()
             let report = try await RoutingBench(configuration: configuration, seconds: seconds, decisions: decisions).run()
             print(json ? try report.json() : report.table())

@@ -15,6 +15,8 @@ struct CheckCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var config: ConfigOption
+
+    @OptionGroup var logging: LoggingOptions
     @Flag(help: "Print JSON instead of text.") var json = false
     @Option(name: .customLong("warn-lag-ms"), help: "Lag (ms) that warns; default from [monitor] warn_lag_ms.") var warnLagMs: Int?
     @Option(name: .customLong("critical-lag-ms"), help: "Lag (ms) that is critical; default from [monitor] critical_lag_ms.")
@@ -27,6 +29,8 @@ struct CheckCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+
+        try logging.bootstrap()
         let configuration: ClusterConfiguration
         do {
             configuration = try config.load()
@@ -70,11 +74,15 @@ struct PromoteCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var config: ConfigOption
+
+    @OptionGroup var logging: LoggingOptions
     @Argument(help: "The replica to promote, e.g. pg2.") var node: String
     @Flag(help: "Confirm: promotion cannot be undone.") var yes = false
     @Flag(help: "Promote even though another primary is reachable.") var force = false
 
     func run() async throws {
+
+        try logging.bootstrap()
         guard yes else { throw UsageError("promoting \(node) cannot be undone: run again with --yes to confirm") }
         let configuration = try config.load()
         print("promoting \(node)…")

@@ -10,10 +10,14 @@ struct ConsoleCommand: AsyncParsableCommand {
         discussion: "Every statement the console runs is in the admin routing context: reads and writes go to the primary.")
 
     @OptionGroup var config: ConfigOption
+
+    @OptionGroup var logging: LoggingOptions
     @Option(help: "Theme name (Themes/NAME.toml) or path to a theme file.") var theme: String?
     @Option(help: "Open this table at once, as SCHEMA.TABLE.") var table: String?
 
     func run() async throws {
+
+        try logging.bootstrap(fullScreen: true)
         let configuration = try config.load()
         let theme = try loadTheme(self.theme ?? configuration.theme)
         try await runConsole(configuration: configuration, theme: theme, table: table)

@@ -20,19 +20,19 @@ struct DemoCommand: AsyncParsableCommand {
     @Flag(help: "Do not run the background public read traffic.") var noTraffic = false
     @Option(help: "Theme name (Themes/NAME.toml) or path to a theme file.") var theme: String?
     @Option(help: "Open this table at once, as SCHEMA.TABLE.") var table: String?
+    @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
+        try logging.bootstrap(fullScreen: true)
         let theme = try loadTheme(self.theme ?? "default")
         let cluster = directory.cluster
-        var loaded: ClusterConfiguration?
         print("starting the local cluster in \(cluster.directory.path)…")
         let statuses = try await cluster.up(basePort: port, replicas: 2) { print("  \($0)") }
         guard let primary = statuses.first(where: { $0.role == .primary }) else {
             throw LocalClusterError(.notRunning, "no running primary in \(cluster.directory.path)")
         }
         try await DemoData.loadIfMissing(conninfo: cluster.conninfo(for: primary.node)) { print("  \($0)") }
-        loaded = try ClusterConfiguration.load(path: cluster.configURL.path)
-        guard var configuration = loaded else { return }
+        var configuration = try ClusterConfiguration.load(path: cluster.configURL.path)
         configuration.name = "demo"
         let startTraffic: @Sendable (Cluster) -> Task<Void, Never> = { DemoData.publicTraffic(on: $0) }
         let traffic = noTraffic ? nil : startTraffic

@@ -13,10 +13,14 @@ struct LagCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var config: ConfigOption
+
+    @OptionGroup var logging: LoggingOptions
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Flag(help: "Redraw every monitor interval until interrupted.") var watch = false
 
     func run() async throws {
+
+        try logging.bootstrap()
         let configuration = try config.load()
         let monitor = ClusterMonitor(
             nodes: configuration.nodes,

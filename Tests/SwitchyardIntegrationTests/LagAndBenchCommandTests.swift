@@ -1,4 +1,5 @@
 import Foundation
+import LocalCluster
 import SwitchyardTestSupport
 import Testing
 
@@ -25,6 +26,27 @@ extension ClusterTests {
             #expect(nodes.dropFirst().allSatisfy { $0["walReceiverStatus"] as? String == "streaming" })
             let peers = try #require(document["replication"] as? [[String: Any]])
             #expect(Set(peers.compactMap { $0["applicationName"] as? String }) == ["pg2", "pg3"])
+        }
+
+        @Test func logLevelShowsOperationalMessagesOnlyWhenAsked() async throws {
+            let cluster = try TestCluster.shared()
+            let port = try #require(PortCheck.freeRange(count: 1))
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-log-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            var nodes = try cluster.nodes.map { ConfigFile.Node(name: $0.name, conninfo: try cluster.conninfo($0.name)) }
+            nodes.append(ConfigFile.Node(name: "gone", conninfo: "host=127.0.0.1 port=\(port) dbname=app user=postgres"))
+            let path = folder.appendingPathComponent("switchyard.toml").path
+            try ConfigFile(clusterName: "logs", nodes: nodes).write(to: path)
+            let quiet = try await CommandLineTests.run(["lag", "--config", path])
+            #expect(quiet.output.contains("gone") && !quiet.output.contains("probe failed"), "\(quiet.output)")
+            let chatty = try await CommandLineTests.run(["lag", "--config", path, "--log-level", "info"])
+            #expect(chatty.output.contains("switchyard.monitor") && chatty.output.contains("probe failed"), "\(chatty.output)")
+            #expect(chatty.output.contains("node=gone"))
+            let logFile = folder.appendingPathComponent("switchyard.log").path
+            let toFile = try await CommandLineTests.run(["lag", "--config", path, "--log-level", "info", "--log-file", logFile])
+            #expect(!toFile.output.contains("probe failed"))
+            #expect(try String(contentsOfFile: logFile, encoding: .utf8).contains("probe failed"))
         }
 
         @Test func badConfigNamesFileAndLine() async throws {

@@ -279,6 +279,30 @@ extension ClusterTests {
             }
         }
 
+        @Test func aTokenAheadOfThePrimaryIsDroppedNotObeyedForever() async throws {
+            try await withRouted(selection: .roundRobin) { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                let forged = try #require(ConsistencyToken("sy1:FFFFFFFF/FFFFFFFF"))
+                let nodes = try await RoutingContext.public.run(token: forged) { () -> [String] in
+                    var nodes: [String] = []
+                    for _ in 1...6 { nodes.append(try await cluster.run(.read, "select 1 from \(table) where id = 1").node) }
+                    #expect(Cluster.currentToken == nil, "the forged token was kept")
+                    return nodes
+                }
+                #expect(nodes.contains { $0 != "pg1" }, "reads stayed pinned to the primary: \(nodes)")
+                // A real token from this cluster is kept.
+                let real = try await RoutingContext.public.run { () -> ConsistencyToken in
+                    try await cluster.execute("update \(table) set version = 7 where id = 1")
+                    return try #require(Cluster.currentToken)
+                }
+                let kept = try await RoutingContext.public.run(token: real) { () -> ConsistencyToken? in
+                    _ = try await cluster.run(.read, "select version from \(table) where id = 1")
+                    return Cluster.currentToken
+                }
+                #expect(kept == real)
+            }
+        }
+
         @Test func idleClusterReadsZeroLag() async throws {
             try await withRouted { cluster, _ in
                 try await cluster.execute("select pg_switch_wal()")
