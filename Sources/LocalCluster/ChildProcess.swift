@@ -8,11 +8,13 @@ import SystemPackage
 #endif
 
 /// The one way Switchyard runs another program: swift-subprocess, which starts the child
-/// with a clean signal mask and default handlers, closes every descriptor it was not
-/// given, and can switch user. The wait is asynchronous and for the program itself only:
+/// with posix_spawn, a clean signal mask and default handlers, and closes every
+/// descriptor it was not given. The wait is asynchronous and for the program itself only:
 /// a daemon it leaves behind (pg_ctl's postmaster, a tmux server) neither blocks the wait
 /// nor keeps a pipe of ours open, since output goes to a file.
 public enum ChildProcess {
+    static let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/bin/setpriv"
+
     public struct Result: Sendable {
         /// The exit status, or 128 + the signal number that ended the program.
         public var status: Int32
@@ -25,19 +27,20 @@ public enum ChildProcess {
     /// - Parameters:
     ///   - workingDirectory: the child's current directory (default: ours).
     ///   - environment: the child's whole environment (default: ours).
-    ///   - user: a system user to run as (needs root); its primary group too.
+    ///   - user: a system user to run as (needs root), with its groups, through `setpriv`.
     public static func run(
         _ argv: [String], workingDirectory: String? = nil, environment: [String: String]? = nil, user: String? = nil
     ) async throws -> Result {
         guard let program = argv.first else { throw LocalClusterError(.commandFailed, "no program to run") }
-        var options = PlatformOptions()
+        var argv = argv
         if let user {
-            guard let entry = getpwnam(user) else {
+            // setpriv execs the program as `user`. swift-subprocess can switch user itself,
+            // but only through fork(), whose child can hang on a lock another thread held
+            // at fork time; posix_spawn of setpriv cannot.
+            guard getpwnam(user) != nil else {
                 throw LocalClusterError(.commandFailed, "cannot run \(program) as \(user): no such user")
             }
-            options.userID = entry.pointee.pw_uid
-            options.groupID = entry.pointee.pw_gid
-            options.supplementaryGroups = []
+            argv = [Self.setpriv, "--reuid=\(user)", "--regid=\(user)", "--init-groups", "--"] + argv
         }
         let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("switchyard-\(UUID().uuidString).out").path
         defer { unlink(outputPath) }
@@ -51,8 +54,8 @@ public enum ChildProcess {
         let terminationStatus: TerminationStatus
         do {
             terminationStatus = try await Subprocess.run(
-                .path(FilePath(program)), arguments: Arguments(Array(argv.dropFirst())), environment: environmentValue,
-                workingDirectory: workingDirectory.map { FilePath($0) }, platformOptions: options,
+                .path(FilePath(argv[0])), arguments: Arguments(Array(argv.dropFirst())), environment: environmentValue,
+                workingDirectory: workingDirectory.map { FilePath($0) },
                 input: .none, output: .fileDescriptor(FileDescriptor(rawValue: descriptor), closeAfterSpawningProcess: true),
                 error: .combinedWithOutput).terminationStatus
         } catch {

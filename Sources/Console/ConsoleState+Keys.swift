@@ -1,0 +1,335 @@
+import Switchyard
+
+extension ConsoleState {
+    // MARK: Keys
+
+    /// Looks the key up in the keymap for the current scopes and hands the command to the
+    /// current mode.
+    mutating func handleKey(_ key: Key) -> [ConsoleEffect] {
+        let scopes = self.scopes
+        let command: Command
+        if let binding = Keymap.binding(for: key, in: scopes) {
+            if let reason = binding.disabledReason?(self) {
+                setMessage(reason, error: true)
+                return []
+            }
+            command = binding.command
+        } else if scopes.contains(.textField) {
+            command = .type
+        } else {
+            return []
+        }
+        if busy != nil { return busyCommand(command) }
+        if isTooSmall { return command == .quit ? quitNow() : [] }
+        if command == .help, !scopes.contains(.help) {
+            mode = .help(HelpView(previous: mode))
+            return []
+        }
+        switch mode {
+        case .browse:
+            return browseCommand(command)
+        case .help(var view):
+            let lines = Keymap.helpContent(for: view.previous, state: self).count
+            if view.handle(command, lineCount: lines, visible: max(height - 6, 1)) {
+                mode = .help(view)
+            } else {
+                mode = view.previous
+            }
+            return []
+        case .failover(var view):
+            let outcome = view.handle(command, key: key)
+            mode = .failover(view)
+            return failoverOutcome(outcome)
+        case .confirmQuit(let previous):
+            if command == .confirm { return quitNow() }
+            mode = previous
+            return []
+        case .editCell(var edit):
+            let outcome = edit.handle(command, key: key)
+            mode = .editCell(edit)
+            switch outcome {
+            case .stay: return []
+            case .quit: return quitKey()
+            case .cancel:
+                mode = .browse
+                setMessage("edit cancelled")
+                return []
+            case .save:
+                guard let grid else { return [] }
+                let request = start("saving")
+                return [.update(grid.shape, seen: edit.seen, changes: [edit.column: edit.field.value], request: request)]
+            }
+        case .form(var form):
+            let outcome = form.handle(command, key: key)
+            mode = .form(form)
+            switch outcome {
+            case .stay: return []
+            case .quit: return quitKey()
+            case .cancel:
+                mode = .browse
+                setMessage("form cancelled")
+                return []
+            case .save:
+                guard let grid else { return [] }
+                return submit(form, grid)
+            }
+        case .confirmDelete(let confirmation):
+            if command == .confirm, let grid {
+                let request = start("deleting")
+                return [.delete(grid.shape, seen: confirmation.seen, request: request)]
+            }
+            mode = .browse
+            setMessage("delete cancelled")
+            return []
+        case .filter(var prompt):
+            guard var grid else { return [] }
+            let outcome = prompt.handle(command, key: key, columnCount: grid.shape.columns.count)
+            mode = .filter(prompt)
+            switch outcome {
+            case .stay: return []
+            case .cancel:
+                mode = .browse
+                return []
+            case .apply:
+                mode = .browse
+                let value = prompt.field.value ?? ""
+                if value.isEmpty && prompt.op != .isNull {
+                    grid.filter = nil
+                    setMessage("filter cleared")
+                } else {
+                    grid.filter = Filter(column: prompt.column, op: prompt.op, value: value)
+                }
+                self.grid = grid
+                return [load(.first)]
+            }
+        case .conflict(let conflict):
+            switch command {
+            case .cancel: discard(conflict)
+            case .editAgain: editAgain(conflict)
+            case .quit: return quitKey()
+            default: break
+            }
+            return []
+        }
+    }
+
+    /// Keys while a query runs: Esc cancels it on the server, quitting abandons it.
+    private mutating func busyCommand(_ command: Command) -> [ConsoleEffect] {
+        guard let request = pending else { return [] }
+        switch command {
+        case .cancelQuery:
+            pending = nil
+            busy = nil
+            setMessage("cancelled")
+            return [.cancel(request: request)]
+        case .quit:
+            pending = nil
+            busy = nil
+            return [.cancel(request: request)] + quitKey()
+        default:
+            return []
+        }
+    }
+
+    private mutating func discard(_ conflict: Conflict) {
+        mode = .browse
+        setMessage("your change was discarded; the row shows its current values")
+        if let current = conflict.current, let index = grid?.cursorRow, grid?.rows.indices.contains(index) == true {
+            grid?.rows[index] = current
+        }
+    }
+
+    /// Back to the editor with the user's text, now against the current row.
+    private mutating func editAgain(_ conflict: Conflict) {
+        var resume = conflict.resume
+        if let current = conflict.current {
+            switch resume {
+            case .editCell(var edit):
+                edit.seen = current
+                resume = .editCell(edit)
+            case .form(var form):
+                if case .edit = form.kind { form.kind = .edit(seen: current) }
+                resume = .form(form)
+            default: break
+            }
+            if let index = grid?.cursorRow, grid?.rows.indices.contains(index) == true { grid?.rows[index] = current }
+        }
+        mode = resume
+        setMessage("your input is kept; Enter saves it over the current row")
+    }
+
+    private mutating func failoverOutcome(_ outcome: FailoverView.Outcome) -> [ConsoleEffect] {
+        switch outcome {
+        case .stay: return []
+        case .close:
+            mode = .browse
+            return []
+        case .rerun: return rerunChecks()
+        case .message(let text, let error):
+            setMessage(text, error: error)
+            return []
+        case .promote(let target):
+            let request = start("promoting \(target)")
+            return [.promote(node: target, request: request)]
+        }
+    }
+
+    mutating func rerunChecks() -> [ConsoleEffect] {
+        if case .failover(var view) = mode {
+            view.results = []
+            view.summary = nil
+            view.confirmation = nil
+            mode = .failover(view)
+        }
+        let request = start("checking failover readiness")
+        return [.runChecks(request: request)]
+    }
+
+    private mutating func quitNow() -> [ConsoleEffect] {
+        quit = true
+        return [.quit]
+    }
+
+    /// Quits, or asks first when an edit would be lost.
+    private mutating func quitKey() -> [ConsoleEffect] {
+        if mode.hasUnsavedInput {
+            mode = .confirmQuit(previous: mode)
+            return []
+        }
+        return quitNow()
+    }
+
+    private mutating func browseCommand(_ command: Command) -> [ConsoleEffect] {
+        switch command {
+        case .quit: return quitNow()
+        case .failover:
+            mode = .failover(FailoverView())
+            return rerunChecks()
+        case .focusNext:
+            focus = Focus.allCases[(Focus.allCases.firstIndex(of: focus)! + 1) % Focus.allCases.count]
+            return []
+        case .focusPrevious:
+            focus = Focus.allCases[(Focus.allCases.firstIndex(of: focus)! + Focus.allCases.count - 1) % Focus.allCases.count]
+            return []
+        default:
+            break
+        }
+        switch focus {
+        case .tables: return tablesCommand(command)
+        case .grid: return gridCommand(command)
+        case .pane: return command == .refresh ? refresh() : []
+        }
+    }
+
+    private mutating func tablesCommand(_ command: Command) -> [ConsoleEffect] {
+        let last = max(tables.count - 1, 0)
+        switch command {
+        case .up: tableCursor = max(tableCursor - 1, 0)
+        case .down: tableCursor = min(tableCursor + 1, last)
+        case .first: tableCursor = 0
+        case .last: tableCursor = last
+        case .pageUp: tableCursor = max(tableCursor - 10, 0)
+        case .pageDown: tableCursor = min(tableCursor + 10, last)
+        case .open:
+            guard tables.indices.contains(tableCursor) else { return [] }
+            let request = start("opening \(tables[tableCursor].name)")
+            return [.openTable(tables[tableCursor], request: request)]
+        case .reloadTables:
+            let request = start("loading tables")
+            return [.loadTables(request: request)]
+        default: break
+        }
+        return []
+    }
+
+    private mutating func refresh() -> [ConsoleEffect] {
+        guard grid != nil else {
+            let request = start("loading tables")
+            return [.loadTables(request: request)]
+        }
+        return [reloadCurrentPage()]
+    }
+
+    private mutating func gridCommand(_ command: Command) -> [ConsoleEffect] {
+        guard var grid else {
+            if command == .editCell { focus = .tables }
+            return []
+        }
+        let columnCount = grid.shape.columns.count
+        setMessage(nil)
+        switch command {
+        case .up:
+            if grid.cursorRow > 0 {
+                grid.cursorRow -= 1
+            } else if !grid.atStart, let first = grid.keys.first {
+                return [load(.before(first))]
+            }
+        case .down:
+            if grid.cursorRow < grid.rows.count - 1 {
+                grid.cursorRow += 1
+            } else if !grid.atEnd, let last = grid.keys.last {
+                return [load(.after(last))]
+            }
+        case .pageDown:
+            if !grid.atEnd, let last = grid.keys.last { return [load(.after(last))] }
+            grid.cursorRow = max(grid.rows.count - 1, 0)
+        case .pageUp:
+            if !grid.atStart, let first = grid.keys.first { return [load(.before(first))] }
+            grid.cursorRow = 0
+        case .first: return [load(.first)]
+        case .last: return [load(.last)]
+        case .left: grid.cursorColumn = max(grid.cursorColumn - 1, 0)
+        case .right: grid.cursorColumn = min(grid.cursorColumn + 1, max(columnCount - 1, 0))
+        case .refresh: return [reloadCurrentPage()]
+        case .sort:
+            // ascending → descending → off
+            if let sort = grid.sort, sort.column == grid.cursorColumn {
+                grid.sort = sort.descending ? nil : Sort(column: sort.column, descending: true)
+            } else {
+                grid.sort = Sort(column: grid.cursorColumn, descending: false)
+            }
+            self.grid = grid
+            return [load(.first)]
+        case .filter:
+            let existing = grid.filter
+            mode = .filter(FilterPrompt(
+                column: existing?.column ?? grid.cursorColumn, op: existing?.op ?? .equals, field: TextField(existing?.value ?? "")))
+        case .editCell:
+            guard let row = grid.selectedRow, row.indices.contains(grid.cursorColumn) else { break }
+            mode = .editCell(CellEdit(row: grid.cursorRow, column: grid.cursorColumn, field: TextField(row[grid.cursorColumn]), seen: row))
+        case .editRow:
+            guard let row = grid.selectedRow else { break }
+            mode = .form(RowForm(kind: .edit(seen: row), fields: row.map { TextField($0) }))
+        case .addRow:
+            mode = .form(RowForm(kind: .add, fields: grid.shape.columns.map { _ in TextField("") }))
+        case .deleteRow:
+            guard let row = grid.selectedRow else { break }
+            let statement = SQLBuilder.delete(grid.shape, seen: row)
+            mode = .confirmDelete(DeleteConfirmation(
+                seen: row, sql: statement.sql, key: SQLBuilder.describeKey(grid.shape, row: row)))
+        default:
+            break
+        }
+        self.grid = grid
+        return []
+    }
+
+    private mutating func submit(_ form: RowForm, _ grid: Grid) -> [ConsoleEffect] {
+        mode = .form(form)
+        let values = Dictionary(uniqueKeysWithValues: form.touched.sorted().map { ($0, form.fields[$0].value) })
+        switch form.kind {
+        case .add:
+            let request = start("inserting")
+            return [.insert(grid.shape, values: values, request: request)]
+        case .edit(let seen):
+            let changed = values.filter { $0.value != seen[$0.key] }
+            guard !changed.isEmpty else {
+                mode = .browse
+                setMessage("nothing changed")
+                return []
+            }
+            let request = start("saving")
+            return [.update(grid.shape, seen: seen, changes: changed, request: request)]
+        }
+    }
+}
