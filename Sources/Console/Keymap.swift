@@ -234,13 +234,28 @@ public enum Keymap {
     /// The binding `key` triggers in `scopes` (the first scope that binds it wins).
     public static func binding(for key: Key, in scopes: [KeyScope]) -> Binding? {
         for scope in scopes {
-            if let exact = bindings.first(where: { $0.scopes.contains(scope) && !$0.keys.isEmpty && $0.keys.contains(key) }) {
-                return exact
-            }
-            if let any = bindings.first(where: { $0.scopes.contains(scope) && $0.keys.isEmpty }) { return any }
+            guard let table = dispatch[scope] else { continue }
+            if let exact = table.keys[key] ?? table.anyKey { return exact }
         }
         return nil
     }
+
+    /// Per scope: each key's binding (the first in table order), and the catch-all.
+    private static let dispatch: [KeyScope: (keys: [Key: Binding], anyKey: Binding?)] = {
+        var tables: [KeyScope: (keys: [Key: Binding], anyKey: Binding?)] = [:]
+        for binding in bindings {
+            for scope in binding.scopes {
+                var table = tables[scope] ?? ([:], nil)
+                if binding.keys.isEmpty {
+                    table.anyKey = table.anyKey ?? binding
+                } else {
+                    for key in binding.keys where table.keys[key] == nil { table.keys[key] = binding }
+                }
+                tables[scope] = table
+            }
+        }
+        return tables
+    }()
 
     /// The bindings of one scope, in table order, without hidden aliases.
     public static func bindings(in scope: KeyScope) -> [Binding] {

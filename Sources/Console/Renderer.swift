@@ -141,7 +141,11 @@ public enum Renderer {
             let value = filter.op == .isNull ? "" : " '\(filter.value)'"
             title += "  filter \(shape.columns[filter.column].name) \(filter.op.rawValue)\(value)"
         }
-        if !shape.hasPrimaryKey { title += "  READ-ONLY (no primary key)" }
+        if shape.columns.isEmpty {
+            title += "  READ-ONLY (no columns)"
+        } else if !shape.hasPrimaryKey {
+            title += "  READ-ONLY (no primary key)"
+        }
         screen.put(title, x: area.x, y: area.y, role: focused ? .focus_border : .border, limit: area.width)
 
         let columns = visibleColumns(grid, width: area.width - 2)
@@ -162,7 +166,7 @@ public enum Renderer {
             let selectedRow = rowIndex == grid.cursorRow
             if selectedRow { screen.put(focused ? "▶" : "›", x: area.x, y: y, role: focused ? .focus_border : .dim) }
             var x = area.x + 2
-            for (index, width) in columns {
+            for (index, width) in columns where row.indices.contains(index) {
                 let value = row[index]
                 let isCursor = selectedRow && index == grid.cursorColumn && focused
                 let role: StyleRole = isCursor ? .selected : (value == nil ? .null : .normal)
@@ -177,24 +181,41 @@ public enum Renderer {
     /// column in view. Returns (column index, width) pairs.
     static func visibleColumns(_ grid: Grid, width: Int) -> [(Int, Int)] {
         let shape = grid.shape
+        guard !shape.columns.isEmpty else { return [] }
+        let widest = 28
+        var known = [Int?](repeating: nil, count: shape.columns.count)
         func columnWidth(_ index: Int) -> Int {
+            if let width = known[index] { return width }
+            let width = measure(index)
+            known[index] = width
+            return width
+        }
+        func measure(_ index: Int) -> Int {
             let column = shape.columns[index]
-            var widest = max(Screen.displayWidth(column.name) + (column.primaryKeyPosition != nil ? 2 : 0), min(column.type.count + 1, 10), 4)
-            for row in grid.rows { widest = max(widest, row[index].map { Screen.displayWidth($0) } ?? 1) }
-            return min(widest, 28)
+            var width = max(Screen.displayWidth(column.name) + (column.primaryKeyPosition != nil ? 2 : 0), min(column.type.count + 1, 10), 4)
+            // Only as much of a value as could be shown is measured: a huge value costs
+            // no more than a short one.
+            for row in grid.rows where width < widest && row.indices.contains(index) {
+                width = max(width, row[index].map { Screen.displayWidth(String($0.prefix(widest + 1))) } ?? 1)
+            }
+            return min(width, widest)
         }
         let frozen = shape.keyIndexes.first ?? 0
         var result = [(frozen, min(columnWidth(frozen), width))]
         var used = result[0].1 + 1
         let others = shape.columns.indices.filter { $0 != frozen }
         guard !others.isEmpty else { return result }
-        // Start far enough right that the cursor column fits.
+        // Start far enough right that the cursor column fits: walk left from the cursor
+        // column while the columns still fit.
         var start = 0
         if let cursorPosition = others.firstIndex(of: grid.cursorColumn) {
-            while start < cursorPosition {
-                let needed = others[start...cursorPosition].reduce(0) { $0 + columnWidth($1) + 1 }
-                if used + needed <= width { break }
-                start += 1
+            var needed = 0
+            start = cursorPosition + 1
+            while start > 0 {
+                let next = needed + columnWidth(others[start - 1]) + 1
+                if used + next > width && start <= cursorPosition { break }
+                needed = next
+                start -= 1
             }
         }
         for index in others[start...] {
@@ -216,13 +237,20 @@ public enum Renderer {
             screen.put(" ", x: x + 6, y: y, role: .selected)
             return
         }
-        // Keep the cursor in view.
+        // Keep the cursor in view: walk left from it only as far as fits (linear in the
+        // field's width, not in the value's length).
         let text = field.characters
-        var start = 0
-        while Screen.displayWidth(String(text[start..<field.cursor])) > width - 2 { start += 1 }
+        var start = min(max(field.cursor, 0), text.count)
+        var used = 0
+        while start > 0 {
+            let w = Screen.displayWidth(TerminalText.visible(text[start - 1]))
+            if used + w > width - 2 { break }
+            used += w
+            start -= 1
+        }
         var column = x
         for index in start...text.count {
-            let character: Character = index < text.count ? text[index] : " "
+            let character: Character = index < text.count ? TerminalText.visible(text[index]) : " "
             let w = Screen.displayWidth(character)
             if column + w > x + width { break }
             screen.put(String(character), x: column, y: y, role: index == field.cursor ? .selected : .normal)

@@ -1,3 +1,4 @@
+import Switchyard
 
 /// One terminal cell: a character (with its display width) and what it is.
 public struct Cell: Sendable, Equatable {
@@ -53,30 +54,31 @@ public struct Screen: Sendable, Equatable {
         return column - x
     }
 
-    /// Text that fits in `columns`, cut with `…`; control characters shown as symbols.
+    /// Text that fits in `columns`, cut with `…`; control, bidi and invisible characters
+    /// shown as symbols (``TerminalText/visible(_:)``). Reads only as much of `text` as
+    /// can show, so a megabyte-long value costs what a short one does.
     public static func fit(_ text: String, to columns: Int) -> String {
         guard columns > 0 else { return "" }
         var result = ""
         var used = 0
-        let visible = text.map { character -> Character in
-            switch character {
-            case "\n", "\r\n": return "↵"
-            case "\t": return "→"
-            case "\r": return "↵"
-            default:
-                if let ascii = character.asciiValue, ascii < 0x20 || ascii == 0x7F { return "·" }
-                return character
+        var lastFitting = result.endIndex
+        var usedAtLastFitting = 0
+        for character in text {
+            let shown = TerminalText.visible(character)
+            let w = displayWidth(shown)
+            if used + w > columns {
+                // Too long: cut where there is room for the ellipsis.
+                if usedAtLastFitting + 1 > columns { return "…" }
+                return String(result[..<lastFitting]) + "…"
+            }
+            result.append(shown)
+            used += w
+            if used <= columns - 1 {
+                lastFitting = result.endIndex
+                usedAtLastFitting = used
             }
         }
-        let total = visible.reduce(0) { $0 + displayWidth($1) }
-        if total <= columns { return String(visible) }
-        for character in visible {
-            let w = displayWidth(character)
-            if used + w > columns - 1 { break }
-            result.append(character)
-            used += w
-        }
-        return result + "…"
+        return result
     }
 
     /// Columns `character` takes in a terminal (1 or 2): East Asian wide and fullwidth
