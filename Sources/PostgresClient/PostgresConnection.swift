@@ -335,6 +335,13 @@ public final class PostgresConnection: @unchecked Sendable {
                 PQclear(result)
                 continue
             }
+            if status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH {
+                // COPY cannot finish inside a pipeline: the connection would wait for
+                // copy data forever. Give it up; the pool replaces it.
+                PQclear(result)
+                markBroken()
+                throw PostgresError(kind: .invalidArgument, message: Self.copyRefused, node: label)
+            }
             if syncs == 0 {
                 do {
                     statement = .success(try collect(result, connection: connection, clear: false))
@@ -404,7 +411,7 @@ public final class PostgresConnection: @unchecked Sendable {
             return copyResult(result)
         case PGRES_COPY_IN, PGRES_COPY_OUT, PGRES_COPY_BOTH:
             if clear { abandonCopy(connection) }
-            throw PostgresError(kind: .invalidArgument, message: "COPY is not supported through this API", node: label)
+            throw PostgresError(kind: .invalidArgument, message: Self.copyRefused, node: label)
         default:
             throw serverError(result, connection: connection)
         }
@@ -474,6 +481,8 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         while let next = PQgetResult(connection) { PQclear(next) }
     }
+
+    static let copyRefused = "COPY is not supported through this API: use psql's \\copy or a driver with COPY support"
 
     private func markBroken() {
         lock.lock()

@@ -34,9 +34,9 @@ extension BenchCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func validate() throws {
-            guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
+            try validateSeconds(seconds)
             guard (1...256).contains(clients) else { throw ValidationError("--clients must be between 1 and 256") }
-            guard rows >= 1 else { throw ValidationError("--rows must be at least 1") }
+            guard (1...10_000_000).contains(rows) else { throw ValidationError("--rows must be between 1 and 10000000") }
         }
 
         func run() async throws {
@@ -62,6 +62,13 @@ extension BenchCommand {
         @Option(help: "Terminal width.") var width = 200
         @Option(help: "Terminal height.") var height = 60
         @Option(help: "Frames to render.") var frames = 2000
+
+        func validate() throws {
+            guard (1...10_000).contains(width), (1...10_000).contains(height) else {
+                throw ValidationError("--width and --height must be between 1 and 10000")
+            }
+            guard (1...10_000_000).contains(frames) else { throw ValidationError("--frames must be between 1 and 10000000") }
+        }
 
         func run() throws {
             let state = ConsoleState.sample(width: width, height: height)
@@ -91,6 +98,11 @@ extension BenchCommand {
         @OptionGroup var logging: LoggingOptions
         @Option(help: "Seconds for each throughput run.") var seconds = 5.0
         @Option(help: "Routing decisions to time.") var decisions = 1_000_000
+
+        func validate() throws {
+            try validateSeconds(seconds)
+            guard (1...1_000_000_000).contains(decisions) else { throw ValidationError("--decisions must be between 1 and 1000000000") }
+        }
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
@@ -100,5 +112,12 @@ extension BenchCommand {
             let report = try await RoutingBench(configuration: configuration, seconds: seconds, decisions: decisions).run()
             print(json ? try report.json() : report.table())
         }
+    }
+}
+
+/// `--seconds`: a finite, positive number of seconds, at most a day.
+func validateSeconds(_ seconds: Double) throws {
+    guard seconds.isFinite, seconds > 0, seconds <= 86_400 else {
+        throw ValidationError("--seconds must be a number above 0 and at most 86400, not \(seconds)")
     }
 }

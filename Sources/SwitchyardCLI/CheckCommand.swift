@@ -23,6 +23,11 @@ struct CheckCommand: AsyncParsableCommand {
     var criticalLagMs: Int?
 
     func validate() throws {
+        for (name, value) in [("--warn-lag-ms", warnLagMs), ("--critical-lag-ms", criticalLagMs)] {
+            if let value, !(0...86_400_000).contains(value) {
+                throw ValidationError("\(name) must be between 0 and 86400000 milliseconds, not \(value)")
+            }
+        }
         if let warnLagMs, let criticalLagMs, criticalLagMs < warnLagMs {
             throw ValidationError("--critical-lag-ms must not be below --warn-lag-ms")
         }

@@ -94,7 +94,9 @@ extension ClusterCommand {
         @Argument(help: "Delay in milliseconds; 0 removes it.") var milliseconds: Int
 
         func validate() throws {
-            guard milliseconds >= 0 else { throw ValidationError("the delay must be 0 or more milliseconds") }
+            guard (0...86_400_000).contains(milliseconds) else {
+                throw ValidationError("the delay must be between 0 and 86400000 milliseconds")
+            }
         }
 
         func run() async throws {

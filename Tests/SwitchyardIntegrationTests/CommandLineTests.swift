@@ -40,6 +40,23 @@ import Testing
         }
     }
 
+    @Test func valuesThatWouldTrapAreRefusedBeforeAnythingRuns() async throws {
+        let cases: [([String], String)] = [
+            (["bench", "consistency", "--seconds", "inf"], "--seconds must be a number above 0 and at most 86400, not inf"),
+            (["bench", "consistency", "--clients", "0"], "--clients must be between 1 and 256"),
+            (["bench", "routing", "--seconds", "nan"], "--seconds must be a number above 0"),
+            (["check", "--warn-lag-ms=-5"], "--warn-lag-ms must be between 0 and 86400000 milliseconds, not -5"),
+            (["cluster", "delay", "pg3", "--", "-1"], "the delay must be between 0 and 86400000 milliseconds"),
+            (["bench", "render", "--frames", "0"], "--frames must be between 1 and 10000000"),
+        ]
+        for (arguments, expected) in cases {
+            let run = try await Self.run(arguments)
+            #expect(run.status != 0, "\(arguments) succeeded")
+            #expect(run.output.contains(expected), "\(arguments): \(run.output)")
+            #expect(!run.output.contains("Fatal error"), "\(arguments) trapped")
+        }
+    }
+
     @Test func clusterUpStatusDelayDown() async throws {
         let directory = URL(fileURLWithPath: "/tmp/switchyard-tests/cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         let port = try #require(PortCheck.freeRange(count: 2))

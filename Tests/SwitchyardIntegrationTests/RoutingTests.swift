@@ -303,6 +303,29 @@ extension ClusterTests {
             }
         }
 
+        @Test func copyIsRefusedInEveryContextAndNothingSpins() async throws {
+            try await withRouted { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                let clock = ContinuousClock()
+                for context in [nil, RoutingContext.admin, RoutingContext.public] {
+                    for write in [true, false] {
+                        let started = clock.now
+                        let statement = "copy \(table) to stdout"
+                        let attempt: () async throws -> Void = {
+                            if write { try await cluster.execute(statement) } else { _ = try await cluster.query(statement) }
+                        }
+                        let error = await #expect(throws: PostgresError.self) {
+                            if let context { try await context.run { try await attempt() } } else { try await attempt() }
+                        }
+                        #expect(error?.message.contains("COPY is not supported") == true)
+                        #expect(clock.now - started < .seconds(5), "COPY (\(context?.name ?? "no context"), write \(write)) hung")
+                        // The pools still serve statements afterwards.
+                        #expect(try await cluster.query("select count(*)::int from \(table)").scalar(Int.self) == 20)
+                    }
+                }
+            }
+        }
+
         @Test func idleClusterReadsZeroLag() async throws {
             try await withRouted { cluster, _ in
                 try await cluster.execute("select pg_switch_wal()")

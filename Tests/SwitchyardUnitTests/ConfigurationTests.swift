@@ -99,4 +99,20 @@ import Testing
         try Data("x".utf8).write(to: local)
         #expect(try ClusterConfiguration.locate(explicit: nil, environment: ["HOME": "/nonexistent"], currentDirectory: empty.path) == local.path)
     }
+
+    @Test func numbersThatWouldOverflowAreRefusedWithFileAndLine() {
+        let head = "[[nodes]]\nname = \"a\"\nconninfo = \"host=x\"\n"
+        let cases: [(String, String)] = [
+            ("[monitor]\ninterval_ms = 9223372036854775807\n", "switchyard.toml:5: [monitor] interval_ms must be at most 86400000"),
+            ("[monitor]\nwarn_lag_ms = -3\n", "switchyard.toml:5: [monitor] warn_lag_ms must be at least 0, not -3"),
+            ("[routing]\nmax_replica_lag_ms = 100000000000\n", "switchyard.toml:5: [routing] max_replica_lag_ms must be at most"),
+            ("[pool]\nmax_connections = 0\n", "switchyard.toml:5: [pool] max_connections must be at least 1"),
+            ("[pool]\nconnect_timeout_s = 9223372036854775807\n", "switchyard.toml:5: [pool] connect_timeout_s must be at most"),
+            ("[query_log]\nkeep = -1\n", "switchyard.toml:5: [query_log] keep must be at least 0"),
+        ]
+        for (section, expected) in cases {
+            let error = #expect(throws: ConfigurationError.self) { try ClusterConfiguration.parse(head + section, file: "switchyard.toml") }
+            #expect(error?.description.hasPrefix(expected) == true, "\(error?.description ?? "no error") does not start with \(expected)")
+        }
+    }
 }
