@@ -192,9 +192,17 @@ public final class PostgresConnection: @unchecked Sendable {
             _ = try await query("commit")
             return value
         } catch {
-            if isUsable { _ = try? await query("rollback") }
+            await rollback()
             throw error
         }
+    }
+
+    /// Sends ROLLBACK even when the calling task is cancelled: a transaction left open
+    /// holds its locks and poisons whoever gets the connection next. Errors are dropped
+    /// (a broken connection has no transaction left; the pool discards it).
+    public func rollback() async {
+        guard isUsable else { return }
+        _ = try? await worker.run { try self.blockingQuery("rollback", []) }
     }
 
     /// Runs `body`, then closes the connection, also when `body` throws.

@@ -249,9 +249,8 @@ public final class Cluster: Sendable {
                 scope?.session.recordWrite(lsn, at: .now)
                 return value
             } catch {
-                if connection.isUsable {
-                    _ = try? await transaction.record(.write, "rollback") { try await connection.query("rollback") }
-                }
+                // Also when the task was cancelled: the rollback itself is not cancellable.
+                _ = try? await transaction.record(.write, "rollback") { await connection.rollback() }
                 throw error
             }
         }

@@ -326,6 +326,37 @@ extension ClusterTests {
             }
         }
 
+        @Test func aCancelledTransactionRollsBackAndLeavesThePoolClean() async throws {
+            try await withRouted { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                let locked = AsyncStream<Void>.makeStream()
+                let holder = Task {
+                    try await cluster.transaction { transaction in
+                        try await transaction.execute("update \(table) set version = version + 1 where id = 1")
+                        locked.continuation.yield()
+                        try await Task.sleep(for: .seconds(30))
+                    }
+                }
+                var iterator = locked.stream.makeAsyncIterator()
+                _ = await iterator.next()
+                holder.cancel()
+                _ = await holder.result
+                // The row lock is gone at once: another session can take it without waiting.
+                let free = try await test.withConnection("pg1") { connection in
+                    try await connection.query("select id from \(table) where id = 1 for update nowait").rowCount
+                }
+                #expect(free == 1)
+                // The next 100 statements on the same pools commit.
+                for index in 1...100 {
+                    try await cluster.execute("update \(table) set note = $1 where id = 2", ["n\(index)"])
+                }
+                let note = try await test.withConnection("pg1") { try await $0.query("select note from \(table) where id = 2").scalar(String.self) }
+                #expect(note == "n100")
+                let version = try await test.withConnection("pg1") { try await $0.query("select version from \(table) where id = 1").scalar(Int.self) }
+                #expect(version == 0, "the cancelled transaction's update was committed")
+            }
+        }
+
         @Test func idleClusterReadsZeroLag() async throws {
             try await withRouted { cluster, _ in
                 try await cluster.execute("select pg_switch_wal()")
