@@ -293,6 +293,36 @@ public final class PostgresConnection: @unchecked Sendable {
         lock.withLock { transaction = state }
     }
 
+    /// Throws (nothing sent) when the server already closed this idle connection.
+    private func checkBeforeSending(_ connection: OpaquePointer) throws {
+        guard Self.serverHungUp(connection) else { return }
+        markBroken()
+        throw PostgresError(
+            kind: .connectionLost, message: "the server closed the connection before the statement was sent", node: label,
+            nothingSent: true)
+    }
+
+    /// An idle connection whose socket is readable has been closed by the server: a
+    /// terminated backend sends its FATAL and hangs up, and nothing else arrives unasked
+    /// on a connection that does not LISTEN. One poll, no round trip.
+    static func serverHungUp(_ connection: OpaquePointer) -> Bool {
+        let socket = PQsocket(connection)
+        guard socket >= 0, PQstatus(connection) == CONNECTION_OK else { return true }
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, 0) > 0
+    }
+
+    /// Whether this connection still looks usable: open here and not hung up by the
+    /// server. For the pool, on an idle connection only.
+    public func looksAlive() -> Bool {
+        guard isUsable, let connection = pgconn else { return false }
+        if Self.serverHungUp(connection) {
+            markBroken()
+            return false
+        }
+        return true
+    }
+
     private func liveConnection() throws -> OpaquePointer {
         lock.lock()
         let unusable = closed
@@ -303,6 +333,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     private func blockingQuery(_ sql: String, _ bindings: [PostgresBinding]) throws -> PostgresResult {
         let connection = try liveConnection()
+        try checkBeforeSending(connection)
         defer { noteTransactionState(connection) }
         return try withParameters(bindings) { count, types, values, lengths, formats in
             let result = PQexecParams(connection, sql, count, types, values, lengths, formats, 0)
@@ -312,6 +343,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     private func blockingPipelinedWrite(_ sql: String, _ bindings: [PostgresBinding]) throws -> (PostgresResult, LSN?) {
         let connection = try liveConnection()
+        try checkBeforeSending(connection)
         defer { noteTransactionState(connection) }
         guard PQenterPipelineMode(connection) == 1 else {
             throw PostgresError(kind: .invalidArgument, message: "cannot enter pipeline mode", node: label)

@@ -32,11 +32,16 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public var hint: String?
     /// Which node the error came from: a node name or a redacted `host:port`.
     public var node: String?
+    /// True when the statement certainly never reached the server (the connection could
+    /// not be made, or was found dead before sending): only then is running it again
+    /// elsewhere safe. A connection lost after sending may have run it already.
+    public var nothingSent: Bool
 
     public init(
         kind: Kind, message: String, sqlState: String? = nil, severity: String? = nil,
-        detail: String? = nil, hint: String? = nil, node: String? = nil
+        detail: String? = nil, hint: String? = nil, node: String? = nil, nothingSent: Bool? = nil
     ) {
+        self.nothingSent = nothingSent ?? (kind == .connectionFailed || kind == .closed || kind == .invalidArgument)
         self.kind = kind
         self.message = message
         self.sqlState = sqlState

@@ -111,9 +111,14 @@ public final class Cluster: Sendable {
         let decision = try route(request, topology: topology)
         do {
             return try await perform(request, decision, sql, parameters, scope: scope)
-        } catch let error as PostgresError where operation == .read && error.isConnectionError {
-            // One retry elsewhere, for reads only.
-            monitor.reportUnreachable(decision.node, error: error.message)
+        } catch let error as PostgresError
+            where operation == .read && error.isConnectionError
+            && (error.nothingSent || topology.node(decision.node)?.role == .replica)
+        {
+            // One retry elsewhere, only where it is safe: the read never reached the server,
+            // or it ran on a replica, which cannot change anything (a standby refuses
+            // nextval() and every write). A read the primary may have run (a volatile
+            // function, nextval()) is not repeated behind the caller's back.
             guard let retry = defaultRouter.route(request, topology: monitor.topology, excluding: [decision.node]),
                 retry.node != decision.node
             else { throw error }
@@ -184,7 +189,7 @@ public final class Cluster: Sendable {
         let clock = ContinuousClock()
         let started = clock.now
         do {
-            let result = try await pool.withConnection { connection -> PostgresResult in
+            let result = try await Self.againIfNothingSent { try await pool.withConnection { connection -> PostgresResult in
                 if request.operation == .write, let scope {
                     if configuration.consistency == .lsn {
                         let (result, lsn) = try await connection.queryReturningCommitLSN(sql, parameters)
@@ -196,7 +201,7 @@ public final class Cluster: Sendable {
                     return result
                 }
                 return try await connection.query(sql, parameters)
-            }
+            } }
             log.record(
                 context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
                 duration: clock.now - started, rows: result.affectedRows, error: nil, sql: sql)
@@ -205,10 +210,24 @@ public final class Cluster: Sendable {
             log.record(
                 context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
                 duration: clock.now - started, rows: nil, error: error, sql: sql, parameters: parameters)
-            if let error = error as? PostgresError, error.isConnectionError {
+            // Only a node that cannot be connected to at all is marked down here; one lost
+            // pooled connection is the pool's business, node health the monitor's.
+            if let error = error as? PostgresError, error.kind == .connectionFailed {
                 monitor.reportUnreachable(decision.node, error: error.message)
             }
             throw error
+        }
+    }
+
+    /// Runs `body` once more when it failed on a pooled connection the server had closed
+    /// before anything was sent: the pool has dropped that connection, the next try gets a
+    /// fresh one. Nothing can run twice.
+    static func againIfNothingSent<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as PostgresError where error.nothingSent && error.kind == .connectionLost {
+            routingLogger.info("replaced a connection the server had closed", metadata: ["node": "\(error.node ?? "?")"])
+            return try await body()
         }
     }
 

@@ -68,7 +68,7 @@ public final class ConnectionPool: Sendable {
         while true {
             switch try await acquire() {
             case .connection(let connection, let id):
-                if connection.isUsable && connection.transactionState == .idle { return (connection, id) }
+                if connection.transactionState == .idle && connection.looksAlive() { return (connection, id) }
                 poolLogger.debug("dropping a dead idle connection", metadata: ["node": "\(node)"])
                 perform { $0.machine.discard(id) }
             case .open(let waiter):

@@ -357,6 +357,65 @@ extension ClusterTests {
             }
         }
 
+        @Test func aReadThePrimaryMayHaveRunIsNotRetried() async throws {
+            try await withRouted { cluster, test in
+                let sequence = "seq_" + UUID().uuidString.prefix(8).lowercased()
+                try await cluster.execute("create sequence \(sequence)")
+                let reader = Task {
+                    try await RoutingContext.admin.run {
+                        try await cluster.query("select pg_sleep(1.5), nextval('\(sequence)')")
+                    }
+                }
+                // Kill the session while the statement runs: it was sent, and may have run.
+                let killed = await TestCluster.eventually(timeout: .seconds(5)) {
+                    let count = try? await test.withConnection("pg1") { connection in
+                        try await connection.query(
+                            "select count(pg_terminate_backend(pid))::int from pg_stat_activity where query like $1 and pid <> pg_backend_pid()",
+                            ["select pg_sleep(1.5), nextval%"]).scalar(Int.self)
+                    }
+                    return (count ?? 0) > 0
+                }
+                #expect(killed)
+                let error = await #expect(throws: PostgresError.self) { try await reader.value }
+                #expect(error?.kind == .connectionLost)
+                let calls = try await test.withConnection("pg1") {
+                    try await $0.query("select last_value::int, is_called from \(sequence)").first.map { try $0.decode(0, as: Int.self) }
+                }
+                #expect(calls == 1, "nextval ran \(calls ?? 0) times: the read was retried")
+            }
+        }
+
+        @Test func terminatedPooledConnectionsAreReplacedWithoutMarkingThePrimaryDown() async throws {
+            try await withRouted { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                // Warm the primary's pool, then kill every pooled session behind its back.
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for index in 1...4 {
+                        group.addTask { try await cluster.execute("update \(table) set note = $1 where id = $2", ["warm", index]) }
+                    }
+                    try await group.waitForAll()
+                }
+                let terminated = try await test.withConnection("pg1") { connection in
+                    try await connection.query(
+                        "select count(pg_terminate_backend(pid))::int from pg_stat_activity where application_name = 'switchyard' and pid <> pg_backend_pid()"
+                    ).scalar(Int.self)
+                }
+                #expect((terminated ?? 0) > 0)
+                try await Task.sleep(for: .milliseconds(100))
+                // Writes and primary reads go on at once: the dead sessions are found before
+                // anything is sent to them, replaced, and the primary is not marked down.
+                for index in 1...20 {
+                    try await cluster.execute("update \(table) set note = $1 where id = 3", ["after \(index)"])
+                    let note = try await RoutingContext.admin.run {
+                        try await cluster.query("select note from \(table) where id = 3").scalar(String.self)
+                    }
+                    #expect(note == "after \(index)")
+                }
+                #expect(cluster.monitor.topology.primary?.name == "pg1")
+                #expect(!cluster.log.entries.contains { $0.error != nil }, "a statement failed")
+            }
+        }
+
         @Test func idleClusterReadsZeroLag() async throws {
             try await withRouted { cluster, _ in
                 try await cluster.execute("select pg_switch_wal()")
