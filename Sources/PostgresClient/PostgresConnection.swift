@@ -352,7 +352,7 @@ public final class PostgresConnection: @unchecked Sendable {
         try withParameters(bindings) { count, types, values, lengths, formats in
             guard PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 0) == 1,
                 PQpipelineSync(connection) == 1,
-                PQsendQueryParams(connection, "select pg_current_wal_lsn()", 0, nil, nil, nil, nil, 0) == 1,
+                PQsendQueryParams(connection, "select pg_catalog.pg_current_wal_lsn()", 0, nil, nil, nil, nil, 0) == 1,
                 PQpipelineSync(connection) == 1
             else { throw connectionError(connection) }
         }

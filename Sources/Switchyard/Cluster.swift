@@ -101,7 +101,7 @@ public final class Cluster: Sendable {
         if let session = scope?.session, let token = session.uncheckedToken { await check(token, of: session) }
         let request = RouteRequest(
             operation: operation, table: table, hints: hints, context: scope?.context, token: scope?.session.token,
-            lastWrite: scope?.session.lastWrite)
+            lastWrite: scope?.session.lastWrite, pinnedUntil: scope?.session.pinnedUntil)
         var topology = monitor.topology
         if request.token != nil, configuration.consistency == .lsn,
             ContinuousClock.now - topology.sampledAt > configuration.monitorInterval * 2
@@ -140,7 +140,7 @@ public final class Cluster: Sendable {
         if token.lsn > position {
             // The sample may predate the write that made the token: ask the primary itself.
             let asked = try? await pools[primary.name]?.withConnection { connection in
-                try await connection.query("select pg_current_wal_lsn()::text").scalar(String.self)
+                try await connection.query("select pg_catalog.pg_current_wal_lsn()::text").scalar(String.self)
             }
             guard let current = asked.flatMap({ $0 }).flatMap(LSN.init) else { return }
             position = current
@@ -193,7 +193,7 @@ public final class Cluster: Sendable {
                 if request.operation == .write, let scope {
                     if configuration.consistency == .lsn {
                         let (result, lsn) = try await connection.queryReturningCommitLSN(sql, parameters)
-                        scope.session.recordWrite(lsn, at: .now)
+                        recordWrite(lsn, in: scope.session, node: decision.node)
                         return result
                     }
                     let result = try await connection.query(sql, parameters)
@@ -217,6 +217,18 @@ public final class Cluster: Sendable {
             }
             throw error
         }
+    }
+
+    /// Notes a committed write. Without its WAL position no token can prove a replica has
+    /// it, so read-your-writes would be silently lost: the session reads from the primary
+    /// instead, for as long as a replica within the lag limit might still lack the write.
+    private func recordWrite(_ lsn: LSN?, in session: ConsistencySession, node: String) {
+        session.recordWrite(lsn, at: .now)
+        guard lsn == nil, configuration.consistency == .lsn else { return }
+        session.pin(until: .now + configuration.maxReplicaLag + configuration.monitorInterval)
+        routingLogger.warning(
+            "the WAL position after a write could not be read; this session reads from the primary for a while",
+            metadata: ["node": "\(node)"])
     }
 
     /// Runs `body` once more when it failed on a pooled connection the server had closed
@@ -265,7 +277,7 @@ public final class Cluster: Sendable {
                 let (_, lsn) = try await transaction.record(.write, "commit") {
                     try await connection.queryReturningCommitLSN("commit")
                 }
-                scope?.session.recordWrite(lsn, at: .now)
+                if let scope { recordWrite(lsn, in: scope.session, node: primary.name) }
                 return value
             } catch {
                 // Also when the task was cancelled: the rollback itself is not cancellable.

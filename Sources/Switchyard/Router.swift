@@ -20,11 +20,16 @@ public struct RouteRequest: Sendable {
     public var token: ConsistencyToken?
     /// When the context last wrote (for pin-window consistency).
     public var lastWrite: ContinuousClock.Instant?
+    /// Until when the context must read from the primary whatever the policy: it wrote
+    /// and the write's WAL position could not be read, so no token can prove a replica
+    /// has it.
+    public var pinnedUntil: ContinuousClock.Instant?
 
     public init(
         operation: StatementKind, table: String? = nil, hints: [String: String] = [:], context: RoutingContext? = nil,
-        token: ConsistencyToken? = nil, lastWrite: ContinuousClock.Instant? = nil
+        token: ConsistencyToken? = nil, lastWrite: ContinuousClock.Instant? = nil, pinnedUntil: ContinuousClock.Instant? = nil
     ) {
+        self.pinnedUntil = pinnedUntil
         self.operation = operation
         self.table = table
         self.hints = hints
@@ -173,6 +178,11 @@ public struct DefaultRouter: Router {
         guard request.operation == .read, context.readsFromReplicas else {
             return primary.map {
                 RouteDecision(node: $0.name, reason: .primaryContext(context: context.name, operation: request.operation))
+            }
+        }
+        if let pinnedUntil = request.pinnedUntil, ContinuousClock.now < pinnedUntil, let lastWrite = request.lastWrite {
+            return primary.map {
+                RouteDecision(node: $0.name, reason: .pinned(context: context.name, sinceWriteMs: (ContinuousClock.now - lastWrite).milliseconds))
             }
         }
         if case .pinWindow(let window) = consistency, let lastWrite = request.lastWrite {

@@ -87,6 +87,7 @@ public final class ConsistencySession: Sendable {
         /// False for a token carried in from outside until it was checked against the
         /// primary's position: a forged or stale one must not pin reads forever.
         var tokenChecked: Bool
+        var pinnedUntil: ContinuousClock.Instant?
     }
 
     private let state: Mutex<State>
@@ -111,6 +112,14 @@ public final class ConsistencySession: Sendable {
     public var token: ConsistencyToken? { state.withLock { $0.token } }
 
     var lastWrite: ContinuousClock.Instant? { state.withLock { $0.lastWrite } }
+
+    /// Until when reads must stay on the primary (a write whose position is unknown).
+    var pinnedUntil: ContinuousClock.Instant? { state.withLock { $0.pinnedUntil } }
+
+    /// Keeps reads on the primary until `instant`.
+    func pin(until instant: ContinuousClock.Instant) {
+        state.withLock { $0.pinnedUntil = max($0.pinnedUntil ?? instant, instant) }
+    }
 
     /// Records a committed write; tokens only move forward.
     func recordWrite(_ lsn: LSN?, at instant: ContinuousClock.Instant) {

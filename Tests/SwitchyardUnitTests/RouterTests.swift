@@ -142,4 +142,23 @@ import Testing
             then: .replica(context: "public", selection: .roundRobin, lagMs: 0))
         #expect(reason.render(node: "pg2") == "retry: pg3 connection lost → pg2; first: public → pg3 (round-robin, 0 ms)")
     }
+
+    /// A write whose WAL position could not be read pins its session to the primary:
+    /// read-your-writes is kept, not silently lost.
+    @Test func aWriteWithoutAPositionPinsTheSessionToThePrimary() {
+        let session = ConsistencySession()
+        session.recordWrite(nil, at: .now)
+        session.pin(until: .now + .seconds(60))
+        let router = DefaultRouter(selection: .roundRobin, consistency: .lsn)
+        let pinned = RouteRequest(operation: .read, context: .public, token: session.token, lastWrite: session.lastWrite,
+                                  pinnedUntil: session.pinnedUntil)
+        for _ in 0..<4 {
+            let decision = router.route(pinned, topology: Self.healthy)
+            #expect(decision?.node == "pg1")
+            if case .pinned = decision?.reason {} else { Issue.record("not pinned: \(String(describing: decision?.reason))") }
+        }
+        // Once the pin expires, replicas serve reads again.
+        let expired = RouteRequest(operation: .read, context: .public, lastWrite: session.lastWrite, pinnedUntil: .now - .seconds(1))
+        #expect(router.route(expired, topology: Self.healthy)?.node != "pg1")
+    }
 }
