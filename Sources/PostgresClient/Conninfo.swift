@@ -29,59 +29,103 @@ public enum Conninfo {
         return pairs
     }
 
+    /// Parameters whose values are secrets.
+    static let secretKeys: Set<String> = ["password", "sslpassword"]
+
     /// A description of `conninfo` that is safe to print: every parameter it sets, with
-    /// the password masked. An unparseable string is never echoed.
+    /// secrets masked — also inside a `dbname` that is itself a connection string, and
+    /// wherever a mistyped URI made libpq read part of a password as another value (a
+    /// password with `/` ends up in `port` and `dbname`). An unparseable string is never
+    /// echoed.
     public static func redacted(_ conninfo: String) -> String {
         guard let pairs = parse(conninfo) else { return "(invalid connection string)" }
         if pairs.isEmpty { return "(libpq defaults)" }
+        let secrets = self.secrets(in: conninfo)
         return pairs.map { key, value in
-            key == "password" ? "password=\(mask)" : "\(key)=\(quoted(value))"
+            if secretKeys.contains(key) { return "\(key)=\(mask)" }
+            if key == "dbname", isConnectionString(value) { return "dbname=\(quoted(redacted(value)))" }
+            return "\(key)=\(quoted(mask(value, secrets)))"
         }.joined(separator: " ")
     }
 
     /// `message` with every secret that `conninfo` carries replaced by the mask. Works
     /// also when libpq cannot parse `conninfo` (its error text may quote a fragment).
     public static func scrub(_ message: String, conninfo: String) -> String {
-        var secrets = Set<String>()
-        if let pairs = parse(conninfo) {
-            for (key, value) in pairs where key == "password" && !value.isEmpty { secrets.insert(value) }
-        }
-        secrets.formUnion(rawPasswordCandidates(conninfo))
-        var result = message
-        for secret in secrets.sorted(by: { $0.count > $1.count }) where !secret.isEmpty {
-            result = result.replacingOccurrences(of: secret, with: mask)
-        }
+        mask(message, secrets(in: conninfo))
+    }
+
+    static func mask(_ text: String, _ secrets: [String]) -> String {
+        var result = text
+        for secret in secrets where result.contains(secret) { result = result.replacingOccurrences(of: secret, with: mask) }
         return result
     }
 
-    /// Password-looking fragments found by plain text scanning: `password=…` values and
-    /// the `user:password@` part of a URI, raw and percent-decoded.
+    /// Every secret in `conninfo` and the pieces libpq may quote separately, longest first.
+    static func secrets(in conninfo: String) -> [String] {
+        var found = Set<String>()
+        func add(_ secret: String) {
+            guard !secret.isEmpty else { return }
+            found.insert(secret)
+            if let decoded = secret.removingPercentEncoding, decoded != secret { found.insert(decoded) }
+            // A URI password with `/`, `@`, `:`, `?`, `#` is cut there by the URI parser;
+            // its pieces land in other values and messages.
+            for piece in secret.split(whereSeparator: { "/@:?#& ".contains($0) }) where piece.count >= 3 {
+                found.insert(String(piece))
+                if let decoded = piece.removingPercentEncoding, decoded != piece { found.insert(decoded) }
+            }
+        }
+        if let pairs = parse(conninfo) {
+            for (key, value) in pairs {
+                if secretKeys.contains(key) { add(value) }
+                if key == "dbname", isConnectionString(value), value != conninfo { secrets(in: value).forEach(add) }
+            }
+        }
+        rawPasswordCandidates(conninfo).forEach(add)
+        return found.sorted { $0.count != $1.count ? $0.count > $1.count : $0 < $1 }
+    }
+
+    /// Whether libpq would expand `value` (given as `dbname`) as a connection string.
+    static func isConnectionString(_ value: String) -> Bool {
+        value.contains("=") || value.hasPrefix("postgresql://") || value.hasPrefix("postgres://")
+    }
+
+    /// Password-looking fragments found by plain text scanning, for strings libpq cannot
+    /// parse or parses wrongly: `password=…` and `sslpassword=…` values (quoted or not), and
+    /// the password of every `user:password@` in a URI — taken up to the last `@` before
+    /// the query, since passwords with `/` are common and break URI parsing.
     static func rawPasswordCandidates(_ conninfo: String) -> [String] {
         var found: [String] = []
         var rest = Substring(conninfo)
         while let range = rest.range(of: "password=") {
             var value = rest[range.upperBound...]
-            if let end = value.firstIndex(where: { $0 == " " || $0 == "&" || $0 == "\t" || $0 == "\n" }) {
-                value = value[..<end]
+            if value.first == "'" {
+                // A quoted value: up to the closing quote that is not escaped.
+                var secret = ""
+                var escaped = false
+                for character in value.dropFirst() {
+                    if escaped { secret.append(character); escaped = false; continue }
+                    if character == "\\" { escaped = true; continue }
+                    if character == "'" { break }
+                    secret.append(character)
+                }
+                found.append(secret)
+            } else {
+                if let end = value.firstIndex(where: { $0 == " " || $0 == "&" || $0 == "\t" || $0 == "\n" }) { value = value[..<end] }
+                found.append(String(value))
             }
-            let trimmed = value.trimming(["'"])
-            if !trimmed.isEmpty { found.append(String(trimmed)) }
             rest = rest[range.upperBound...]
         }
-        if let scheme = conninfo.range(of: "://") {
-            let afterScheme = conninfo[scheme.upperBound...]
-            let authorityEnd = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? afterScheme.endIndex
-            let authority = afterScheme[..<authorityEnd]
-            if let at = authority.lastIndex(of: "@") {
-                let userinfo = authority[..<at]
-                if let colon = userinfo.firstIndex(of: ":") {
-                    let secret = String(userinfo[userinfo.index(after: colon)...])
-                    if !secret.isEmpty {
-                        found.append(secret)
-                        if let decoded = secret.removingPercentEncoding, decoded != secret { found.append(decoded) }
-                    }
-                }
+        var search = Substring(conninfo)
+        while let scheme = search.range(of: "://") {
+            let afterScheme = search[scheme.upperBound...]
+            // The user info ends at the last `@` before the query, or — when the password
+            // holds a `?` — at the last `@` at all: both are taken.
+            let queryStart = afterScheme.firstIndex(of: "?") ?? afterScheme.endIndex
+            for at in [afterScheme[..<queryStart].lastIndex(of: "@"), afterScheme.lastIndex(of: "@")].compactMap({ $0 }) {
+                let userinfo = afterScheme[..<at]
+                if let colon = userinfo.firstIndex(of: ":") { found.append(String(userinfo[userinfo.index(after: colon)...])) }
             }
+            search = afterScheme
         }
         return found
     }
@@ -111,6 +155,6 @@ extension Conninfo {
         let value = { (key: String) in pairs.first { $0.key == key }?.value }
         let host = value("host") ?? value("hostaddr") ?? "localhost"
         let port = value("port") ?? "5432"
-        return "\(host):\(port)"
+        return scrub("\(host):\(port)", conninfo: conninfo)
     }
 }
