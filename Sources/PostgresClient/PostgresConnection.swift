@@ -51,7 +51,8 @@ public final class PostgresConnection: @unchecked Sendable {
     private var pgconn: OpaquePointer?  // touched on `worker` only
 
     private let lock = NSLock()
-    private var cancelHandle: OpaquePointer?  // guarded by lock
+    private var cancelHandle: CancelHandle?  // guarded by lock
+    private var cancelling = false  // guarded by lock: a cancel request is on its way
     private var closed = false  // guarded by lock
     private var broken = false  // guarded by lock
     private var transaction = TransactionState.idle  // guarded by lock; set on `worker` after each statement
@@ -62,11 +63,10 @@ public final class PostgresConnection: @unchecked Sendable {
         self.redactedConninfo = Conninfo.redacted(conninfo)
         self.worker = worker
         self.pgconn = connection
-        self.cancelHandle = PQgetCancel(connection)
+        self.cancelHandle = PQgetCancel(connection).map(CancelHandle.init)
     }
 
     deinit {
-        if let cancelHandle { PQfreeCancel(cancelHandle) }
         if let connection = pgconn.map(PGConnPointer.init) {
             worker.submit { PQfinish(connection.pointer) }
         }
@@ -148,11 +148,36 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Values never become part of the SQL text, so no value can change the statement.
     public func query(_ sql: String, _ parameters: [any PostgresEncodable] = []) async throws -> PostgresResult {
         let bindings = parameters.map(\.postgresBinding)
+        return try await statement { try self.blockingQuery(sql, bindings) }
+    }
+
+    /// How long a cancelled statement may take to stop before its caller is let go and
+    /// the connection given up (a hung server answers neither the statement nor the cancel).
+    public static let cancelGrace: Duration = .seconds(2)
+
+    /// Runs `body` on the connection's thread. When the calling task is cancelled, the
+    /// server is asked to cancel (without blocking anyone), and if the statement has not
+    /// ended after ``cancelGrace`` the caller gets a cancellation error at once and the
+    /// connection is marked broken — its thread may stay stuck until the server answers.
+    private func statement<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try Task.checkCancellation()
+        let outcome = Outcome<T>()
         return try await withTaskCancellationHandler {
-            try await worker.run { try self.blockingQuery(sql, bindings) }
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+                outcome.wait(continuation)
+                let accepted = worker.submit { outcome.finish(Result { try body() }) }
+                if !accepted { outcome.finish(.failure(PostgresError.closed(node: self.label))) }
+            }
         } onCancel: {
             self.cancel()
+            let label = self.label
+            DispatchQueue.global().asyncAfter(deadline: .now() + Self.cancelGrace.timeInterval) {
+                outcome.finish(
+                    .failure(PostgresError(
+                        kind: .cancelled, message: "cancelled; the server did not answer within \(Self.cancelGrace), connection given up",
+                        node: label, nothingSent: false)),
+                    first: { self.markBroken() })
+            }
         }
     }
 
@@ -165,23 +190,13 @@ public final class PostgresConnection: @unchecked Sendable {
         -> (result: PostgresResult, lsn: LSN?)
     {
         let bindings = parameters.map(\.postgresBinding)
-        try Task.checkCancellation()
-        return try await withTaskCancellationHandler {
-            try await worker.run { try self.blockingPipelinedWrite(sql, bindings) }
-        } onCancel: {
-            self.cancel()
-        }
+        return try await statement { try self.blockingPipelinedWrite(sql, bindings) }
     }
 
     /// Runs a script of one or more statements with no parameters (`PQexec`), returning
     /// the last result. For trusted SQL only (schema files); never build it from input.
     public func execute(script sql: String) async throws -> PostgresResult {
-        try Task.checkCancellation()
-        return try await withTaskCancellationHandler {
-            try await worker.run { try self.blockingScript(sql) }
-        } onCancel: {
-            self.cancel()
-        }
+        try await statement { try self.blockingScript(sql) }
     }
 
     /// Runs `body` inside BEGIN … COMMIT; a throw rolls back and rethrows.
@@ -217,14 +232,25 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// Asks the server to cancel whatever this connection is running. Safe from any
-    /// thread; does nothing when idle.
+    /// Asks the server to cancel whatever this connection is running. Returns at once,
+    /// from any thread: the request goes out on a thread of its own (libpq's `PQcancel`
+    /// blocks, without a timeout, on a server that does not answer), at most one at a
+    /// time per connection, and no lock is held while it waits.
     public func cancel() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard let cancelHandle, !closed else { return }
-        var buffer = [CChar](repeating: 0, count: 256)
-        _ = PQcancel(cancelHandle, &buffer, Int32(buffer.count))
+        let handle: CancelHandle? = lock.withLock {
+            guard !closed, !cancelling, let cancelHandle else { return nil }
+            cancelling = true
+            return cancelHandle
+        }
+        guard let handle else { return }
+        let thread = Thread { [weak self] in
+            var buffer = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(handle.pointer, &buffer, Int32(buffer.count))
+            self?.lock.withLock { self?.cancelling = false }
+        }
+        thread.name = "pg cancel \(label)"
+        thread.stackSize = 256 << 10
+        thread.start()
     }
 
     /// Closes the connection. Statements already queued finish first.
@@ -232,8 +258,7 @@ public final class PostgresConnection: @unchecked Sendable {
         let wasClosed = lock.withLock {
             let was = closed
             closed = true
-            if let cancelHandle { PQfreeCancel(cancelHandle) }
-            cancelHandle = nil
+            cancelHandle = nil  // freed when no cancel request uses it any more
             return was
         }
         guard !wasClosed else { return }
@@ -544,4 +569,54 @@ private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<Uns
     defer { for copy in copies { free(copy) } }
     let pointers = copies.map { UnsafePointer($0) } + [nil]
     return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+/// libpq's cancel object, freed when the last user lets go of it (a cancel request in
+/// flight may outlive the connection).
+final class CancelHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+    deinit { PQfreeCancel(pointer) }
+}
+
+/// The result of one statement, delivered once: by the connection's thread, or by the
+/// cancellation deadline, whichever comes first; a result that arrives before the
+/// caller waits is kept for it.
+final class Outcome<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<T, Error>?
+    private var result: Result<T, Error>?
+    private var done = false
+
+    func wait(_ continuation: CheckedContinuation<T, Error>) {
+        let ready: Result<T, Error>? = lock.withLock {
+            if let result { return result }
+            self.continuation = continuation
+            return nil
+        }
+        if let ready { continuation.resume(with: ready) }
+    }
+
+    /// Delivers `result` unless one was delivered already; true when this one counted.
+    /// `first` runs before the waiter resumes, only when this result counts.
+    @discardableResult
+    func finish(_ result: Result<T, Error>, first: () -> Void = {}) -> Bool {
+        let (counted, waiting): (Bool, CheckedContinuation<T, Error>?) = lock.withLock {
+            guard !done else { return (false, nil) }
+            done = true
+            if let continuation {
+                self.continuation = nil
+                return (true, continuation)
+            }
+            self.result = result
+            return (true, nil)
+        }
+        if counted { first() }
+        waiting?.resume(with: result)
+        return counted
+    }
+}
+
+extension Duration {
+    var timeInterval: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

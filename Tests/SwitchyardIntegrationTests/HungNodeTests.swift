@@ -1,0 +1,59 @@
+import Foundation
+import LocalCluster
+import PostgresClient
+import Switchyard
+import SwitchyardTestSupport
+import Testing
+
+extension ClusterTests {
+    /// A node that stops answering (postmaster and backends SIGSTOPped): nothing waits on it.
+    @Suite struct HungNodeTests {
+        /// Stops (or continues) the postmaster of `node` and every process it started.
+        static func signal(_ number: Int32, node: String) async throws {
+            let test = try TestCluster.shared()
+            let pidFile = test.local.dataDirectory(try test.node(node)).appendingPathComponent("postmaster.pid").path
+            let text = try String(contentsOfFile: pidFile, encoding: .utf8)
+            let postmaster = try #require(text.split(separator: "\n").first.flatMap { pid_t($0) })
+            let name = number == SIGSTOP ? "STOP" : "CONT"
+            _ = try await ChildProcess.run(["/usr/bin/pkill", "-\(name)", "-P", String(postmaster)])
+            kill(postmaster, number)
+        }
+
+        @Test func aCancelledStatementOnAHungServerLetsItsCallerGo() async throws {
+            let test = try TestCluster.shared()
+            let connection = try await test.connect("pg1")
+            _ = try await connection.query("select 1")
+            let clock = ContinuousClock()
+            try await Self.signal(SIGSTOP, node: "pg1")
+            try await ensuring {
+                let statement = Task { try await connection.query("select 42") }
+                try await Task.sleep(for: .milliseconds(200))
+                let cancelled = clock.now
+                statement.cancel()
+                #expect(clock.now - cancelled < .milliseconds(100), "cancel blocked its caller")
+                let error = await #expect(throws: PostgresError.self) { try await statement.value }
+                #expect(error?.kind == .cancelled)
+                #expect(clock.now - cancelled < PostgresConnection.cancelGrace + .seconds(1), "the caller waited for the hung server")
+                #expect(!connection.isUsable, "a connection with a statement stuck on it must not be reused")
+
+                // The monitor reports the node down within its probe deadline, and the
+                // other nodes keep being probed meanwhile.
+                let monitor = ClusterMonitor(
+                    nodes: try test.nodes.map { NodeEndpoint(name: $0.name, conninfo: try test.conninfo($0.name)) },
+                    settings: ClusterMonitor.Settings(interval: .milliseconds(250)))
+                let probing = clock.now
+                let topology = await monitor.probeNow()
+                #expect(clock.now - probing < .seconds(4))
+                #expect(topology.node("pg1")?.reachable == false)
+                #expect(topology.node("pg2")?.reachable == true)
+                await monitor.stop()
+            } finally: {
+                try? await Self.signal(SIGCONT, node: "pg1")
+            }
+            // Once it answers again, everything works.
+            let fresh = try await test.connect("pg1")
+            #expect(try await fresh.query("select 7").scalar(Int.self) == 7)
+            await fresh.close()
+        }
+    }
+}
