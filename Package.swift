@@ -83,7 +83,7 @@ let package = Package(
         // Real cluster (primary + 2 replicas) started by SwitchyardTestSupport.
         .testTarget(
             name: "SwitchyardIntegrationTests",
-            dependencies: ["PostgresClient", "Switchyard", "LocalCluster", "SwitchyardTestSupport", "SwitchyardCLI"]
+            dependencies: ["PostgresClient", "Switchyard", "Console", "LocalCluster", "SwitchyardTestSupport", "SwitchyardCLI"]
         ),
     ]
 )

@@ -88,17 +88,40 @@ public struct DataService: Sendable {
         }
     }
 
-    /// An update or delete that matches the row as seen: 0 rows means someone else
-    /// changed (or deleted) it, and the event carries the row as it is now.
+    /// An update or delete of the row as seen, in a transaction that commits only when it
+    /// touched exactly that one row. None: someone else changed or deleted it (the event
+    /// carries the row as it is now) — or, when the row is in fact unchanged, a trigger or
+    /// a row-level security policy refused the change. More than one: the key is not
+    /// unique here (inheritance children, a dropped constraint) and nothing is written.
     private func write(_ statement: Statement, shape: TableShape, seen: [String?], request: Int) async throws -> ConsoleEvent {
-        let result = try await cluster.execute(statement.sql, statement.bindings, table: shape.table.qualifiedName)
-        if result.affectedRows == 0 {
-            let key = shape.keyIndexes.map { seen[$0] }
-            let current = SQLBuilder.current(shape, key: key)
-            let now = try await cluster.query(current.sql, current.bindings, table: shape.table.qualifiedName)
-            return .conflict(current: now.first.map { row in (0..<shape.columns.count).map { row.raw($0) } }, request: request)
+        let width = shape.columns.count
+        do {
+            return try await cluster.transaction { transaction -> ConsoleEvent in
+                let result = try await transaction.execute(statement.sql, statement.bindings)
+                if result.affectedRows > 1 {
+                    throw WriteRefused("the key \(SQLBuilder.describeKey(shape, row: seen)) matched \(result.affectedRows) rows "
+                        + "(inherited tables, or no unique key): nothing was written")
+                }
+                if result.affectedRows == 1 {
+                    return .saved(row: result.first.map { row in (0..<width).map { row.raw($0) } }, request: request)
+                }
+                let current = SQLBuilder.current(shape, key: shape.keyIndexes.map { seen[$0] })
+                let now = try await transaction.query(current.sql, current.bindings).first.map { row in (0..<width).map { row.raw($0) } }
+                if let now, now == seen {
+                    throw WriteRefused("the row is unchanged, yet the change touched no row: a trigger or a row-level security "
+                        + "policy refused it; nothing was written")
+                }
+                return .conflict(current: now, request: request)
+            }
+        } catch let refused as WriteRefused {
+            return .failed(message: refused.message, request: request)
         }
-        return .saved(row: result.first.map { row in (0..<shape.columns.count).map { row.raw($0) } }, request: request)
+    }
+
+    /// A write rolled back on purpose, with the reason for the user.
+    struct WriteRefused: Error {
+        let message: String
+        init(_ message: String) { self.message = message }
     }
 
     func shape(of table: TableInfo) async throws -> TableShape {

@@ -72,7 +72,6 @@ public enum SQLBuilder {
             parameters.append(value)
             let placeholder = "$\(parameters.count)"
             let column = "(\(key.expression))"
-            let typed = "\(placeholder)::text"
             // Compare as the column's type: the parameter is cast by the server from text.
             let greater = key.descending ? "<" : ">"
             let less = key.descending ? ">" : "<"
@@ -91,7 +90,9 @@ public enum SQLBuilder {
                 }
             }
             if let beyond { alternatives.append((equalSoFar + [beyond]).joined(separator: " and ")) }
-            equalSoFar.append("\(column)::text is not distinct from \(typed)")
+            // Ties compare in the column's type too (citext 'a' = 'A', numeric 1.0 = 1.00):
+            // compared as text, such rows would fall between two pages.
+            equalSoFar.append("\(column) is not distinct from \(castTo(column, placeholder))")
         }
         if inclusive { alternatives.append(equalSoFar.joined(separator: " and ")) }
         return alternatives.isEmpty ? "false" : "(" + alternatives.map { "(\($0))" }.joined(separator: " or ") + ")"

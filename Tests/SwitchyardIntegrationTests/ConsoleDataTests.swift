@@ -1,0 +1,89 @@
+import Console
+import Foundation
+import PostgresClient
+import Switchyard
+import SwitchyardTestSupport
+import Testing
+
+extension ClusterTests {
+    /// The console's data service against a real primary: what a save reports is what
+    /// happened, and paging never skips a row.
+    @Suite struct ConsoleDataTests {
+        func shape(_ service: DataService, _ schema: TestSchema, _ table: String) async throws -> TableShape {
+            let opened = await service.perform(.openTable(TableInfo(schema: schema.name, name: table, estimatedRows: 0), request: 1))
+            guard case .tableOpened(let shape, _) = opened else { throw PostgresError(kind: .decoding, message: "not opened: \(String(describing: opened))") }
+            return shape
+        }
+
+        @Test func aKeyMatchingSeveralRowsWritesNothing() async throws {
+            try await TestCluster.shared().withSchema { schema in
+                try await withRouted { cluster, _ in
+                    _ = try await schema.primary.execute(script: """
+                        create table \(schema.quoted).parent (id int primary key, v text);
+                        create table \(schema.quoted).child () inherits (\(schema.quoted).parent);
+                        insert into \(schema.quoted).parent values (1, 'a');
+                        insert into \(schema.quoted).child values (1, 'a');
+                        """)
+                    let service = DataService(cluster: cluster)
+                    let shape = try await shape(service, schema, "parent")
+                    let event = await service.perform(.update(shape, seen: ["1", "a"], changes: [1: "b"], request: 2))
+                    guard case .failed(let message, _) = event else { Issue.record("not refused: \(String(describing: event))"); return }
+                    #expect(message.contains("matched 2 rows"))
+                    let values = try await schema.primary.query("select v from \(schema.quoted).parent").rows.map { try $0.decode(0, as: String.self) }
+                    #expect(values == ["a", "a"], "the update was not rolled back")
+                }
+            }
+        }
+
+        @Test func aTriggerThatRefusesIsNotCalledSomeoneElsesChange() async throws {
+            try await TestCluster.shared().withSchema { schema in
+                try await withRouted { cluster, _ in
+                    _ = try await schema.primary.execute(script: """
+                        create table \(schema.quoted).guarded (id int primary key, v text);
+                        insert into \(schema.quoted).guarded values (1, 'a');
+                        create function \(schema.quoted).refuse() returns trigger language plpgsql as $$ begin return null; end $$;
+                        create trigger refuse before update or delete on \(schema.quoted).guarded
+                            for each row execute function \(schema.quoted).refuse();
+                        """)
+                    let service = DataService(cluster: cluster)
+                    let shape = try await shape(service, schema, "guarded")
+                    let update = await service.perform(.update(shape, seen: ["1", "a"], changes: [1: "b"], request: 2))
+                    guard case .failed(let message, _) = update else { Issue.record("not reported: \(String(describing: update))"); return }
+                    #expect(message.contains("a trigger or a row-level security policy refused it"))
+                    let delete = await service.perform(.delete(shape, seen: ["1", "a"], request: 3))
+                    guard case .failed = delete else { Issue.record("delete not reported: \(String(describing: delete))"); return }
+                    // Someone else's change is still a conflict.
+                    _ = try await schema.primary.query("alter table \(schema.quoted).guarded disable trigger refuse")
+                    _ = try await schema.primary.query("update \(schema.quoted).guarded set v = 'theirs'")
+                    let conflict = await service.perform(.update(shape, seen: ["1", "a"], changes: [1: "mine"], request: 4))
+                    guard case .conflict(let current, _) = conflict else { Issue.record("no conflict: \(String(describing: conflict))"); return }
+                    #expect(current == ["1", "theirs"])
+                }
+            }
+        }
+
+        @Test func pagingKeepsRowsThatTieInTheColumnsType() async throws {
+            try await TestCluster.shared().withSchema { schema in
+                try await withRouted { cluster, _ in
+                    _ = try await schema.primary.execute(script: """
+                        create table \(schema.quoted).amounts (id int primary key, amount numeric);
+                        insert into \(schema.quoted).amounts values (1, 1.0), (2, 1.00), (3, 1.000), (4, 1), (5, 2.0), (6, 2.00), (7, 2);
+                        """)
+                    let service = DataService(cluster: cluster)
+                    let shape = try await shape(service, schema, "amounts")
+                    let sort = Sort(column: 1, descending: false)
+                    var seen: [String] = []
+                    var position = PagePosition.first
+                    for request in 10..<30 {
+                        let event = await service.perform(.loadPage(shape, position, sort: sort, filter: nil, limit: 2, request: request))
+                        guard case .pageLoaded(let rows, let keys, _, _) = event else { Issue.record("\(String(describing: event))"); return }
+                        seen += rows.compactMap { $0[0] }
+                        guard rows.count == 2, let last = keys.last else { break }
+                        position = .after(last)
+                    }
+                    #expect(seen.sorted() == ["1", "2", "3", "4", "5", "6", "7"], "rows were skipped or repeated: \(seen)")
+                }
+            }
+        }
+    }
+}
