@@ -56,7 +56,7 @@ extension ConsoleState {
                 return []
             case .save:
                 guard let grid else { return [] }
-                let request = start("saving")
+                let request = start("saving", writes: true)
                 return [.update(grid.shape, seen: edit.seen, changes: [edit.column: edit.field.value], request: request)]
             }
         case .form(var form):
@@ -75,7 +75,7 @@ extension ConsoleState {
             }
         case .confirmDelete(let confirmation):
             if command == .confirm, let grid {
-                let request = start("deleting")
+                let request = start("deleting", writes: true)
                 return [.delete(grid.shape, seen: confirmation.seen, request: request)]
             }
             mode = .browse
@@ -117,6 +117,12 @@ extension ConsoleState {
     private mutating func busyCommand(_ command: Command) -> [ConsoleEffect] {
         guard let request = pending else { return [] }
         switch command {
+        case .cancelQuery where pendingWrites:
+            // A write may commit before the cancel arrives: wait for what really happened.
+            guard busy != "cancelling" else { return [] }
+            busy = "cancelling"
+            setMessage("cancel sent; waiting to learn whether it was in time")
+            return [.cancel(request: request)]
         case .cancelQuery:
             pending = nil
             busy = nil
@@ -169,7 +175,7 @@ extension ConsoleState {
             setMessage(text, error: error)
             return []
         case .promote(let target):
-            let request = start("promoting \(target)")
+            let request = start("promoting \(target)", writes: true)
             return [.promote(node: target, request: request)]
         }
     }
@@ -319,7 +325,7 @@ extension ConsoleState {
         let values = Dictionary(uniqueKeysWithValues: form.touched.sorted().map { ($0, form.fields[$0].value) })
         switch form.kind {
         case .add:
-            let request = start("inserting")
+            let request = start("inserting", writes: true)
             return [.insert(grid.shape, values: values, request: request)]
         case .edit(let seen):
             let changed = values.filter { $0.value != seen[$0.key] }
@@ -328,7 +334,7 @@ extension ConsoleState {
                 setMessage("nothing changed")
                 return []
             }
-            let request = start("saving")
+            let request = start("saving", writes: true)
             return [.update(grid.shape, seen: seen, changes: changed, request: request)]
         }
     }

@@ -74,8 +74,11 @@ extension ConsoleState {
             self.grid = grid
             return []
         case .saved(let row, let request):
+            let cancelled = busy == "cancelling"
             guard finish(request) else { return [] }
-            return afterSave(row)
+            let effects = afterSave(row)
+            if cancelled { setMessage("committed before the cancel arrived — \(message ?? "saved")", error: true) }
+            return effects
         case .conflict(let current, let request):
             guard finish(request) else { return [] }
             let mine: [Int: String?]
@@ -90,9 +93,13 @@ extension ConsoleState {
                     : "conflict: the row changed since you loaded it; nothing was written", error: true)
             return []
         case .failed(let message, let request):
+            let promoting = pendingWrites && busy.map { $0.hasPrefix("promoting") || $0 == "cancelling" } == true
             guard finish(request) else { return [] }
             if case .confirmDelete = mode { mode = .browse }
             setMessage(message, error: true)
+            // After a promotion that failed or was cancelled the candidate may still be
+            // leaving recovery: show the cluster as it is before anything else is promoted.
+            if promoting, case .failover = mode { return rerunChecks() }
             return []
         case .checkProgress(let result, let request):
             guard pending == request, case .failover(var view) = mode else { return [] }
@@ -108,7 +115,12 @@ extension ConsoleState {
             mode = .failover(view)
             return []
         case .promoted(let node, let request):
+            let cancelled = busy == "cancelling"
             guard finish(request) else { return [] }
+            if cancelled {
+                setMessage("\(node) was promoted before the cancel arrived: it is the primary now", error: true)
+                return rerunChecks()
+            }
             setMessage("\(node) promoted: it is the primary now; writes follow it within two monitor intervals")
             return rerunChecks()
         case .openNamed(let name):
@@ -140,13 +152,15 @@ extension ConsoleState {
         guard pending == request else { return false }
         pending = nil
         busy = nil
+        pendingWrites = false
         return true
     }
 
-    mutating func start(_ label: String) -> Int {
+    mutating func start(_ label: String, writes: Bool = false) -> Int {
         let request = nextRequest
         nextRequest += 1
         pending = request
+        pendingWrites = writes
         busy = label
         spinner = 0
         return request

@@ -178,6 +178,8 @@ public struct ConsoleState: Sendable, Equatable {
     public var criticalLag: Duration
     public var nextRequest = 1
     public var pending: Int?
+    /// The pending request writes (or promotes): Esc then waits for its real outcome.
+    public var pendingWrites = false
     /// `schema.table` to open once the table list arrives (`--table`).
     public var openOnLoad: String?
     public var quit = false

@@ -38,7 +38,7 @@ public struct DataService: Sendable {
             let report = await FailoverChecker(configuration: cluster.configuration).run { progress(.checkProgress($0, request: request)) }
             return .checksDone(report, request: request)
         case .promote(let node, let request):
-            return await attempt(request) {
+            return await attempt(request, writes: .promotion) {
                 _ = try await Promotion.promote(node, configuration: cluster.configuration)
                 await cluster.monitor.probeNow()
                 return .promoted(node: node, request: request)
@@ -68,18 +68,18 @@ public struct DataService: Sendable {
                 return .pageLoaded(rows: rows, keys: keys, position: position, request: request)
             }
         case .update(let shape, let seen, let changes, let request):
-            return await attempt(request) {
+            return await attempt(request, writes: .row) {
                 let statement = SQLBuilder.update(shape, seen: seen, changes: changes)
                 return try await write(statement, shape: shape, seen: seen, request: request)
             }
         case .insert(let shape, let values, let request):
-            return await attempt(request) {
+            return await attempt(request, writes: .row) {
                 let statement = SQLBuilder.insert(shape, values: values)
                 let result = try await cluster.execute(statement.sql, statement.bindings, table: shape.table.qualifiedName)
                 return .saved(row: result.first.map { row in (0..<shape.columns.count).map { row.raw($0) } }, request: request)
             }
         case .delete(let shape, let seen, let request):
-            return await attempt(request) {
+            return await attempt(request, writes: .row) {
                 let statement = SQLBuilder.delete(shape, seen: seen)
                 return try await write(statement, shape: shape, seen: seen, request: request)
             }
@@ -139,14 +139,20 @@ public struct DataService: Sendable {
         return TableShape(table: table, quotedName: quotedName, columns: columns)
     }
 
-    /// Turns errors into a `failed` event the status bar can show, with SQLSTATE.
-    private func attempt(_ request: Int, _ body: () async throws -> ConsoleEvent) async -> ConsoleEvent? {
+    /// What an effect changes, for telling the user what a cancel did.
+    enum Writes { case nothing, row, promotion }
+
+    /// Turns errors into a `failed` event the status bar can show, with SQLSTATE. A
+    /// cancelled read reports nothing; a cancelled write reports what became of it.
+    private func attempt(_ request: Int, writes: Writes = .nothing, _ body: () async throws -> ConsoleEvent) async -> ConsoleEvent? {
         do {
             return try await body()
         } catch is CancellationError {
-            return nil
+            return cancelled(request, writes, confirmed: true)
         } catch let error as PostgresError {
-            if error.kind == .cancelled { return nil }
+            // 57014: the server cancelled it, so the transaction rolled back. Without it
+            // (the server never answered) nobody knows.
+            if error.kind == .cancelled { return cancelled(request, writes, confirmed: error.sqlState == "57014") }
             var text = error.message
             if let state = error.sqlState { text += " (SQLSTATE \(state))" }
             if let detail = error.detail { text += " — \(detail)" }
@@ -158,6 +164,20 @@ public struct DataService: Sendable {
             return .failed(message: error.message, request: request)
         } catch {
             return .failed(message: "\(error)", request: request)
+        }
+    }
+
+    private func cancelled(_ request: Int, _ writes: Writes, confirmed: Bool) -> ConsoleEvent? {
+        switch writes {
+        case .nothing:
+            return nil
+        case .row:
+            return .failed(
+                message: confirmed ? "cancelled in time: nothing was written; your input is kept"
+                    : "cancelled, but the server did not confirm: the change may have been saved — refresh (r) before saving again",
+                request: request)
+        case .promotion:
+            return .failed(message: "promotion cancelled; the candidate may still be leaving recovery — checks re-run", request: request)
         }
     }
 }

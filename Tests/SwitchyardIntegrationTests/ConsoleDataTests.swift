@@ -62,6 +62,32 @@ extension ClusterTests {
             }
         }
 
+        @Test func aCancelledSaveSaysWhetherItWasInTime() async throws {
+            try await TestCluster.shared().withSchema { schema in
+                try await withRouted { cluster, test in
+                    _ = try await schema.primary.execute(script: """
+                        create table \(schema.quoted).items (id int primary key, v text);
+                        insert into \(schema.quoted).items values (1, 'a');
+                        """)
+                    let service = DataService(cluster: cluster)
+                    let shape = try await shape(service, schema, "items")
+                    // Someone holds the row: the save waits on the lock until cancelled.
+                    let locker = try await test.connect("pg1")
+                    _ = try await locker.query("begin")
+                    _ = try await locker.query("select * from \(schema.quoted).items where id = 1 for update")
+                    let save = Task { await service.perform(.update(shape, seen: ["1", "a"], changes: [1: "b"], request: 2)) }
+                    try await Task.sleep(for: .milliseconds(300))
+                    save.cancel()
+                    let event = await save.value
+                    await locker.rollback()
+                    await locker.close()
+                    guard case .failed(let message, _) = event else { Issue.record("no outcome: \(String(describing: event))"); return }
+                    #expect(message.hasPrefix("cancelled in time: nothing was written"))
+                    #expect(try await schema.primary.query("select v from \(schema.quoted).items").scalar(String.self) == "a")
+                }
+            }
+        }
+
         @Test func pagingKeepsRowsThatTieInTheColumnsType() async throws {
             try await TestCluster.shared().withSchema { schema in
                 try await withRouted { cluster, _ in

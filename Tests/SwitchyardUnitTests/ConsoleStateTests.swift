@@ -1,5 +1,5 @@
 @testable import Console
-import Switchyard
+@testable import Switchyard
 import Testing
 
 /// The console's state machine: keys and results in, state and effects out.
@@ -231,5 +231,45 @@ import Testing
         _ = state.reduce(.pageLoaded(rows: [], keys: [], position: .first, request: state.pending!))
         _ = state.reduce(.key(.character("s")))
         #expect(state.grid?.sort == nil)
+    }
+
+    @Test func escapeDuringASaveWaitsForWhatReallyHappened() {
+        var state = opened()
+        _ = state.reduce(.key(.enter))
+        _ = state.reduce(.key(.character("!")))
+        guard case .update(_, _, _, let request) = state.reduce(.key(.enter)).first else { Issue.record("no update"); return }
+        #expect(state.reduce(.key(.escape)) == [.cancel(request: request)])
+        #expect(state.busy == "cancelling", "a write is not forgotten on Esc")
+        #expect(state.reduce(.key(.enter)).isEmpty, "nothing can be saved twice meanwhile")
+        #expect(state.reduce(.key(.escape)).isEmpty)
+        // The commit won the race: the user is told, and the row shows the saved value.
+        var committed = state
+        var row = committed.grid!.rows[committed.grid!.cursorRow]
+        row[1] = "saved value"
+        _ = committed.reduce(.saved(row: row, request: request))
+        #expect(committed.busy == nil)
+        #expect(committed.message?.hasPrefix("committed before the cancel arrived") == true)
+        #expect(committed.grid!.rows[committed.grid!.cursorRow][1] == "saved value")
+        #expect(committed.mode == .browse)
+        // The cancel won: the editor is still open with the user's text.
+        var rolledBack = state
+        _ = rolledBack.reduce(.failed(message: "cancelled in time: nothing was written; your input is kept", request: request))
+        #expect(rolledBack.message?.contains("nothing was written") == true)
+        guard case .editCell(let edit) = rolledBack.mode else { Issue.record("the editor closed"); return }
+        #expect(edit.field.value?.hasSuffix("!") == true)
+    }
+
+    @Test func aCancelledPromotionShowsTheClusterBeforeAnythingElseIsPromoted() {
+        var state = opened()
+        let candidates = [Candidate(node: "pg2", reachable: true, receiveLSN: nil, replayLSN: nil, missingBytes: 0, lagSeconds: 0)]
+        state.mode = .failover(FailoverView(candidates: candidates))
+        _ = state.reduce(.key(.character("P")))
+        for character in "pg2" { _ = state.reduce(.key(.character(character))) }
+        guard case .promote(let node, let request) = state.reduce(.key(.enter)).first else { Issue.record("no promote"); return }
+        #expect(node == "pg2")
+        #expect(state.reduce(.key(.escape)) == [.cancel(request: request)])
+        #expect(state.reduce(.key(.character("P"))).isEmpty, "no second promotion while the first is under way")
+        let after = state.reduce(.failed(message: "promotion cancelled; the candidate may still be leaving recovery — checks re-run", request: request))
+        guard case .runChecks = after.first else { Issue.record("checks not re-run: \(after)"); return }
     }
 }
