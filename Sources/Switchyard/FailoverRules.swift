@@ -93,7 +93,10 @@ public enum FailoverRules {
             problems.append("follows \(followed), which is \(state)")
             status = .fail
         }
-        if node.walReceiverStatus != "streaming" {
+        if node.walReceiverStatus == "unknown" {
+            problems.append("WAL receiver state unknown: the monitoring role needs pg_monitor (or pg_read_all_stats)")
+            status = max(status, .warn)
+        } else if node.walReceiverStatus != "streaming" {
             problems.append("WAL receiver \(node.walReceiverStatus ?? "not running")")
             status = .fail
         }

@@ -38,13 +38,16 @@ final class ProbeConnection: Sendable {
                pg_last_wal_replay_lsn(),
                case when pg_is_in_recovery() then pg_is_wal_replay_paused() end,
                extract(epoch from (clock_timestamp() - pg_last_xact_replay_timestamp()))::float8,
-               r.status,
+               case when r.pid is not null and r.status is null then 'unknown' else r.status end,
                r.sender_host || ':' || r.sender_port,
                case when pg_is_in_recovery() then r.received_tli
                     else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end,
-               case when pg_is_in_recovery() then current_setting('primary_conninfo') end
+               case when pg_is_in_recovery() then (select setting from pg_settings where name = 'primary_conninfo') end
         from (select 1) as one left join pg_stat_wal_receiver as r on true
         """
+    // Least privilege: without pg_read_all_stats the WAL receiver's row shows only its
+    // pid (state "unknown"); without pg_read_all_settings primary_conninfo is simply
+    // absent from pg_settings (upstream unknown). Neither makes the node look down.
 
     static let replicationSQL = """
         select application_name, client_addr::text, state, sent_lsn, replay_lsn, sync_state
@@ -129,9 +132,11 @@ final class ProbeConnection: Sendable {
         // Only host and port are kept: primary_conninfo may hold a password.
         sample.configuredUpstream = try row.decode(9, as: String?.self).flatMap { $0.isEmpty ? nil : Conninfo.endpoint($0) }
         if sample.inRecovery == false {
-            sample.replication = try await current.query(Self.replicationSQL).rows.map { row in
-                ReplicationPeer(
-                    applicationName: try row.decode(0, as: String.self), clientAddress: try row.decode(1, as: String?.self),
+            // Rows a role without pg_read_all_stats cannot see into are left out.
+            sample.replication = try await current.query(Self.replicationSQL).rows.compactMap { row in
+                guard let name = try row.decode(0, as: String?.self) else { return nil }
+                return ReplicationPeer(
+                    applicationName: name, clientAddress: try row.decode(1, as: String?.self),
                     state: try row.decode(2, as: String?.self), sentLSN: try row.decode(3, as: LSN?.self),
                     replayLSN: try row.decode(4, as: LSN?.self), syncState: try row.decode(5, as: String?.self))
             }

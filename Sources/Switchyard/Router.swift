@@ -205,7 +205,9 @@ public struct DefaultRouter: Router {
                 skipped.append(SkippedNode(node: node.name, why: .down))
             } else if node.role != .replica {
                 continue
-            } else if node.walReceiverStatus != "streaming" {
+            } else if node.walReceiverStatus != "streaming" && node.walReceiverStatus != "unknown" {
+                // "unknown": the monitor's role may not see the receiver's state; lag (from
+                // LSNs, which every role can read) still decides.
                 skipped.append(SkippedNode(node: node.name, why: .notStreaming(node.walReceiverStatus)))
             } else if let limit = lagLimit, (node.lagBytes ?? 0) > 0, (node.lagMilliseconds ?? .infinity) > limit {
                 // Behind by an unknown time counts as too far behind.
