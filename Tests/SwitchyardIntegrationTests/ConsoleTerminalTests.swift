@@ -120,6 +120,53 @@ extension ClusterTests {
             try await TestCluster.shared().withConnection("pg1") { try await $0.query(sql, parameters).scalar(String.self) }
         }
 
+        @Test func aFullDiskForTheQueryLogIsReportedAndEditingGoesOn() async throws {
+            let cluster = try TestCluster.shared()
+            let fixture = try await Self.fixture()
+            // The same cluster, its query log on a device that is always full.
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-full-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let configPath = try cluster.writeConfig(in: folder, name: "full-disk", queryLogFile: "/dev/full")
+            let tmux = try await Self.launch(Fixture(configPath: configPath, logPath: "/dev/full", schema: fixture.schema))
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            try await tmux.waitFor(text: "cannot write the query log /dev/full")
+            try await tmux.send("Right", "Enter")
+            try await tmux.waitFor(text: "Edit name")
+            try await tmux.send("C-u")
+            try await tmux.send("still saved", literal: true)
+            try await tmux.send("Enter")
+            try await tmux.waitFor(text: "saved name")
+            #expect(try await Self.primaryValue("select name from \(fixture.schema).items where id = 1") == "still saved")
+        }
+
+        @Test func aTableWithNoColumnsOpensReadOnlyAndEveryKeyIsHarmless() async throws {
+            let fixture = try await Self.fixture()
+            try await TestCluster.shared().withConnection("pg1") { connection in
+                _ = try await connection.execute(script: """
+                    create table \(fixture.schema).zz ();
+                    insert into \(fixture.schema).zz default values;
+                    create table \(fixture.schema).dropped (a int, b text);
+                    insert into \(fixture.schema).dropped values (1, 'x');
+                    alter table \(fixture.schema).dropped drop column a, drop column b;
+                    """)
+            }
+            let binary = try CommandLineTests.executable.path
+            for table in ["zz", "dropped"] {
+                let tmux = try await TmuxSession.start(command: "\(binary) console --config \(fixture.configPath) --table \(fixture.schema).\(table)")
+                defer { tmux.close() }
+                try await tmux.waitFor(text: "READ-ONLY (no columns)")
+                for key in ["Down", "Up", "Right", "Left", "Enter", "e", "a", "d", "s", "/", "Escape", "r", "G", "g", "NPage", "PPage", "F1", "Escape"] {
+                    try await tmux.send(key)
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                let screen = try await tmux.waitFor(text: "READ-ONLY (no columns)")
+                #expect(!screen.contains("Illegal instruction") && !screen.contains("Fatal error"))
+                try await tmux.send("q")
+            }
+        }
+
         @Test func editingACellWritesOnThePrimaryAndEveryStatementIsLoggedThere() async throws {
             let fixture = try await Self.fixture()
             let tmux = try await Self.launch(fixture)
