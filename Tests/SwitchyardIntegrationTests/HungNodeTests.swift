@@ -55,5 +55,33 @@ extension ClusterTests {
             #expect(try await fresh.query("select 7").scalar(Int.self) == 7)
             await fresh.close()
         }
+
+        @Test func theConsoleKeepsDrawingAndEscReturnsAtOnceWhenThePrimaryHangs() async throws {
+            let fixture = try await ConsoleTerminalTests.fixture()
+            let tmux = try await ConsoleTerminalTests.launch(fixture)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            try await tmux.waitFor(text: "ADMIN → primary pg1")
+            try await Self.signal(SIGSTOP, node: "pg1")
+            try await ensuring {
+                // A refresh hangs on the stopped primary; Esc gives control back at once.
+                try await tmux.send("r")
+                try await tmux.waitFor(text: "(Esc cancels)")
+                let clock = ContinuousClock()
+                let pressed = clock.now
+                try await tmux.send("Escape")
+                try await tmux.waitFor("the spinner to go") { !$0.contains("(Esc cancels)") }
+                #expect(clock.now - pressed < .seconds(2), "Esc waited for the hung primary")
+                // The screen keeps redrawing: the pane shows the primary down.
+                try await tmux.waitFor(text: "pg1 DOWN", timeout: .seconds(10))
+                try await tmux.send("Down")
+                try await tmux.waitFor("the cursor to move") { $0.contains("▶") }
+            } finally: {
+                try? await Self.signal(SIGCONT, node: "pg1")
+            }
+            try await tmux.waitFor(text: "ADMIN → primary pg1", timeout: .seconds(15))
+            try await tmux.send("r")
+            try await tmux.waitFor(text: "alpha")
+        }
     }
 }
