@@ -47,32 +47,14 @@ extension ConsoleState {
         case .editCell(var edit):
             let outcome = edit.handle(command, key: key)
             mode = .editCell(edit)
-            switch outcome {
-            case .stay: return []
-            case .quit: return quitKey()
-            case .cancel:
-                mode = .browse
-                setMessage("edit cancelled")
-                return []
-            case .save:
-                guard let grid else { return [] }
-                let request = start("saving", writes: true)
+            return editorOutcome(outcome, cancelled: "edit cancelled") { state, grid in
+                let request = state.start("saving", writes: true)
                 return [.update(grid.shape, seen: edit.seen, changes: [edit.column: edit.field.value], request: request)]
             }
         case .form(var form):
             let outcome = form.handle(command, key: key)
             mode = .form(form)
-            switch outcome {
-            case .stay: return []
-            case .quit: return quitKey()
-            case .cancel:
-                mode = .browse
-                setMessage("form cancelled")
-                return []
-            case .save:
-                guard let grid else { return [] }
-                return submit(form, grid)
-            }
+            return editorOutcome(outcome, cancelled: "form cancelled") { state, grid in state.submit(form, grid) }
         case .confirmDelete(let confirmation):
             if command == .confirm, let grid {
                 let request = start("deleting", writes: true)
@@ -110,6 +92,23 @@ extension ConsoleState {
             default: break
             }
             return []
+        }
+    }
+
+    /// What the cell editor and the row form ask for after a key.
+    private mutating func editorOutcome(
+        _ outcome: EditorOutcome, cancelled: String, save: (inout ConsoleState, Grid) -> [ConsoleEffect]
+    ) -> [ConsoleEffect] {
+        switch outcome {
+        case .stay: return []
+        case .quit: return quitKey()
+        case .cancel:
+            mode = .browse
+            setMessage(cancelled)
+            return []
+        case .save:
+            guard let grid else { return [] }
+            return save(&self, grid)
         }
     }
 
@@ -320,7 +319,7 @@ extension ConsoleState {
         return []
     }
 
-    private mutating func submit(_ form: RowForm, _ grid: Grid) -> [ConsoleEffect] {
+    mutating func submit(_ form: RowForm, _ grid: Grid) -> [ConsoleEffect] {
         mode = .form(form)
         let values = Dictionary(uniqueKeysWithValues: form.touched.sorted().map { ($0, form.fields[$0].value) })
         switch form.kind {
