@@ -62,8 +62,11 @@ extension BenchCommand {
         @Option(help: "Terminal width.") var width = 200
         @Option(help: "Terminal height.") var height = 60
         @Option(help: "Frames to render.") var frames = 2000
+        @Option(help: "Put a value of this many bytes in the cell under the cursor, and also time opening it in the editor.")
+        var cellBytes = 0
 
         func validate() throws {
+            guard (0...(256 << 20)).contains(cellBytes) else { throw ValidationError("--cell-bytes must be between 0 and 268435456") }
             guard (1...10_000).contains(width), (1...10_000).contains(height) else {
                 throw ValidationError("--width and --height must be between 1 and 10000")
             }
@@ -71,20 +74,34 @@ extension BenchCommand {
         }
 
         func run() throws {
-            let state = ConsoleState.sample(width: width, height: height)
+            var state = ConsoleState.sample(width: width, height: height)
+            if cellBytes > 0, var grid = state.grid {
+                grid.rows[grid.cursorRow][grid.cursorColumn] = String(repeating: "é", count: cellBytes / 2)
+                state.grid = grid
+            }
+            print(String(format: "render %d×%d: %@", width, height, Self.time(frames) { Renderer.render(state) }))
+            guard cellBytes > 0 else { return }
+            // Opening the value in the cell editor, and drawing it there.
+            print(String(format: "open editor on a %d-byte cell and render: %@", cellBytes, Self.time(max(frames / 20, 5)) { () -> Screen in
+                var editing = state
+                _ = editing.reduce(.key(.enter))
+                return Renderer.render(editing)
+            }))
+        }
+
+        /// Median and p99 of `count` runs of `body`, in milliseconds.
+        static func time(_ count: Int, _ body: () -> Screen) -> String {
             let clock = ContinuousClock()
             var times: [Double] = []
             var checksum = 0
-            for _ in 0..<frames {
+            for _ in 0..<count {
                 let started = clock.now
-                let screen = Renderer.render(state)
+                checksum &+= body().cells.count
                 times.append((clock.now - started).milliseconds)
-                checksum &+= screen.cells.count
             }
             precondition(checksum > 0)
             times.sort()
-            print(String(format: "render %d×%d: median %.3f ms, p99 %.3f ms per frame (%d frames)",
-                         width, height, times[times.count / 2], times[min(times.count - 1, times.count * 99 / 100)], frames))
+            return String(format: "median %.3f ms, p99 %.3f ms (%d runs)", times[times.count / 2], times[min(times.count - 1, times.count * 99 / 100)], count)
         }
     }
 
