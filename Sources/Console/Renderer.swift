@@ -1,4 +1,5 @@
 import Foundation
+import PostgresClient
 import Switchyard
 
 /// Draws a ``ConsoleState`` into a ``Screen``. Pure: the same state always gives the same

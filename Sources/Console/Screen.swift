@@ -1,3 +1,4 @@
+import PostgresClient
 import Switchyard
 
 /// One terminal cell: a character (with its display width) and what it is.

@@ -60,7 +60,13 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         PostgresError(kind: .closed, message: "connection is closed", node: node)
     }
 
+    /// The error as one text for people, safe to print to a terminal: control, bidi and
+    /// zero-width characters the server or libpq sent are shown as `·`.
     public var description: String {
+        TerminalText.sanitized(rawDescription, keepingLineBreaks: true)
+    }
+
+    private var rawDescription: String {
         var text = ""
         if let node { text += "\(node): " }
         if let severity { text += "\(severity): " }

@@ -41,7 +41,7 @@ struct CheckCommand: AsyncParsableCommand {
             configuration = try config.load()
         } catch {
             // Monitoring reads the first line and the exit code: a config problem is UNKNOWN.
-            print("SWITCHYARD UNKNOWN - \(error)")
+            print(TerminalText.sanitized("SWITCHYARD UNKNOWN - \(error)"))
             throw ExitCode(3)
         }
         let report = await FailoverChecker(
@@ -51,7 +51,7 @@ struct CheckCommand: AsyncParsableCommand {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
-            print(report.summaryLine)
+            print(TerminalText.sanitized(report.summaryLine))
             let rows = report.results.map { [$0.status.rawValue, $0.check, $0.node ?? "-", $0.summary] }
             print(TextTable.render(header: ["STATUS", "CHECK", "NODE", "DETAIL"], rows: rows))
             if !report.candidates.isEmpty {

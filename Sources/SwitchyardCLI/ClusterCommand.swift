@@ -151,8 +151,11 @@ enum StatusTable {
     }
 }
 
+/// Columns of text for the terminal. Cells may carry server text: control, bidi and
+/// zero-width characters in them are shown as `·`, never sent to the terminal.
 enum TextTable {
     static func render(header: [String], rows: [[String]]) -> String {
+        let rows = rows.map { $0.map { TerminalText.sanitized($0) } }
         var widths = header.map(\.count)
         for row in rows {
             for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) }

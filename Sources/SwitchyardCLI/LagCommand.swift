@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PostgresClient
 import Switchyard
 
 struct LagCommand: AsyncParsableCommand {
@@ -47,7 +48,7 @@ enum LagReport {
                 node.replayPaused.map { $0 ? "yes" : "no" } ?? "-",
             ]
         }
-        var lines = ["cluster \(configuration.name)", TextTable.render(header: header, rows: rows)]
+        var lines = [TerminalText.sanitized("cluster \(configuration.name)"), TextTable.render(header: header, rows: rows)]
         if topology.primaries.count > 1 {
             lines.append("SPLIT BRAIN: \(topology.primaries.map(\.name).joined(separator: ", ")) are all primaries")
         } else if topology.primary == nil {

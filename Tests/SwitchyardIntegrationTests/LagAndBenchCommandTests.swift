@@ -49,6 +49,24 @@ extension ClusterTests {
             #expect(try String(contentsOfFile: logFile, encoding: .utf8).contains("probe failed"))
         }
 
+        @Test func serverAndConfigTextReachesTheTerminalDefused() async throws {
+            let cluster = try TestCluster.shared()
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-esc-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            var nodes = try cluster.nodes.map { ConfigFile.Node(name: $0.name, conninfo: try cluster.conninfo($0.name)) }
+            // A node whose libpq error quotes hostile text back.
+            nodes.append(ConfigFile.Node(name: "odd", conninfo: "host=127.0.0.1 port=\u{1B}[2J\u{9B}31m\u{202E}"))
+            let path = folder.appendingPathComponent("switchyard.toml").path
+            try ConfigFile(clusterName: "esc\u{1B}[2Jname", nodes: nodes).write(to: path)
+            for arguments in [["lag", "--config", path], ["check", "--config", path]] {
+                let run = try await CommandLineTests.run(arguments)
+                #expect(!run.output.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x9B || $0.value == 0x202E },
+                        "\(arguments[0]) printed terminal controls: \(run.output.debugDescription)")
+                #expect(run.output.contains("odd"))
+            }
+        }
+
         @Test func badConfigNamesFileAndLine() async throws {
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("sy-bad-\(UUID().uuidString).toml").path
             defer { try? FileManager.default.removeItem(atPath: path) }

@@ -46,3 +46,14 @@ import Testing
         #expect(Conninfo.quoted("") == "''")
     }
 }
+
+@Suite struct ErrorTextTests {
+    @Test func errorDescriptionsNeverCarryTerminalControls() {
+        let error = PostgresError(
+            kind: .server, message: "bad \u{1B}[2Jvalue \u{202E}txt", sqlState: "22P02", detail: "row \u{9B}31m", node: "pg1")
+        let text = error.description
+        #expect(!text.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x9B || $0.value == 0x202E })
+        #expect(text.contains("\nDETAIL: row ·31m"), "line breaks between parts stay")
+        #expect(error.message.contains("\u{1B}"), "the raw message is kept for programs")
+    }
+}

@@ -1,5 +1,6 @@
 @testable import Console
 import PropertyBased
+@testable import PostgresClient
 @testable import Switchyard
 import Testing
 

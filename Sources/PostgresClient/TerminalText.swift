@@ -14,10 +14,11 @@ public enum TerminalText {
         }
     }
 
-    /// `text` with every character made ``visible(_:)``.
-    public static func sanitized(_ text: String) -> String {
+    /// `text` with every character made ``visible(_:)``; with `keepingLineBreaks`, line
+    /// breaks stay (multi-line output such as an error with its DETAIL line).
+    public static func sanitized(_ text: String, keepingLineBreaks: Bool = false) -> String {
         guard text.unicodeScalars.contains(where: { isHidden($0) || $0 == "\t" || $0 == "\n" || $0 == "\r" }) else { return text }
-        return String(text.map(visible))
+        return String(text.map { character in keepingLineBreaks && character == "\n" ? character : visible(character) })
     }
 
     /// Controls, bidi controls and invisible formatting characters. The zero-width joiner
