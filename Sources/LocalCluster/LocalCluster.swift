@@ -6,8 +6,10 @@ import PostgresClient
 ///
 /// Layout of the folder `D`: `D/cluster.json` (nodes and ports), `D/switchyard.toml`
 /// (config for the other commands), and per node `D/pgN/data` and `D/pgN/postgres.log`.
-/// Servers listen on TCP only (no Unix socket), with trust authentication from
-/// 127.0.0.1, `fsync=off` and small buffers: fast and light, never for production.
+/// Servers listen on TCP only (no Unix socket) on 127.0.0.1 and ask for a password
+/// (scram-sha-256): the superuser's is random, in the passfile `D/pgpass` (0600) that the
+/// generated conninfo names (`PGPASSFILE=D/pgpass psql …` for scripts). `fsync=off` and
+/// small buffers: fast and light, never for production.
 public final class LocalCluster: Sendable {
     public let directory: URL
     public let database = "app"
@@ -16,6 +18,8 @@ public final class LocalCluster: Sendable {
 
     public var manifestURL: URL { directory.appendingPathComponent("cluster.json") }
     public var configURL: URL { directory.appendingPathComponent("switchyard.toml") }
+    /// The superuser's password as a libpq passfile (0600).
+    public var passfileURL: URL { directory.appendingPathComponent("pgpass") }
 
     private let explicitBinaries: PostgresBinaries?
 
@@ -52,7 +56,33 @@ public final class LocalCluster: Sendable {
 
     /// libpq connection string for `node` (database `app` unless `database` is given).
     public func conninfo(for node: LocalNode, database: String? = nil) -> String {
-        "host=\(host) port=\(node.port) dbname=\(database ?? self.database) user=\(user)"
+        var conninfo = "host=\(host) port=\(node.port) dbname=\(database ?? self.database) user=\(user)"
+        // A cluster made before passwords (trust authentication) has no passfile.
+        if FileManager.default.fileExists(atPath: passfileURL.path) { conninfo += " passfile=\(Conninfo.quoted(passfileURL.path))" }
+        return conninfo
+    }
+
+    /// 256 random bits as hex.
+    static func newPassword() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<4).map { _ in String(generator.next() as UInt64, radix: 16) }.joined()
+    }
+
+    /// The superuser's password, from the passfile (nil for a trust cluster).
+    public func password() -> String? {
+        guard let text = try? String(contentsOf: passfileURL, encoding: .utf8) else { return nil }
+        return text.split(separator: "\n").first.flatMap { $0.split(separator: ":", maxSplits: 4).last }.map(String.init)
+    }
+
+    /// A new random superuser password (or `password`) in `D/pgpass` (hex: nothing to escape).
+    private func writePassfile(_ given: String? = nil) throws -> String {
+        let password = given ?? Self.newPassword()
+        let lines = ["\(host):*:*:\(user):\(password)", "localhost:*:*:\(user):\(password)", ""]
+        let created = FileManager.default.createFile(
+            atPath: passfileURL.path, contents: Data(lines.joined(separator: "\n").utf8), attributes: [.posixPermissions: 0o600])
+        guard created else { throw LocalClusterError(.directoryNotUsable, "cannot write \(passfileURL.path)") }
+        chmod(passfileURL.path, 0o600)
+        return password
     }
 
     public func conninfo(node name: String, database: String? = nil) throws -> String {
@@ -118,9 +148,18 @@ public final class LocalCluster: Sendable {
             let primary = nodes[0]
             progress("initdb \(primary.name)")
             try await makeNodeFolder(primary, runner: runner)
+            let password = try writePassfile()
+            // initdb reads the password from a file the server user can read, removed after.
+            let passwordFile = directory.appendingPathComponent(".initdb-password")
+            guard FileManager.default.createFile(
+                atPath: passwordFile.path, contents: Data((password + "\n").utf8), attributes: [.posixPermissions: 0o600])
+            else { throw LocalClusterError(.directoryNotUsable, "cannot write \(passwordFile.path)") }
+            defer { try? FileManager.default.removeItem(at: passwordFile) }
+            try runner.giveToServerUser(passwordFile)
             try await runner.check(
                 binaries.path("initdb"),
-                ["-D", dataDirectory(primary).path, "-U", user, "-A", "trust", "-E", "UTF8", "--locale=C", "-N"],
+                ["-D", dataDirectory(primary).path, "-U", user, "-A", "scram-sha-256", "--pwfile=\(passwordFile.path)",
+                 "-E", "UTF8", "--locale=C", "-N"],
                 what: "initdb for \(primary.name)")
             let conf = dataDirectory(primary).appendingPathComponent("postgresql.conf")
             let handle = try FileHandle(forWritingTo: conf)
@@ -166,6 +205,11 @@ public final class LocalCluster: Sendable {
             progress("start \(node.name) on port \(node.port)")
             try await startServer(node, binaries: binaries, runner: runner)
         }
+        if !FileManager.default.fileExists(atPath: passfileURL.path) {
+            progress("adding a password (scram-sha-256) to a cluster made with trust authentication")
+            try await addPassword(manifest.nodes)
+            try writeConfig(manifest.nodes)
+        }
         let existingReplicas = manifest.nodes.count - 1
         if replicas > existingReplicas {
             guard let source = try await status().first(where: { $0.role == .primary }).map({ $0.node }) else {
@@ -189,6 +233,44 @@ public final class LocalCluster: Sendable {
             try writeConfig(manifest.nodes)
         }
         return try await status()
+    }
+
+    /// Moves a cluster made before passwords from trust to scram-sha-256: a random
+    /// superuser password (in `D/pgpass`), replicas that stream with it, `pg_hba.conf`
+    /// asking for it. Statements are built by the server (`format` with `%I`/`%L`).
+    private func addPassword(_ nodes: [LocalNode]) async throws {
+        let statuses = try await status()
+        guard let primary = statuses.first(where: { $0.role == .primary })?.node else {
+            throw LocalClusterError(.notRunning, "no running primary: cannot add a password")
+        }
+        let password = Self.newPassword()
+        func run(_ node: LocalNode, _ template: String, _ values: [String]) async throws {
+            let connection = try await PostgresConnection.connect(
+                "host=\(host) port=\(node.port) dbname=postgres user=\(user)", label: node.name,
+                options: ConnectOptions(connectTimeout: .seconds(5)))
+            try await connection.closing { connection in
+                let statement = try await connection.query(template, values).scalar(String.self) ?? ""
+                _ = try await connection.query(statement)
+                _ = try await connection.query("select pg_reload_conf()")
+            }
+        }
+        try await run(primary, "select format('alter role %I password %L', $1::text, $2::text)", [user, password])
+        for node in nodes where node != primary {
+            let upstream = "host=\(host) port=\(primary.port) user=\(user) password=\(password)"
+            try await run(node, "select format('alter system set primary_conninfo = %L', $1::text)", [upstream])
+        }
+        for node in nodes {
+            let url = dataDirectory(node).appendingPathComponent("pg_hba.conf")
+            let lines = try String(contentsOf: url, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+            let secured = lines.map { line -> String in
+                guard !line.hasPrefix("#"), line.hasSuffix("trust") else { return String(line) }
+                return String(line.dropLast("trust".count)) + "scram-sha-256"
+            }
+            try Data(secured.joined(separator: "\n").utf8).write(to: url)
+            try fixOwnership(url)
+            try await run(node, "select 'select 1'", [])
+        }
+        _ = try writePassfile(password)
     }
 
     /// Creates the folder, checks we (and, as root, the `postgres` user) can write to it.
@@ -289,12 +371,15 @@ public final class LocalCluster: Sendable {
         async throws
     {
         try await makeNodeFolder(replica, runner: runner)
+        // The password goes in the environment of pg_basebackup alone (readable only by its
+        // user); -R writes it into the replica's primary_conninfo (0600, the server's).
         try await runner.check(
             binaries.path("pg_basebackup"),
             [
                 "-h", host, "-p", String(source.port), "-U", user, "-D", dataDirectory(replica).path,
                 "-R", "-X", "stream", "-c", "fast", "-N",
             ],
+            environment: password().map { ["PGPASSWORD": $0] } ?? [:],
             what: "pg_basebackup for \(replica.name)")
         try writeNodeSettings(replica)
     }

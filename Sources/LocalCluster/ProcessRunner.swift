@@ -29,8 +29,8 @@ struct ProcessRunner: Sendable {
     /// Runs `program` with `arguments` as the server user; returns its exit status and
     /// combined output. A server started by pg_ctl lives on long after pg_ctl exits and
     /// holds nothing of ours.
-    func run(_ program: String, _ arguments: [String]) async throws -> Output {
-        var environment = ProcessInfo.processInfo.environment
+    func run(_ program: String, _ arguments: [String], environment extra: [String: String] = [:]) async throws -> Output {
+        var environment = ProcessInfo.processInfo.environment.merging(extra) { _, new in new }
         environment["LC_ALL"] = "C.UTF-8"
         environment.removeValue(forKey: "PGDATA")
         if let serverUser, let home = getpwnam(serverUser).map({ String(cString: $0.pointee.pw_dir) }) {
@@ -45,8 +45,8 @@ struct ProcessRunner: Sendable {
 
     /// Like ``run(_:_:)`` but throws, with the program's last output lines, on a non-zero exit.
     @discardableResult
-    func check(_ program: String, _ arguments: [String], what: String) async throws -> Output {
-        let output = try await run(program, arguments)
+    func check(_ program: String, _ arguments: [String], environment: [String: String] = [:], what: String) async throws -> Output {
+        let output = try await run(program, arguments, environment: environment)
         guard output.status == 0 else {
             throw LocalClusterError(.commandFailed, "\(what) failed: \(Self.tail(output.text))")
         }

@@ -69,9 +69,18 @@ import Testing
         #expect(up.output.contains("cluster ready"))
         #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("switchyard.toml").path))
 
-        let replica = try await PostgresConnection.connect("host=127.0.0.1 port=\(port + 1) dbname=app user=postgres")
+        let replica = try await PostgresConnection.connect(
+            "host=127.0.0.1 port=\(port + 1) dbname=app user=postgres passfile=\(directory.path)/pgpass")
         #expect(try await replica.serverInfo().inRecovery)
         await replica.close()
+        // A password is required, kept in a private passfile that the config names.
+        let anonymous = await #expect(throws: PostgresError.self) {
+            try await PostgresConnection.connect("host=127.0.0.1 port=\(port) dbname=app user=postgres connect_timeout=3")
+        }
+        #expect(anonymous?.message.contains("password") == true)
+        let mode = try FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent("pgpass").path)[.posixPermissions] as? Int
+        #expect(mode.map { $0 & 0o777 } == 0o600)
+        #expect(try String(contentsOf: directory.appendingPathComponent("switchyard.toml"), encoding: .utf8).contains("passfile="))
 
         let status = try await Self.run(["cluster", "status", "--dir", directory.path])
         #expect(status.status == 0)
@@ -100,5 +109,48 @@ import Testing
         let again = try await Self.run(["cluster", "up", "--dir", directory.path])
         #expect(again.status == 0, "\(again.output)")
         #expect(!PortCheck.isFree(port))
+    }
+
+    @Test func aClusterMadeWithTrustGetsAPasswordOnUp() async throws {
+        let directory = URL(fileURLWithPath: "/tmp/switchyard-tests/trust-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let port = try #require(PortCheck.freeRange(count: 2))
+        defer {
+            TestCluster.killServers(in: directory)
+            try? FileManager.default.removeItem(at: directory)
+        }
+        let up = try await Self.run(["cluster", "up", "--dir", directory.path, "--port", String(port), "--replicas", "1"])
+        #expect(up.status == 0, "\(up.output)")
+        // Make it look like a folder from before passwords: trust, no passfile.
+        let passfile = directory.appendingPathComponent("pgpass").path
+        for node in ["pg1", "pg2"] {
+            let hba = directory.appendingPathComponent("\(node)/data/pg_hba.conf")
+            let text = try String(contentsOf: hba, encoding: .utf8)
+            try text.replacingOccurrences(of: "scram-sha-256", with: "trust").write(to: hba, atomically: false, encoding: .utf8)
+            let connection = try await PostgresConnection.connect(
+                "host=127.0.0.1 port=\(node == "pg1" ? port : port + 1) dbname=app user=postgres passfile=\(passfile)")
+            _ = try await connection.query("select pg_reload_conf()")
+            await connection.close()
+        }
+        try FileManager.default.removeItem(atPath: passfile)
+        let open = try await PostgresConnection.connect("host=127.0.0.1 port=\(port) dbname=app user=postgres")
+        await open.close()
+
+        let again = try await Self.run(["cluster", "up", "--dir", directory.path])
+        #expect(again.status == 0, "\(again.output)")
+        #expect(FileManager.default.fileExists(atPath: passfile))
+        await #expect(throws: PostgresError.self) {
+            try await PostgresConnection.connect("host=127.0.0.1 port=\(port) dbname=app user=postgres connect_timeout=3")
+        }
+        let secured = try await PostgresConnection.connect("host=127.0.0.1 port=\(port) dbname=app user=postgres passfile=\(passfile)")
+        await secured.close()
+        // The replica streams with the new password after a restart.
+        #expect(try await Self.run(["cluster", "stop", "pg2", "--dir", directory.path]).status == 0)
+        #expect(try await Self.run(["cluster", "start", "pg2", "--dir", directory.path]).status == 0)
+        let streaming = await TestCluster.eventually(timeout: .seconds(20)) {
+            (try? await Self.run(["cluster", "status", "--dir", directory.path]))?.output
+                .split(separator: "\n").contains { $0.hasPrefix("pg2") && $0.contains("streaming") } == true
+        }
+        #expect(streaming)
+        #expect(try String(contentsOf: directory.appendingPathComponent("switchyard.toml"), encoding: .utf8).contains("passfile="))
     }
 }

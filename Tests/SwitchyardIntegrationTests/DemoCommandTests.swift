@@ -27,7 +27,7 @@ import Testing
         try await first.send("q")
         try await first.waitFor(text: "keeps running")
 
-        let primary = try await PostgresConnection.connect("host=127.0.0.1 port=\(port) dbname=app user=postgres")
+        let primary = try await PostgresConnection.connect("host=127.0.0.1 port=\(port) dbname=app user=postgres passfile=\(directory)/pgpass")
         let events = try await primary.query("select count(*) from demo.events").scalar(Int.self)
         let noKey = try await primary.query(
             "select count(*) from pg_index i join pg_class c on c.oid = i.indrelid where c.relname = 'audit_log' and i.indisprimary"

@@ -10,7 +10,9 @@ extension ClusterTests {
         static func monitor(as role: String) throws -> ClusterMonitor {
             let test = try TestCluster.shared()
             let nodes = try test.nodes.map { node in
-                NodeEndpoint(name: node.name, conninfo: try test.conninfo(node.name).replacingOccurrences(of: "user=postgres", with: "user=\(role)"))
+                NodeEndpoint(
+                    name: node.name,
+                    conninfo: try test.conninfo(node.name).replacingOccurrences(of: "user=postgres", with: "user=\(role) password=watch-only"))
             }
             return ClusterMonitor(nodes: nodes, settings: ClusterMonitor.Settings(interval: .milliseconds(250)))
         }
@@ -20,8 +22,10 @@ extension ClusterTests {
             try await test.withConnection("pg1") { connection in
                 _ = try await connection.execute(script: """
                     do $$ begin
-                      if not exists (select from pg_roles where rolname = 'sy_watch') then create role sy_watch login in role pg_monitor; end if;
-                      if not exists (select from pg_roles where rolname = 'sy_bare') then create role sy_bare login; end if;
+                      if not exists (select from pg_roles where rolname = 'sy_watch') then
+                        create role sy_watch login password 'watch-only' in role pg_monitor;
+                      end if;
+                      if not exists (select from pg_roles where rolname = 'sy_bare') then create role sy_bare login password 'watch-only'; end if;
                     end $$;
                     """)
             }
