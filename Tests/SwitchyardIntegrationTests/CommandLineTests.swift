@@ -29,6 +29,15 @@ import Testing
         return Run(status: result.status, output: result.output)
     }
 
+    /// `cluster up` with one replica in a new folder under the tests' root, on free ports.
+    static func clusterUp(_ prefix: String) async throws -> (directory: URL, port: Int, run: Run) {
+        let directory = URL(fileURLWithPath: "/tmp/switchyard-tests/\(prefix)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let port = try #require(PortCheck.freeRange(count: 2))
+        let up = try await run(["cluster", "up", "--dir", directory.path, "--port", String(port), "--replicas", "1"])
+        #expect(up.status == 0, "\(up.output)")
+        return (directory, port, up)
+    }
+
     @Test func versionAndHelp() async throws {
         let version = try await Self.run(["--version"])
         #expect(version.status == 0)
@@ -58,14 +67,11 @@ import Testing
     }
 
     @Test func clusterUpStatusDelayDown() async throws {
-        let directory = URL(fileURLWithPath: "/tmp/switchyard-tests/cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        let port = try #require(PortCheck.freeRange(count: 2))
+        let (directory, port, up) = try await Self.clusterUp("cli")
         defer {
             TestCluster.killServers(in: directory)
             try? FileManager.default.removeItem(at: directory)
         }
-        let up = try await Self.run(["cluster", "up", "--dir", directory.path, "--port", String(port), "--replicas", "1"])
-        #expect(up.status == 0, "\(up.output)")
         #expect(up.output.contains("cluster ready"))
         #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("switchyard.toml").path))
 
@@ -112,14 +118,11 @@ import Testing
     }
 
     @Test func aClusterMadeWithTrustGetsAPasswordOnUp() async throws {
-        let directory = URL(fileURLWithPath: "/tmp/switchyard-tests/trust-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        let port = try #require(PortCheck.freeRange(count: 2))
+        let (directory, port, up) = try await Self.clusterUp("trust")
         defer {
             TestCluster.killServers(in: directory)
             try? FileManager.default.removeItem(at: directory)
         }
-        let up = try await Self.run(["cluster", "up", "--dir", directory.path, "--port", String(port), "--replicas", "1"])
-        #expect(up.status == 0, "\(up.output)")
         // Make it look like a folder from before passwords: trust, no passfile.
         let passfile = directory.appendingPathComponent("pgpass").path
         for node in ["pg1", "pg2"] {

@@ -6,6 +6,17 @@ import Testing
 extension ClusterTests {
     /// `switchyard lag` and `switchyard bench` run as a user would, on the shared cluster.
     @Suite struct LagAndBenchCommandTests {
+        /// A config for the shared cluster plus `extra`, in a folder of its own.
+        static func configWith(_ extra: ConfigFile.Node, name: String) throws -> (folder: URL, path: String) {
+            let cluster = try TestCluster.shared()
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-config-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            let nodes = try cluster.nodes.map { ConfigFile.Node(name: $0.name, conninfo: try cluster.conninfo($0.name)) } + [extra]
+            let path = folder.appendingPathComponent("switchyard.toml").path
+            try ConfigFile(clusterName: name, nodes: nodes).write(to: path)
+            return (folder, path)
+        }
+
         @Test func lagTableAndJSONAgree() async throws {
             let cluster = try TestCluster.shared()
             let config = cluster.local.configURL.path
@@ -29,15 +40,10 @@ extension ClusterTests {
         }
 
         @Test func logLevelShowsOperationalMessagesOnlyWhenAsked() async throws {
-            let cluster = try TestCluster.shared()
             let port = try #require(PortCheck.freeRange(count: 1))
-            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-log-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            let (folder, path) = try Self.configWith(
+                ConfigFile.Node(name: "gone", conninfo: "host=127.0.0.1 port=\(port) dbname=app user=postgres"), name: "logs")
             defer { try? FileManager.default.removeItem(at: folder) }
-            var nodes = try cluster.nodes.map { ConfigFile.Node(name: $0.name, conninfo: try cluster.conninfo($0.name)) }
-            nodes.append(ConfigFile.Node(name: "gone", conninfo: "host=127.0.0.1 port=\(port) dbname=app user=postgres"))
-            let path = folder.appendingPathComponent("switchyard.toml").path
-            try ConfigFile(clusterName: "logs", nodes: nodes).write(to: path)
             let quiet = try await CommandLineTests.run(["lag", "--config", path])
             #expect(quiet.output.contains("gone") && !quiet.output.contains("probe failed"), "\(quiet.output)")
             let chatty = try await CommandLineTests.run(["lag", "--config", path, "--log-level", "info"])
@@ -50,15 +56,10 @@ extension ClusterTests {
         }
 
         @Test func serverAndConfigTextReachesTheTerminalDefused() async throws {
-            let cluster = try TestCluster.shared()
-            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-esc-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            // A node whose libpq error quotes hostile text back, in a cluster with a hostile name.
+            let (folder, path) = try Self.configWith(
+                ConfigFile.Node(name: "odd", conninfo: "host=127.0.0.1 port=\u{1B}[2J\u{9B}31m\u{202E}"), name: "esc\u{1B}[2Jname")
             defer { try? FileManager.default.removeItem(at: folder) }
-            var nodes = try cluster.nodes.map { ConfigFile.Node(name: $0.name, conninfo: try cluster.conninfo($0.name)) }
-            // A node whose libpq error quotes hostile text back.
-            nodes.append(ConfigFile.Node(name: "odd", conninfo: "host=127.0.0.1 port=\u{1B}[2J\u{9B}31m\u{202E}"))
-            let path = folder.appendingPathComponent("switchyard.toml").path
-            try ConfigFile(clusterName: "esc\u{1B}[2Jname", nodes: nodes).write(to: path)
             for arguments in [["lag", "--config", path], ["check", "--config", path]] {
                 let run = try await CommandLineTests.run(arguments)
                 #expect(!run.output.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x9B || $0.value == 0x202E },
