@@ -107,9 +107,12 @@ final class ProbeConnection: Sendable {
 
     private func probeOnce() async throws -> ProbeSample {
         let current: PostgresConnection
-        if let existing = connection.withLock({ $0 }), existing.isUsable {
+        // A connection the server closed meanwhile is replaced, not reported as a dead node.
+        let existing = connection.withLock { $0 }
+        if let existing, existing.looksAlive() {
             current = existing
         } else {
+            if let existing { await existing.close() }
             current = try await PostgresConnection.connect(
                 node.conninfo, label: node.name,
                 options: ConnectOptions(connectTimeout: connectTimeout, statementTimeout: .seconds(2),
