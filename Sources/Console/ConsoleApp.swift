@@ -154,7 +154,8 @@ extension ConsoleEffect {
     var request: Int? {
         switch self {
         case .loadTables(let request), .openTable(_, let request), .loadPage(_, _, _, _, _, let request),
-            .update(_, _, _, let request), .insert(_, _, let request), .delete(_, _, let request), .cancel(let request),
+            .update(_, _, _, _, let request), .insert(_, _, let request), .delete(_, _, _, let request), .cancel(let request),
+            .loadValue(_, _, _, let request),
             .runChecks(let request), .promote(_, let request):
             return request
         case .quit:

@@ -49,7 +49,7 @@ extension ConsoleState {
             mode = .editCell(edit)
             return editorOutcome(outcome, cancelled: "edit cancelled") { state, grid in
                 let request = state.start("saving", writes: true)
-                return [.update(grid.shape, seen: edit.seen, changes: [edit.column: edit.field.value], request: request)]
+                return [.update(grid.shape, seen: edit.seen, changes: [edit.column: edit.field.value], long: edit.long, request: request)]
             }
         case .form(var form):
             let outcome = form.handle(command, key: key)
@@ -58,7 +58,7 @@ extension ConsoleState {
         case .confirmDelete(let confirmation):
             if command == .confirm, let grid {
                 let request = start("deleting", writes: true)
-                return [.delete(grid.shape, seen: confirmation.seen, request: request)]
+                return [.delete(grid.shape, seen: confirmation.seen, long: confirmation.long, request: request)]
             }
             mode = .browse
             setMessage("delete cancelled")
@@ -139,25 +139,26 @@ extension ConsoleState {
     private mutating func discard(_ conflict: Conflict) {
         mode = .browse
         setMessage("your change was discarded; the row shows its current values")
-        if let current = conflict.current, let index = grid?.cursorRow, grid?.rows.indices.contains(index) == true {
-            grid?.rows[index] = current
-        }
+        if let current = conflict.current, let index = grid?.cursorRow { grid?.replaceRow(index, with: current) }
     }
 
     /// Back to the editor with the user's text, now against the current row.
     private mutating func editAgain(_ conflict: Conflict) {
         var resume = conflict.resume
         if let current = conflict.current {
+            // The current row was read whole: nothing in it is compared by digest any more.
             switch resume {
             case .editCell(var edit):
                 edit.seen = current
+                edit.long = [:]
                 resume = .editCell(edit)
             case .form(var form):
                 if case .edit = form.kind { form.kind = .edit(seen: current) }
+                form.long = [:]
                 resume = .form(form)
             default: break
             }
-            if let index = grid?.cursorRow, grid?.rows.indices.contains(index) == true { grid?.rows[index] = current }
+            if let index = grid?.cursorRow { grid?.replaceRow(index, with: current) }
         }
         mode = resume
         setMessage("your input is kept; Enter saves it over the current row")
@@ -301,17 +302,25 @@ extension ConsoleState {
                 column: existing?.column ?? grid.cursorColumn, op: existing?.op ?? .equals, field: TextField(existing?.value ?? "")))
         case .editCell:
             guard let row = grid.selectedRow, row.indices.contains(grid.cursorColumn) else { break }
-            mode = .editCell(CellEdit(row: grid.cursorRow, column: grid.cursorColumn, field: TextField(row[grid.cursorColumn]), seen: row))
+            let long = grid.longValues(grid.cursorRow)
+            if let cut = long[grid.cursorColumn] {
+                // Shown cut: fetch it whole first, never edit (and save) the cut text.
+                self.grid = grid
+                let request = start("loading the whole value (\(Renderer.bytes(UInt64(cut.bytes))))")
+                return [.loadValue(grid.shape, row: row, column: grid.cursorColumn, request: request)]
+            }
+            mode = .editCell(CellEdit(row: grid.cursorRow, column: grid.cursorColumn, field: TextField(row[grid.cursorColumn]), seen: row, long: long))
         case .editRow:
             guard let row = grid.selectedRow else { break }
-            mode = .form(RowForm(kind: .edit(seen: row), fields: row.map { TextField($0) }))
+            mode = .form(RowForm(kind: .edit(seen: row), fields: row.map { TextField($0) }, long: grid.longValues(grid.cursorRow)))
         case .addRow:
             mode = .form(RowForm(kind: .add, fields: grid.shape.columns.map { _ in TextField("") }))
         case .deleteRow:
             guard let row = grid.selectedRow else { break }
-            let statement = SQLBuilder.delete(grid.shape, seen: row)
+            let long = grid.longValues(grid.cursorRow)
+            let statement = SQLBuilder.delete(grid.shape, seen: row, long: long)
             mode = .confirmDelete(DeleteConfirmation(
-                seen: row, sql: statement.sql, key: SQLBuilder.describeKey(grid.shape, row: row)))
+                seen: row, sql: statement.sql, key: SQLBuilder.describeKey(grid.shape, row: row), long: long))
         default:
             break
         }
@@ -334,7 +343,7 @@ extension ConsoleState {
                 return []
             }
             let request = start("saving", writes: true)
-            return [.update(grid.shape, seen: seen, changes: changed, request: request)]
+            return [.update(grid.shape, seen: seen, changes: changed, long: form.long, request: request)]
         }
     }
 }

@@ -34,7 +34,7 @@ extension ConsoleState {
             mode = .browse
             if !shape.hasPrimaryKey { setMessage("\(shape.table.qualifiedName) has no primary key: read-only") }
             return [load(.first)]
-        case .pageLoaded(let rows, let keys, let position, let request):
+        case .pageLoaded(let rows, let keys, let position, let request, let long):
             guard finish(request), var grid else { return [] }
             let limit = pageSize
             switch position {
@@ -70,8 +70,18 @@ extension ConsoleState {
             }
             grid.rows = rows
             grid.keys = keys
+            grid.long = long
             grid.loaded = true
             self.grid = grid
+            return []
+        case .valueLoaded(let value, let request):
+            // The whole value of a cut cell: edit it now, the row as seen with it.
+            guard finish(request), let grid, let row = grid.selectedRow, row.indices.contains(grid.cursorColumn) else { return [] }
+            var seen = row
+            seen[grid.cursorColumn] = value
+            var long = grid.longValues(grid.cursorRow)
+            long[grid.cursorColumn] = nil
+            mode = .editCell(CellEdit(row: grid.cursorRow, column: grid.cursorColumn, field: TextField(value), seen: seen, long: long))
             return []
         case .saved(let row, let request):
             let cancelled = busy == "cancelling"
@@ -180,14 +190,14 @@ extension ConsoleState {
     private mutating func afterSave(_ row: [String?]?) -> [ConsoleEffect] {
         switch mode {
         case .editCell(let edit):
-            if let row, grid?.rows.indices.contains(edit.row) == true { grid?.rows[edit.row] = row }
+            if let row { grid?.replaceRow(edit.row, with: row) }
             mode = .browse
             setMessage("saved \(grid?.shape.columns[edit.column].name ?? "")")
             return []
         case .form(let form):
             mode = .browse
             if case .edit = form.kind, let row, let index = grid?.cursorRow, grid?.rows.indices.contains(index) == true {
-                grid?.rows[index] = row
+                grid?.replaceRow(index, with: row)
                 setMessage("saved row")
                 return []
             }

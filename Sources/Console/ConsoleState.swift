@@ -65,8 +65,20 @@ public struct Grid: Sendable, Equatable {
     public var sort: Sort?
     public var filter: Filter?
     public var loaded = false
+    /// Per row, the values shown cut (column index → size and digest).
+    public var long: [[Int: LongValue]] = []
 
     public var selectedRow: [String?]? { rows.indices.contains(cursorRow) ? rows[cursorRow] : nil }
+
+    /// The cut values of row `index` (none when unknown).
+    public func longValues(_ index: Int) -> [Int: LongValue] { long.indices.contains(index) ? long[index] : [:] }
+
+    /// Row `index` now holds whole values (from RETURNING or a fresh read).
+    mutating func replaceRow(_ index: Int, with row: [String?]) {
+        guard rows.indices.contains(index) else { return }
+        rows[index] = row
+        if long.indices.contains(index) { long[index] = [:] }
+    }
 }
 
 public struct CellEdit: Sendable, Equatable {
@@ -75,6 +87,8 @@ public struct CellEdit: Sendable, Equatable {
     public var field: TextField
     /// The row as the user saw it when editing began.
     public var seen: [String?]
+    /// Other values of that row that were shown cut (compared by digest on save).
+    public var long: [Int: LongValue] = [:]
 }
 
 public struct RowForm: Sendable, Equatable {
@@ -88,6 +102,8 @@ public struct RowForm: Sendable, Equatable {
     /// Fields the user changed; in an add form, untouched fields take their defaults.
     public var touched: Set<Int> = []
     public var cursor = 0
+    /// Values shown cut: the form cannot edit them (Enter on the cell can).
+    public var long: [Int: LongValue] = [:]
 }
 
 public struct Conflict: Sendable, Equatable {
@@ -103,6 +119,8 @@ public struct DeleteConfirmation: Sendable, Equatable {
     public var seen: [String?]
     public var sql: String
     public var key: String
+    /// Values of the row that were shown cut (compared by digest).
+    public var long: [Int: LongValue] = [:]
 }
 
 public struct FilterPrompt: Sendable, Equatable {
@@ -206,9 +224,11 @@ public enum ConsoleEffect: Sendable, Equatable {
     case loadTables(request: Int)
     case openTable(TableInfo, request: Int)
     case loadPage(TableShape, PagePosition, sort: Sort?, filter: Filter?, limit: Int, request: Int)
-    case update(TableShape, seen: [String?], changes: [Int: String?], request: Int)
+    case update(TableShape, seen: [String?], changes: [Int: String?], long: [Int: LongValue] = [:], request: Int)
     case insert(TableShape, values: [Int: String?], request: Int)
-    case delete(TableShape, seen: [String?], request: Int)
+    case delete(TableShape, seen: [String?], long: [Int: LongValue] = [:], request: Int)
+    /// The whole value of one cell that was shown cut, to edit it.
+    case loadValue(TableShape, row: [String?], column: Int, request: Int)
     case runChecks(request: Int)
     case promote(node: String, request: Int)
     case cancel(request: Int)
@@ -224,7 +244,9 @@ public enum ConsoleEvent: Sendable {
     case tick
     case tablesLoaded([TableInfo], request: Int)
     case tableOpened(TableShape, request: Int)
-    case pageLoaded(rows: [[String?]], keys: [[String?]], position: PagePosition, request: Int)
+    case pageLoaded(rows: [[String?]], keys: [[String?]], position: PagePosition, request: Int, long: [[Int: LongValue]] = [])
+    /// The whole value asked for by ``ConsoleEffect/loadValue(_:row:column:request:)``.
+    case valueLoaded(String?, request: Int)
     case saved(row: [String?]?, request: Int)
     /// The row changed or vanished since the user saw it; `current` is how it is now.
     case conflict(current: [String?]?, request: Int)

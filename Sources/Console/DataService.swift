@@ -56,20 +56,30 @@ public struct DataService: Sendable {
             return await attempt(request) {
                 let statement = SQLBuilder.page(shape, position: position, sort: sort, filter: filter, limit: limit)
                 let result = try await cluster.query(statement.sql, statement.bindings, table: shape.table.qualifiedName)
+                // Columns: the values (cut), the summary of cut values, the sort keys.
                 let width = shape.columns.count
                 var rows = result.rows.map { row in (0..<width).map { row.raw($0) } }
-                var keys = result.rows.map { row in (width..<result.columns.count).map { row.raw($0) } }
+                var long = result.rows.map { row in LongValue.parse(row.raw(width), columns: width) }
+                var keys = result.rows.map { row in ((width + 1)..<result.columns.count).map { row.raw($0) } }
                 switch position {
                 case .last, .before:
                     rows.reverse()
                     keys.reverse()
+                    long.reverse()
                 default: break
                 }
-                return .pageLoaded(rows: rows, keys: keys, position: position, request: request)
+                return .pageLoaded(rows: rows, keys: keys, position: position, request: request, long: long)
             }
-        case .update(let shape, let seen, let changes, let request):
+        case .loadValue(let shape, let row, let column, let request):
+            return await attempt(request) {
+                let statement = SQLBuilder.value(shape, key: shape.keyIndexes.map { row[$0] }, column: column)
+                let result = try await cluster.query(statement.sql, statement.bindings, table: shape.table.qualifiedName)
+                guard let first = result.first else { return .conflict(current: nil, request: request) }
+                return .valueLoaded(first.raw(0), request: request)
+            }
+        case .update(let shape, let seen, let changes, let long, let request):
             return await attempt(request, writes: .row) {
-                let statement = SQLBuilder.update(shape, seen: seen, changes: changes)
+                let statement = SQLBuilder.update(shape, seen: seen, changes: changes, long: long)
                 return try await write(statement, shape: shape, seen: seen, request: request)
             }
         case .insert(let shape, let values, let request):
@@ -78,9 +88,9 @@ public struct DataService: Sendable {
                 let result = try await cluster.execute(statement.sql, statement.bindings, table: shape.table.qualifiedName)
                 return .saved(row: result.first.map { row in (0..<shape.columns.count).map { row.raw($0) } }, request: request)
             }
-        case .delete(let shape, let seen, let request):
+        case .delete(let shape, let seen, let long, let request):
             return await attempt(request, writes: .row) {
-                let statement = SQLBuilder.delete(shape, seen: seen)
+                let statement = SQLBuilder.delete(shape, seen: seen, long: long)
                 return try await write(statement, shape: shape, seen: seen, request: request)
             }
         case .cancel, .quit:

@@ -31,7 +31,8 @@ extension RowForm {
         case .previous:
             cursor = max(cursor - 1, 0)
         default:
-            if fields.indices.contains(cursor), fields[cursor].handle(key) { touched.insert(cursor) }
+            // A value shown cut cannot be edited here (Enter on the cell fetches it whole).
+            if fields.indices.contains(cursor), long[cursor] == nil, fields[cursor].handle(key) { touched.insert(cursor) }
         }
         return .stay
     }

@@ -403,7 +403,12 @@ public enum Renderer {
                 let y = rect.y + 1 + index
                 if isAdd && !form.touched.contains(index) && index != form.cursor { continue }
                 screen.fill(x: valueX, y: y, width: valueWidth, height: 1, role: .help)
-                if index == form.cursor {
+                if let cut = form.long[index] {
+                    let note = "(\(bytes(UInt64(cut.bytes))): Enter on the cell edits it) "
+                    let used = screen.put(note, x: valueX, y: y, role: .dim, limit: valueWidth)
+                    screen.put(field.value.map { Screen.fit($0, to: valueWidth - used) } ?? "", x: valueX + used, y: y, role: .help,
+                               limit: valueWidth - used)
+                } else if index == form.cursor {
                     Renderer.field(field, x: valueX, y: y, width: valueWidth, &screen)
                 } else {
                     screen.put(field.value.map { Screen.fit($0, to: valueWidth) } ?? "∅", x: valueX, y: y, role: field.isNull ? .null : .help, limit: valueWidth)

@@ -11,6 +11,10 @@ public struct Statement: Sendable, Equatable {
 /// Builds the console's SQL. Identifiers come quoted by libpq (in ``TableShape``); every
 /// value the user typed or saw is a parameter. Pure, so it is unit-tested directly.
 public enum SQLBuilder {
+    /// Characters of each value the page query fetches; longer values come cut, with
+    /// their size and digest (``LongValue``).
+    public static let shownCharacters = 2000
+
     /// The sort keys: the chosen column (if any), then the primary key (or ctid for a
     /// table without one, read-only), so every row has one place in the order.
     static func sortKeys(_ shape: TableShape, sort: Sort?) -> [(expression: String, descending: Bool, nullable: Bool)] {
@@ -49,7 +53,15 @@ public enum SQLBuilder {
         }
         // The table is aliased `r` so ORDER BY and WHERE name its columns, never the
         // text output columns of the same names.
-        let columns = shape.columns.map { "r.\($0.quoted)::text" } + keys.map { "(\($0.expression))::text" }
+        // Each value cut to what can be shown, then one summary of the cut ones, then the
+        // sort keys: a megabyte-long value costs the network and the console no more than
+        // a short one.
+        let shown = shownCharacters
+        let summary = shape.columns.isEmpty ? "'{}'::text" : "array[" + shape.columns.map { column in
+            "case when char_length(r.\(column.quoted)::text) > \(shown) "
+                + "then octet_length(r.\(column.quoted)::text)::text || ':' || md5(r.\(column.quoted)::text) end"
+        }.joined(separator: ", ") + "]::text"
+        let columns = shape.columns.map { "left(r.\($0.quoted)::text, \(shown))" } + [summary] + keys.map { "(\($0.expression))::text" }
         let order = keys.map { key -> String in
             let descending = key.descending != backwards
             return "\(key.expression) \(descending ? "desc" : "asc") nulls \(backwards ? "first" : "last")"
@@ -127,13 +139,24 @@ public enum SQLBuilder {
 
     /// `WHERE` naming the primary key and every value the user saw, so a row changed in
     /// the meantime matches nothing (no lost update).
-    static func rowMatch(_ shape: TableShape, seen: [String?], _ parameters: inout [String?]) -> String {
+    /// Values shown cut (`long`) are compared by their digest.
+    static func rowMatch(_ shape: TableShape, seen: [String?], long: [Int: LongValue] = [:], _ parameters: inout [String?]) -> String {
         var conditions: [String] = []
         for index in shape.keyIndexes {
+            if let value = long[index] {
+                parameters.append(value.md5)
+                conditions.append("md5(\(shape.columns[index].quoted)::text) = $\(parameters.count)")
+                continue
+            }
             parameters.append(seen[index])
             conditions.append("\(shape.columns[index].quoted) = $\(parameters.count)")
         }
         for (index, column) in shape.columns.enumerated() where !shape.keyIndexes.contains(index) {
+            if let value = long[index] {
+                parameters.append(value.md5)
+                conditions.append("md5(\(column.quoted)::text) = $\(parameters.count)")
+                continue
+            }
             parameters.append(seen[index])
             conditions.append("\(column.quoted)::text is not distinct from $\(parameters.count)")
         }
@@ -141,13 +164,13 @@ public enum SQLBuilder {
     }
 
     /// Sets `changes` (column index → new text, nil for NULL) on the row the user saw.
-    public static func update(_ shape: TableShape, seen: [String?], changes: [Int: String?]) -> Statement {
+    public static func update(_ shape: TableShape, seen: [String?], changes: [Int: String?], long: [Int: LongValue] = [:]) -> Statement {
         var parameters: [String?] = []
         let assignments = changes.keys.sorted().map { index -> String in
             parameters.append(changes[index]!)
             return "\(shape.columns[index].quoted) = $\(parameters.count)"
         }
-        let match = rowMatch(shape, seen: seen, &parameters)
+        let match = rowMatch(shape, seen: seen, long: long, &parameters)
         let returning = shape.columns.map { "\($0.quoted)::text" }.joined(separator: ", ")
         return Statement(
             sql: "update \(shape.quotedName) set \(assignments.joined(separator: ", ")) where \(match) returning \(returning)",
@@ -170,9 +193,9 @@ public enum SQLBuilder {
     }
 
     /// Deletes the row the user saw, only if it is unchanged.
-    public static func delete(_ shape: TableShape, seen: [String?]) -> Statement {
+    public static func delete(_ shape: TableShape, seen: [String?], long: [Int: LongValue] = [:]) -> Statement {
         var parameters: [String?] = []
-        let match = rowMatch(shape, seen: seen, &parameters)
+        let match = rowMatch(shape, seen: seen, long: long, &parameters)
         return Statement(sql: "delete from \(shape.quotedName) where \(match)", parameters: parameters)
     }
 
@@ -186,6 +209,18 @@ public enum SQLBuilder {
         let columns = shape.columns.map { "\($0.quoted)::text" }.joined(separator: ", ")
         return Statement(
             sql: "select \(columns) from \(shape.quotedName) where \(conditions.joined(separator: " and "))", parameters: parameters)
+    }
+
+    /// One whole value of the row with this key.
+    public static func value(_ shape: TableShape, key: [String?], column: Int) -> Statement {
+        var parameters: [String?] = []
+        let conditions = shape.keyIndexes.enumerated().map { position, index -> String in
+            parameters.append(key[position])
+            return "\(shape.columns[index].quoted) = $\(parameters.count)"
+        }
+        return Statement(
+            sql: "select \(shape.columns[column].quoted)::text from \(shape.quotedName) where \(conditions.joined(separator: " and "))",
+            parameters: parameters)
     }
 
     /// A short, human version of a key for messages: `id = 42`.

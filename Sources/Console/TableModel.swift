@@ -61,6 +61,33 @@ public struct TableShape: Sendable, Equatable {
     public var hasPrimaryKey: Bool { !keyIndexes.isEmpty }
 }
 
+/// A value the page query did not fetch whole (longer than
+/// ``SQLBuilder/shownCharacters``): its size and digest, so that a save still compares it
+/// exactly, and the editor fetches it whole first.
+public struct LongValue: Sendable, Equatable {
+    public var bytes: Int
+    public var md5: String
+
+    public init(bytes: Int, md5: String) {
+        self.bytes = bytes
+        self.md5 = md5
+    }
+
+    /// Parses the page query's summary column, a text array with one element per column:
+    /// `NULL`, or `bytes:md5` for a value that was cut.
+    public static func parse(_ text: String?, columns: Int) -> [Int: LongValue] {
+        guard let text, text.count > 2 else { return [:] }
+        var result: [Int: LongValue] = [:]
+        for (index, element) in text.dropFirst().dropLast().split(separator: ",", omittingEmptySubsequences: false).enumerated()
+        where index < columns {
+            let parts = element.split(separator: ":")
+            guard parts.count == 2, let bytes = Int(parts[0]) else { continue }
+            result[index] = LongValue(bytes: bytes, md5: String(parts[1]))
+        }
+        return result
+    }
+}
+
 /// Comparison a filter applies.
 public enum FilterOperator: String, Sendable, CaseIterable, Equatable {
     case equals = "="

@@ -88,6 +88,43 @@ extension ClusterTests {
             }
         }
 
+        @Test func megabyteValuesAreShownCutYetSavedAndComparedWhole() async throws {
+            try await TestCluster.shared().withSchema { schema in
+                try await withRouted { cluster, _ in
+                    _ = try await schema.primary.execute(script: """
+                        create table \(schema.quoted).docs (id int primary key, title text, body text);
+                        insert into \(schema.quoted).docs values (1, 'one', repeat('b', 1000000)), (2, 'two', 'short');
+                        """)
+                    let service = DataService(cluster: cluster)
+                    let shape = try await shape(service, schema, "docs")
+                    let event = await service.perform(.loadPage(shape, .first, sort: nil, filter: nil, limit: 10, request: 2))
+                    guard case .pageLoaded(let rows, _, _, _, let long) = event else { Issue.record("\(String(describing: event))"); return }
+                    #expect(rows[0][2]?.count == SQLBuilder.shownCharacters, "the page fetched the whole megabyte")
+                    #expect(long[0][2]?.bytes == 1_000_000)
+                    #expect(long[1].isEmpty && rows[1][2] == "short")
+                    // Another column of that row saves, the cut value compared by digest.
+                    let saved = await service.perform(.update(shape, seen: rows[0], changes: [1: "ONE"], long: long[0], request: 3))
+                    guard case .saved(let returned, _) = saved else { Issue.record("\(String(describing: saved))"); return }
+                    #expect(returned?[2]?.count == 1_000_000, "RETURNING gives the whole row")
+                    // The cut value itself, fetched whole, then replaced.
+                    let loaded = await service.perform(.loadValue(shape, row: rows[0], column: 2, request: 4))
+                    guard case .valueLoaded(let whole, _) = loaded else { Issue.record("\(String(describing: loaded))"); return }
+                    #expect(whole?.count == 1_000_000)
+                    var seen = returned ?? rows[0]
+                    seen[2] = whole
+                    let replaced = await service.perform(.update(shape, seen: seen, changes: [2: "now short"], request: 5))
+                    guard case .saved = replaced else { Issue.record("\(String(describing: replaced))"); return }
+                    // Someone else changes a cut value: the digest no longer matches.
+                    _ = try await schema.primary.query("update \(schema.quoted).docs set body = repeat('c', 500000) where id = 2")
+                    let again = await service.perform(.loadPage(shape, .first, sort: nil, filter: nil, limit: 10, request: 6))
+                    guard case .pageLoaded(let rowsNow, _, _, _, let longNow) = again else { return }
+                    _ = try await schema.primary.query("update \(schema.quoted).docs set body = repeat('d', 500000) where id = 2")
+                    let stale = await service.perform(.update(shape, seen: rowsNow[1], changes: [1: "TWO"], long: longNow[1], request: 7))
+                    guard case .conflict = stale else { Issue.record("a changed cut value was overwritten: \(String(describing: stale))"); return }
+                }
+            }
+        }
+
         @Test func pagingKeepsRowsThatTieInTheColumnsType() async throws {
             try await TestCluster.shared().withSchema { schema in
                 try await withRouted { cluster, _ in
@@ -102,7 +139,7 @@ extension ClusterTests {
                     var position = PagePosition.first
                     for request in 10..<30 {
                         let event = await service.perform(.loadPage(shape, position, sort: sort, filter: nil, limit: 2, request: request))
-                        guard case .pageLoaded(let rows, let keys, _, _) = event else { Issue.record("\(String(describing: event))"); return }
+                        guard case .pageLoaded(let rows, let keys, _, _, _) = event else { Issue.record("\(String(describing: event))"); return }
                         seen += rows.compactMap { $0[0] }
                         guard rows.count == 2, let last = keys.last else { break }
                         position = .after(last)

@@ -83,7 +83,7 @@ import Testing
                     switch effect {
                     case .loadPage(_, let position, _, _, _, let request):
                         _ = state.reduce(.pageLoaded(rows: grid.rows, keys: grid.keys, position: position, request: request))
-                    case .update(_, _, _, let request), .insert(_, _, let request), .delete(_, _, let request):
+                    case .update(_, _, _, _, let request), .insert(_, _, let request), .delete(_, _, _, let request):
                         _ = state.reduce(.saved(row: nil, request: request))
                     case .runChecks(let request):
                         _ = state.reduce(.failed(message: "no cluster", request: request))

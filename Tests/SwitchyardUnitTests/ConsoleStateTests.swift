@@ -100,7 +100,7 @@ import Testing
         _ = state.reduce(.key(.control("u")))
         for character in "Ada" { _ = state.reduce(.key(.character(character))) }
         let effects = state.reduce(.key(.enter))
-        guard case .update(_, let sentSeen, let changes, let request) = effects.first else { Issue.record("no update"); return }
+        guard case .update(_, let sentSeen, let changes, _, let request) = effects.first else { Issue.record("no update"); return }
         #expect(sentSeen == seen)
         #expect(changes == [1: "Ada"])
         _ = state.reduce(.failed(message: "invalid input syntax for type integer: \"Ada\" (SQLSTATE 22P02)", request: request))
@@ -133,7 +133,7 @@ import Testing
         _ = state.reduce(.key(.enter))
         _ = state.reduce(.key(.control("u")))
         for character in "Mine" { _ = state.reduce(.key(.character(character))) }
-        guard case .update(_, _, _, let request) = state.reduce(.key(.enter)).first else { Issue.record("no update"); return }
+        guard case .update(_, _, _, _, let request) = state.reduce(.key(.enter)).first else { Issue.record("no update"); return }
         var current = state.grid!.rows[2]
         current[1] = "Theirs"
         _ = state.reduce(.conflict(current: current, request: request))
@@ -176,7 +176,7 @@ import Testing
         #expect(confirmation.key == "id = 3")
         #expect(confirmation.sql.hasPrefix("delete from \"demo\".\"customers\" where \"id\" = $1"))
         let effects = state.reduce(.key(.character("y")))
-        guard case .delete(_, let seen, _) = effects.first else { Issue.record("no delete"); return }
+        guard case .delete(_, let seen, _, _) = effects.first else { Issue.record("no delete"); return }
         #expect(seen[0] == "3")
         var declined = opened()
         _ = declined.reduce(.key(.character("d")))
@@ -237,7 +237,7 @@ import Testing
         var state = opened()
         _ = state.reduce(.key(.enter))
         _ = state.reduce(.key(.character("!")))
-        guard case .update(_, _, _, let request) = state.reduce(.key(.enter)).first else { Issue.record("no update"); return }
+        guard case .update(_, _, _, _, let request) = state.reduce(.key(.enter)).first else { Issue.record("no update"); return }
         #expect(state.reduce(.key(.escape)) == [.cancel(request: request)])
         #expect(state.busy == "cancelling", "a write is not forgotten on Esc")
         #expect(state.reduce(.key(.enter)).isEmpty, "nothing can be saved twice meanwhile")
@@ -271,5 +271,36 @@ import Testing
         #expect(state.reduce(.key(.character("P"))).isEmpty, "no second promotion while the first is under way")
         let after = state.reduce(.failed(message: "promotion cancelled; the candidate may still be leaving recovery — checks re-run", request: request))
         guard case .runChecks = after.first else { Issue.record("checks not re-run: \(after)"); return }
+    }
+
+    @Test func aCutValueIsFetchedWholeBeforeItCanBeEditedAndTheFormLeavesItAlone() {
+        var state = opened()
+        let row = state.grid!.cursorRow
+        state.grid!.long = state.grid!.rows.map { _ in [:] }
+        state.grid!.long[row] = [1: LongValue(bytes: 3_000_000, md5: "abc")]
+        state.grid!.cursorColumn = 1
+        guard case .loadValue(_, let seenRow, let column, let request) = state.reduce(.key(.enter)).first else {
+            Issue.record("the cut value was not fetched"); return
+        }
+        #expect(column == 1 && seenRow == state.grid!.rows[row])
+        #expect(state.busy?.hasPrefix("loading the whole value") == true)
+        let whole = String(repeating: "w", count: 5000)
+        _ = state.reduce(.valueLoaded(whole, request: request))
+        guard case .editCell(let edit) = state.mode else { Issue.record("no editor"); return }
+        #expect(edit.field.value == whole && edit.seen[1] == whole && edit.long.isEmpty)
+        // The row form shows the cut value but does not let it be typed over.
+        var form = opened()
+        form.grid!.long = form.grid!.rows.map { _ in [:] }
+        form.grid!.long[form.grid!.cursorRow] = [1: LongValue(bytes: 3_000_000, md5: "abc")]
+        _ = form.reduce(.key(.character("e")))
+        _ = form.reduce(.key(.down))
+        for character in "typed" { _ = form.reduce(.key(.character(character))) }
+        guard case .form(let opened) = form.mode else { Issue.record("no form"); return }
+        #expect(!opened.touched.contains(1) && opened.long[1] != nil)
+        #expect(Renderer.render(form).text.contains("Enter on the cell edits it"))
+        guard case .update(_, _, let changes, let long, _) = form.reduce(.key(.control("s"))).first else {
+            #expect(form.message == "nothing changed"); return
+        }
+        #expect(changes[1] == nil && long[1] != nil)
     }
 }

@@ -58,4 +58,20 @@ import Testing
         #expect(isNull.sql.contains("r.\"email\" is null"))
         #expect(isNull.parameters.isEmpty)
     }
+
+    @Test func valuesAreFetchedCutAndCutValuesAreComparedByDigest() {
+        let page = SQLBuilder.page(shape, position: .first, sort: nil, filter: nil, limit: 20)
+        #expect(page.sql.hasPrefix("select left(r.\"id\"::text, \(SQLBuilder.shownCharacters)), left(r.\"name\"::text,"))
+        #expect(page.sql.contains("md5(r.\"notes\"::text)"))
+        let seen: [String?] = ["3", "Zoë", nil, "JP", "false", "xxxx"]
+        let long = [5: LongValue(bytes: 1_000_000, md5: "0123abcd")]
+        let update = SQLBuilder.update(shape, seen: seen, changes: [1: "Ada"], long: long)
+        #expect(update.sql.contains("md5(\"notes\"::text) = $7"))
+        #expect(update.parameters.last == "0123abcd", "the cut text itself is never compared")
+        #expect(!update.parameters.contains("xxxx"))
+        #expect(SQLBuilder.delete(shape, seen: seen, long: long).sql.contains("md5(\"notes\"::text) ="))
+        #expect(LongValue.parse("{NULL,1000000:0123abcd,2001:ff}", columns: 3)
+                == [1: LongValue(bytes: 1_000_000, md5: "0123abcd"), 2: LongValue(bytes: 2001, md5: "ff")])
+        #expect(LongValue.parse("{}", columns: 0).isEmpty)
+    }
 }

@@ -93,7 +93,7 @@ import Testing
         var state = ConsoleState.sample(width: 100, height: 30)
         _ = state.reduce(.key(.enter))
         try check(Renderer.render(state, clock: Self.clock), "edit-100x30")
-        guard case .update(_, _, _, let request) = state.reduce(.key(.enter)).first else { Issue.record("no update"); return }
+        guard case .update(_, _, _, _, let request) = state.reduce(.key(.enter)).first else { Issue.record("no update"); return }
         var current = state.grid!.rows[2]
         current[1] = "Changed Elsewhere"
         current[3] = "SE"
