@@ -167,6 +167,27 @@ extension ClusterTests {
             }
         }
 
+        @Test func aMegabyteCellBrowsesAndEditsLikeAShortOne() async throws {
+            let fixture = try await Self.fixture()
+            try await TestCluster.shared().withConnection("pg1") { connection in
+                _ = try await connection.execute(script: """
+                    create table \(fixture.schema).docs (id int primary key, body text);
+                    insert into \(fixture.schema).docs values (1, repeat('b', 1000000));
+                    """)
+            }
+            let binary = try CommandLineTests.executable.path
+            let tmux = try await TmuxSession.start(command: "\(binary) console --config \(fixture.configPath) --table \(fixture.schema).docs")
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "bbbbbbbb")
+            try await tmux.send("Right", "Enter")
+            try await tmux.waitFor(text: "1000000 characters")
+            try await tmux.send("C-u")
+            try await tmux.send("short now", literal: true)
+            try await tmux.send("Enter")
+            try await tmux.waitFor(text: "saved body")
+            #expect(try await Self.primaryValue("select body from \(fixture.schema).docs where id = 1") == "short now")
+        }
+
         @Test func editingACellWritesOnThePrimaryAndEveryStatementIsLoggedThere() async throws {
             let fixture = try await Self.fixture()
             let tmux = try await Self.launch(fixture)
