@@ -42,7 +42,9 @@ let package = Package(
         // The admin console: pure state and rendering, a terminal driver, themes.
         .target(
             name: "Console",
-            dependencies: ["Switchyard", "PostgresClient", "CNCurses", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: [
+                "Switchyard", "PostgresClient", "CNCurses", "LocalCluster", .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
         ),
 
         // Throw-away primary + streaming replicas from the machine's PostgreSQL.

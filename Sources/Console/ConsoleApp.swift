@@ -62,8 +62,18 @@ public final class ConsoleApp: Sendable {
         var effects = state.reduce(.start)
         var drawn: ConsoleState?
         while !state.quit && !stopRequested.load(ordering: .relaxed) && !shouldStop(state) {
-            for effect in effects { dispatch(effect, &state) }
-            effects = []
+            while !effects.isEmpty {
+                let effect = effects.removeFirst()
+                if case .editExternally(let text) = effect {
+                    // The terminal belongs to the editor until it exits.
+                    var outcome = ConsoleEvent.externallyEdited(nil, problem: "the editor did not run")
+                    driver.suspend { outcome = ExternalEditor.edit(text) }
+                    drawn = nil
+                    effects += state.reduce(outcome)
+                    continue
+                }
+                dispatch(effect, &state)
+            }
             if state.quit { break }
             // Render only when something changed; the driver then redraws changed rows only.
             if state != drawn {
@@ -158,7 +168,7 @@ extension ConsoleEffect {
             .loadValue(_, _, _, let request),
             .runChecks(let request), .promote(_, let request):
             return request
-        case .quit:
+        case .quit, .editExternally:
             return nil
         }
     }

@@ -102,6 +102,9 @@ extension ConsoleState {
         switch outcome {
         case .stay: return []
         case .quit: return quitKey()
+        case .external:
+            guard case .editCell(let edit) = mode else { return [] }
+            return [.editExternally(edit.field.value)]
         case .cancel:
             mode = .browse
             setMessage(cancelled)
@@ -309,7 +312,12 @@ extension ConsoleState {
                 let request = start("loading the whole value (\(Renderer.bytes(UInt64(cut.bytes))))")
                 return [.loadValue(grid.shape, row: row, column: grid.cursorColumn, request: request)]
             }
-            mode = .editCell(CellEdit(row: grid.cursorRow, column: grid.cursorColumn, field: TextField(row[grid.cursorColumn]), seen: row, long: long))
+            let value = row[grid.cursorColumn]
+            mode = .editCell(CellEdit(row: grid.cursorRow, column: grid.cursorColumn, field: TextField(value), seen: row, long: long))
+            if let value, value.count > CellEdit.externalEditorCharacters {
+                self.grid = grid
+                return [.editExternally(value)]
+            }
         case .editRow:
             guard let row = grid.selectedRow else { break }
             mode = .form(RowForm(kind: .edit(seen: row), fields: row.map { TextField($0) }, long: grid.longValues(grid.cursorRow)))

@@ -82,6 +82,17 @@ extension ConsoleState {
             var long = grid.longValues(grid.cursorRow)
             long[grid.cursorColumn] = nil
             mode = .editCell(CellEdit(row: grid.cursorRow, column: grid.cursorColumn, field: TextField(value), seen: seen, long: long))
+            if let value, value.count > CellEdit.externalEditorCharacters { return [.editExternally(value)] }
+            return []
+        case .externallyEdited(let value, let problem):
+            guard case .editCell(var edit) = mode else { return [] }
+            if let problem {
+                setMessage(problem, error: true)
+                return []
+            }
+            edit.field = TextField(value)
+            mode = .editCell(edit)
+            setMessage("edited in the external editor: Enter saves, Esc discards")
             return []
         case .saved(let row, let request):
             let cancelled = busy == "cancelling"

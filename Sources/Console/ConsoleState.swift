@@ -82,6 +82,9 @@ public struct Grid: Sendable, Equatable {
 }
 
 public struct CellEdit: Sendable, Equatable {
+    /// Values longer than this open in `$VISUAL`/`$EDITOR` at once.
+    public static let externalEditorCharacters = 10_000
+
     public var row: Int
     public var column: Int
     public var field: TextField
@@ -229,6 +232,8 @@ public enum ConsoleEffect: Sendable, Equatable {
     case delete(TableShape, seen: [String?], long: [Int: LongValue] = [:], request: Int)
     /// The whole value of one cell that was shown cut, to edit it.
     case loadValue(TableShape, row: [String?], column: Int, request: Int)
+    /// Edit this text in `$VISUAL`/`$EDITOR` (the terminal is lent to it meanwhile).
+    case editExternally(String?)
     case runChecks(request: Int)
     case promote(node: String, request: Int)
     case cancel(request: Int)
@@ -247,6 +252,8 @@ public enum ConsoleEvent: Sendable {
     case pageLoaded(rows: [[String?]], keys: [[String?]], position: PagePosition, request: Int, long: [[Int: LongValue]] = [])
     /// The whole value asked for by ``ConsoleEffect/loadValue(_:row:column:request:)``.
     case valueLoaded(String?, request: Int)
+    /// What the external editor left (nil text and a problem when it failed).
+    case externallyEdited(String?, problem: String?)
     case saved(row: [String?]?, request: Int)
     /// The row changed or vanished since the user saw it; `current` is how it is now.
     case conflict(current: [String?]?, request: Int)

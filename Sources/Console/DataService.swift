@@ -93,7 +93,7 @@ public struct DataService: Sendable {
                 let statement = SQLBuilder.delete(shape, seen: seen, long: long)
                 return try await write(statement, shape: shape, seen: seen, request: request)
             }
-        case .cancel, .quit:
+        case .cancel, .quit, .editExternally:
             return nil
         }
     }

@@ -39,7 +39,7 @@ public enum Command: Sendable, Equatable {
     case save, cancel, next, previous
     case nextOperator, previousOperator
     case confirm, dismiss, editAgain, rerun, promote, cancelQuery
-    case scrollUp, scrollDown
+    case scrollUp, scrollDown, externalEdit
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -166,6 +166,8 @@ public enum Keymap {
         // Editing a cell.
         Binding([.enter], [.editCell], .save, hint: "save", help: "save the value (only if nobody changed the row)"),
         Binding([.escape], [.editCell], .cancel, hint: "cancel", help: "close the editor, nothing written"),
+        Binding([.function(4)], [.editCell], .externalEdit, hint: "$EDITOR", hintKeys: "F4",
+                help: "edit the value in $VISUAL or $EDITOR (values over 10 000 characters open there at once)"),
 
         // Row form.
         Binding([.tab, .down, .enter], [.form], .next, hint: "next", hintKeys: "Tab/↓",

@@ -3,7 +3,7 @@
 
 /// What an editor (cell or row form) asks for after a command.
 enum EditorOutcome: Equatable {
-    case stay, cancel, save, quit
+    case stay, cancel, save, quit, external
 }
 
 extension CellEdit {
@@ -12,6 +12,7 @@ extension CellEdit {
         case .save: return .save
         case .cancel: return .cancel
         case .quit: return .quit
+        case .externalEdit: return .external
         default:
             _ = field.handle(key)
             return .stay

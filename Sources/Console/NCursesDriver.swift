@@ -142,6 +142,16 @@ public final class NCursesDriver: TerminalDriver {
         }
     }
 
+    public func suspend(_ body: () -> Void) {
+        def_prog_mode()
+        endwin()
+        body()
+        reset_prog_mode()
+        previous = nil
+        clear()
+        refresh()
+    }
+
     public func shutdown() {
         guard active else { return }
         active = false

@@ -14,6 +14,8 @@ public protocol TerminalDriver: AnyObject {
     func nextInput(timeout: Duration) -> TerminalInput?
     /// Gives the terminal back as it was.
     func shutdown()
+    /// Lends the terminal to `body` (an external editor), then takes it back and redraws.
+    func suspend(_ body: () -> Void)
 }
 
 /// An in-memory terminal: keys are queued by the test, the last screen is kept as text.
@@ -39,6 +41,8 @@ public final class TextDriver: TerminalDriver {
         if case .resize(let width, let height) = input { size = (width, height) }
         return input
     }
+
+    public func suspend(_ body: () -> Void) { body() }
 
     public func shutdown() { isShutDown = true }
 }

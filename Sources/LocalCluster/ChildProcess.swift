@@ -15,6 +15,27 @@ import SystemPackage
 public enum ChildProcess {
     static let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/bin/setpriv"
 
+    /// Runs `argv` on this terminal (standard input, output and error shared with ours)
+    /// and returns its exit status: for interactive programs such as a text editor.
+    public static func runAttached(_ argv: [String], environment: [String: String]? = nil) async throws -> Int32 {
+        guard let program = argv.first else { throw LocalClusterError(.commandFailed, "no program to run") }
+        let environmentValue: Subprocess.Environment = environment.map { values in
+            .custom(Dictionary(uniqueKeysWithValues: values.map { (Subprocess.Environment.Key(stringLiteral: $0.key), $0.value) }))
+        } ?? .inherit
+        do {
+            let status = try await Subprocess.run(
+                .path(FilePath(program)), arguments: Arguments(Array(argv.dropFirst())), environment: environmentValue,
+                input: .fileDescriptor(.standardInput, closeAfterSpawningProcess: false),
+                output: .currentStandardOutput, error: .currentStandardError).terminationStatus
+            switch status {
+            case .exited(let code): return Int32(code)
+            case .signaled(let signal): return 128 + Int32(signal)
+            }
+        } catch {
+            throw LocalClusterError(.commandFailed, "cannot run \(program): \(error)")
+        }
+    }
+
     public struct Result: Sendable {
         /// The exit status, or 128 + the signal number that ended the program.
         public var status: Int32

@@ -176,16 +176,44 @@ extension ClusterTests {
                     """)
             }
             let binary = try CommandLineTests.executable.path
-            let tmux = try await TmuxSession.start(command: "\(binary) console --config \(fixture.configPath) --table \(fixture.schema).docs")
+            // The page shows it cut; Enter fetches it whole and, being long, hands it to the
+            // editor (here one that replaces the text).
+            let tmux = try await TmuxSession.start(
+                command: "env EDITOR='sed -i s/.*/short-now/' \(binary) console --config \(fixture.configPath) --table \(fixture.schema).docs")
             defer { tmux.close() }
             try await tmux.waitFor(text: "bbbbbbbb")
             try await tmux.send("Right", "Enter")
-            try await tmux.waitFor(text: "1000000 characters")
-            try await tmux.send("C-u")
-            try await tmux.send("short now", literal: true)
+            try await tmux.waitFor(text: "edited in the external editor")
+            try await tmux.waitFor(text: "9 characters")
             try await tmux.send("Enter")
             try await tmux.waitFor(text: "saved body")
-            #expect(try await Self.primaryValue("select body from \(fixture.schema).docs where id = 1") == "short now")
+            #expect(try await Self.primaryValue("select body from \(fixture.schema).docs where id = 1") == "short-now")
+        }
+
+        @Test func aLongValueOpensInTheExternalEditorAndIsSavedFromThere() async throws {
+            let fixture = try await Self.fixture()
+            try await TestCluster.shared().withConnection("pg1") { connection in
+                _ = try await connection.execute(script: """
+                    create table \(fixture.schema).notes (id int primary key, body text);
+                    insert into \(fixture.schema).notes values (1, repeat('b', 20000));
+                    """)
+            }
+            let before = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? [])
+                .filter { $0.hasPrefix("switchyard-value-") }
+            let binary = try CommandLineTests.executable.path
+            // A non-interactive "editor": it rewrites the file it is given.
+            let tmux = try await TmuxSession.start(
+                command: "env EDITOR='sed -i s/b/c/g' \(binary) console --config \(fixture.configPath) --table \(fixture.schema).notes")
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "bbbbbbbb")
+            try await tmux.send("Right", "Enter")
+            try await tmux.waitFor(text: "edited in the external editor")
+            try await tmux.send("Enter")
+            try await tmux.waitFor(text: "saved body")
+            #expect(try await Self.primaryValue("select body from \(fixture.schema).notes where id = 1") == String(repeating: "c", count: 20000))
+            let after = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? [])
+                .filter { $0.hasPrefix("switchyard-value-") }
+            #expect(after.subtracting(before).isEmpty, "the editor's file was left behind")
         }
 
         @Test func editingACellWritesOnThePrimaryAndEveryStatementIsLoggedThere() async throws {

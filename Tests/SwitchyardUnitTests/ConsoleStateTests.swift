@@ -303,4 +303,19 @@ import Testing
         }
         #expect(changes[1] == nil && long[1] != nil)
     }
+
+    @Test func f4AndLongValuesGoToTheExternalEditorAndComeBackIntoTheField() {
+        var state = opened()
+        _ = state.reduce(.key(.enter))
+        #expect(state.reduce(.key(.function(4))).first == .editExternally(state.grid!.rows[state.grid!.cursorRow][1]))
+        _ = state.reduce(.externallyEdited("from the editor", problem: nil))
+        guard case .editCell(let edit) = state.mode else { Issue.record("the editor closed"); return }
+        #expect(edit.field.value == "from the editor")
+        _ = state.reduce(.externallyEdited(nil, problem: "the editor vi exited with status 1: value unchanged"))
+        guard case .editCell(let kept) = state.mode else { Issue.record("the editor closed"); return }
+        #expect(kept.field.value == "from the editor" && state.messageIsError)
+        var long = opened()
+        long.grid!.rows[long.grid!.cursorRow][1] = String(repeating: "x", count: CellEdit.externalEditorCharacters + 1)
+        #expect(long.reduce(.key(.enter)).first.map { if case .editExternally = $0 { true } else { false } } == true)
+    }
 }

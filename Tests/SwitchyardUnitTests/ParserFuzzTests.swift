@@ -1,0 +1,35 @@
+@testable import Console
+import PostgresClient
+import PropertyBased
+import Switchyard
+import Testing
+
+/// Every parser of outside text, on generated input: an answer or an error, never a crash.
+@Suite struct ParserFuzzTests {
+    /// Text shaped like what each parser expects, with hostile characters mixed in.
+    static let lsnLike = Gen.element(of: ["0/3000148", "FFFFFFFF/FFFFFFFF", "sy1:", "/", "1/", "{", "[", "=", "\"", "\n"])
+        .map { $0! }.array(of: 0...6).map { $0.joined() }
+    static let mixed = Gen<String>.frequency((1, NastyText.string), (1, Self.lsnLike))
+
+    @Test func lsnsTokensConninfosAndSummariesNeverCrash() async {
+        await propertyCheck(count: 2000, input: Self.mixed) { text in
+            if let lsn = LSN(text) { #expect(LSN(lsn.description) == lsn, "an LSN does not round-trip: \(text.debugDescription)") }
+            if let token = ConsistencyToken(text) { #expect(ConsistencyToken(token.description) == token) }
+            _ = Conninfo.redacted(text)
+            _ = Conninfo.endpoint(text)
+            _ = LongValue.parse(text, columns: 5)
+            _ = TerminalText.sanitized(text)
+        }
+    }
+
+    @Test func configAndThemeFilesNeverCrash() async {
+        let keys = Gen.element(of: ["[cluster]", "[[nodes]]", "[routing]", "[monitor]", "[styles]", "name = ", "conninfo = ",
+                                    "interval_ms = ", "header = { fg = ", "max_bytes = ", "\"", "=", "\n", "9223372036854775807", "-1"])
+            .map { $0! }
+        let document = Gen<String>.frequency((3, keys), (1, NastyText.string)).array(of: 0...30).map { $0.joined() }
+        await propertyCheck(count: 1000, input: document) { text in
+            _ = try? ClusterConfiguration.parse(text, file: "fuzz.toml")
+            _ = try? Theme.parse(text, file: "fuzz.toml")
+        }
+    }
+}
