@@ -70,6 +70,9 @@ final class ProbeConnection: Sendable {
     /// failure and its connection is abandoned. After failures, reconnecting backs off
     /// (one interval, then doubling, at most eight): a dead node costs little, and a
     /// restarted one is found within the cap.
+    /// The least time an open connection is given to answer a probe.
+    static let answerTime: Duration = .seconds(1)
+
     func probe(deadline: Duration, interval: Duration) async -> ProbeSample {
         let now = ContinuousClock.now
         if let waiting = backoff.withLock({ state -> String? in
@@ -79,7 +82,12 @@ final class ProbeConnection: Sendable {
             return ProbeSample(reachable: false, error: waiting)
         }
         backoff.withLock { $0.attempts += 1 }
-        let outcome = await withDeadline(deadline) { try await self.probeOnce() }
+        // On an open connection the probe is a few milliseconds of work: a node that does
+        // not answer it within an interval (at least a second) is unresponsive, so a hung
+        // node shows within two intervals. A new connection gets the connect timeout too.
+        let connected = connection.withLock { $0 != nil }
+        let limit = connected ? min(deadline, max(interval, Self.answerTime)) : deadline
+        let outcome = await withDeadline(limit) { try await self.probeOnce() }
         let error: String
         switch outcome {
         case .value(let sample):
@@ -90,7 +98,7 @@ final class ProbeConnection: Sendable {
             error = Self.describe(failure)
         case .timedOut:
             connection.withLock { $0 = nil }
-            error = "no answer within \(deadline)"
+            error = "no answer within \(formatDuration(limit))"
         }
         let pause = backoff.withLock { state -> Duration? in
             state.failures += 1

@@ -24,6 +24,11 @@ extension ClusterTests {
             let connection = try await test.connect("pg1")
             _ = try await connection.query("select 1")
             let clock = ContinuousClock()
+            // A monitor already connected when the node hangs.
+            let monitor = ClusterMonitor(
+                nodes: try test.nodes.map { NodeEndpoint(name: $0.name, conninfo: try test.conninfo($0.name)) },
+                settings: ClusterMonitor.Settings(interval: .milliseconds(250)))
+            #expect(await monitor.probeNow().node("pg1")?.reachable == true)
             try await Self.signal(SIGSTOP, node: "pg1")
             try await ensuring {
                 let statement = Task { try await connection.query("select 42") }
@@ -36,14 +41,11 @@ extension ClusterTests {
                 #expect(clock.now - cancelled < PostgresConnection.cancelGrace + .seconds(1), "the caller waited for the hung server")
                 #expect(!connection.isUsable, "a connection with a statement stuck on it must not be reused")
 
-                // The monitor reports the node down within its probe deadline, and the
-                // other nodes keep being probed meanwhile.
-                let monitor = ClusterMonitor(
-                    nodes: try test.nodes.map { NodeEndpoint(name: $0.name, conninfo: try test.conninfo($0.name)) },
-                    settings: ClusterMonitor.Settings(interval: .milliseconds(250)))
+                // The monitor reports the node unresponsive within a second on its open
+                // connection, and the other nodes keep being probed meanwhile.
                 let probing = clock.now
                 let topology = await monitor.probeNow()
-                #expect(clock.now - probing < .seconds(4))
+                #expect(clock.now - probing < .milliseconds(1800), "the hung node held the round")
                 #expect(topology.node("pg1")?.reachable == false)
                 #expect(topology.node("pg2")?.reachable == true)
                 await monitor.stop()
@@ -82,6 +84,29 @@ extension ClusterTests {
             try await tmux.waitFor(text: "ADMIN → primary pg1", timeout: .seconds(15))
             try await tmux.send("r")
             try await tmux.waitFor(text: "alpha")
+        }
+
+        @Test func lagWatchKeepsRedrawingAndShowsTheHungPrimary() async throws {
+            let test = try TestCluster.shared()
+            let binary = try CommandLineTests.executable.path
+            let tmux = try await TmuxSession.start(command: "\(binary) lag --watch --config \(test.local.configURL.path)", width: 160, height: 30)
+            defer { tmux.close() }
+            try await tmux.waitFor("pg1 primary") { $0.split(separator: "\n").contains { $0.hasPrefix("pg1") && $0.contains("primary") } }
+            try await Self.signal(SIGSTOP, node: "pg1")
+            try await ensuring {
+                // Within two intervals (1 s by default) of the hang, plus the round in flight.
+                try await tmux.waitFor("pg1 down", timeout: .seconds(4)) { screen in
+                    screen.split(separator: "\n").contains { $0.hasPrefix("pg1") && $0.contains("DOWN") }
+                }
+                try await tmux.waitFor("pg2 still shown") { screen in
+                    screen.split(separator: "\n").contains { $0.hasPrefix("pg2") && $0.contains("replica") }
+                }
+            } finally: {
+                try? await Self.signal(SIGCONT, node: "pg1")
+            }
+            try await tmux.waitFor("pg1 back", timeout: .seconds(10)) {
+                $0.split(separator: "\n").contains { $0.hasPrefix("pg1") && $0.contains("primary") }
+            }
         }
     }
 }
