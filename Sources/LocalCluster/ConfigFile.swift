@@ -71,7 +71,7 @@ public struct ConfigFile: Sendable, Equatable {
             case "\t": escaped += "\\t"
             case "\r": escaped += "\\r"
             default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
+                if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
                     escaped += String(format: "\\u%04X", scalar.value)
                 } else {
                     escaped.unicodeScalars.append(scalar)

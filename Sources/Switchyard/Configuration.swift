@@ -17,8 +17,90 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equa
         line.map { "\(file):\($0): \(message)" } ?? "\(file): \(message)"
     }
 
+    /// Lines that start a table must be well-formed headers (this schema has no arrays, so
+    /// no value line starts with `[`).
+    static func screenHeaders(_ text: String, file: String) throws {
+        // `[name]` or `[[name]]`: names bare (ASCII letters, digits, `_`, `-`) or quoted,
+        // dotted, then an optional comment.
+        let header = #/^\s*\[\[?\s*(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'))*\s*\]\]?\s*(?:#.*)?$/#
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
+            guard trimmed.first == "[" else { continue }
+            if (try? header.wholeMatch(in: line.trimmingCharacters(in: CharacterSet(charactersIn: "\r")))) == nil {
+                throw ConfigurationError(
+                    file: file, line: index + 1, message: "not a table header: write [name] or [[name]] with a plain or quoted name")
+            }
+        }
+    }
+
+    /// Refuses control characters (other than tab and line ends) anywhere, and non-ASCII
+    /// characters outside strings and comments (TOML keys are ASCII), naming the line.
+    static func screen(_ text: String, file: String) throws {
+        try screenHeaders(text, file: file)
+        enum Place { case bare, basic, literal, multiBasic, multiLiteral, comment }
+        var place = Place.bare
+        var line = 1
+        var column = 0
+        var escaped = false
+        let scalars = Array(text.unicodeScalars)
+        func starts(_ index: Int, _ token: String) -> Bool {
+            let token = Array(token.unicodeScalars)
+            return index + token.count <= scalars.count && Array(scalars[index..<(index + token.count)]) == token
+        }
+        var index = 0
+        while index < scalars.count {
+            let scalar = scalars[index]
+            let value = scalar.value
+            if scalar == "\n" {
+                line += 1
+                column = 0
+                if place == .comment || place == .basic || place == .literal { place = .bare }
+                escaped = false
+                index += 1
+                continue
+            }
+            column += 1
+            if (value < 0x20 && scalar != "\t" && scalar != "\r") || (0x7F...0x9F).contains(value) {
+                throw ConfigurationError(
+                    file: file, line: line,
+                    message: String(format: "control character U+%04X (column %d): TOML does not allow it", value, column))
+            }
+            switch place {
+            case .bare:
+                if value > 0x7F {
+                    throw ConfigurationError(
+                        file: file, line: line,
+                        message: "character \"\(Character(scalar))\" (column \(column)) outside a string: keys are ASCII; quote the text")
+                }
+                if starts(index, "\"\"\"") { place = .multiBasic; index += 3; column += 2; continue }
+                if starts(index, "'''") { place = .multiLiteral; index += 3; column += 2; continue }
+                if scalar == "\"" { place = .basic } else if scalar == "'" { place = .literal } else if scalar == "#" { place = .comment }
+            case .basic, .multiBasic:
+                if escaped {
+                    escaped = false
+                } else if scalar == "\\" {
+                    escaped = true
+                } else if place == .multiBasic, starts(index, "\"\"\"") {
+                    place = .bare; index += 3; column += 2; continue
+                } else if place == .basic, scalar == "\"" {
+                    place = .bare
+                }
+            case .literal:
+                if scalar == "'" { place = .bare }
+            case .multiLiteral:
+                if starts(index, "'''") { place = .bare; index += 3; column += 2; continue }
+            case .comment:
+                break
+            }
+            index += 1
+        }
+    }
+
     /// Parses TOML, turning a syntax error into one that names the file, line and column.
+    /// Text TOML forbids and the C++ parser underneath aborts the process on (it asserts
+    /// in debug builds) is refused first: see ``screen(_:file:)``.
     public static func parseTOML(_ text: String, file: String) throws -> TOMLTable {
+        try screen(text, file: file)
         do {
             return try TOMLTable(string: text)
         } catch let error as TOMLParseError {

@@ -1,7 +1,7 @@
 @testable import Console
 import PostgresClient
 import PropertyBased
-import Switchyard
+@testable import Switchyard
 import Testing
 
 /// Every parser of outside text, on generated input: an answer or an error, never a crash.
@@ -31,5 +31,16 @@ import Testing
             _ = try? ClusterConfiguration.parse(text, file: "fuzz.toml")
             _ = try? Theme.parse(text, file: "fuzz.toml")
         }
+    }
+
+    /// Inputs the fuzzing found that made the TOML parser abort the process.
+    @Test func textThatCrashedTheTOMLParserIsRefusedWithItsLine() {
+        for (text, line) in [("[#", 1), ("name = \"x\"\n[\u{2}x]", 2), ("[\u{19D}y]", 1), ("a = 1\n\u{85} = 2", 2), ("[]", 1)] {
+            let error = #expect(throws: ConfigurationError.self) { try ClusterConfiguration.parse(text, file: "f.toml") }
+            #expect(error?.line == line, "\(text.debugDescription): \(error?.description ?? "")")
+            #expect(throws: ConfigurationError.self) { try Theme.parse(text, file: "t.toml") }
+        }
+        // Quoted names and non-ASCII inside strings and comments stay fine.
+        #expect(throws: Never.self) { try ConfigurationError.screen("[\"naïve\"] # ça\nname = \"Zoë\"\n", file: "f.toml") }
     }
 }
