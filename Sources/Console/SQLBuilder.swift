@@ -141,26 +141,17 @@ public enum SQLBuilder {
     /// the meantime matches nothing (no lost update).
     /// Values shown cut (`long`) are compared by their digest.
     static func rowMatch(_ shape: TableShape, seen: [String?], long: [Int: LongValue] = [:], _ parameters: inout [String?]) -> String {
-        var conditions: [String] = []
-        for index in shape.keyIndexes {
+        let keys = shape.keyIndexes
+        let order = keys + shape.columns.indices.filter { !keys.contains($0) }
+        return order.map { index -> String in
+            let column = shape.columns[index].quoted
             if let value = long[index] {
                 parameters.append(value.md5)
-                conditions.append("md5(\(shape.columns[index].quoted)::text) = $\(parameters.count)")
-                continue
+                return "md5(\(column)::text) = $\(parameters.count)"
             }
             parameters.append(seen[index])
-            conditions.append("\(shape.columns[index].quoted) = $\(parameters.count)")
-        }
-        for (index, column) in shape.columns.enumerated() where !shape.keyIndexes.contains(index) {
-            if let value = long[index] {
-                parameters.append(value.md5)
-                conditions.append("md5(\(column.quoted)::text) = $\(parameters.count)")
-                continue
-            }
-            parameters.append(seen[index])
-            conditions.append("\(column.quoted)::text is not distinct from $\(parameters.count)")
-        }
-        return conditions.joined(separator: " and ")
+            return keys.contains(index) ? "\(column) = $\(parameters.count)" : "\(column)::text is not distinct from $\(parameters.count)"
+        }.joined(separator: " and ")
     }
 
     /// Sets `changes` (column index → new text, nil for NULL) on the row the user saw.
@@ -201,26 +192,23 @@ public enum SQLBuilder {
 
     /// The current row with this key, to show in a conflict.
     public static func current(_ shape: TableShape, key: [String?]) -> Statement {
-        var parameters: [String?] = []
-        let conditions = shape.keyIndexes.enumerated().map { position, index -> String in
-            parameters.append(key[position])
-            return "\(shape.columns[index].quoted) = $\(parameters.count)"
-        }
-        let columns = shape.columns.map { "\($0.quoted)::text" }.joined(separator: ", ")
-        return Statement(
-            sql: "select \(columns) from \(shape.quotedName) where \(conditions.joined(separator: " and "))", parameters: parameters)
+        select(shape.columns.map { "\($0.quoted)::text" }.joined(separator: ", "), of: shape, key: key)
     }
 
     /// One whole value of the row with this key.
     public static func value(_ shape: TableShape, key: [String?], column: Int) -> Statement {
+        select("\(shape.columns[column].quoted)::text", of: shape, key: key)
+    }
+
+    /// `select LIST from TABLE where KEY = …`, the key values as parameters.
+    static func select(_ list: String, of shape: TableShape, key: [String?]) -> Statement {
         var parameters: [String?] = []
         let conditions = shape.keyIndexes.enumerated().map { position, index -> String in
             parameters.append(key[position])
             return "\(shape.columns[index].quoted) = $\(parameters.count)"
         }
         return Statement(
-            sql: "select \(shape.columns[column].quoted)::text from \(shape.quotedName) where \(conditions.joined(separator: " and "))",
-            parameters: parameters)
+            sql: "select \(list) from \(shape.quotedName) where \(conditions.joined(separator: " and "))", parameters: parameters)
     }
 
     /// A short, human version of a key for messages: `id = 42`.
