@@ -42,6 +42,14 @@ func withRouted<T: Sendable>(
     }
 }
 
+/// Sends reads hinted `primary: yes` to pg1.
+struct ReadsOnPrimary: Router {
+    func route(_ request: RouteRequest, topology: Topology) -> RouteDecision? {
+        guard request.operation == .read, request.hints["primary"] == "yes" else { return nil }
+        return RouteDecision(node: "pg1", reason: .custom(router: "test", note: "on the primary"))
+    }
+}
+
 /// Sends reads of `audit` tables to pg3, and tries (wrongly) to send writes to pg2.
 struct AuditRouter: Router {
     func route(_ request: RouteRequest, topology: Topology) -> RouteDecision? {
@@ -382,6 +390,29 @@ extension ClusterTests {
                     try await $0.query("select last_value::int, is_called from \(sequence)").first.map { try $0.decode(0, as: Int.self) }
                 }
                 #expect(calls == 1, "nextval ran \(calls ?? 0) times: the read was retried")
+            }
+        }
+
+        /// A public read a router placed on the primary, killed mid-statement: a replica could
+        /// run it again (it is only volatile), yet it was sent once already — no retry.
+        @Test func aPublicReadLostOnThePrimaryIsNotRunAgainOnAReplica() async throws {
+            try await withRouted(routers: [ReadsOnPrimary()]) { cluster, test in
+                let reader = Task {
+                    try await RoutingContext.public.run {
+                        try await cluster.run(.read, "select pg_sleep(1.5), clock_timestamp()", hints: ["primary": "yes"])
+                    }
+                }
+                let killed = await TestCluster.eventually(timeout: .seconds(5)) {
+                    let count = try? await test.withConnection("pg1") { connection in
+                        try await connection.query(
+                            "select count(pg_terminate_backend(pid))::int from pg_stat_activity where query like $1 and pid <> pg_backend_pid()",
+                            ["select pg_sleep(1.5), clock_timestamp()%"]).scalar(Int.self)
+                    }
+                    return (count ?? 0) > 0
+                }
+                #expect(killed)
+                let error = await #expect(throws: PostgresError.self, "the read was run again elsewhere") { try await reader.value }
+                #expect(error?.kind == .connectionLost)
             }
         }
 
