@@ -1,5 +1,6 @@
 import CLibPQ
 import Foundation
+import Synchronization
 
 /// Options applied on top of a connection string.
 public struct ConnectOptions: Sendable {
@@ -36,10 +37,12 @@ private struct PGConnPointer: @unchecked Sendable {
 
 /// One libpq connection.
 ///
-/// Every call runs on the connection's own thread, in order, so the connection may be
-/// shared between tasks (statements then queue) and blocking libpq calls never occupy
-/// Swift's cooperative threads. ``cancel()`` may be called from anywhere; cancelling
-/// the calling task cancels its statement on the server too.
+/// libpq runs in non-blocking mode: a statement is sent from the calling task's thread,
+/// and only the wait for the answer leaves it (``SocketPoller``, one thread for all
+/// connections), so a round trip costs one hand-off and a connection costs no thread.
+/// Statements from several tasks queue, first come first served. ``cancel()`` may be
+/// called from anywhere; cancelling the calling task cancels its statement on the
+/// server too.
 public final class PostgresConnection: @unchecked Sendable {
     /// Names this connection in errors: the label given to `connect`, else `host:port`.
     public let label: String
@@ -47,30 +50,34 @@ public final class PostgresConnection: @unchecked Sendable {
     public let redactedConninfo: String
 
     private let conninfo: String
-    private let worker: WorkerThread
-    private var pgconn: OpaquePointer?  // touched on `worker` only
+    private let serial = AsyncSerialLock()
+    private let registration: SocketPoller.Registration
+    private var pgconn: OpaquePointer?  // touched by the holder of `serial` only (and deinit)
 
     private let lock = NSLock()
     private var cancelHandle: CancelHandle?  // guarded by lock
     private var cancelling = false  // guarded by lock: a cancel request is on its way
     private var closed = false  // guarded by lock
     private var broken = false  // guarded by lock
-    private var transaction = TransactionState.idle  // guarded by lock; set on `worker` after each statement
+    private var transaction = TransactionState.idle  // guarded by lock; set after each statement
+    private var statementNumber: UInt64 = 0  // guarded by lock
+    private var running = false  // guarded by lock: a statement holds the connection
+    private var checkedAlive = false  // guarded by lock: `looksAlive()` just polled; the next send need not
 
-    private init(conninfo: String, label: String, worker: WorkerThread, connection: OpaquePointer) {
+    private init(conninfo: String, label: String, connection: OpaquePointer, registration: SocketPoller.Registration) {
         self.conninfo = conninfo
         self.label = label
         self.redactedConninfo = Conninfo.redacted(conninfo)
-        self.worker = worker
         self.pgconn = connection
+        self.registration = registration
         self.cancelHandle = PQgetCancel(connection).map(CancelHandle.init)
     }
 
     deinit {
-        if let connection = pgconn.map(PGConnPointer.init) {
-            worker.submit { PQfinish(connection.pointer) }
+        if let connection = pgconn {
+            SocketPoller.shared.unregister(registration)
+            PQfinish(connection)
         }
-        worker.stop()
     }
 
     /// Connects with `conninfo` exactly as libpq takes it: `key=value` pairs or a
@@ -80,38 +87,43 @@ public final class PostgresConnection: @unchecked Sendable {
         _ conninfo: String, label: String? = nil, options: ConnectOptions = ConnectOptions()
     ) async throws -> PostgresConnection {
         let name = label ?? Conninfo.endpoint(conninfo)
-        let worker = WorkerThread(name: "pg \(name)")
-        let pointer: PGConnPointer
-        do {
-            pointer = try await worker.run {
-                // Later keywords override earlier ones: the fallback name cannot override the
-                // conninfo, the timeout must.
-                var keywords = ["fallback_application_name", "dbname"]
-                var values = [options.fallbackApplicationName, conninfo]
-                if let timeout = options.connectTimeout {
-                    keywords.append("connect_timeout")
-                    values.append(String(max(Int(timeout.components.seconds), 1)))
-                }
-                let connection = withCStringArray(keywords) { keys in
-                    withCStringArray(values) { vals in PQconnectdbParams(keys, vals, 1) }
-                }
-                guard let connection else {
-                    throw PostgresError(kind: .connectionFailed, message: "out of memory", node: name)
-                }
-                guard PQstatus(connection) == CONNECTION_OK else {
-                    let message = cleanMessage(String(cString: PQerrorMessage(connection)))
-                    PQfinish(connection)
-                    throw PostgresError(
-                        kind: .connectionFailed, message: Conninfo.scrub(message, conninfo: conninfo), node: name)
-                }
-                PQsetNoticeProcessor(connection, { _, _ in }, nil)
-                return PGConnPointer(pointer: connection)
+        // Connecting blocks (name lookup, TLS, authentication) and is rare: its own thread.
+        let pointer: PGConnPointer = try await onThread(name: "pg connect \(name)") {
+            // Later keywords override earlier ones: the fallback name cannot override the
+            // conninfo, the timeout must.
+            var keywords = ["fallback_application_name", "dbname"]
+            var values = [options.fallbackApplicationName, conninfo]
+            if let timeout = options.connectTimeout {
+                keywords.append("connect_timeout")
+                values.append(String(max(Int(timeout.components.seconds), 1)))
             }
+            let connection = withCStringArray(keywords) { keys in
+                withCStringArray(values) { vals in PQconnectdbParams(keys, vals, 1) }
+            }
+            guard let connection else {
+                throw PostgresError(kind: .connectionFailed, message: "out of memory", node: name)
+            }
+            guard PQstatus(connection) == CONNECTION_OK else {
+                let message = cleanMessage(String(cString: PQerrorMessage(connection)))
+                PQfinish(connection)
+                throw PostgresError(
+                    kind: .connectionFailed, message: Conninfo.scrub(message, conninfo: conninfo), node: name)
+            }
+            PQsetNoticeProcessor(connection, { _, _ in }, nil)
+            guard PQsetnonblocking(connection, 1) == 0 else {
+                PQfinish(connection)
+                throw PostgresError(kind: .connectionFailed, message: "cannot switch the connection to non-blocking mode", node: name)
+            }
+            return PGConnPointer(pointer: connection)
+        }
+        let registration: SocketPoller.Registration
+        do {
+            registration = try SocketPoller.shared.register(PQsocket(pointer.pointer))
         } catch {
-            worker.stop()
+            PQfinish(pointer.pointer)
             throw error
         }
-        let connection = PostgresConnection(conninfo: conninfo, label: name, worker: worker, connection: pointer.pointer)
+        let connection = PostgresConnection(conninfo: conninfo, label: name, connection: pointer.pointer, registration: registration)
         if let timeout = options.statementTimeout {
             do {
                 _ = try await connection.query("select set_config('statement_timeout', $1, false)", ["\(max(Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000), 0))ms"])
@@ -148,36 +160,70 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Values never become part of the SQL text, so no value can change the statement.
     public func query(_ sql: String, _ parameters: [any PostgresEncodable] = []) async throws -> PostgresResult {
         let bindings = parameters.map(\.postgresBinding)
-        return try await statement { try self.blockingQuery(sql, bindings) }
+        return try await statement { connection in try await self.send(sql, bindings, on: connection) }
     }
 
     /// How long a cancelled statement may take to stop before its caller is let go and
     /// the connection given up (a hung server answers neither the statement nor the cancel).
     public static let cancelGrace: Duration = .seconds(2)
 
-    /// Runs `body` on the connection's thread. When the calling task is cancelled, the
+    /// How long ROLLBACK, which no cancellation interrupts, may wait for the server before
+    /// the connection is given up.
+    static let rollbackDeadline: Duration = .seconds(5)
+
+    /// Runs `body` while holding the connection. When the calling task is cancelled, the
     /// server is asked to cancel (without blocking anyone), and if the statement has not
-    /// ended after ``cancelGrace`` the caller gets a cancellation error at once and the
-    /// connection is marked broken — its thread may stay stuck until the server answers.
-    private func statement<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try Task.checkCancellation()
-        let outcome = Outcome<T>()
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
-                outcome.wait(continuation)
-                let accepted = worker.submit { outcome.finish(Result { try body() }) }
-                if !accepted { outcome.finish(.failure(PostgresError.closed(node: self.label))) }
+    /// ended after ``cancelGrace`` its wait ends with a cancellation error and the
+    /// connection is marked broken.
+    private func statement<T: Sendable>(
+        cancellable: Bool = true, _ body: @escaping (OpaquePointer) async throws -> T
+    ) async throws -> T {
+        if cancellable { try Task.checkCancellation() }
+        await serial.acquire()
+        defer { serial.release() }
+        let connection = try liveConnection()
+        let number: UInt64 = lock.withLock {
+            statementNumber += 1
+            running = true
+            return statementNumber
+        }
+        SocketPoller.shared.reset(registration)
+        Self.inFlight.add(1, ordering: .relaxed)
+        defer {
+            Self.inFlight.subtract(1, ordering: .relaxed)
+            lock.withLock {
+                running = false
+                checkedAlive = false
             }
+            noteTransactionState(connection)
+        }
+        guard cancellable else {
+            giveUp(number, after: Self.rollbackDeadline, message: "the server did not answer ROLLBACK within \(Self.rollbackDeadline), connection given up")
+            return try await body(connection)
+        }
+        return try await withTaskCancellationHandler {
+            try await body(connection)
         } onCancel: {
             self.cancel()
-            let label = self.label
-            DispatchQueue.global().asyncAfter(deadline: .now() + Self.cancelGrace.timeInterval) {
-                outcome.finish(
-                    .failure(PostgresError(
-                        kind: .cancelled, message: "cancelled; the server did not answer within \(Self.cancelGrace), connection given up",
-                        node: label, nothingSent: false)),
-                    first: { self.markBroken() })
+            self.giveUp(number, after: Self.cancelGrace, message: "cancelled; the server did not answer within \(Self.cancelGrace), connection given up")
+        }
+    }
+
+    /// After `delay`, ends statement `number` if it is still running and marks the
+    /// connection broken: its server answers nothing.
+    private func giveUp(_ number: UInt64, after delay: Duration, message: String) {
+        let label = self.label
+        let registration = self.registration
+        DispatchQueue.global().asyncAfter(deadline: .now() + delay.timeInterval) { [weak self] in
+            guard let self else { return }
+            let stillRunning = self.lock.withLock { () -> Bool in
+                guard self.running, self.statementNumber == number else { return false }
+                self.broken = true
+                return true
             }
+            guard stillRunning else { return }
+            SocketPoller.shared.abandon(
+                registration, with: PostgresError(kind: .cancelled, message: message, node: label, nothingSent: false))
         }
     }
 
@@ -190,13 +236,14 @@ public final class PostgresConnection: @unchecked Sendable {
         -> (result: PostgresResult, lsn: LSN?)
     {
         let bindings = parameters.map(\.postgresBinding)
-        return try await statement { try self.blockingPipelinedWrite(sql, bindings) }
+        return try await statement { connection in try await self.pipelinedWrite(sql, bindings, on: connection) }
     }
 
-    /// Runs a script of one or more statements with no parameters (`PQexec`), returning
-    /// the last result. For trusted SQL only (schema files); never build it from input.
+    /// Runs a script of one or more statements with no parameters (simple protocol),
+    /// returning the last result. For trusted SQL only (schema files); never build it
+    /// from input.
     public func execute(script sql: String) async throws -> PostgresResult {
-        try await statement { try self.blockingScript(sql) }
+        try await statement { connection in try await self.script(sql, on: connection) }
     }
 
     /// Runs `body` inside BEGIN … COMMIT; a throw rolls back and rethrows.
@@ -217,7 +264,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// (a broken connection has no transaction left; the pool discards it).
     public func rollback() async {
         guard isUsable else { return }
-        _ = try? await worker.run { try self.blockingQuery("rollback", []) }
+        _ = try? await statement(cancellable: false) { connection in try await self.send("rollback", [], on: connection) }
     }
 
     /// Runs `body`, then closes the connection, also when `body` throws.
@@ -253,7 +300,7 @@ public final class PostgresConnection: @unchecked Sendable {
         thread.start()
     }
 
-    /// Closes the connection. Statements already queued finish first.
+    /// Closes the connection once the statement in progress (if any) has ended.
     public func close() async {
         let wasClosed = lock.withLock {
             let was = closed
@@ -262,8 +309,13 @@ public final class PostgresConnection: @unchecked Sendable {
             return was
         }
         guard !wasClosed else { return }
-        _ = try? await worker.run { self.finish() }
-        worker.stop()
+        await serial.acquire()
+        if let connection = pgconn {
+            SocketPoller.shared.unregister(registration)
+            PQfinish(connection)
+            pgconn = nil
+        }
+        serial.release()
     }
 
     // MARK: Identity and quoting
@@ -271,8 +323,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Host, port, recovery state and version of the server.
     public func serverInfo() async throws -> ServerInfo {
         let result = try await query("select pg_is_in_recovery(), current_setting('server_version')")
-        let endpoint = try await worker.run { () -> (String, Int, Int) in
-            guard let connection = self.pgconn else { throw PostgresError.closed(node: self.label) }
+        let endpoint = try await statement { connection -> (String, Int, Int) in
             let host = PQhost(connection).map { String(cString: $0) } ?? ""
             let port = PQport(connection).map { Int(String(cString: $0)) ?? 0 } ?? 0
             return (host, port, Int(PQserverVersion(connection)))
@@ -287,8 +338,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// `identifier` quoted for SQL by libpq (`PQescapeIdentifier`), e.g. `"Order Items"`.
     public func quoteIdentifier(_ identifier: String) async throws -> String {
-        try await worker.run {
-            guard let connection = self.pgconn else { throw PostgresError.closed(node: self.label) }
+        try await statement { connection in
             let length = identifier.utf8.count
             guard let escaped = PQescapeIdentifier(connection, identifier, length) else {
                 throw PostgresError(
@@ -299,14 +349,9 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    // MARK: On the worker thread
+    // MARK: While holding the connection
 
-    private func finish() {
-        if let connection = pgconn { PQfinish(connection) }
-        pgconn = nil
-    }
-
-    /// Notes libpq's transaction status; called on `worker` after every statement.
+    /// Notes libpq's transaction status after every statement.
     private func noteTransactionState(_ connection: OpaquePointer) {
         let state: TransactionState
         switch PQtransactionStatus(connection) {
@@ -320,7 +365,11 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Throws (nothing sent) when the server already closed this idle connection.
     private func checkBeforeSending(_ connection: OpaquePointer) throws {
-        guard Self.serverHungUp(connection) else { return }
+        let checked = lock.withLock {
+            defer { checkedAlive = false }
+            return checkedAlive
+        }
+        guard !checked, Self.serverHungUp(connection) else { return }
         markBroken()
         throw PostgresError(
             kind: .connectionLost, message: "the server closed the connection before the statement was sent", node: label,
@@ -345,6 +394,7 @@ public final class PostgresConnection: @unchecked Sendable {
             markBroken()
             return false
         }
+        lock.withLock { checkedAlive = true }
         return true
     }
 
@@ -356,20 +406,92 @@ public final class PostgresConnection: @unchecked Sendable {
         return connection
     }
 
-    private func blockingQuery(_ sql: String, _ bindings: [PostgresBinding]) throws -> PostgresResult {
-        let connection = try liveConnection()
-        try checkBeforeSending(connection)
-        defer { noteTransactionState(connection) }
-        return try withParameters(bindings) { count, types, values, lengths, formats in
-            let result = PQexecParams(connection, sql, count, types, values, lengths, formats, 0)
-            return try collect(result, connection: connection)
+    /// Pushes what libpq has buffered to the server, waiting while the socket is full.
+    private func flush(_ connection: OpaquePointer) async throws {
+        while true {
+            switch PQflush(connection) {
+            case 0: return
+            case 1:
+                try await SocketPoller.shared.wait(registration, for: .readOrWrite)
+                // The server may be sending while we are: read it, or both sides stall.
+                guard PQconsumeInput(connection) == 1 else { throw connectionError(connection) }
+            default: throw connectionError(connection)
+            }
         }
     }
 
-    private func blockingPipelinedWrite(_ sql: String, _ bindings: [PostgresBinding]) throws -> (PostgresResult, LSN?) {
-        let connection = try liveConnection()
+    /// The next result of the command in progress, waiting for the server as needed; nil
+    /// when its results are done (in pipeline mode: this query's results).
+    private func nextResult(_ connection: OpaquePointer) async throws -> OpaquePointer? {
+        while PQisBusy(connection) == 1 {
+            if !waitInline(connection) {
+                try await SocketPoller.shared.wait(registration, for: .read)
+            }
+            guard PQconsumeInput(connection) == 1 else { throw connectionError(connection) }
+        }
+        return PQgetResult(connection)
+    }
+
+    /// Statements in progress in this process.
+    private static let inFlight = Atomic<Int>(0)
+    /// Whether a thread may wait for an answer itself: not on a single core, where it is
+    /// the only thread Swift's tasks have.
+    private static let inlineWaitAllowed = ProcessInfo.processInfo.activeProcessorCount > 1
+    /// How long a statement alone in the process waits on its own thread.
+    static let inlineWait: Duration = .milliseconds(1)
+    private static let inlineWaitMilliseconds: Int32 = 1
+
+    /// When this is the only statement in progress in the process, waits for the answer
+    /// on the calling thread for up to ``inlineWait`` (the answer of a nearby server
+    /// usually comes sooner), saving the hand-off to the poller and back; true when the
+    /// socket turned readable. Concurrent statements always wait through the poller, so
+    /// no task's thread sits blocked while others have work.
+    private func waitInline(_ connection: OpaquePointer) -> Bool {
+        guard Self.inlineWaitAllowed, Self.inFlight.load(ordering: .relaxed) == 1 else { return false }
+        var descriptor = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, Self.inlineWaitMilliseconds) > 0
+    }
+
+    /// Reads every result of the command sent; returns the last, throws the first error.
+    private func collectAll(_ connection: OpaquePointer) async throws -> PostgresResult {
+        var last: PostgresResult?
+        var failure: PostgresError?
+        while let result = try await nextResult(connection) {
+            defer { PQclear(result) }
+            if Self.isCopy(result) { throw refuseCopy() }
+            do {
+                last = try collect(result, connection: connection)
+            } catch let error as PostgresError {
+                failure = failure ?? error
+            }
+        }
+        if let failure { throw failure }
+        guard let last else { throw connectionError(connection) }
+        return last
+    }
+
+    private func send(_ sql: String, _ bindings: [PostgresBinding], on connection: OpaquePointer) async throws -> PostgresResult {
         try checkBeforeSending(connection)
-        defer { noteTransactionState(connection) }
+        try withParameters(bindings) { count, types, values, lengths, formats in
+            guard PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 0) == 1 else {
+                throw connectionError(connection)
+            }
+        }
+        try await flush(connection)
+        return try await collectAll(connection)
+    }
+
+    private func script(_ sql: String, on connection: OpaquePointer) async throws -> PostgresResult {
+        try checkBeforeSending(connection)
+        guard PQsendQuery(connection, sql) == 1 else { throw connectionError(connection) }
+        try await flush(connection)
+        return try await collectAll(connection)
+    }
+
+    private func pipelinedWrite(_ sql: String, _ bindings: [PostgresBinding], on connection: OpaquePointer) async throws
+        -> (PostgresResult, LSN?)
+    {
+        try checkBeforeSending(connection)
         guard PQenterPipelineMode(connection) == 1 else {
             throw PostgresError(kind: .invalidArgument, message: "cannot enter pipeline mode", node: label)
         }
@@ -381,42 +503,20 @@ public final class PostgresConnection: @unchecked Sendable {
                 PQpipelineSync(connection) == 1
             else { throw connectionError(connection) }
         }
+        try await flush(connection)
         // Results arrive as: statement result(s), NULL, SYNC, LSN result, NULL, SYNC.
-        var syncs = 0
         var statement: Result<PostgresResult, PostgresError>?
         var lsn: LSN?
-        var idleReads = 0
-        while syncs < 2 {
-            guard let result = PQgetResult(connection) else {
-                if PQstatus(connection) != CONNECTION_OK { throw connectionError(connection) }
-                idleReads += 1
-                if idleReads > 4 { throw connectionError(connection) }
-                continue
-            }
-            idleReads = 0
-            let status = PQresultStatus(result)
-            if status == PGRES_PIPELINE_SYNC {
-                syncs += 1
-                PQclear(result)
-                continue
-            }
-            if status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH {
-                // COPY cannot finish inside a pipeline: the connection would wait for
-                // copy data forever. Give it up; the pool replaces it.
-                PQclear(result)
-                markBroken()
-                throw PostgresError(kind: .invalidArgument, message: Self.copyRefused, node: label)
-            }
-            if syncs == 0 {
+        try await readPipeline(connection, syncs: 2) { result, sync in
+            if sync == 0 {
                 do {
-                    statement = .success(try collect(result, connection: connection, clear: false))
+                    statement = .success(try self.collect(result, connection: connection))
                 } catch let error as PostgresError {
                     statement = .failure(error)
                 }
-            } else if status == PGRES_TUPLES_OK, PQntuples(result) == 1, PQgetisnull(result, 0, 0) == 0 {
+            } else if PQresultStatus(result) == PGRES_TUPLES_OK, PQntuples(result) == 1, PQgetisnull(result, 0, 0) == 0 {
                 lsn = LSN(String(cString: PQgetvalue(result, 0, 0)))
             }
-            PQclear(result)
         }
         switch statement {
         case .success(let result): return (result, lsn)
@@ -425,7 +525,47 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// Copies `bindings` into C buffers for the duration of `body`.
+    /// Reads a pipeline's results up to its `syncs`-th sync, handing each (not NULL, not
+    /// a sync) to `body` with the number of syncs seen before it.
+    private func readPipeline(
+        _ connection: OpaquePointer, syncs: Int, _ body: (OpaquePointer, Int) throws -> Void
+    ) async throws {
+        var seen = 0
+        var idle = 0
+        while seen < syncs {
+            guard let result = try await nextResult(connection) else {
+                if PQstatus(connection) != CONNECTION_OK { throw connectionError(connection) }
+                // One NULL ends each query's results; more in a row means nothing will come.
+                idle += 1
+                if idle > 4 { throw connectionError(connection) }
+                continue
+            }
+            idle = 0
+            defer { PQclear(result) }
+            if PQresultStatus(result) == PGRES_PIPELINE_SYNC {
+                seen += 1
+                continue
+            }
+            // COPY cannot finish inside a pipeline: the connection would wait for copy
+            // data forever. Give it up; the pool replaces it.
+            if Self.isCopy(result) { throw refuseCopy() }
+            try body(result, seen)
+        }
+    }
+
+    private static func isCopy(_ result: OpaquePointer) -> Bool {
+        let status = PQresultStatus(result)
+        return status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH
+    }
+
+    /// COPY is refused; the connection, left in the middle of a copy, is given up (the
+    /// pool replaces it).
+    private func refuseCopy() -> PostgresError {
+        markBroken()
+        return PostgresError(kind: .invalidArgument, message: Self.copyRefused, node: label)
+    }
+
+/// Copies `bindings` into C buffers for the duration of `body`.
     private func withParameters<R>(
         _ bindings: [PostgresBinding],
         _ body: (Int32, [Oid], [UnsafePointer<CChar>?], [Int32], [Int32]) throws -> R
@@ -462,21 +602,10 @@ public final class PostgresConnection: @unchecked Sendable {
         return try body(Int32(count), types, values, lengths, formats)
     }
 
-    private func blockingScript(_ sql: String) throws -> PostgresResult {
-        let connection = try liveConnection()
-        defer { noteTransactionState(connection) }
-        return try collect(PQexec(connection, sql), connection: connection)
-    }
-
-    private func collect(_ result: OpaquePointer?, connection: OpaquePointer, clear: Bool = true) throws -> PostgresResult {
-        guard let result else { throw connectionError(connection) }
-        defer { if clear { PQclear(result) } }
+    private func collect(_ result: OpaquePointer, connection: OpaquePointer) throws -> PostgresResult {
         switch PQresultStatus(result) {
         case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
             return copyResult(result)
-        case PGRES_COPY_IN, PGRES_COPY_OUT, PGRES_COPY_BOTH:
-            if clear { abandonCopy(connection) }
-            throw PostgresError(kind: .invalidArgument, message: Self.copyRefused, node: label)
         default:
             throw serverError(result, connection: connection)
         }
@@ -538,15 +667,6 @@ public final class PostgresConnection: @unchecked Sendable {
             message: Conninfo.scrub(message.isEmpty ? "no result from server" : message, conninfo: conninfo), node: label)
     }
 
-    private func abandonCopy(_ connection: OpaquePointer) {
-        _ = PQputCopyEnd(connection, "COPY is not supported")
-        var buffer: UnsafeMutablePointer<CChar>?
-        while PQgetCopyData(connection, &buffer, 0) > 0 {
-            PQfreemem(buffer)
-        }
-        while let next = PQgetResult(connection) { PQclear(next) }
-    }
-
     static let copyRefused = "COPY is not supported through this API: use psql's \\copy or a driver with COPY support"
 
     private func markBroken() {
@@ -579,41 +699,14 @@ final class CancelHandle: @unchecked Sendable {
     deinit { PQfreeCancel(pointer) }
 }
 
-/// The result of one statement, delivered once: by the connection's thread, or by the
-/// cancellation deadline, whichever comes first; a result that arrives before the
-/// caller waits is kept for it.
-final class Outcome<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var continuation: CheckedContinuation<T, Error>?
-    private var result: Result<T, Error>?
-    private var done = false
-
-    func wait(_ continuation: CheckedContinuation<T, Error>) {
-        let ready: Result<T, Error>? = lock.withLock {
-            if let result { return result }
-            self.continuation = continuation
-            return nil
-        }
-        if let ready { continuation.resume(with: ready) }
-    }
-
-    /// Delivers `result` unless one was delivered already; true when this one counted.
-    /// `first` runs before the waiter resumes, only when this result counts.
-    @discardableResult
-    func finish(_ result: Result<T, Error>, first: () -> Void = {}) -> Bool {
-        let (counted, waiting): (Bool, CheckedContinuation<T, Error>?) = lock.withLock {
-            guard !done else { return (false, nil) }
-            done = true
-            if let continuation {
-                self.continuation = nil
-                return (true, continuation)
-            }
-            self.result = result
-            return (true, nil)
-        }
-        if counted { first() }
-        waiting?.resume(with: result)
-        return counted
+/// Runs `body` on a new thread of its own and resumes the caller with its result: for
+/// blocking calls that are rare (connecting).
+func onThread<T: Sendable>(name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.name = name
+        thread.stackSize = 512 << 10
+        thread.start()
     }
 }
 

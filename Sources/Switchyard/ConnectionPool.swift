@@ -78,9 +78,22 @@ public final class ConnectionPool: Sendable {
     }
 
     private func acquire() async throws -> Grant {
-        let id = shell.withLock { shell -> PoolState.WaiterID in
+        try Task.checkCancellation()
+        // Most checkouts find an idle connection or a free slot: no suspension, no timer.
+        let (id, now) = shell.withLock { shell -> (PoolState.WaiterID, Result<Grant, Error>?) in
             shell.nextWaiter += 1
-            return shell.nextWaiter
+            let id = shell.nextWaiter
+            switch shell.machine.checkoutWithoutWaiting(id)?.first {
+            case .lease(let connection, _)?: return (id, .success(.connection(shell.connections[connection]!, connection)))
+            case .open?: return (id, .success(.open(id)))
+            case .fail(_, let failure)?: return (id, .failure(error(for: failure)))
+            default: return (id, nil)
+            }
+        }
+        switch now {
+        case .success(let grant)?: return grant
+        case .failure(let failure)?: throw failure
+        case nil: break
         }
         defer { _ = shell.withLock { $0.cancelledEarly.remove(id) } }
         return try await withTaskCancellationHandler {

@@ -56,6 +56,13 @@ public struct PoolState: Sendable, Equatable {
     public var openCount: Int { idle.count + leased.count + opening }
 
     /// A caller wants a connection.
+    /// `checkout` when the waiter would not have to wait (an idle connection, a free
+    /// slot, or a closed pool); nil, changing nothing, when it would.
+    public mutating func checkoutWithoutWaiting(_ waiter: WaiterID) -> [Action]? {
+        if !isClosed, idle.isEmpty, openCount >= maxConnections { return nil }
+        return checkout(waiter)
+    }
+
     public mutating func checkout(_ waiter: WaiterID) -> [Action] {
         if isClosed { return [.fail(waiter, .closed)] }
         if let connection = idle.popLast() {

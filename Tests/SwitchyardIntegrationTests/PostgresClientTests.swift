@@ -208,6 +208,38 @@ extension ClusterTests {
             await connection.close()
         }
 
+        @Test func connectionsWaitTogetherWithoutAThreadEach() async throws {
+            let cluster = try TestCluster.shared()
+            func threads() throws -> Int {
+                let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+                let line = status.split(separator: "\n").first { $0.hasPrefix("Threads:") } ?? ""
+                return Int(line.split(separator: "\t").last ?? "") ?? -1
+            }
+            let before = try threads()
+            var connections: [PostgresConnection] = []
+            for _ in 0..<24 { connections.append(try await cluster.connect("pg1")) }
+            let clock = ContinuousClock()
+            let started = clock.now
+            let values = try await withThrowingTaskGroup(of: Int?.self) { group in
+                for connection in connections {
+                    group.addTask { try await connection.query("select 1 from pg_sleep(0.5)").scalar(Int.self) }
+                }
+                return try await group.reduce(into: [Int?]()) { $0.append($1) }
+            }
+            #expect(values == Array(repeating: 1, count: 24))
+            // Waiting in parallel, not one after another (24 × 0.5 s = 12 s).
+            #expect(clock.now - started < .seconds(4))
+            // No thread per connection or per waiting statement.
+            let after = try threads()
+            #expect(after < before + 8, "threads grew from \(before) to \(after)")
+            // Two tasks on one connection take turns; both get their own answer.
+            let shared = connections[0]
+            async let first = shared.query("select 'first' from pg_sleep(0.2)").scalar(String.self)
+            async let second = shared.query("select 'second'").scalar(String.self)
+            #expect(try await [first, second] == ["first", "second"])
+            for connection in connections { await connection.close() }
+        }
+
         @Test func lostConnectionIsDistinguishableFromSQLErrors() async throws {
             let cluster = try TestCluster.shared()
             let victim = try await cluster.connect("pg1")

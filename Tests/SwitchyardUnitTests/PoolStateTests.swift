@@ -24,6 +24,21 @@ import Testing
         #expect(pool.checkout(5) == [.lease(10, to: 5)])
     }
 
+    @Test func checkoutWithoutWaitingNeverQueues() {
+        var pool = PoolState(maxConnections: 1)
+        #expect(pool.checkoutWithoutWaiting(1) == [.open(for: 1)])
+        #expect(pool.connected(10, for: 1) == [.lease(10, to: 1)])
+        // Full: nothing changes, nobody is queued.
+        let before = pool
+        #expect(pool.checkoutWithoutWaiting(2) == nil)
+        #expect(pool.waiters.isEmpty)
+        #expect(pool.openCount == before.openCount && pool.idle == before.idle)
+        _ = pool.release(10, health: .idle)
+        #expect(pool.checkoutWithoutWaiting(3) == [.lease(10, to: 3)])
+        _ = pool.close()
+        #expect(pool.checkoutWithoutWaiting(4) == [.fail(4, .closed)])
+    }
+
     @Test func aTimeoutFailsOnlyAWaiterStillWaiting() {
         var pool = PoolState(maxConnections: 1)
         _ = pool.checkout(1)
