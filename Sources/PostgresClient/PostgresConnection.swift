@@ -239,6 +239,36 @@ public final class PostgresConnection: @unchecked Sendable {
         return try await statement { connection in try await self.pipelinedWrite(sql, bindings, on: connection) }
     }
 
+    /// What a read sent with a replay guard came back with.
+    public enum GuardedResult: Sendable {
+        /// The server had replayed past the position; the read ran after the check.
+        case served(PostgresResult, replayed: LSN?)
+        /// The server had not replayed that far (or is not a standby): the read did not run.
+        case behind(replayed: LSN?)
+    }
+
+    /// Runs a read only if this server (a standby) has replayed the WAL up to `position`,
+    /// in one round trip: a guard statement and the read go out together in one pipeline;
+    /// a guard that finds the server behind fails, which aborts the read before it runs.
+    ///
+    /// Replay only moves forward, so the read's snapshot, taken after the guard passed,
+    /// contains every transaction committed up to `position`.
+    public func query(_ sql: String, _ parameters: [any PostgresEncodable] = [], ifReplayed position: LSN) async throws
+        -> GuardedResult
+    {
+        let bindings = parameters.map(\.postgresBinding)
+        return try await statement { connection in try await self.guardedRead(sql, bindings, position: position, on: connection) }
+    }
+
+    /// Fails unless replay has reached $1; says how far replay got either way. Its error
+    /// arm depends on the replayed position, so the planner cannot fold it into an error
+    /// at plan time.
+    static let replayGuard = """
+        select case when r >= $1::pg_lsn then r::text \
+        else ('switchyard: replayed ' || coalesce(r::text, 'nothing (not a standby)') || ' < ' || $1)::pg_lsn::text end \
+        from (select pg_catalog.pg_last_wal_replay_lsn() as r) as replay
+        """
+
     /// Runs a script of one or more statements with no parameters (simple protocol),
     /// returning the last result. For trusted SQL only (schema files); never build it
     /// from input.
@@ -523,6 +553,65 @@ public final class PostgresConnection: @unchecked Sendable {
         case .failure(let error): throw error
         case nil: throw PostgresError(kind: .server, message: "no result for the statement", node: label)
         }
+    }
+
+    private func guardedRead(_ sql: String, _ bindings: [PostgresBinding], position: LSN, on connection: OpaquePointer)
+        async throws -> GuardedResult
+    {
+        try checkBeforeSending(connection)
+        guard PQenterPipelineMode(connection) == 1 else {
+            throw PostgresError(kind: .invalidArgument, message: "cannot enter pipeline mode", node: label)
+        }
+        defer { _ = PQexitPipelineMode(connection) }
+        let guardBindings = [PostgresBinding.text(position.description)]
+        try withParameters(guardBindings) { count, types, values, lengths, formats in
+            guard PQsendQueryParams(connection, Self.replayGuard, count, types, values, lengths, formats, 0) == 1 else {
+                throw connectionError(connection)
+            }
+        }
+        try withParameters(bindings) { count, types, values, lengths, formats in
+            guard PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 0) == 1,
+                PQpipelineSync(connection) == 1
+            else { throw connectionError(connection) }
+        }
+        try await flush(connection)
+        // Results arrive as: guard result, NULL, read result (or PIPELINE_ABORTED), NULL, SYNC.
+        var index = 0
+        var replayed: LSN?
+        var passed = false
+        var read: Result<PostgresResult, PostgresError>?
+        try await readPipeline(connection, syncs: 1) { result, _ in
+            defer { index += 1 }
+            let status = PQresultStatus(result)
+            if index == 0 {
+                if status == PGRES_TUPLES_OK, PQntuples(result) == 1, PQgetisnull(result, 0, 0) == 0 {
+                    replayed = LSN(String(cString: PQgetvalue(result, 0, 0)))
+                    passed = replayed != nil && replayed! >= position
+                } else if let message = PQresultErrorField(result, Int32(UInt8(ascii: "M"))) {
+                    replayed = Self.replayedPosition(inGuardError: String(cString: message))
+                }
+            } else if status != PGRES_PIPELINE_ABORTED {
+                do {
+                    read = .success(try self.collect(result, connection: connection))
+                } catch let error as PostgresError {
+                    read = .failure(error)
+                }
+            }
+        }
+        guard passed else { return .behind(replayed: replayed) }
+        switch read {
+        case .success(let result): return .served(result, replayed: replayed)
+        case .failure(let error): throw error
+        case nil: throw PostgresError(kind: .server, message: "no result for the statement", node: label)
+        }
+    }
+
+    /// The replayed position the guard's error names, e.g. `0/3000148` in
+    /// `invalid input syntax for type pg_lsn: "switchyard: replayed 0/3000148 < 0/3000200"`.
+    static func replayedPosition(inGuardError message: String) -> LSN? {
+        guard let range = message.range(of: "switchyard: replayed ") else { return nil }
+        let rest = message[range.upperBound...]
+        return LSN(String(rest.prefix { $0 != " " }))
     }
 
     /// Reads a pipeline's results up to its `syncs`-th sync, handing each (not NULL, not

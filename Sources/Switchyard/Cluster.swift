@@ -41,7 +41,7 @@ public final class Cluster: Sendable {
             })
         defaultRouter = DefaultRouter(
             selection: configuration.replicaSelection, maxReplicaLag: configuration.maxReplicaLag,
-            consistency: configuration.consistency)
+            consistency: configuration.consistency, replayGuard: configuration.replayGuard)
         monitor = ClusterMonitor(
             nodes: configuration.nodes,
             settings: ClusterMonitor.Settings(interval: configuration.monitorInterval))
@@ -102,12 +102,7 @@ public final class Cluster: Sendable {
         let request = RouteRequest(
             operation: operation, table: table, hints: hints, context: scope?.context, token: scope?.session.token,
             lastWrite: scope?.session.lastWrite, pinnedUntil: scope?.session.pinnedUntil)
-        var topology = monitor.topology
-        if request.token != nil, configuration.consistency == .lsn,
-            ContinuousClock.now - topology.sampledAt > configuration.monitorInterval * 2
-        {
-            topology = await monitor.probeNow()
-        }
+        let topology = monitor.topology
         let decision = try route(request, topology: topology)
         do {
             return try await perform(request, decision, sql, parameters, scope: scope)
@@ -188,6 +183,9 @@ public final class Cluster: Sendable {
         let pool = pools[decision.node]!
         let clock = ContinuousClock()
         let started = clock.now
+        if let position = decision.replayGuard, request.operation == .read {
+            return try await guardedRead(request, decision, position: position, sql, parameters, scope: scope)
+        }
         do {
             let result = try await Self.againIfNothingSent { try await pool.withConnection { connection -> PostgresResult in
                 if request.operation == .write, let scope {
@@ -216,6 +214,49 @@ public final class Cluster: Sendable {
                 monitor.reportUnreachable(decision.node, error: error.message)
             }
             throw error
+        }
+    }
+
+    /// A read on a replica that may not have replayed the token yet: sent with a replay
+    /// guard; served there when the guard passes, by the primary when it does not.
+    private func guardedRead(
+        _ request: RouteRequest, _ decision: RouteDecision, position: LSN, _ sql: String, _ parameters: [any PostgresEncodable],
+        scope: RoutingScope?
+    ) async throws -> RoutedResult {
+        let pool = pools[decision.node]!
+        let clock = ContinuousClock()
+        let started = clock.now
+        let outcome: PostgresConnection.GuardedResult
+        do {
+            outcome = try await Self.againIfNothingSent {
+                try await pool.withConnection { try await $0.query(sql, parameters, ifReplayed: position) }
+            }
+        } catch {
+            log.record(
+                context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
+                duration: clock.now - started, rows: nil, error: error, sql: sql, parameters: parameters)
+            if let error = error as? PostgresError, error.kind == .connectionFailed {
+                monitor.reportUnreachable(decision.node, error: error.message)
+            }
+            throw error
+        }
+        switch outcome {
+        case .served(let result, let replayed):
+            if let replayed { monitor.observeReplay(decision.node, at: replayed) }
+            log.record(
+                context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
+                duration: clock.now - started, rows: result.affectedRows, error: nil, sql: sql)
+            return RoutedResult(result: result, node: decision.node, reason: decision.reason)
+        case .behind(let replayed):
+            if let replayed { monitor.observeReplay(decision.node, at: replayed) }
+            let topology = monitor.topology
+            guard let primary = topology.primary else { throw RoutingError.noPrimary(topology) }
+            let fallback = RouteDecision(
+                node: primary.name,
+                reason: .fallback(
+                    context: request.context?.name ?? "-",
+                    skipped: [SkippedNode(node: decision.node, why: .behindToken(replayed, position))]))
+            return try await perform(request, fallback, sql, parameters, scope: scope)
         }
     }
 

@@ -102,6 +102,18 @@ public final class ClusterMonitor: Sendable {
 
     /// Marks `node` unreachable at once (a statement lost its connection); the next
     /// successful probe brings it back.
+    /// Notes that `node` has replayed at least up to `lsn` (a replay guard said so), so
+    /// reads carrying older tokens need not ask again until the next round.
+    public func observeReplay(_ node: String, at lsn: LSN) {
+        state.withLock { state in
+            guard let index = state.topology.nodes.firstIndex(where: { $0.name == node }),
+                state.topology.nodes[index].role == .replica,
+                lsn > (state.topology.nodes[index].replayLSN ?? LSN(0))
+            else { return }
+            state.topology.nodes[index].replayLSN = lsn
+        }
+    }
+
     public func reportUnreachable(_ node: String, error: String) {
         state.withLock { state in
             guard let index = state.topology.nodes.firstIndex(where: { $0.name == node }) else { return }

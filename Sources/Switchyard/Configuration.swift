@@ -124,6 +124,9 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var maxReplicaLag: Duration = .milliseconds(500)
     /// `[routing] read_your_writes` (default true): reads after a write see it.
     public var readYourWrites = true
+    /// Read-backs not yet known to be replayed go to a replica with a replay guard (one
+    /// round trip; primary if behind) rather than straight to the primary.
+    public var replayGuard = true
     /// `[routing] pin_window_ms` (default 0): when > 0, read-your-writes pins a context
     /// that wrote to the primary for this long instead of comparing WAL positions.
     public var pinWindow: Duration = .zero
@@ -230,7 +233,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
         }
 
         if let routing = try reader.table(root, "routing") {
-            try reader.allowOnly(["replica_selection", "max_replica_lag_ms", "read_your_writes", "pin_window_ms"],
+            try reader.allowOnly(["replica_selection", "max_replica_lag_ms", "read_your_writes", "replay_guard", "pin_window_ms"],
                                  in: routing, section: "routing")
             if let selection = try reader.string(routing, "replica_selection", section: "routing") {
                 guard let parsed = ReplicaSelection(rawValue: selection) else {
@@ -242,6 +245,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
             }
             config.maxReplicaLag = try reader.milliseconds(routing, "max_replica_lag_ms", section: "routing", min: 0) ?? config.maxReplicaLag
             config.readYourWrites = try reader.bool(routing, "read_your_writes", section: "routing") ?? config.readYourWrites
+            config.replayGuard = try reader.bool(routing, "replay_guard", section: "routing") ?? config.replayGuard
             config.pinWindow = try reader.milliseconds(routing, "pin_window_ms", section: "routing", min: 0) ?? config.pinWindow
         }
         if let monitor = try reader.table(root, "monitor") {

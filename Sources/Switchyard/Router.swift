@@ -78,6 +78,9 @@ public indirect enum RouteReason: Sendable, Equatable, CustomStringConvertible {
     case transaction
     /// Decided by a custom router.
     case custom(router: String, note: String)
+    /// A replica not yet known to have replayed the context's token: the read went out
+    /// with a replay guard, and ran only because the replica had caught up.
+    case guarded(context: String, selection: ReplicaSelection, token: LSN)
     /// The first node failed with a connection error; retried here.
     case retry(failed: String, error: String, then: RouteReason)
 
@@ -99,6 +102,8 @@ public indirect enum RouteReason: Sendable, Equatable, CustomStringConvertible {
             return "\(context)\(arrow) (primary: \(why))"
         case .pinned(let context, let since):
             return "\(context)\(arrow) (pinned: wrote \(formatMilliseconds(since)) ago)"
+        case .guarded(let context, let selection, let token):
+            return "\(context)\(arrow) (\(selection.rawValue), replay guard: replayed ≥ token \(token))"
         case .transaction:
             return "transaction\(arrow)"
         case .custom(let router, let note):
@@ -113,10 +118,15 @@ public indirect enum RouteReason: Sendable, Equatable, CustomStringConvertible {
 public struct RouteDecision: Sendable, Equatable {
     public var node: String
     public var reason: RouteReason
+    /// When set, the read may run on `node` only if it has replayed up to here; it is
+    /// sent with a replay guard in the same round trip and goes to the primary when the
+    /// guard finds the node behind.
+    public var replayGuard: LSN?
 
-    public init(node: String, reason: RouteReason) {
+    public init(node: String, reason: RouteReason, replayGuard: LSN? = nil) {
         self.node = node
         self.reason = reason
+        self.replayGuard = replayGuard
     }
 }
 
@@ -156,13 +166,21 @@ public struct DefaultRouter: Router {
     public var maxReplicaLag: Duration? { didSet { maxReplicaLagMs = maxReplicaLag?.milliseconds } }
     private var maxReplicaLagMs: Double?
     public var consistency: ConsistencyPolicy
+    /// Under ``ConsistencyPolicy/lsn``, when no replica is known to have replayed a read's
+    /// token, send the read to the replica furthest ahead with a replay guard (same round
+    /// trip; the primary serves it if the guard fails) instead of straight to the primary.
+    public var replayGuard: Bool
     private let counter = Counter()
 
-    public init(selection: ReplicaSelection = .leastLag, maxReplicaLag: Duration? = .milliseconds(500), consistency: ConsistencyPolicy = .lsn) {
+    public init(
+        selection: ReplicaSelection = .leastLag, maxReplicaLag: Duration? = .milliseconds(500), consistency: ConsistencyPolicy = .lsn,
+        replayGuard: Bool = true
+    ) {
         self.selection = selection
         self.maxReplicaLag = maxReplicaLag
         self.maxReplicaLagMs = maxReplicaLag?.milliseconds
         self.consistency = consistency
+        self.replayGuard = replayGuard
     }
 
     public func route(_ request: RouteRequest, topology: Topology) -> RouteDecision? {
@@ -198,6 +216,7 @@ public struct DefaultRouter: Router {
         var skipped: [SkippedNode] = []
         var eligible: [NodeState] = []
         eligible.reserveCapacity(topology.nodes.count)
+        var furthestBehindToken: NodeState?
         for node in topology.nodes where node.role != .primary || !node.reachable {
             if excluded.contains(node.name) {
                 skipped.append(SkippedNode(node: node.name, why: .excluded))
@@ -214,11 +233,21 @@ public struct DefaultRouter: Router {
                 skipped.append(SkippedNode(node: node.name, why: .lagging(ms: node.lagMilliseconds ?? .infinity, limitMs: Int(limit))))
             } else if let token, (node.replayLSN ?? LSN(0)) < token.lsn {
                 skipped.append(SkippedNode(node: node.name, why: .behindToken(node.replayLSN, token.lsn)))
+                if (node.replayLSN ?? LSN(0)) > (furthestBehindToken?.replayLSN ?? LSN(0)) || furthestBehindToken == nil {
+                    furthestBehindToken = node
+                }
             } else {
                 eligible.append(node)
             }
         }
         guard !eligible.isEmpty else {
+            // The last sample predates the write; the replica may well have replayed it by
+            // now. Ask it with the read itself; the primary serves the read if not.
+            if replayGuard, let token, let candidate = furthestBehindToken, primary != nil {
+                return RouteDecision(
+                    node: candidate.name, reason: .guarded(context: context.name, selection: selection, token: token.lsn),
+                    replayGuard: token.lsn)
+            }
             return primary.map { RouteDecision(node: $0.name, reason: .fallback(context: context.name, skipped: skipped)) }
         }
         let chosen: NodeState

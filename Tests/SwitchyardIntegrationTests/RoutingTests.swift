@@ -257,6 +257,83 @@ extension ClusterTests {
             }
         }
 
+        @Test func replayGuardRunsTheReadOnlyWhereTheTokenWasReplayed() async throws {
+            try await withRouted(selection: .random) { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                try await test.local.delay(node: "pg3", milliseconds: 1000)
+                do {
+                    let token = try await RoutingContext.public.run { () -> LSN in
+                        try await cluster.execute("update \(table) set version = 77 where id = 3")
+                        return try #require(Cluster.currentToken).lsn
+                    }
+                    let read = "select version from \(table) where id = $1"
+                    // pg3 is a second behind: the guard stops the read before it runs.
+                    let behind = try await test.withConnection("pg3") { try await $0.query(read, [3], ifReplayed: token) }
+                    guard case .behind(let replayed) = behind else { Issue.record("pg3 served \(behind)"); return }
+                    #expect(replayed != nil && replayed! < token)
+                    // The primary is no standby: never "replayed", so never served by a guard.
+                    let primary = try await test.withConnection("pg1") { try await $0.query(read, [3], ifReplayed: token) }
+                    guard case .behind(nil) = primary else { Issue.record("the primary passed the guard: \(primary)"); return }
+                    // Once pg3 has replayed the write, the guarded read runs there and sees it.
+                    let served = try await TestCluster.eventually(timeout: .seconds(10)) {
+                        let outcome = try await test.withConnection("pg3") { try await $0.query(read, [3], ifReplayed: token) }
+                        if case .served(let result, let replayed) = outcome {
+                            return try result.scalar(Int.self) == 77 && replayed! >= token
+                        }
+                        return false
+                    }
+                    #expect(served)
+                    // A read after an error in the guard's pipeline leaves the connection usable.
+                    try await test.withConnection("pg3") { connection in
+                        _ = try await connection.query(read, [3], ifReplayed: LSN("FFFFFFFF/FFFFFFFF")!)
+                        #expect(try await connection.query("select 1").scalar(Int.self) == 1)
+                    }
+                } catch {
+                    try? await test.local.delay(node: "pg3", milliseconds: 0)
+                    throw error
+                }
+                try await test.local.delay(node: "pg3", milliseconds: 0)
+            }
+        }
+
+        @Test func hammeredReadBacksAreNeverStaleAndReplicasServeSomeThroughTheGuard() async throws {
+            try await withRouted(selection: .random) { cluster, test in
+                let table = try await Self.makeTable(cluster, test)
+                try await test.local.delay(node: "pg3", milliseconds: 200)
+                do {
+                    cluster.log.clear()
+                    // 4 visitors × 500: each saves its own row and at once reads it back.
+                    let results = try await withThrowingTaskGroup(of: (stale: Int, onReplicas: Int).self) { group in
+                        for visitor in 1...4 {
+                            group.addTask {
+                                var stale = 0, onReplicas = 0
+                                for i in 1...500 {
+                                    try await RoutingContext.public.run {
+                                        try await cluster.execute("update \(table) set version = $1 where id = $2", [i, visitor])
+                                        let routed = try await cluster.run(.read, "select version from \(table) where id = $1", [visitor])
+                                        if try routed.result.scalar(Int.self) != i { stale += 1 }
+                                        if routed.node != "pg1" { onReplicas += 1 }
+                                    }
+                                }
+                                return (stale, onReplicas)
+                            }
+                        }
+                        return try await group.reduce(into: [(stale: Int, onReplicas: Int)]()) { $0.append($1) }
+                    }
+                    let stale = results.map(\.stale).reduce(0, +)
+                    let onReplicas = results.map(\.onReplicas).reduce(0, +)
+                    #expect(stale == 0, "\(stale) of 2000 read-backs were stale")
+                    #expect(onReplicas > 0, "no read-back was served by a replica")
+                    let guarded = cluster.log.entries.filter { $0.reason.contains("replay guard") }
+                    #expect(!guarded.isEmpty, "no read went out with a replay guard")
+                } catch {
+                    try? await test.local.delay(node: "pg3", milliseconds: 0)
+                    throw error
+                }
+                try await test.local.delay(node: "pg3", milliseconds: 0)
+            }
+        }
+
         @Test func tokenTravelsAsAString() async throws {
             try await withRouted(selection: .random) { cluster, test in
                 let table = try await Self.makeTable(cluster, test)

@@ -78,8 +78,18 @@ import Testing
             #expect(router.route(RouteRequest(operation: .read, context: .public, token: token), topology: topology)?.node == "pg2")
         }
         let ahead = ConsistencyToken(lsn: LSN(2500))
-        let fallback = router.route(RouteRequest(operation: .read, context: .public, token: ahead), topology: topology)
+        // No replica known to have it: the one furthest ahead gets the read with a guard.
+        let guarded = router.route(RouteRequest(operation: .read, context: .public, token: ahead), topology: topology)
+        #expect(guarded?.node == "pg2")
+        #expect(guarded?.replayGuard == LSN(2500))
+        #expect(guarded?.reason.render(node: "pg2") == "public → pg2 (round-robin, replay guard: replayed ≥ token 0/9C4)")
+        // Replicas known to have the token need no guard.
+        #expect(router.route(RouteRequest(operation: .read, context: .public, token: token), topology: topology)?.replayGuard == nil)
+        // Without the guard, straight to the primary, saying why.
+        let unguarded = DefaultRouter(selection: .roundRobin, consistency: .lsn, replayGuard: false)
+        let fallback = unguarded.route(RouteRequest(operation: .read, context: .public, token: ahead), topology: topology)
         #expect(fallback?.node == "pg1")
+        #expect(fallback?.replayGuard == nil)
         #expect(fallback?.reason.render(node: "pg1").contains("pg2 skipped: replayed 0/7D0 < token 0/9C4") == true)
         // With read-your-writes off, tokens are ignored.
         let off = DefaultRouter(selection: .roundRobin, consistency: .none)
