@@ -342,7 +342,7 @@ public final class LocalCluster: Sendable {
             wal_receiver_status_interval = '1s'
             fsync = off
             shared_buffers = '32MB'
-            max_connections = 100
+            max_connections = 300
             log_line_prefix = '%m [%p] %q%u@%d '
 
             """

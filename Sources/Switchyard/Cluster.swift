@@ -7,6 +7,12 @@ public struct RoutedResult: Sendable {
     public var result: PostgresResult
     public var node: String
     public var reason: RouteReason
+
+    public init(result: PostgresResult, node: String, reason: RouteReason) {
+        self.result = result
+        self.node = node
+        self.reason = reason
+    }
 }
 
 /// The routed database: one pool per node, a monitor, routers and a query log.

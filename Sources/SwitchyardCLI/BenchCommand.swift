@@ -8,7 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure stale reads per routing policy, and routing overhead.",
-        subcommands: [Consistency.self, Routing.self, Render.self])
+        subcommands: [Consistency.self, Routing.self, Monitor.self, Render.self])
 }
 
 extension BenchCommand {
@@ -16,41 +16,124 @@ extension BenchCommand {
         static let configuration = CommandConfiguration(
             abstract: "Stale read-backs, replica share, throughput and latency for each consistency policy.",
             discussion: """
-                C clients run S seconds per policy. Each iteration: with 20 % probability a visitor \
-                updates its own row on the primary and at once reads it back in the same public \
-                request (a read-back; stale if it shows an older version); otherwise a visitor \
-                reads a random other row in a fresh public request. Policies: naive random \
-                replica, admin context (everything on the primary), pin window 2 s, LSN \
-                read-your-writes. Try it with `switchyard cluster delay pg3 200`. Build with \
-                -c release for meaningful figures.
+                C clients per run. Each iteration: with 20 % probability a visitor updates its \
+                own row on the primary and at once reads it back in the same public request (a \
+                read-back; stale if it shows an older version); otherwise a visitor reads a \
+                random other row in a fresh public request. Policies: naive random replica, \
+                admin context (everything on the primary), pin window 2 s, per-read LSN check \
+                (ask the replica its replay position first, in its own round trip), LSN \
+                read-your-writes (replay guard in the same round trip). The policies run in \
+                alternating slices, rotating their order, so each sees the same noise; the \
+                spread is the standard deviation of the per-slice throughput. Pool size per \
+                node comes from the configuration. Try it with `switchyard cluster delay pg3 \
+                200`. Build with -c release for meaningful figures.
                 """)
 
         @OptionGroup var config: ConfigOption
 
         @OptionGroup var logging: LoggingOptions
-        @Option(help: "Seconds per policy.") var seconds = 10.0
-        @Option(help: "Concurrent clients.") var clients = 8
+        @Option(help: "Seconds each policy is measured (in slices), per client count.") var seconds = 10.0
+        @Option(help: "Concurrent clients; a comma-separated list (e.g. 1,4,16,64) measures each.") var clients = "8"
+        @Option(help: "Milliseconds per slice.") var sliceMs = 300
         @Option(help: "Rows read at random besides the clients' own.") var rows = 1000
         @Flag(help: "Print JSON.") var json = false
 
+        var clientCounts: [Int] { clients.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
         func validate() throws {
             try validateSeconds(seconds)
-            guard (1...256).contains(clients) else { throw ValidationError("--clients must be between 1 and 256") }
+            let counts = clientCounts
+            guard !counts.isEmpty, counts.count == clients.split(separator: ",").count, counts.allSatisfy({ (1...256).contains($0) })
+            else { throw ValidationError("--clients must be numbers between 1 and 256, separated by commas, not \"\(clients)\"") }
+            guard (50...10_000).contains(sliceMs) else { throw ValidationError("--slice-ms must be between 50 and 10000") }
             guard (1...10_000_000).contains(rows) else { throw ValidationError("--rows must be between 1 and 10000000") }
         }
 
         func run() async throws {
-
             try logging.bootstrap()
             let configuration = try config.load()
-            let bench = ConsistencyBench(base: configuration, clients: clients, rows: rows, seconds: seconds)
+            let bench = ConsistencyBench(base: configuration, clients: clientCounts.max()!, rows: rows, seconds: seconds)
             try await bench.prepare()
             var reports: [ConsistencyBench.Report] = []
-            for policy in ConsistencyBench.Policy.allCases {
-                if !json { FileHandle.standardError.write(Data("running \(policy.rawValue) for \(seconds) s…\n".utf8)) }
-                reports.append(try await bench.run(policy))
+            for count in clientCounts {
+                if !json {
+                    FileHandle.standardError.write(Data(
+                        "\(count) clients: \(ConsistencyBench.Policy.allCases.count) policies × \(seconds) s in \(sliceMs) ms slices…\n".utf8))
+                }
+                reports += try await bench.run(clients: count, slice: .milliseconds(sliceMs))
             }
             print(json ? try ConsistencyBench.json(reports) : ConsistencyBench.table(reports))
+        }
+    }
+
+    struct Monitor: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "CPU the cluster monitor costs this process: per probe round, per node, and as a share of one core.",
+            discussion: """
+                Runs only the monitor (one probe connection per node) for S seconds at the given \
+                interval and reads the process's CPU time (getrusage) before and after. Try it \
+                on `switchyard cluster up --replicas 8`. Build with -c release for meaningful \
+                figures.
+                """)
+
+        @OptionGroup var config: ConfigOption
+        @OptionGroup var logging: LoggingOptions
+        @Option(help: "Seconds to run.") var seconds = 10.0
+        @Option(help: "Milliseconds between probe rounds.") var intervalMs = 250
+        @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            try validateSeconds(seconds)
+            guard (10...3_600_000).contains(intervalMs) else { throw ValidationError("--interval-ms must be between 10 and 3600000") }
+        }
+
+        struct Report: Encodable {
+            var nodes: Int
+            var intervalMs: Int
+            var seconds: Double
+            var rounds: Int
+            var cpuMsPerRound: Double
+            var cpuMsPerRoundPerNode: Double
+            var percentOfOneCore: Double
+        }
+
+        func run() async throws {
+            try logging.bootstrap()
+            let configuration = try config.load()
+            let monitor = ClusterMonitor(nodes: configuration.nodes, settings: ClusterMonitor.Settings(interval: .milliseconds(intervalMs)))
+            // The first round opens the probe connections; measure the steady state after it.
+            await monitor.probeNow()
+            let clock = ContinuousClock()
+            let cpuBefore = Self.cpuSeconds()
+            let roundsBefore = monitor.roundCount
+            let started = clock.now
+            monitor.start()
+            try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+            await monitor.stop()
+            let wall = (clock.now - started).seconds
+            let cpu = Self.cpuSeconds() - cpuBefore
+            let rounds = max(monitor.roundCount - roundsBefore, 1)
+            let nodes = configuration.nodes.count
+            let report = Report(
+                nodes: nodes, intervalMs: intervalMs, seconds: wall, rounds: rounds, cpuMsPerRound: 1000 * cpu / Double(rounds),
+                cpuMsPerRoundPerNode: 1000 * cpu / Double(rounds * nodes), percentOfOneCore: 100 * cpu / wall)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            } else {
+                print(String(
+                    format: "monitor, %d nodes every %d ms, %.1f s: %d rounds, %.3f ms CPU a round (%.3f ms a node), %.2f %% of one core",
+                    nodes, intervalMs, wall, rounds, report.cpuMsPerRound, report.cpuMsPerRoundPerNode, report.percentOfOneCore))
+            }
+        }
+
+        /// User and system CPU time of this process so far.
+        static func cpuSeconds() -> Double {
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+            return seconds(usage.ru_utime) + seconds(usage.ru_stime)
         }
     }
 

@@ -3,17 +3,26 @@ import PostgresClient
 import Switchyard
 
 /// The stale-read benchmark: the same workload through each consistency policy.
+///
+/// Policies are measured in short slices that alternate, in a rotating order, over the
+/// whole run: every policy sees the same machine noise, so their ratios hold from one
+/// run to the next.
 struct ConsistencyBench {
     enum Policy: String, CaseIterable, Encodable {
         case naive = "naive-random"
         case admin = "admin-context"
         case pinWindow = "pin-window-2s"
+        /// Before a read carrying a token, ask the chosen replica its replay position in
+        /// a round trip of its own; the primary serves the read if behind.
+        case perReadCheck = "per-read-lsn-check"
         case lsn = "lsn-read-your-writes"
     }
 
     struct Report: Encodable {
         var policy: Policy
+        var clients: Int
         var seconds: Double
+        var slices: Int
         var operations: Int
         var reads: Int
         var readsOnReplicas: Int
@@ -26,32 +35,15 @@ struct ConsistencyBench {
         var p99Ms: Double
 
         var opsPerSecond: Double
+        /// Standard deviation of the per-slice throughput.
+        var opsPerSecondSpread: Double
         var replicaSharePercent: Double
         var readBackReplicaSharePercent: Double
-
-        init(
-            policy: Policy, seconds: Double, operations: Int, reads: Int, readsOnReplicas: Int, readBacks: Int,
-            readBacksOnReplicas: Int, staleReadBacks: Int, writes: Int, errors: Int, p50Ms: Double, p99Ms: Double
-        ) {
-            self.policy = policy
-            self.seconds = seconds
-            self.operations = operations
-            self.reads = reads
-            self.readsOnReplicas = readsOnReplicas
-            self.readBacks = readBacks
-            self.readBacksOnReplicas = readBacksOnReplicas
-            self.staleReadBacks = staleReadBacks
-            self.writes = writes
-            self.errors = errors
-            self.p50Ms = p50Ms
-            self.p99Ms = p99Ms
-            opsPerSecond = Double(operations) / seconds
-            replicaSharePercent = reads == 0 ? 0 : 100 * Double(readsOnReplicas) / Double(reads)
-            readBackReplicaSharePercent = readBacks == 0 ? 0 : 100 * Double(readBacksOnReplicas) / Double(readBacks)
-        }
+        /// Reads and read-backs together: the share of all reads the replicas served.
+        var allReadsReplicaSharePercent: Double
     }
-
     let base: ClusterConfiguration
+    /// The most clients any run uses (each has a row of its own).
     let clients: Int
     let rows: Int
     let seconds: Double
@@ -89,12 +81,16 @@ struct ConsistencyBench {
         configuration.replicaSelection = .random
         configuration.queryLogCapacity = 1000
         configuration.queryLogFile = nil
-        configuration.poolMaxConnections = max(configuration.poolMaxConnections, clients)
         switch policy {
         case .naive:
             configuration.readYourWrites = false
             configuration.maxReplicaLag = .seconds(86_400 * 365)
         case .admin, .lsn:
+            configuration.readYourWrites = true
+            configuration.replayGuard = true
+            configuration.pinWindow = .zero
+        case .perReadCheck:
+            // Tokens are issued as under LSN; read-backs are placed by the check below.
             configuration.readYourWrites = true
             configuration.pinWindow = .zero
         case .pinWindow:
@@ -108,43 +104,96 @@ struct ConsistencyBench {
         var operations = 0, reads = 0, readsOnReplicas = 0, readBacks = 0, readBacksOnReplicas = 0
         var stale = 0, writes = 0, errors = 0
         var latencies: [Double] = []
+
+        mutating func add(_ other: ClientResult) {
+            operations += other.operations
+            reads += other.reads
+            readsOnReplicas += other.readsOnReplicas
+            readBacks += other.readBacks
+            readBacksOnReplicas += other.readBacksOnReplicas
+            stale += other.stale
+            writes += other.writes
+            errors += other.errors
+            latencies += other.latencies
+        }
     }
 
-    func run(_ policy: Policy) async throws -> Report {
-        let cluster = try Cluster(configuration: configuration(for: policy))
-        await cluster.start()
-        let context: RoutingContext = policy == .admin ? .admin : .public
-        let primaryName = cluster.monitor.topology.primary?.name
-        let duration = Duration.milliseconds(Int(seconds * 1000))
-        let results = await withTaskGroup(of: ClientResult.self) { group in
-            for client in 1...clients {
-                group.addTask {
-                    await self.client(client, cluster: cluster, context: context, primary: primaryName, for: duration)
-                }
-            }
-            return await group.reduce(into: [ClientResult]()) { $0.append($1) }
+    /// Every policy with `clients` clients, interleaved in slices of `slice`, until each
+    /// has had `seconds`.
+    func run(clients: Int, slice: Duration = .milliseconds(300), policies: [Policy] = Policy.allCases) async throws -> [Report] {
+        var clusters: [Cluster] = []
+        for policy in policies {
+            let cluster = try Cluster(configuration: configuration(for: policy))
+            await cluster.start()
+            clusters.append(cluster)
         }
-        await cluster.shutdown()
-        var latencies = results.flatMap(\.latencies)
-        latencies.sort()
+        defer { for cluster in clusters { Task { await cluster.shutdown() } } }
+        // Warm-up: open each policy's connections before anything counts.
+        for (index, policy) in policies.enumerated() {
+            _ = await self.slice(policy, cluster: clusters[index], clients: clients, for: slice)
+        }
+        let rounds = max(Int((seconds / slice.seconds).rounded()), 3)
+        var totals = [ClientResult](repeating: ClientResult(), count: policies.count)
+        var elapsed = [Double](repeating: 0, count: policies.count)
+        var rates = [[Double]](repeating: [], count: policies.count)
+        for round in 0..<rounds {
+            for step in 0..<policies.count {
+                let index = (round + step) % policies.count
+                let (result, took) = await self.slice(policies[index], cluster: clusters[index], clients: clients, for: slice)
+                totals[index].add(result)
+                elapsed[index] += took
+                rates[index].append(Double(result.operations) / took)
+            }
+        }
+        for cluster in clusters { await cluster.shutdown() }
+        return policies.indices.map { index in
+            Self.report(policies[index], clients: clients, total: totals[index], seconds: elapsed[index], rates: rates[index])
+        }
+    }
+
+    static func report(_ policy: Policy, clients: Int, total: ClientResult, seconds: Double, rates: [Double]) -> Report {
+        let latencies = total.latencies.sorted()
         func percentile(_ p: Double) -> Double {
             latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]
         }
+        func percent(_ part: Int, _ whole: Int) -> Double { whole == 0 ? 0 : 100 * Double(part) / Double(whole) }
+        let mean = rates.reduce(0, +) / Double(max(rates.count, 1))
+        let spread = (rates.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(rates.count - 1, 1))).squareRoot()
         return Report(
-            policy: policy, seconds: seconds, operations: results.map(\.operations).reduce(0, +),
-            reads: results.map(\.reads).reduce(0, +), readsOnReplicas: results.map(\.readsOnReplicas).reduce(0, +),
-            readBacks: results.map(\.readBacks).reduce(0, +), readBacksOnReplicas: results.map(\.readBacksOnReplicas).reduce(0, +),
-            staleReadBacks: results.map(\.stale).reduce(0, +), writes: results.map(\.writes).reduce(0, +),
-            errors: results.map(\.errors).reduce(0, +), p50Ms: percentile(0.5), p99Ms: percentile(0.99))
+            policy: policy, clients: clients, seconds: seconds, slices: rates.count, operations: total.operations,
+            reads: total.reads, readsOnReplicas: total.readsOnReplicas, readBacks: total.readBacks,
+            readBacksOnReplicas: total.readBacksOnReplicas, staleReadBacks: total.stale, writes: total.writes, errors: total.errors,
+            p50Ms: percentile(0.5), p99Ms: percentile(0.99), opsPerSecond: Double(total.operations) / max(seconds, 1e-9),
+            opsPerSecondSpread: spread, replicaSharePercent: percent(total.readsOnReplicas, total.reads),
+            readBackReplicaSharePercent: percent(total.readBacksOnReplicas, total.readBacks),
+            allReadsReplicaSharePercent: percent(total.readsOnReplicas + total.readBacksOnReplicas, total.reads + total.readBacks))
     }
 
-    private func client(_ id: Int, cluster: Cluster, context: RoutingContext, primary: String?, for duration: Duration) async
-        -> ClientResult
-    {
+    /// `clients` clients on `cluster` for `duration`; their results and the time taken
+    /// (until the last finished its operation in progress).
+    private func slice(_ policy: Policy, cluster: Cluster, clients: Int, for duration: Duration) async -> (ClientResult, Double) {
+        let context: RoutingContext = policy == .admin ? .admin : .public
+        let primary = cluster.monitor.topology.primary?.name
+        let clock = ContinuousClock()
+        let started = clock.now
+        let result = await withTaskGroup(of: ClientResult.self) { group in
+            for client in 1...clients {
+                group.addTask {
+                    await self.client(client, clients: clients, policy: policy, cluster: cluster, context: context, primary: primary, until: started + duration)
+                }
+            }
+            return await group.reduce(into: ClientResult()) { $0.add($1) }
+        }
+        return (result, (clock.now - started).seconds)
+    }
+
+    private func client(
+        _ id: Int, clients: Int, policy: Policy, cluster: Cluster, context: RoutingContext, primary: String?,
+        until end: ContinuousClock.Instant
+    ) async -> ClientResult {
         var result = ClientResult()
         var generator = SystemRandomNumberGenerator()
         let clock = ContinuousClock()
-        let end = clock.now + duration
         while clock.now < end {
             let started = clock.now
             do {
@@ -154,7 +203,13 @@ struct ConsistencyBench {
                         let update = try await cluster.execute(
                             "update \(Self.table) set version = version + 1 where id = $1 returning version", [id])
                         let written = try update.scalar(Int.self) ?? -1
-                        let readBack = try await cluster.run(.read, "select version from \(Self.table) where id = $1", [id])
+                        let sql = "select version from \(Self.table) where id = $1"
+                        let readBack: RoutedResult
+                        if policy == .perReadCheck {
+                            readBack = try await Self.checkedRead(cluster, sql, [id])
+                        } else {
+                            readBack = try await cluster.run(.read, sql, [id])
+                        }
                         return (written, try readBack.result.scalar(Int.self), readBack.node)
                     }
                     result.writes += 1
@@ -179,24 +234,49 @@ struct ConsistencyBench {
         return result
     }
 
+    /// The `per-read-lsn-check` read-back: the replica a token-free public read would get
+    /// is asked `pg_last_wal_replay_lsn()` first, in its own round trip; it serves the read
+    /// if it has replayed the token, else the primary does.
+    static func checkedRead(_ cluster: Cluster, _ sql: String, _ parameters: [any PostgresEncodable]) async throws -> RoutedResult {
+        let topology = cluster.monitor.topology
+        guard let token = Cluster.currentToken, let primary = topology.primary?.name,
+            let chosen = cluster.defaultRouter.route(RouteRequest(operation: .read, context: .public), topology: topology),
+            chosen.node != primary, let pool = cluster.pool(chosen.node)
+        else { return try await cluster.run(.read, sql, parameters) }
+        let served = try await pool.withConnection { connection -> PostgresResult? in
+            let replayed = try await connection.query("select pg_catalog.pg_last_wal_replay_lsn()").scalar(LSN.self)
+            guard let replayed, replayed >= token.lsn else { return nil }
+            return try await connection.query(sql, parameters)
+        }
+        if let served { return RoutedResult(result: served, node: chosen.node, reason: chosen.reason) }
+        return try await RoutingContext.admin.run { try await cluster.run(.read, sql, parameters) }
+    }
+
     static func table(_ reports: [Report]) -> String {
-        let header = ["POLICY", "READS", "READ-BACKS", "STALE", "STALE %", "READS ON REPLICAS", "READ-BACKS ON REPLICAS",
-                      "OPS/S", "P50 MS", "P99 MS", "ERRORS"]
+        let header = ["CLIENTS", "POLICY", "READS", "READ-BACKS", "STALE", "ALL READS ON REPLICAS", "READ-BACKS ON REPLICAS",
+                      "OPS/S", "± (SLICES)", "P50 MS", "P99 MS", "ERRORS"]
         let rows = reports.map { report -> [String] in
             [
-                report.policy.rawValue, String(report.reads), String(report.readBacks), String(report.staleReadBacks),
-                String(format: "%.1f", report.readBacks == 0 ? 0 : 100 * Double(report.staleReadBacks) / Double(report.readBacks)),
-                String(format: "%.1f %%", report.replicaSharePercent),
+                String(report.clients), report.policy.rawValue, String(report.reads), String(report.readBacks),
+                String(report.staleReadBacks),
+                String(format: "%.1f %%", report.allReadsReplicaSharePercent),
                 String(format: "%.1f %%", report.readBackReplicaSharePercent),
-                String(format: "%.0f", report.opsPerSecond), String(format: "%.2f", report.p50Ms),
-                String(format: "%.2f", report.p99Ms), String(report.errors),
+                String(format: "%.0f", report.opsPerSecond),
+                String(format: "%.0f (%d)", report.opsPerSecondSpread, report.slices),
+                String(format: "%.2f", report.p50Ms), String(format: "%.2f", report.p99Ms), String(report.errors),
             ]
         }
         var lines = [TextTable.render(header: header, rows: rows)]
-        if let naive = reports.first(where: { $0.policy == .naive }), let lsn = reports.first(where: { $0.policy == .lsn }) {
-            lines.append(String(
-                format: "lsn vs naive: replica share %+.1f points, throughput %.1f %%",
-                lsn.replicaSharePercent - naive.replicaSharePercent, 100 * lsn.opsPerSecond / max(naive.opsPerSecond, 1)))
+        for clients in Set(reports.map(\.clients)).sorted() {
+            let group = reports.filter { $0.clients == clients }
+            guard let naive = group.first(where: { $0.policy == .naive }) else { continue }
+            for other in [Policy.lsn, .perReadCheck] {
+                guard let report = group.first(where: { $0.policy == other }) else { continue }
+                lines.append(String(
+                    format: "%d clients, %@ vs naive: throughput %.1f %%, all-reads replica share %.1f %% vs %.1f %%",
+                    clients, other.rawValue, 100 * report.opsPerSecond / max(naive.opsPerSecond, 1),
+                    report.allReadsReplicaSharePercent, naive.allReadsReplicaSharePercent))
+            }
         }
         return lines.joined(separator: "\n")
     }

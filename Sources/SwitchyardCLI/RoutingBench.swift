@@ -1,6 +1,8 @@
 import Foundation
+import LocalCluster
 import PostgresClient
 import Switchyard
+import Synchronization
 
 /// Routing overhead: the cost of one decision, and routed against raw `SELECT 1`.
 struct RoutingBench {
@@ -14,14 +16,30 @@ struct RoutingBench {
         var rawSelectsPerSecond: Double
         var routedSelectsPerSecond: Double
         var ratio: Double
+        /// pgbench, 1 client, simple protocol, `select 1`, in the same rounds; nil when
+        /// pgbench is not installed.
+        var pgbenchSelectsPerSecond: Double?
+        var rawVsPgbench: Double?
+        /// Resident memory 200 open pooled connections add to the process.
+        var pooledConnections: Int
+        var pooledConnectionsRSSMegabytes: Double?
         var node: String
 
         func table() -> String {
-            [
+            var lines = [
                 String(format: "routing decision: median %.0f ns, p99 %.0f ns (public read, batches of 1000)", decisionMedianNs, decisionP99Ns),
-                String(format: "SELECT 1 on %@: raw PostgresClient %.0f/s, routed (admin context) %.0f/s, ratio %.3f",
+                String(format: "SELECT 1 on %@: raw PostgresClient %.0f/s, routed (admin context) %.0f/s, routed/raw %.3f",
                        node, rawSelectsPerSecond, routedSelectsPerSecond, ratio),
-            ].joined(separator: "\n")
+            ]
+            if let pgbenchSelectsPerSecond, let rawVsPgbench {
+                lines.append(String(format: "pgbench (1 client, simple protocol) %.0f/s, raw/pgbench %.3f", pgbenchSelectsPerSecond, rawVsPgbench))
+            } else {
+                lines.append("pgbench: not found (install postgresql-contrib or put pgbench on PATH)")
+            }
+            if let pooledConnectionsRSSMegabytes {
+                lines.append(String(format: "%d pooled connections: %.1f MB resident beyond the process baseline", pooledConnections, pooledConnectionsRSSMegabytes))
+            }
+            return lines.joined(separator: "\n")
         }
 
         func json() throws -> String {
@@ -73,19 +91,93 @@ struct RoutingBench {
         let slices = max(Int(seconds / 0.25), 2)
         let slice = Duration.milliseconds(Int(seconds * 1000) / slices)
         let raw = try await PostgresConnection.connect(endpoint.conninfo, label: endpoint.name)
-        var rawCount = 0.0, routedCount = 0.0
+        let pgbench = await Self.pgbenchPath()
+        var rawCount = 0.0, routedCount = 0.0, pgbenchCount = 0.0
         try await RoutingContext.admin.run {
             for _ in 0..<slices {
-                rawCount += try await Self.loop(for: slice / 2) { _ = try await raw.query("select 1") }
+                let rawRate = try await Self.loop(for: slice / 2) { _ = try await raw.query("select 1") }
+                rawCount += rawRate
                 routedCount += try await Self.loop(for: slice / 2) { _ = try await cluster.query("select 1") }
+                if let pgbench {
+                    pgbenchCount += try await Self.pgbench(pgbench, conninfo: endpoint.conninfo, transactions: max(Int(rawRate * (slice / 2).seconds), 100))
+                }
             }
         }
         await raw.close()
         let rawRate = rawCount / Double(slices)
         let routed = routedCount / Double(slices)
+        let pgbenchRate = pgbench == nil ? nil : pgbenchCount / Double(slices)
+        let pooled = 200
+        let memory = try await Self.residentGrowth(opening: pooled, conninfo: endpoint.conninfo)
         return Report(
             decisionMedianNs: perCall[perCall.count / 2], decisionP99Ns: perCall[min(perCall.count - 1, perCall.count * 99 / 100)],
-            rawSelectsPerSecond: rawRate, routedSelectsPerSecond: routed, ratio: routed / rawRate, node: primary.name)
+            rawSelectsPerSecond: rawRate, routedSelectsPerSecond: routed, ratio: routed / rawRate,
+            pgbenchSelectsPerSecond: pgbenchRate, rawVsPgbench: pgbenchRate.map { rawRate / $0 }, pooledConnections: pooled,
+            pooledConnectionsRSSMegabytes: memory, node: primary.name)
+    }
+
+    /// pgbench on PATH, else beside the server's programs.
+    static func pgbenchPath() async -> String? {
+        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+            let candidate = "\(directory)/pgbench"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        guard let binaries = try? await PostgresBinaries.locate() else { return nil }
+        let candidate = binaries.path("pgbench")
+        return FileManager.default.isExecutableFile(atPath: candidate) ? candidate : nil
+    }
+
+    /// pgbench's `select 1` rate over `transactions`, 1 client, simple protocol, without
+    /// its connection time.
+    static func pgbench(_ path: String, conninfo: String, transactions: Int) async throws -> Double {
+        let script = FileManager.default.temporaryDirectory.appendingPathComponent("switchyard-select1-\(getpid()).sql").path
+        if !FileManager.default.fileExists(atPath: script) { try Data("select 1\n".utf8).write(to: URL(fileURLWithPath: script)) }
+        let result = try await ChildProcess.run([path, "-n", "-M", "simple", "-c", "1", "-t", String(transactions), "-f", script, conninfo])
+        guard result.status == 0, let line = result.output.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
+            let rate = Double(line.dropFirst(6).prefix { $0 != " " })
+        else {
+            throw UsageError("pgbench failed (status \(result.status)): \(Conninfo.scrub(String(result.output.suffix(300)), conninfo: conninfo))")
+        }
+        return rate
+    }
+
+    /// Resident memory (MB) the process gains while a pool holds `count` open connections.
+    static func residentGrowth(opening count: Int, conninfo: String) async throws -> Double? {
+        func resident() -> Double? {
+            guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
+            let fields = statm.split(separator: " ")
+            guard fields.count > 1, let pages = Double(fields[1]) else { return nil }
+            return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
+        }
+        guard let before = resident() else { return nil }
+        let pool = ConnectionPool(node: "rss", conninfo: conninfo, maxConnections: count, checkoutTimeout: .seconds(30))
+        final class Flags: Sendable {
+            let opened = Atomic<Int>(0)
+            let released = Atomic<Bool>(false)
+        }
+        let flags = Flags()
+        let holders = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<count {
+                    group.addTask {
+                        try await pool.withConnection { _ in
+                            flags.opened.add(1, ordering: .relaxed)
+                            while !flags.released.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(20)) }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while flags.opened.load(ordering: .relaxed) < count, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let during = flags.opened.load(ordering: .relaxed) == count ? resident() : nil
+        flags.released.store(true, ordering: .relaxed)
+        try await holders.value
+        await pool.close()
+        return during.map { $0 - before }
     }
 
     /// Runs `body` back to back for `duration`; calls per second.

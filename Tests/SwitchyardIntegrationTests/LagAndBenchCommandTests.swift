@@ -86,14 +86,22 @@ extension ClusterTests {
             #expect(delay.status == 0, "\(delay.output)")
             try await ensuring {
                 let run = try await CommandLineTests.run(
-                    ["bench", "consistency", "--config", config, "--seconds", "1.5", "--clients", "4", "--rows", "200", "--json"])
+                    ["bench", "consistency", "--config", config, "--seconds", "1", "--slice-ms", "100", "--clients", "1,4", "--rows", "200", "--json"])
                 #expect(run.status == 0, "\(run.output)")
                 let start = try #require(run.output.firstIndex(of: "["))
                 let reports = try #require(
                     JSONSerialization.jsonObject(with: Data(run.output[start...].utf8)) as? [[String: Any]])
-                let byPolicy = Dictionary(uniqueKeysWithValues: reports.map { ($0["policy"] as? String ?? "?", $0) })
-                #expect(Set(byPolicy.keys) == ["naive-random", "admin-context", "pin-window-2s", "lsn-read-your-writes"])
-                for protected in ["admin-context", "pin-window-2s", "lsn-read-your-writes"] {
+                // Every policy at every client count, each measured in interleaved slices.
+                #expect(reports.count == 10)
+                #expect(Set(reports.compactMap { $0["clients"] as? Int }) == [1, 4])
+                for report in reports {
+                    #expect((report["slices"] as? Int ?? 0) >= 3)
+                    #expect(report["opsPerSecondSpread"] is Double)
+                    #expect((report["allReadsReplicaSharePercent"] as? Double ?? -1) >= 0)
+                }
+                let byPolicy = Dictionary(uniqueKeysWithValues: reports.filter { $0["clients"] as? Int == 4 }.map { ($0["policy"] as? String ?? "?", $0) })
+                #expect(Set(byPolicy.keys) == ["naive-random", "admin-context", "pin-window-2s", "per-read-lsn-check", "lsn-read-your-writes"])
+                for protected in ["admin-context", "pin-window-2s", "per-read-lsn-check", "lsn-read-your-writes"] {
                     #expect(byPolicy[protected]?["staleReadBacks"] as? Int == 0, "\(protected) returned stale read-backs")
                     #expect((byPolicy[protected]?["readBacks"] as? Int ?? 0) > 0)
                 }
@@ -116,6 +124,23 @@ extension ClusterTests {
             #expect((report["rawSelectsPerSecond"] as? Double ?? 0) > 0)
             #expect((report["routedSelectsPerSecond"] as? Double ?? 0) > 0)
             #expect(report["node"] as? String == "pg1")
+            // 200 pooled connections opened and measured.
+            #expect((report["pooledConnectionsRSSMegabytes"] as? Double ?? 0) > 0)
+            if FileManager.default.isExecutableFile(atPath: "/usr/bin/pgbench") {
+                #expect((report["pgbenchSelectsPerSecond"] as? Double ?? 0) > 0)
+                #expect((report["rawVsPgbench"] as? Double ?? 0) > 0)
+            }
+        }
+
+        @Test func monitorBenchReportsCPUPerRound() async throws {
+            let config = try TestCluster.shared().local.configURL.path
+            let run = try await CommandLineTests.run(["bench", "monitor", "--config", config, "--seconds", "1", "--interval-ms", "100", "--json"])
+            #expect(run.status == 0, "\(run.output)")
+            let report = try #require(JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any])
+            #expect(report["nodes"] as? Int == 3)
+            #expect((report["rounds"] as? Int ?? 0) >= 5)
+            #expect((report["cpuMsPerRound"] as? Double ?? 0) > 0)
+            #expect((report["percentOfOneCore"] as? Double ?? 0) > 0)
         }
     }
 }
