@@ -203,6 +203,8 @@ public final class LocalCluster: Sendable {
                     .portInUse, "port \(node.port) on 127.0.0.1 is already in use by another program; \(node.name) cannot start")
             }
             progress("start \(node.name) on port \(node.port)")
+            // A stopped node starts with this version's local settings.
+            try writeNodeSettings(node)
             try await startServer(node, binaries: binaries, runner: runner)
         }
         if !FileManager.default.fileExists(atPath: passfileURL.path) {

@@ -34,7 +34,7 @@ extension BenchCommand {
         @OptionGroup var logging: LoggingOptions
         @Option(help: "Seconds each policy is measured (in slices), per client count.") var seconds = 10.0
         @Option(help: "Concurrent clients; a comma-separated list (e.g. 1,4,16,64) measures each.") var clients = "8"
-        @Option(help: "Milliseconds per slice.") var sliceMs = 300
+        @Option(help: "Milliseconds per slice.") var sliceMs = 100
         @Option(help: "Rows read at random besides the clients' own.") var rows = 1000
         @Flag(help: "Print JSON.") var json = false
 

@@ -120,7 +120,7 @@ struct ConsistencyBench {
 
     /// Every policy with `clients` clients, interleaved in slices of `slice`, until each
     /// has had `seconds`.
-    func run(clients: Int, slice: Duration = .milliseconds(300), policies: [Policy] = Policy.allCases) async throws -> [Report] {
+    func run(clients: Int, slice: Duration = .milliseconds(100), policies: [Policy] = Policy.allCases) async throws -> [Report] {
         var clusters: [Cluster] = []
         for policy in policies {
             let cluster = try Cluster(configuration: configuration(for: policy))

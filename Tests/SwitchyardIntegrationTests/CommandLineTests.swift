@@ -52,7 +52,8 @@ import Testing
     @Test func valuesThatWouldTrapAreRefusedBeforeAnythingRuns() async throws {
         let cases: [([String], String)] = [
             (["bench", "consistency", "--seconds", "inf"], "--seconds must be a number above 0 and at most 86400, not inf"),
-            (["bench", "consistency", "--clients", "0"], "--clients must be between 1 and 256"),
+            (["bench", "consistency", "--clients", "0"], "--clients must be numbers between 1 and 256"),
+            (["bench", "consistency", "--clients", "4,x"], "--clients must be numbers between 1 and 256"),
             (["bench", "routing", "--seconds", "nan"], "--seconds must be a number above 0"),
             (["check", "--warn-lag-ms=-5"], "--warn-lag-ms must be between 0 and 86400000 milliseconds, not -5"),
             (["cluster", "delay", "pg3", "--", "-1"], "the delay must be between 0 and 86400000 milliseconds"),
