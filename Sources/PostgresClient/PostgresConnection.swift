@@ -211,20 +211,30 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// After `delay`, ends statement `number` if it is still running and marks the
     /// connection broken: its server answers nothing.
-    private func giveUp(_ number: UInt64, after delay: Duration, message: String) {
-        let label = self.label
-        let registration = self.registration
+    private func giveUp(_ number: UInt64, after delay: Duration, kind: PostgresError.Kind = .cancelled, message: String) {
         DispatchQueue.global().asyncAfter(deadline: .now() + delay.timeInterval) { [weak self] in
-            guard let self else { return }
-            let stillRunning = self.lock.withLock { () -> Bool in
-                guard self.running, self.statementNumber == number else { return false }
-                self.broken = true
-                return true
-            }
-            guard stillRunning else { return }
-            SocketPoller.shared.abandon(
-                registration, with: PostgresError(kind: .cancelled, message: message, node: label, nothingSent: false))
+            self?.abandon(number, kind: kind, message: message)
         }
+    }
+
+    /// Ends the statement in progress now, if there is one: its caller gets a
+    /// `connectionLost` error with `message`, the server a cancel request, and the
+    /// connection is given up. For callers that keep their own deadline (the monitor's
+    /// round) for a server that stopped answering.
+    public func abandonStatement(_ message: String) {
+        let number: UInt64? = lock.withLock { running ? statementNumber : nil }
+        if let number { abandon(number, kind: .connectionLost, message: message) }
+    }
+
+    private func abandon(_ number: UInt64, kind: PostgresError.Kind, message: String) {
+        let stillRunning = lock.withLock { () -> Bool in
+            guard running, statementNumber == number else { return false }
+            broken = true
+            return true
+        }
+        guard stillRunning else { return }
+        SocketPoller.shared.abandon(registration, with: PostgresError(kind: kind, message: message, node: label, nothingSent: false))
+        if kind != .cancelled { cancel() }
     }
 
     /// Runs one statement in its own transaction, then reads `pg_current_wal_lsn()`

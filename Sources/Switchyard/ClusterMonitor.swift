@@ -125,13 +125,29 @@ public final class ClusterMonitor: Sendable {
     private func round() async -> Topology {
         let deadline = settings.probeDeadline
         let interval = settings.interval
-        let samples = await withTaskGroup(of: (Int, ProbeSample).self) { group in
+        let limit = ProbeConnection.answerLimit(deadline: deadline, interval: interval)
+        let samples = await withTaskGroup(of: (Int, ProbeSample)?.self) { group in
             for (index, node) in nodes.enumerated() {
                 let connection = connections[node.name]!
                 group.addTask { (index, await connection.probe(deadline: deadline, interval: interval)) }
             }
+            // One timer for the round: probes on open connections still waiting when it
+            // fires are ended (a hung node); new connections keep their own deadline.
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return nil
+            }
             var samples = [ProbeSample?](repeating: nil, count: nodes.count)
-            for await (index, sample) in group { samples[index] = sample }
+            var received = 0
+            while received < nodes.count, let next = await group.next() {
+                guard let (index, sample) = next else {
+                    for (index, node) in nodes.enumerated() where samples[index] == nil { connections[node.name]!.abandon(limit: limit) }
+                    continue
+                }
+                samples[index] = sample
+                received += 1
+            }
+            group.cancelAll()
             return samples.map { $0! }
         }
         let topology = state.withLock { state -> Topology in

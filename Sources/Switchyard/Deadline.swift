@@ -18,19 +18,31 @@ func withDeadline<T: Sendable>(_ duration: Duration, _ operation: @escaping @Sen
     let once = ResumeOnce<DeadlineOutcome<T>>()
     return await withCheckedContinuation { (continuation: CheckedContinuation<DeadlineOutcome<T>, Never>) in
         once.continuation.withLock { $0 = continuation }
+        let timer = TimerSlot()
         let work = Task {
             let outcome: DeadlineOutcome<T>
             do { outcome = .value(try await operation()) } catch { outcome = .failed(error) }
-            once.take()?.resume(returning: outcome)
-        }
-        Task {
-            try? await Task.sleep(for: duration)
             if let pending = once.take() {
-                work.cancel()
-                pending.resume(returning: .timedOut)
+                // Done in time: the timer has nothing left to do.
+                timer.task.withLock { $0 }?.cancel()
+                pending.resume(returning: outcome)
+            }
+        }
+        timer.task.withLock {
+            $0 = Task {
+                try? await Task.sleep(for: duration)
+                if let pending = once.take() {
+                    work.cancel()
+                    pending.resume(returning: .timedOut)
+                }
             }
         }
     }
+}
+
+/// The deadline's timer, cancelled when the work ends first.
+final class TimerSlot: Sendable {
+    let task = Mutex<Task<Void, Never>?>(nil)
 }
 
 /// A continuation that the first of several racers resumes.

@@ -25,6 +25,9 @@ final class ProbeConnection: Sendable {
     let node: NodeEndpoint
     let connectTimeout: Duration
     private let connection = Mutex<PostgresConnection?>(nil)
+    /// The last `primary_conninfo` seen and its host:port: it rarely changes, and parsing
+    /// it (to keep no password) is most of a probe's CPU.
+    private let upstreamCache = Mutex<(raw: String, endpoint: String)?>(nil)
 
     init(node: NodeEndpoint, connectTimeout: Duration) {
         self.node = node
@@ -73,6 +76,16 @@ final class ProbeConnection: Sendable {
     /// The least time an open connection is given to answer a probe.
     static let answerTime: Duration = .seconds(1)
 
+    /// How long an open connection is given to answer a probe.
+    static func answerLimit(deadline: Duration, interval: Duration) -> Duration { min(deadline, max(interval, answerTime)) }
+
+    static func noAnswer(_ limit: Duration) -> String { "no answer within \(formatDuration(limit))" }
+
+    /// Ends a probe still waiting on an open connection (the round's deadline passed).
+    func abandon(limit: Duration) {
+        connection.withLock { $0 }?.abandonStatement(Self.noAnswer(limit))
+    }
+
     func probe(deadline: Duration, interval: Duration) async -> ProbeSample {
         let now = ContinuousClock.now
         if let waiting = backoff.withLock({ state -> String? in
@@ -85,9 +98,24 @@ final class ProbeConnection: Sendable {
         // On an open connection the probe is a few milliseconds of work: a node that does
         // not answer it within an interval (at least a second) is unresponsive, so a hung
         // node shows within two intervals. A new connection gets the connect timeout too.
-        let connected = connection.withLock { $0 != nil }
-        let limit = connected ? min(deadline, max(interval, Self.answerTime)) : deadline
-        let outcome = await withDeadline(limit) { try await self.probeOnce() }
+        let existing = connection.withLock { $0 }
+        let outcome: DeadlineOutcome<ProbeSample>
+        let limit: Duration
+        if let existing, existing.looksAlive() {
+            // The usual case. The round keeps the deadline for all nodes with one timer and
+            // calls `abandon` on a probe still waiting then: no timer per probe.
+            limit = Self.answerLimit(deadline: deadline, interval: interval)
+            do {
+                outcome = .value(try await probe(on: existing))
+            } catch let error as PostgresError where error.kind == .connectionLost && error.message == Self.noAnswer(limit) {
+                outcome = .timedOut
+            } catch {
+                outcome = .failed(error)
+            }
+        } else {
+            limit = deadline
+            outcome = await withDeadline(limit) { try await self.probeOnce() }
+        }
         let error: String
         switch outcome {
         case .value(let sample):
@@ -127,6 +155,11 @@ final class ProbeConnection: Sendable {
                                         fallbackApplicationName: "switchyard monitor"))
             connection.withLock { $0 = current }
         }
+        return try await probe(on: current)
+    }
+
+    /// The probe statements on an open connection.
+    private func probe(on current: PostgresConnection) async throws -> ProbeSample {
         guard let row = try await current.query(Self.probeSQL).first else {
             throw PostgresError(kind: .decoding, message: "probe returned no row", node: node.name)
         }
@@ -141,7 +174,13 @@ final class ProbeConnection: Sendable {
         sample.upstream = try row.decode(7, as: String?.self)
         sample.timeline = try row.decode(8, as: Int?.self)
         // Only host and port are kept: primary_conninfo may hold a password.
-        sample.configuredUpstream = try row.decode(9, as: String?.self).flatMap { $0.isEmpty ? nil : Conninfo.endpoint($0) }
+        sample.configuredUpstream = try row.decode(9, as: String?.self).flatMap { raw in
+            guard !raw.isEmpty else { return nil }
+            if let cached = upstreamCache.withLock({ $0 }), cached.raw == raw { return cached.endpoint }
+            let endpoint = Conninfo.endpoint(raw)
+            upstreamCache.withLock { $0 = (raw, endpoint) }
+            return endpoint
+        }
         if sample.inRecovery == false {
             // Rows a role without pg_read_all_stats cannot see into are left out.
             sample.replication = try await current.query(Self.replicationSQL).rows.compactMap { row in
