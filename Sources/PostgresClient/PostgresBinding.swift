@@ -11,6 +11,14 @@ public enum PostgresBinding: Sendable, Equatable {
     case null
 }
 
+extension PostgresBinding {
+    /// The type sent with the parameter: 0 (the server infers it) for text and NULL.
+    var typeOID: UInt32 {
+        if case .binary(_, let oid) = self { return oid }
+        return 0
+    }
+}
+
 /// A Swift value that can be bound as a statement parameter.
 public protocol PostgresEncodable: Sendable {
     var postgresBinding: PostgresBinding { get }

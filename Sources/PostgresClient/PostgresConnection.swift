@@ -12,11 +12,19 @@ public struct ConnectOptions: Sendable {
     public var statementTimeout: Duration?
     /// `application_name` shown in `pg_stat_activity` unless the conninfo sets one.
     public var fallbackApplicationName: String
+    /// Statements kept prepared on the server, per connection (parsed and planned once,
+    /// not on every call); 0 sends every statement unnamed — needed behind a pooler in
+    /// transaction mode that does not track prepared statements (PgBouncer before 1.21).
+    public var statementCacheCapacity: Int
 
-    public init(connectTimeout: Duration? = nil, statementTimeout: Duration? = nil, fallbackApplicationName: String = "switchyard") {
+    public init(
+        connectTimeout: Duration? = nil, statementTimeout: Duration? = nil, fallbackApplicationName: String = "switchyard",
+        statementCacheCapacity: Int = 128
+    ) {
         self.connectTimeout = connectTimeout
         self.statementTimeout = statementTimeout
         self.fallbackApplicationName = fallbackApplicationName
+        self.statementCacheCapacity = statementCacheCapacity
     }
 }
 
@@ -53,6 +61,7 @@ public final class PostgresConnection: @unchecked Sendable {
     private let serial = AsyncSerialLock()
     private let registration: SocketPoller.Registration
     private var pgconn: OpaquePointer?  // touched by the holder of `serial` only (and deinit)
+    private var cache: StatementCache  // touched by the holder of `serial` only
 
     private let lock = NSLock()
     private var cancelHandle: CancelHandle?  // guarded by lock
@@ -64,7 +73,10 @@ public final class PostgresConnection: @unchecked Sendable {
     private var running = false  // guarded by lock: a statement holds the connection
     private var checkedAlive = false  // guarded by lock: `looksAlive()` just polled; the next send need not
 
-    private init(conninfo: String, label: String, connection: OpaquePointer, registration: SocketPoller.Registration) {
+    private init(
+        conninfo: String, label: String, connection: OpaquePointer, registration: SocketPoller.Registration, cacheCapacity: Int
+    ) {
+        self.cache = StatementCache(capacity: cacheCapacity)
         self.conninfo = conninfo
         self.label = label
         self.redactedConninfo = Conninfo.redacted(conninfo)
@@ -123,7 +135,9 @@ public final class PostgresConnection: @unchecked Sendable {
             PQfinish(pointer.pointer)
             throw error
         }
-        let connection = PostgresConnection(conninfo: conninfo, label: name, connection: pointer.pointer, registration: registration)
+        let connection = PostgresConnection(
+            conninfo: conninfo, label: name, connection: pointer.pointer, registration: registration,
+            cacheCapacity: options.statementCacheCapacity)
         if let timeout = options.statementTimeout {
             do {
                 _ = try await connection.query("select set_config('statement_timeout', $1, false)", ["\(max(Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000), 0))ms"])
@@ -512,17 +526,139 @@ public final class PostgresConnection: @unchecked Sendable {
 
     private func send(_ sql: String, _ bindings: [PostgresBinding], on connection: OpaquePointer) async throws -> PostgresResult {
         try checkBeforeSending(connection)
-        try withParameters(bindings) { count, types, values, lengths, formats in
-            guard PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 0) == 1 else {
+        if StatementCache.discardsPrepared(sql) { cache.removeAll() }
+        let key = StatementCache.Key(sql: sql, types: bindings.map(\.typeOID))
+        guard cache.capacity > 0, let name = cache.hit(key) else {
+            if cache.capacity == 0 {
+                try withParameters(bindings) { count, types, values, lengths, formats in
+                    guard PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 0) == 1 else {
+                        throw connectionError(connection)
+                    }
+                }
+                try await flush(connection)
+                return try await collectAll(connection)
+            }
+            return try await pipeline([[(sql, bindings)]], on: connection)[0].get()
+        }
+        try withParameters(bindings) { count, _, values, lengths, formats in
+            guard PQsendQueryPrepared(connection, name, count, values, lengths, formats, 0) == 1 else {
                 throw connectionError(connection)
             }
         }
         try await flush(connection)
-        return try await collectAll(connection)
+        do {
+            return try await collectAll(connection)
+        } catch let error as PostgresError where Self.preparedStatementGone(error) {
+            // Someone discarded it (DISCARD ALL), or a table it reads changed shape: the
+            // server ran nothing. Prepare it afresh, once, unless a transaction is now
+            // aborted by the error.
+            cache.forget(key)
+            noteTransactionState(connection)
+            guard transactionState == .idle else { throw error }
+            return try await pipeline([[(sql, bindings)]], on: connection)[0].get()
+        }
+    }
+
+    /// The server no longer has a cached statement (26000), or cannot reuse its plan
+    /// because a table changed shape (0A000: cached plan must not change result type).
+    static func preparedStatementGone(_ error: PostgresError) -> Bool {
+        error.sqlState == "26000" || (error.sqlState == "0A000" && error.message.contains("cached plan"))
+    }
+
+    /// What a pipeline's next result belongs to.
+    private enum Expected {
+        /// The Parse of statement `slot`: an error there is that statement's error.
+        case prepare(slot: Int)
+        case result(slot: Int)
+        /// A DEALLOCATE of an evicted statement, in a segment of its own.
+        case ignore
+    }
+
+    /// Sends `segments` in one pipeline, each segment its own implicit transaction (a
+    /// sync after each), statements prepared on first use when the cache is on, and
+    /// returns every statement's outcome in order. A statement after a failed one in its
+    /// segment did not run and says so.
+    private func pipeline(
+        _ segments: [[(sql: String, bindings: [PostgresBinding])]], on connection: OpaquePointer
+    ) async throws -> [Result<PostgresResult, PostgresError>] {
+        guard PQenterPipelineMode(connection) == 1 else {
+            throw PostgresError(kind: .invalidArgument, message: "cannot enter pipeline mode", node: label)
+        }
+        defer { _ = PQexitPipelineMode(connection) }
+        var expected: [Expected] = []
+        var keys: [StatementCache.Key] = []
+        var evicted: [String] = []
+        for segment in segments {
+            for (sql, bindings) in segment {
+                let slot = keys.count
+                let key = StatementCache.Key(sql: sql, types: bindings.map(\.typeOID))
+                keys.append(key)
+                let plan = cache.plan(key)
+                try withParameters(bindings) { count, types, values, lengths, formats in
+                    switch plan {
+                    case .unnamed:
+                        guard PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 0) == 1 else {
+                            throw connectionError(connection)
+                        }
+                    case .execute(let name):
+                        guard PQsendQueryPrepared(connection, name, count, values, lengths, formats, 0) == 1 else {
+                            throw connectionError(connection)
+                        }
+                    case .prepare(let name, let evicting):
+                        if let evicting { evicted.append(evicting) }
+                        guard PQsendPrepare(connection, name, sql, count, types) == 1,
+                            PQsendQueryPrepared(connection, name, count, values, lengths, formats, 0) == 1
+                        else { throw connectionError(connection) }
+                        expected.append(.prepare(slot: slot))
+                    }
+                }
+                expected.append(.result(slot: slot))
+            }
+            guard PQpipelineSync(connection) == 1 else { throw connectionError(connection) }
+        }
+        for name in evicted {
+            // Its own segment: a failure here (already gone) touches no statement above.
+            guard PQsendQueryParams(connection, "deallocate \(name)", 0, nil, nil, nil, nil, 0) == 1,
+                PQpipelineSync(connection) == 1
+            else { throw connectionError(connection) }
+            expected.append(.ignore)
+        }
+        try await flush(connection)
+        var outcomes = [Result<PostgresResult, PostgresError>?](repeating: nil, count: keys.count)
+        var index = 0
+        try await readPipeline(connection, syncs: segments.count + evicted.count) { result, _ in
+            defer { index += 1 }
+            guard index < expected.count else { return }
+            let status = PQresultStatus(result)
+            switch expected[index] {
+            case .ignore:
+                break
+            case .prepare(let slot):
+                if status != PGRES_COMMAND_OK {
+                    outcomes[slot] = .failure(self.serverError(result, connection: connection))
+                    self.cache.forget(keys[slot])
+                }
+            case .result(let slot):
+                guard outcomes[slot] == nil else { return }  // its prepare failed
+                if status == PGRES_PIPELINE_ABORTED {
+                    outcomes[slot] = .failure(PostgresError(
+                        kind: .server, message: "not run: an earlier statement of its pipeline failed", node: self.label))
+                    return
+                }
+                do {
+                    outcomes[slot] = .success(try self.collect(result, connection: connection))
+                } catch let error as PostgresError {
+                    if Self.preparedStatementGone(error) { self.cache.forget(keys[slot]) }
+                    outcomes[slot] = .failure(error)
+                }
+            }
+        }
+        return outcomes.map { $0 ?? .failure(PostgresError(kind: .server, message: "no result for the statement", node: label)) }
     }
 
     private func script(_ sql: String, on connection: OpaquePointer) async throws -> PostgresResult {
         try checkBeforeSending(connection)
+        if StatementCache.discardsPrepared(sql) { cache.removeAll() }
         guard PQsendQuery(connection, sql) == 1 else { throw connectionError(connection) }
         try await flush(connection)
         return try await collectAll(connection)
@@ -532,87 +668,28 @@ public final class PostgresConnection: @unchecked Sendable {
         -> (PostgresResult, LSN?)
     {
         try checkBeforeSending(connection)
-        guard PQenterPipelineMode(connection) == 1 else {
-            throw PostgresError(kind: .invalidArgument, message: "cannot enter pipeline mode", node: label)
-        }
-        defer { _ = PQexitPipelineMode(connection) }
-        try withParameters(bindings) { count, types, values, lengths, formats in
-            guard PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 0) == 1,
-                PQpipelineSync(connection) == 1,
-                PQsendQueryParams(connection, "select pg_catalog.pg_current_wal_lsn()", 0, nil, nil, nil, nil, 0) == 1,
-                PQpipelineSync(connection) == 1
-            else { throw connectionError(connection) }
-        }
-        try await flush(connection)
-        // Results arrive as: statement result(s), NULL, SYNC, LSN result, NULL, SYNC.
-        var statement: Result<PostgresResult, PostgresError>?
-        var lsn: LSN?
-        try await readPipeline(connection, syncs: 2) { result, sync in
-            if sync == 0 {
-                do {
-                    statement = .success(try self.collect(result, connection: connection))
-                } catch let error as PostgresError {
-                    statement = .failure(error)
-                }
-            } else if PQresultStatus(result) == PGRES_TUPLES_OK, PQntuples(result) == 1, PQgetisnull(result, 0, 0) == 0 {
-                lsn = LSN(String(cString: PQgetvalue(result, 0, 0)))
-            }
-        }
-        switch statement {
-        case .success(let result): return (result, lsn)
-        case .failure(let error): throw error
-        case nil: throw PostgresError(kind: .server, message: "no result for the statement", node: label)
-        }
+        // The LSN is read in a segment of its own, after the statement's commit.
+        let outcomes = try await pipeline([[(sql, bindings)], [("select pg_catalog.pg_current_wal_lsn()", [])]], on: connection)
+        let result = try outcomes[0].get()
+        let lsn = (try? outcomes[1].get())?.first.flatMap { try? $0.decode(0, as: LSN?.self) } ?? nil
+        return (result, lsn)
     }
 
     private func guardedRead(_ sql: String, _ bindings: [PostgresBinding], position: LSN, on connection: OpaquePointer)
         async throws -> GuardedResult
     {
         try checkBeforeSending(connection)
-        guard PQenterPipelineMode(connection) == 1 else {
-            throw PostgresError(kind: .invalidArgument, message: "cannot enter pipeline mode", node: label)
-        }
-        defer { _ = PQexitPipelineMode(connection) }
-        let guardBindings = [PostgresBinding.text(position.description)]
-        try withParameters(guardBindings) { count, types, values, lengths, formats in
-            guard PQsendQueryParams(connection, Self.replayGuard, count, types, values, lengths, formats, 0) == 1 else {
-                throw connectionError(connection)
-            }
-        }
-        try withParameters(bindings) { count, types, values, lengths, formats in
-            guard PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 0) == 1,
-                PQpipelineSync(connection) == 1
-            else { throw connectionError(connection) }
-        }
-        try await flush(connection)
-        // Results arrive as: guard result, NULL, read result (or PIPELINE_ABORTED), NULL, SYNC.
-        var index = 0
-        var replayed: LSN?
-        var passed = false
-        var read: Result<PostgresResult, PostgresError>?
-        try await readPipeline(connection, syncs: 1) { result, _ in
-            defer { index += 1 }
-            let status = PQresultStatus(result)
-            if index == 0 {
-                if status == PGRES_TUPLES_OK, PQntuples(result) == 1, PQgetisnull(result, 0, 0) == 0 {
-                    replayed = LSN(String(cString: PQgetvalue(result, 0, 0)))
-                    passed = replayed != nil && replayed! >= position
-                } else if let message = PQresultErrorField(result, Int32(UInt8(ascii: "M"))) {
-                    replayed = Self.replayedPosition(inGuardError: String(cString: message))
-                }
-            } else if status != PGRES_PIPELINE_ABORTED {
-                do {
-                    read = .success(try self.collect(result, connection: connection))
-                } catch let error as PostgresError {
-                    read = .failure(error)
-                }
-            }
-        }
-        guard passed else { return .behind(replayed: replayed) }
-        switch read {
-        case .success(let result): return .served(result, replayed: replayed)
-        case .failure(let error): throw error
-        case nil: throw PostgresError(kind: .server, message: "no result for the statement", node: label)
+        // One segment: a failed guard aborts the read before it runs.
+        let outcomes = try await pipeline(
+            [[(Self.replayGuard, [PostgresBinding.text(position.description)]), (sql, bindings)]], on: connection)
+        switch outcomes[0] {
+        case .success(let guardResult):
+            let replayed = (guardResult.first.flatMap { try? $0.decode(0, as: String?.self) } ?? nil).flatMap(LSN.init)
+            guard let replayed, replayed >= position else { return .behind(replayed: replayed) }
+            return .served(try outcomes[1].get(), replayed: replayed)
+        case .failure(let error):
+            if error.isConnectionError { throw error }
+            return .behind(replayed: Self.replayedPosition(inGuardError: error.message))
         }
     }
 

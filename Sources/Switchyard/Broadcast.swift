@@ -22,8 +22,12 @@ final class Broadcast<Element: Sendable>: Sendable {
         return stream
     }
 
+    /// Whether anyone listens (so a sender can skip building a value nobody reads).
+    var hasSubscribers: Bool { state.withLock { !$0.subscribers.isEmpty } }
+
     func send(_ value: Element) {
-        for subscriber in state.withLock({ Array($0.subscribers.values) }) { subscriber.yield(value) }
+        let subscribers = state.withLock { $0.subscribers.isEmpty ? [] : Array($0.subscribers.values) }
+        for subscriber in subscribers { subscriber.yield(value) }
     }
 
     /// Ends every subscription.

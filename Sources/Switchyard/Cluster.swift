@@ -56,7 +56,7 @@ public final class Cluster: Sendable {
             pools[node.name] = ConnectionPool(
                 node: node.name, conninfo: node.conninfo, maxConnections: configuration.poolMaxConnections,
                 checkoutTimeout: configuration.poolCheckoutTimeout,
-                options: ConnectOptions(connectTimeout: configuration.connectTimeout))
+                options: ConnectOptions(connectTimeout: configuration.connectTimeout, statementCacheCapacity: configuration.statementCache))
         }
         self.pools = pools
     }
@@ -104,10 +104,14 @@ public final class Cluster: Sendable {
         hints: [String: String] = [:]
     ) async throws -> RoutedResult {
         let scope = RoutingScope.current
-        if let session = scope?.session, let token = session.uncheckedToken { await check(token, of: session) }
+        var session = scope?.session.snapshot
+        if let scope, let token = session?.uncheckedToken {
+            await check(token, of: scope.session)
+            session = scope.session.snapshot
+        }
         let request = RouteRequest(
-            operation: operation, table: table, hints: hints, context: scope?.context, token: scope?.session.token,
-            lastWrite: scope?.session.lastWrite, pinnedUntil: scope?.session.pinnedUntil)
+            operation: operation, table: table, hints: hints, context: scope?.context, token: session?.token,
+            lastWrite: session?.lastWrite, pinnedUntil: session?.pinnedUntil)
         let topology = monitor.topology
         let decision = try route(request, topology: topology)
         do {

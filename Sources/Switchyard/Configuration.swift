@@ -141,6 +141,9 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var poolMaxConnections = 8
     public var poolCheckoutTimeout: Duration = .seconds(5)
     public var connectTimeout: Duration = .seconds(3)
+    /// `[pool] statement_cache` (default 128): statements each connection keeps prepared;
+    /// 0 behind a pooler in transaction mode that does not track prepared statements.
+    public var statementCache = 128
 
     /// `[query_log] capacity` (default 10 000) and `file` (a JSON Lines sink, optional),
     /// rotated at `max_bytes` (default 64 MiB; 0 never) keeping `keep` old files (default 3).
@@ -260,7 +263,8 @@ public struct ClusterConfiguration: Sendable, Equatable {
             }
         }
         if let pool = try reader.table(root, "pool") {
-            try reader.allowOnly(["max_connections", "checkout_timeout_ms", "connect_timeout_s"], in: pool, section: "pool")
+            try reader.allowOnly(["max_connections", "checkout_timeout_ms", "connect_timeout_s", "statement_cache"], in: pool, section: "pool")
+            config.statementCache = try reader.int(pool, "statement_cache", section: "pool", min: 0, max: 100_000) ?? config.statementCache
             config.poolMaxConnections = try reader.int(pool, "max_connections", section: "pool", min: 1, max: 10_000) ?? config.poolMaxConnections
             config.poolCheckoutTimeout = try reader.milliseconds(pool, "checkout_timeout_ms", section: "pool", min: 1) ?? config.poolCheckoutTimeout
             config.connectTimeout = try reader.int(pool, "connect_timeout_s", section: "pool", min: 1, max: 86_400).map { .seconds($0) }

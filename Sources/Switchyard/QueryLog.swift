@@ -41,8 +41,29 @@ public struct QueryLogEntry: Sendable, Codable, Equatable {
 public final class QueryLog: Sendable {
     public let capacity: Int
 
+    /// An entry as recorded: the reason stays structured until someone reads it, so a
+    /// statement costs no string building.
+    private struct Record {
+        var id: UInt64
+        var time: Date
+        var context: String?
+        var operation: StatementKind
+        var node: String
+        var reason: RouteReason
+        var durationMs: Double
+        var rows: Int?
+        var error: String?
+        var sql: String
+
+        var entry: QueryLogEntry {
+            QueryLogEntry(
+                id: id, time: time, context: context, operation: operation, node: node, reason: reason.render(node: node),
+                durationMs: durationMs, rows: rows, error: error, sql: sql)
+        }
+    }
+
     private struct State {
-        var ring: [QueryLogEntry] = []
+        var ring: [Record] = []
         var start = 0
         var nextID: UInt64 = 1
     }
@@ -80,19 +101,21 @@ public final class QueryLog: Sendable {
             }
             return Self.withoutValues(text, parameters)
         }
-        let entry = state.withLock { state -> QueryLogEntry in
-            let entry = QueryLogEntry(
-                id: state.nextID, time: Date(), context: context, operation: operation, node: node,
-                reason: reason.render(node: node), durationMs: duration.milliseconds, rows: rows, error: errorText, sql: sql)
+        let record = state.withLock { state -> Record in
+            let record = Record(
+                id: state.nextID, time: Date(), context: context, operation: operation, node: node, reason: reason,
+                durationMs: duration.milliseconds, rows: rows, error: errorText, sql: sql)
             state.nextID += 1
             if state.ring.count < capacity {
-                state.ring.append(entry)
+                state.ring.append(record)
             } else {
-                state.ring[state.start] = entry
+                state.ring[state.start] = record
                 state.start = (state.start + 1) % capacity
             }
-            return entry
+            return record
         }
+        guard file != nil || broadcast.hasSubscribers else { return }
+        let entry = record.entry
         broadcast.send(entry)
         if let file, let line = try? JSONEncoder.queryLog.encode(entry) { file.append(line) }
     }
@@ -112,7 +135,7 @@ public final class QueryLog: Sendable {
     /// Entries in order, oldest first.
     public var entries: [QueryLogEntry] {
         state.withLock { state in
-            Array(state.ring[state.start...]) + Array(state.ring[..<state.start])
+            (Array(state.ring[state.start...]) + Array(state.ring[..<state.start])).map(\.entry)
         }
     }
 
@@ -121,7 +144,7 @@ public final class QueryLog: Sendable {
         state.withLock { state in
             let total = state.ring.count
             let wanted = min(max(count, 0), total)
-            return (0..<wanted).map { offset in state.ring[(state.start + total - wanted + offset) % total] }
+            return (0..<wanted).map { offset in state.ring[(state.start + total - wanted + offset) % total].entry }
         }
     }
 

@@ -96,6 +96,20 @@ public final class ConsistencySession: Sendable {
         state = Mutex(State(token: token, lastWrite: nil, tokenChecked: token == nil))
     }
 
+    /// Everything routing reads, under one lock.
+    struct Snapshot {
+        var token: ConsistencyToken?
+        var uncheckedToken: ConsistencyToken?
+        var lastWrite: ContinuousClock.Instant?
+        var pinnedUntil: ContinuousClock.Instant?
+    }
+
+    var snapshot: Snapshot {
+        state.withLock {
+            Snapshot(token: $0.token, uncheckedToken: $0.tokenChecked ? nil : $0.token, lastWrite: $0.lastWrite, pinnedUntil: $0.pinnedUntil)
+        }
+    }
+
     /// The carried-in token that still needs checking, if any.
     var uncheckedToken: ConsistencyToken? { state.withLock { $0.tokenChecked ? nil : $0.token } }
 

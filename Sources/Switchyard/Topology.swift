@@ -72,8 +72,13 @@ public struct Topology: Sendable {
 
     /// The one reachable primary, or nil when there is none or more than one.
     public var primary: NodeState? {
-        let found = primaries
-        return found.count == 1 ? found[0] : nil
+        // On every statement's path: one pass, no array.
+        var found: NodeState?
+        for node in nodes where node.reachable && node.role == .primary {
+            if found != nil { return nil }
+            found = node
+        }
+        return found
     }
 
     public func node(_ name: String) -> NodeState? { nodes.first { $0.name == name } }

@@ -240,6 +240,52 @@ extension ClusterTests {
             for connection in connections { await connection.close() }
         }
 
+        @Test func preparedStatementsAreReusedEvictedAndRecoveredAfterDiscardOrASchemaChange() async throws {
+            let cluster = try TestCluster.shared()
+            try await cluster.withSchema { schema in
+                let table = try await schema.table("cache")
+                let connection = try await PostgresConnection.connect(
+                    try cluster.conninfo("pg1"), label: "pg1", options: ConnectOptions(statementCacheCapacity: 2))
+                try await connection.closing { connection in
+                    func prepared() async throws -> [String] {
+                        // Through the simple protocol's script path: not cached itself.
+                        let result = try await connection.execute(script: "select name from pg_prepared_statements order by name")
+                        return result.rows.compactMap { try? $0.decode(0, as: String.self) }
+                    }
+                    _ = try await connection.query("create table \(table) (id int primary key, a text)")
+                    _ = try await connection.query("insert into \(table) values (1, 'one')")
+                    let read = "select * from \(table) where id = $1"
+                    for _ in 1...3 { #expect(try await connection.query(read, [1]).first?.decode(1, as: String.self) == "one") }
+                    #expect(try await prepared().count == 2, "the insert and the read stay prepared")
+                    // More distinct statements than the capacity: the oldest are deallocated.
+                    for n in 1...5 { _ = try await connection.query("select $1::int + \(n)", [n]) }
+                    #expect(try await prepared().count <= 2)
+                    // A table that changes shape under a prepared `select *` is re-prepared.
+                    _ = try await connection.query(read, [1])
+                    _ = try await connection.query("alter table \(table) add column b text default 'bee'")
+                    let after = try #require(try await connection.query(read, [1]).first)
+                    #expect(try after.decode(2, as: String.self) == "bee")
+                    // DISCARD ALL drops the server's statements; the cache follows.
+                    _ = try await connection.query("discard all")
+                    #expect(try await prepared().isEmpty)
+                    #expect(try await connection.query(read, [1]).first?.decode(1, as: String.self) == "one")
+                    // A syntax error is reported, never cached, and leaves the connection usable.
+                    let syntax = await #expect(throws: PostgresError.self) { _ = try await connection.query("selec 1") }
+                    #expect(syntax?.sqlState == "42601")
+                    #expect(try await connection.query("select 41 + 1").scalar(Int.self) == 42)
+                    // Two statements in one string stay refused, as without the cache.
+                    await #expect(throws: PostgresError.self) { _ = try await connection.query("select 1; select 2") }
+                }
+                // With the cache off nothing is prepared.
+                let plain = try await PostgresConnection.connect(
+                    try cluster.conninfo("pg1"), label: "pg1", options: ConnectOptions(statementCacheCapacity: 0))
+                try await plain.closing { plain in
+                    for _ in 1...3 { _ = try await plain.query("select $1::int", [7]) }
+                    #expect(try await plain.execute(script: "select count(*) from pg_prepared_statements").scalar(Int.self) == 0)
+                }
+            }
+        }
+
         @Test func lostConnectionIsDistinguishableFromSQLErrors() async throws {
             let cluster = try TestCluster.shared()
             let victim = try await cluster.connect("pg1")

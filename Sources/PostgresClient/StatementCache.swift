@@ -1,0 +1,85 @@
+/// Which statements a connection has prepared on its server, by SQL text and parameter
+/// types, least recently used first out.
+///
+/// A prepared statement is parsed and planned once per connection instead of on every
+/// call. Pure bookkeeping: the connection sends the Parse, Execute and DEALLOCATE
+/// messages this asks for.
+public struct StatementCache: Sendable {
+    public struct Key: Hashable, Sendable {
+        public var sql: String
+        public var types: [UInt32]
+
+        public init(sql: String, types: [UInt32]) {
+            self.sql = sql
+            self.types = types
+        }
+    }
+
+    /// What to send for a statement.
+    public enum Plan: Equatable, Sendable {
+        /// Not cached (the cache is off): send it unnamed, parsed and planned every time.
+        case unnamed
+        /// Prepared before under this name: execute it.
+        case execute(name: String)
+        /// New: prepare it under `name`, then execute; first drop `evicting` (the least
+        /// recently used) from the server when the cache was full.
+        case prepare(name: String, evicting: String?)
+    }
+
+    public let capacity: Int
+    private var entries: [Key: (name: String, used: UInt64)] = [:]
+    private var clock: UInt64 = 0
+    private var nextName: UInt64 = 0
+
+    public init(capacity: Int) {
+        self.capacity = max(capacity, 0)
+    }
+
+    public var count: Int { entries.count }
+
+    /// The plan for `key`, noting the use. A `.prepare` is counted as cached at once; call
+    /// ``forget(_:)`` if preparing it fails.
+    public mutating func plan(_ key: Key) -> Plan {
+        guard capacity > 0 else { return .unnamed }
+        clock += 1
+        if let entry = entries[key] {
+            entries[key] = (entry.name, clock)
+            return .execute(name: entry.name)
+        }
+        var evicting: String?
+        if entries.count >= capacity, let oldest = entries.min(by: { $0.value.used < $1.value.used }) {
+            evicting = oldest.value.name
+            entries.removeValue(forKey: oldest.key)
+        }
+        nextName += 1
+        let name = "switchyard_\(nextName)"
+        entries[key] = (name, clock)
+        return .prepare(name: name, evicting: evicting)
+    }
+
+    /// The name `key` is prepared under, noting the use; nil when it is not cached.
+    public mutating func hit(_ key: Key) -> String? {
+        guard let entry = entries[key] else { return nil }
+        clock += 1
+        entries[key] = (entry.name, clock)
+        return entry.name
+    }
+
+    /// Drops `key` (its prepare failed, or the server no longer has it).
+    public mutating func forget(_ key: Key) {
+        entries.removeValue(forKey: key)
+    }
+
+    /// Drops everything (the session's prepared statements were discarded).
+    public mutating func removeAll() {
+        entries.removeAll()
+    }
+
+    /// Whether `sql` discards the session's prepared statements (`DISCARD ALL`,
+    /// `DEALLOCATE ALL`), so the cache must forget them too.
+    public static func discardsPrepared(_ sql: String) -> Bool {
+        let words = sql.lowercased().split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == ";" }).prefix(2)
+        guard let first = words.first else { return false }
+        return first == "discard" || (first == "deallocate")
+    }
+}
