@@ -78,8 +78,21 @@ public struct StatementCache: Sendable {
     /// Whether `sql` discards the session's prepared statements (`DISCARD ALL`,
     /// `DEALLOCATE ALL`), so the cache must forget them too.
     public static func discardsPrepared(_ sql: String) -> Bool {
-        let words = sql.lowercased().split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == ";" }).prefix(2)
-        guard let first = words.first else { return false }
-        return first == "discard" || (first == "deallocate")
+        // On every statement: look at the first word only, byte by byte.
+        var bytes = sql.utf8.makeIterator()
+        var word: [UInt8] = []
+        while let byte = bytes.next() {
+            let lower = byte | 0x20
+            if byte == 0x20 || byte == 0x0A || byte == 0x09 || byte == 0x0D {
+                if word.isEmpty { continue }
+                break
+            }
+            guard lower >= 0x61, lower <= 0x7A, word.count < 10 else { break }
+            word.append(lower)
+        }
+        return word == Self.discard || word == Self.deallocate
     }
+
+    private static let discard = Array("discard".utf8)
+    private static let deallocate = Array("deallocate".utf8)
 }

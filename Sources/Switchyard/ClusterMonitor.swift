@@ -159,10 +159,10 @@ public final class ClusterMonitor: Sendable {
             state.topology = topology
             state.rounds += 1
             for node in topology.nodes {
-                var history = state.history[node.name] ?? []
-                history.append(node)
-                if history.count > settings.historyLength { history.removeFirst(history.count - settings.historyLength) }
-                state.history[node.name] = history
+                // In place: copying the array out and back would copy every kept sample.
+                state.history[node.name, default: []].append(node)
+                let excess = state.history[node.name]!.count - settings.historyLength
+                if excess > 0 { state.history[node.name]!.removeFirst(excess) }
             }
             return topology
         }

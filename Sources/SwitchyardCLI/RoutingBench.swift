@@ -16,6 +16,9 @@ struct RoutingBench {
         var rawSelectsPerSecond: Double
         var routedSelectsPerSecond: Double
         var ratio: Double
+        /// This process's CPU time (user + system) per statement in each loop.
+        var rawCPUMicrosecondsPerSelect: Double
+        var routedCPUMicrosecondsPerSelect: Double
         /// pgbench, 1 client, simple protocol, `select 1`, in the same rounds; nil when
         /// pgbench is not installed.
         var pgbenchSelectsPerSecond: Double?
@@ -30,6 +33,8 @@ struct RoutingBench {
                 String(format: "routing decision: median %.0f ns, p99 %.0f ns (public read, batches of 1000)", decisionMedianNs, decisionP99Ns),
                 String(format: "SELECT 1 on %@: raw PostgresClient %.0f/s, routed (admin context) %.0f/s, routed/raw %.3f",
                        node, rawSelectsPerSecond, routedSelectsPerSecond, ratio),
+                String(format: "CPU of this process per SELECT 1: raw %.1f µs, routed %.1f µs",
+                       rawCPUMicrosecondsPerSelect, routedCPUMicrosecondsPerSelect),
             ]
             if let pgbenchSelectsPerSecond, let rawVsPgbench {
                 lines.append(String(format: "pgbench (1 client, simple protocol) %.0f/s, raw/pgbench %.3f", pgbenchSelectsPerSecond, rawVsPgbench))
@@ -93,11 +98,19 @@ struct RoutingBench {
         let raw = try await PostgresConnection.connect(endpoint.conninfo, label: endpoint.name)
         let pgbench = await Self.pgbenchPath()
         var rawCount = 0.0, routedCount = 0.0, pgbenchCount = 0.0
+        var rawCPU = 0.0, routedCPU = 0.0, rawCalls = 0.0, routedCalls = 0.0
         try await RoutingContext.admin.run {
             for _ in 0..<slices {
+                var cpu = BenchCommand.Monitor.cpuSeconds()
                 let rawRate = try await Self.loop(for: slice / 2) { _ = try await raw.query("select 1") }
+                rawCPU += BenchCommand.Monitor.cpuSeconds() - cpu
+                rawCalls += rawRate * (slice / 2).seconds
                 rawCount += rawRate
-                routedCount += try await Self.loop(for: slice / 2) { _ = try await cluster.query("select 1") }
+                cpu = BenchCommand.Monitor.cpuSeconds()
+                let routedRate = try await Self.loop(for: slice / 2) { _ = try await cluster.query("select 1") }
+                routedCPU += BenchCommand.Monitor.cpuSeconds() - cpu
+                routedCalls += routedRate * (slice / 2).seconds
+                routedCount += routedRate
                 if let pgbench {
                     pgbenchCount += try await Self.pgbench(pgbench, conninfo: endpoint.conninfo, transactions: max(Int(rawRate * (slice / 2).seconds), 100))
                 }
@@ -112,6 +125,7 @@ struct RoutingBench {
         return Report(
             decisionMedianNs: perCall[perCall.count / 2], decisionP99Ns: perCall[min(perCall.count - 1, perCall.count * 99 / 100)],
             rawSelectsPerSecond: rawRate, routedSelectsPerSecond: routed, ratio: routed / rawRate,
+            rawCPUMicrosecondsPerSelect: 1e6 * rawCPU / max(rawCalls, 1), routedCPUMicrosecondsPerSelect: 1e6 * routedCPU / max(routedCalls, 1),
             pgbenchSelectsPerSecond: pgbenchRate, rawVsPgbench: pgbenchRate.map { rawRate / $0 }, pooledConnections: pooled,
             pooledConnectionsRSSMegabytes: memory, node: primary.name)
     }

@@ -21,7 +21,8 @@ import Testing
         let started = clock.now
         let result = try await ChildProcess.run(["/bin/sh", "-c", "sleep 30 & echo started"])
         #expect(result.output == "started\n")
-        #expect(clock.now - started < .seconds(10), "the wait followed the background child")
+        // Well under the 30 s the background child lives, with room for a loaded machine.
+        #expect(clock.now - started < .seconds(25), "the wait followed the background child")
         _ = try await ChildProcess.run(["/usr/bin/pkill", "-f", "^sleep 30$"])
     }
 
