@@ -479,6 +479,7 @@ public final class PostgresConnection: @unchecked Sendable {
     private func nextResult(_ connection: OpaquePointer) async throws -> OpaquePointer? {
         while PQisBusy(connection) == 1 {
             if !waitInline(connection) {
+                Self.parkedWaits.add(1, ordering: .relaxed)
                 try await SocketPoller.shared.wait(registration, for: .read)
             }
             guard PQconsumeInput(connection) == 1 else { throw connectionError(connection) }
@@ -488,6 +489,10 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Statements in progress in this process.
     private static let inFlight = Atomic<Int>(0)
+    /// Waits for an answer that went through the poller (a hand-off) since the process
+    /// started; the others waited on their caller's thread.
+    public static var handOffs: Int { parkedWaits.load(ordering: .relaxed) }
+    private static let parkedWaits = Atomic<Int>(0)
     /// Whether a thread may wait for an answer itself: not on a single core, where it is
     /// the only thread Swift's tasks have.
     private static let inlineWaitAllowed = ProcessInfo.processInfo.activeProcessorCount > 1

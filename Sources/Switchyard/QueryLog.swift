@@ -88,7 +88,7 @@ public final class QueryLog: Sendable {
         self.init(capacity: capacity, file: try QueryLogFile(path: jsonLinesPath, maxBytes: maxBytes, keep: keep))
     }
 
-    func record(
+    public func record(
         context: String?, operation: StatementKind, node: String, reason: RouteReason, duration: Duration, rows: Int?,
         error: Error?, sql: String, parameters: [any PostgresEncodable] = []
     ) {

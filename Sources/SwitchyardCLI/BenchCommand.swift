@@ -128,6 +128,13 @@ extension BenchCommand {
             }
         }
 
+        /// User CPU time of this process so far.
+        static func userSeconds() -> Double {
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        }
+
         /// User and system CPU time of this process so far.
         static func cpuSeconds() -> Double {
             var usage = rusage()

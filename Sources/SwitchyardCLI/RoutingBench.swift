@@ -19,6 +19,16 @@ struct RoutingBench {
         /// This process's CPU time (user + system) per statement in each loop.
         var rawCPUMicrosecondsPerSelect: Double
         var routedCPUMicrosecondsPerSelect: Double
+        /// The user-space part of the above.
+        var rawUserMicrosecondsPerSelect: Double
+        var routedUserMicrosecondsPerSelect: Double
+        /// What the routed path adds, piece by piece (no statement sent): pool checkout
+        /// and return (with its liveness poll), and one query-log record.
+        var poolCheckoutNs: Double
+        /// Waits handed to the poller per statement (0: the caller's thread waited itself).
+        var rawHandOffsPerSelect: Double
+        var routedHandOffsPerSelect: Double
+        var logRecordNs: Double
         /// pgbench, 1 client, simple protocol, `select 1`, in the same rounds; nil when
         /// pgbench is not installed.
         var pgbenchSelectsPerSecond: Double?
@@ -33,8 +43,11 @@ struct RoutingBench {
                 String(format: "routing decision: median %.0f ns, p99 %.0f ns (public read, batches of 1000)", decisionMedianNs, decisionP99Ns),
                 String(format: "SELECT 1 on %@: raw PostgresClient %.0f/s, routed (admin context) %.0f/s, routed/raw %.3f",
                        node, rawSelectsPerSecond, routedSelectsPerSecond, ratio),
-                String(format: "CPU of this process per SELECT 1: raw %.1f µs, routed %.1f µs",
-                       rawCPUMicrosecondsPerSelect, routedCPUMicrosecondsPerSelect),
+                String(format: "CPU of this process per SELECT 1: raw %.1f µs (user %.1f), routed %.1f µs (user %.1f)",
+                       rawCPUMicrosecondsPerSelect, rawUserMicrosecondsPerSelect, routedCPUMicrosecondsPerSelect,
+                       routedUserMicrosecondsPerSelect),
+                String(format: "routed path pieces: pool checkout + return %.0f ns, query-log record %.0f ns", poolCheckoutNs, logRecordNs),
+                String(format: "hand-offs per SELECT 1: raw %.3f, routed %.3f", rawHandOffsPerSelect, routedHandOffsPerSelect),
             ]
             if let pgbenchSelectsPerSecond, let rawVsPgbench {
                 lines.append(String(format: "pgbench (1 client, simple protocol) %.0f/s, raw/pgbench %.3f", pgbenchSelectsPerSecond, rawVsPgbench))
@@ -98,17 +111,26 @@ struct RoutingBench {
         let raw = try await PostgresConnection.connect(endpoint.conninfo, label: endpoint.name)
         let pgbench = await Self.pgbenchPath()
         var rawCount = 0.0, routedCount = 0.0, pgbenchCount = 0.0
-        var rawCPU = 0.0, routedCPU = 0.0, rawCalls = 0.0, routedCalls = 0.0
+        var rawUser = 0.0, routedUser = 0.0
+        var rawCPU = 0.0, routedCPU = 0.0, rawCalls = 0.0, routedCalls = 0.0, rawHandOffs = 0, routedHandOffs = 0
         try await RoutingContext.admin.run {
             for _ in 0..<slices {
                 var cpu = BenchCommand.Monitor.cpuSeconds()
+                var user = BenchCommand.Monitor.userSeconds()
+                var handOffs = PostgresConnection.handOffs
                 let rawRate = try await Self.loop(for: slice / 2) { _ = try await raw.query("select 1") }
                 rawCPU += BenchCommand.Monitor.cpuSeconds() - cpu
+                rawUser += BenchCommand.Monitor.userSeconds() - user
+                user = BenchCommand.Monitor.userSeconds()
+                rawHandOffs += PostgresConnection.handOffs - handOffs
+                handOffs = PostgresConnection.handOffs
                 rawCalls += rawRate * (slice / 2).seconds
                 rawCount += rawRate
                 cpu = BenchCommand.Monitor.cpuSeconds()
                 let routedRate = try await Self.loop(for: slice / 2) { _ = try await cluster.query("select 1") }
                 routedCPU += BenchCommand.Monitor.cpuSeconds() - cpu
+                routedUser += BenchCommand.Monitor.userSeconds() - user
+                routedHandOffs += PostgresConnection.handOffs - handOffs
                 routedCalls += routedRate * (slice / 2).seconds
                 routedCount += routedRate
                 if let pgbench {
@@ -117,6 +139,19 @@ struct RoutingBench {
             }
         }
         await raw.close()
+        // The routed path's pieces, without a statement.
+        let pool = cluster.pool(primary.name)!
+        let pieces = 20_000
+        var started = clock.now
+        for _ in 0..<pieces { try await pool.withConnection { _ in } }
+        let poolNs = (clock.now - started).nanoseconds / Double(pieces)
+        started = clock.now
+        for _ in 0..<pieces {
+            cluster.log.record(
+                context: "admin", operation: .read, node: primary.name, reason: .primaryContext(context: "admin", operation: .read),
+                duration: .microseconds(50), rows: 1, error: nil, sql: "select 1")
+        }
+        let logNs = (clock.now - started).nanoseconds / Double(pieces)
         let rawRate = rawCount / Double(slices)
         let routed = routedCount / Double(slices)
         let pgbenchRate = pgbench == nil ? nil : pgbenchCount / Double(slices)
@@ -126,6 +161,9 @@ struct RoutingBench {
             decisionMedianNs: perCall[perCall.count / 2], decisionP99Ns: perCall[min(perCall.count - 1, perCall.count * 99 / 100)],
             rawSelectsPerSecond: rawRate, routedSelectsPerSecond: routed, ratio: routed / rawRate,
             rawCPUMicrosecondsPerSelect: 1e6 * rawCPU / max(rawCalls, 1), routedCPUMicrosecondsPerSelect: 1e6 * routedCPU / max(routedCalls, 1),
+            rawUserMicrosecondsPerSelect: 1e6 * rawUser / max(rawCalls, 1),
+            routedUserMicrosecondsPerSelect: 1e6 * routedUser / max(routedCalls, 1), poolCheckoutNs: poolNs, rawHandOffsPerSelect: Double(rawHandOffs) / max(rawCalls, 1),
+            routedHandOffsPerSelect: Double(routedHandOffs) / max(routedCalls, 1), logRecordNs: logNs,
             pgbenchSelectsPerSecond: pgbenchRate, rawVsPgbench: pgbenchRate.map { rawRate / $0 }, pooledConnections: pooled,
             pooledConnectionsRSSMegabytes: memory, node: primary.name)
     }

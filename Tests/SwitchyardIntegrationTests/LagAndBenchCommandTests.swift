@@ -124,6 +124,11 @@ extension ClusterTests {
             #expect((report["rawSelectsPerSecond"] as? Double ?? 0) > 0)
             #expect((report["routedSelectsPerSecond"] as? Double ?? 0) > 0)
             #expect(report["node"] as? String == "pg1")
+            // Where the routed path's time goes.
+            #expect((report["routedCPUMicrosecondsPerSelect"] as? Double ?? 0) > 0)
+            #expect((report["poolCheckoutNs"] as? Double ?? 0) > 0)
+            #expect((report["logRecordNs"] as? Double ?? 0) > 0)
+            #expect((report["routedHandOffsPerSelect"] as? Double ?? -1) >= 0)
             // 200 pooled connections opened and measured.
             #expect((report["pooledConnectionsRSSMegabytes"] as? Double ?? 0) > 0)
             if FileManager.default.isExecutableFile(atPath: "/usr/bin/pgbench") {
