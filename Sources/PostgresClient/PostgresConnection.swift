@@ -533,35 +533,32 @@ public final class PostgresConnection: @unchecked Sendable {
         try checkBeforeSending(connection)
         if StatementCache.discardsPrepared(sql) { cache.removeAll() }
         let key = StatementCache.Key(sql: sql, types: bindings.map(\.typeOID))
-        guard cache.capacity > 0, let name = cache.hit(key) else {
-            if cache.capacity == 0 {
-                try withParameters(bindings) { count, types, values, lengths, formats in
-                    guard PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 0) == 1 else {
-                        throw connectionError(connection)
-                    }
-                }
-                try await flush(connection)
-                return try await collectAll(connection)
+        if let name = cache.hit(key) {
+            do {
+                return try await sendPrepared(name, bindings, on: connection)
+            } catch let error as PostgresError where Self.preparedStatementGone(error) {
+                // Someone discarded it, or a table it reads changed shape: the server ran
+                // nothing. Prepare it afresh, once, unless the error aborted a transaction.
+                cache.forget(key)
+                noteTransactionState(connection)
+                guard transactionState == .idle else { throw error }
             }
-            return try await pipeline([[(sql, bindings)]], on: connection)[0].get()
         }
+        // New to this connection: prepared and executed in one round trip (or sent
+        // unnamed when it is not to be cached).
+        return try await pipeline([[(sql, bindings)]], on: connection)[0].get()
+    }
+
+    private func sendPrepared(_ name: String, _ bindings: [PostgresBinding], on connection: OpaquePointer) async throws
+        -> PostgresResult
+    {
         try withParameters(bindings) { count, _, values, lengths, formats in
             guard PQsendQueryPrepared(connection, name, count, values, lengths, formats, 0) == 1 else {
                 throw connectionError(connection)
             }
         }
         try await flush(connection)
-        do {
-            return try await collectAll(connection)
-        } catch let error as PostgresError where Self.preparedStatementGone(error) {
-            // Someone discarded it (DISCARD ALL), or a table it reads changed shape: the
-            // server ran nothing. Prepare it afresh, once, unless a transaction is now
-            // aborted by the error.
-            cache.forget(key)
-            noteTransactionState(connection)
-            guard transactionState == .idle else { throw error }
-            return try await pipeline([[(sql, bindings)]], on: connection)[0].get()
-        }
+        return try await collectAll(connection)
     }
 
     /// The server no longer has a cached statement (26000), or cannot reuse its plan

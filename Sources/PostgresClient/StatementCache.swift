@@ -27,6 +27,9 @@ public struct StatementCache: Sendable {
     }
 
     public let capacity: Int
+    /// Longer statements are sent unnamed: keeping them would hold their text here and
+    /// their plans on the server for statements that rarely repeat.
+    public static let longestCached = 16 << 10
     private var entries: [Key: (name: String, used: UInt64)] = [:]
     private var clock: UInt64 = 0
     private var nextName: UInt64 = 0
@@ -40,7 +43,7 @@ public struct StatementCache: Sendable {
     /// The plan for `key`, noting the use. A `.prepare` is counted as cached at once; call
     /// ``forget(_:)`` if preparing it fails.
     public mutating func plan(_ key: Key) -> Plan {
-        guard capacity > 0 else { return .unnamed }
+        guard Self.caches(key, capacity: capacity) else { return .unnamed }
         clock += 1
         if let entry = entries[key] {
             entries[key] = (entry.name, clock)
@@ -55,6 +58,12 @@ public struct StatementCache: Sendable {
         let name = "switchyard_\(nextName)"
         entries[key] = (name, clock)
         return .prepare(name: name, evicting: evicting)
+    }
+
+    /// Whether `key` is kept prepared at all: not when the cache is off, not for very long
+    /// statements, and not for those that discard prepared statements themselves.
+    static func caches(_ key: Key, capacity: Int) -> Bool {
+        capacity > 0 && key.sql.utf8.count <= longestCached && !discardsPrepared(key.sql)
     }
 
     /// The name `key` is prepared under, noting the use; nil when it is not cached.

@@ -191,8 +191,7 @@ public final class Cluster: Sendable {
         scope: RoutingScope?
     ) async throws -> RoutedResult {
         let pool = pools[decision.node]!
-        let clock = ContinuousClock()
-        let started = clock.now
+        let started = ContinuousClock.now
         if let position = decision.replayGuard, request.operation == .read {
             return try await guardedRead(request, decision, position: position, sql, parameters, scope: scope)
         }
@@ -210,21 +209,37 @@ public final class Cluster: Sendable {
                 }
                 return try await connection.query(sql, parameters)
             } }
-            log.record(
-                context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
-                duration: clock.now - started, rows: result.affectedRows, error: nil, sql: sql)
-            return RoutedResult(result: result, node: decision.node, reason: decision.reason)
+            return served(request, decision, result, sql, since: started)
         } catch {
-            log.record(
-                context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
-                duration: clock.now - started, rows: nil, error: error, sql: sql, parameters: parameters)
-            // Only a node that cannot be connected to at all is marked down here; one lost
-            // pooled connection is the pool's business, node health the monitor's.
-            if let error = error as? PostgresError, error.kind == .connectionFailed {
-                monitor.reportUnreachable(decision.node, error: error.message)
-            }
-            throw error
+            throw failed(request, decision, error, sql, parameters, since: started)
         }
+    }
+
+    /// Logs a statement `decision.node` served, and returns its routed result.
+    private func served(
+        _ request: RouteRequest, _ decision: RouteDecision, _ result: PostgresResult, _ sql: String,
+        since started: ContinuousClock.Instant
+    ) -> RoutedResult {
+        log.record(
+            context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
+            duration: .now - started, rows: result.affectedRows, error: nil, sql: sql)
+        return RoutedResult(result: result, node: decision.node, reason: decision.reason)
+    }
+
+    /// Logs a statement that failed on `decision.node`, and returns the error to throw.
+    private func failed(
+        _ request: RouteRequest, _ decision: RouteDecision, _ error: Error, _ sql: String, _ parameters: [any PostgresEncodable],
+        since started: ContinuousClock.Instant
+    ) -> Error {
+        log.record(
+            context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
+            duration: .now - started, rows: nil, error: error, sql: sql, parameters: parameters)
+        // Only a node that cannot be connected to at all is marked down here; one lost
+        // pooled connection is the pool's business, node health the monitor's.
+        if let error = error as? PostgresError, error.kind == .connectionFailed {
+            monitor.reportUnreachable(decision.node, error: error.message)
+        }
+        return error
     }
 
     /// A read on a replica that may not have replayed the token yet: sent with a replay
@@ -234,29 +249,19 @@ public final class Cluster: Sendable {
         scope: RoutingScope?
     ) async throws -> RoutedResult {
         let pool = pools[decision.node]!
-        let clock = ContinuousClock()
-        let started = clock.now
+        let started = ContinuousClock.now
         let outcome: PostgresConnection.GuardedResult
         do {
             outcome = try await Self.againIfNothingSent {
                 try await pool.withConnection { try await $0.query(sql, parameters, ifReplayed: position) }
             }
         } catch {
-            log.record(
-                context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
-                duration: clock.now - started, rows: nil, error: error, sql: sql, parameters: parameters)
-            if let error = error as? PostgresError, error.kind == .connectionFailed {
-                monitor.reportUnreachable(decision.node, error: error.message)
-            }
-            throw error
+            throw failed(request, decision, error, sql, parameters, since: started)
         }
         switch outcome {
         case .served(let result, let replayed):
             if let replayed { monitor.observeReplay(decision.node, at: replayed) }
-            log.record(
-                context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
-                duration: clock.now - started, rows: result.affectedRows, error: nil, sql: sql)
-            return RoutedResult(result: result, node: decision.node, reason: decision.reason)
+            return served(request, decision, result, sql, since: started)
         case .behind(let replayed):
             if let replayed { monitor.observeReplay(decision.node, at: replayed) }
             let topology = monitor.topology

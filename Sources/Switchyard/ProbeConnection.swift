@@ -27,6 +27,8 @@ final class ProbeConnection: Sendable {
     private let connection = Mutex<PostgresConnection?>(nil)
     /// The last `primary_conninfo` seen and its host:port: it rarely changes, and parsing
     /// it (to keep no password) is most of a probe's CPU.
+    /// Set when the round's deadline ended the probe in progress.
+    private let abandonedByRound = Mutex(false)
     private let upstreamCache = Mutex<(raw: String, endpoint: String)?>(nil)
 
     init(node: NodeEndpoint, connectTimeout: Duration) {
@@ -83,6 +85,7 @@ final class ProbeConnection: Sendable {
 
     /// Ends a probe still waiting on an open connection (the round's deadline passed).
     func abandon(limit: Duration) {
+        abandonedByRound.withLock { $0 = true }
         connection.withLock { $0 }?.abandonStatement(Self.noAnswer(limit))
     }
 
@@ -105,12 +108,11 @@ final class ProbeConnection: Sendable {
             // The usual case. The round keeps the deadline for all nodes with one timer and
             // calls `abandon` on a probe still waiting then: no timer per probe.
             limit = Self.answerLimit(deadline: deadline, interval: interval)
+            abandonedByRound.withLock { $0 = false }
             do {
                 outcome = .value(try await probe(on: existing))
-            } catch let error as PostgresError where error.kind == .connectionLost && error.message == Self.noAnswer(limit) {
-                outcome = .timedOut
             } catch {
-                outcome = .failed(error)
+                outcome = abandonedByRound.withLock { $0 } ? .timedOut : .failed(error)
             }
         } else {
             limit = deadline

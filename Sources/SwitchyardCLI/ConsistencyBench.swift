@@ -122,12 +122,16 @@ struct ConsistencyBench {
     /// has had `seconds`.
     func run(clients: Int, slice: Duration = .milliseconds(100), policies: [Policy] = Policy.allCases) async throws -> [Report] {
         var clusters: [Cluster] = []
-        for policy in policies {
-            let cluster = try Cluster(configuration: configuration(for: policy))
-            await cluster.start()
-            clusters.append(cluster)
+        do {
+            for policy in policies {
+                let cluster = try Cluster(configuration: configuration(for: policy))
+                await cluster.start()
+                clusters.append(cluster)
+            }
+        } catch {
+            for cluster in clusters { await cluster.shutdown() }
+            throw error
         }
-        defer { for cluster in clusters { Task { await cluster.shutdown() } } }
         // Warm-up: open each policy's connections before anything counts.
         for (index, policy) in policies.enumerated() {
             _ = await self.slice(policy, cluster: clusters[index], clients: clients, for: slice)

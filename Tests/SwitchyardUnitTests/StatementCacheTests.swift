@@ -42,6 +42,14 @@ import Testing
         #expect(cache.count == 0)
     }
 
+    @Test func longStatementsAndDiscardsAreSentUnnamed() {
+        var cache = StatementCache(capacity: 8)
+        let long = "select '" + String(repeating: "x", count: StatementCache.longestCached) + "'"
+        #expect(cache.plan(Key(sql: long, types: [])) == .unnamed)
+        #expect(cache.plan(Key(sql: "DISCARD ALL", types: [])) == .unnamed)
+        #expect(cache.count == 0)
+    }
+
     @Test func discardStatementsAreRecognised() {
         #expect(StatementCache.discardsPrepared("DISCARD ALL"))
         #expect(StatementCache.discardsPrepared("  deallocate all;"))
