@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let package = Package(
@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "Switchyard", targets: ["Switchyard"]),
         .library(name: "PostgresClient", targets: ["PostgresClient"]),
         .library(name: "LocalCluster", targets: ["LocalCluster"]),
+        .library(name: "SwitchyardHummingbird", targets: ["SwitchyardHummingbird"]),
         .executable(name: "switchyard", targets: ["SwitchyardCLI"]),
     ],
     dependencies: [
@@ -16,6 +17,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        // Only the web middleware and the sample storefront use it; without its optional
+        // traits it does not pull swift-configuration in.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // C libraries, through pkg-config.
@@ -36,6 +42,24 @@ let package = Package(
             name: "Switchyard",
             dependencies: [
                 "PostgresClient", .product(name: "TOMLKit", package: "TOMLKit"), .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Hummingbird 2 middleware over the framework-free request core in Switchyard.
+        .target(
+            name: "SwitchyardHummingbird",
+            dependencies: [
+                "Switchyard", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]
+        ),
+
+        // The sample web shop the demo drives over HTTP, and its sample schema.
+        .target(
+            name: "Storefront",
+            dependencies: [
+                "Switchyard", "SwitchyardHummingbird", "PostgresClient", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
 
@@ -68,6 +92,7 @@ let package = Package(
                 "Switchyard",
                 "Console",
                 "LocalCluster",
+                "Storefront",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -77,7 +102,7 @@ let package = Package(
         .testTarget(
             name: "SwitchyardUnitTests",
             dependencies: [
-                "PostgresClient", "Switchyard", "Console", "LocalCluster", "CNCurses",
+                "PostgresClient", "Switchyard", "Console", "LocalCluster", "CNCurses", "SwitchyardHummingbird",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             exclude: ["Golden"]
@@ -85,7 +110,10 @@ let package = Package(
         // Real cluster (primary + 2 replicas) started by SwitchyardTestSupport.
         .testTarget(
             name: "SwitchyardIntegrationTests",
-            dependencies: ["PostgresClient", "Switchyard", "Console", "LocalCluster", "SwitchyardTestSupport", "SwitchyardCLI"]
+            dependencies: [
+                "PostgresClient", "Switchyard", "Console", "LocalCluster", "SwitchyardTestSupport", "SwitchyardCLI", "Storefront",
+                "SwitchyardHummingbird", .product(name: "Hummingbird", package: "hummingbird"),
+            ]
         ),
     ]
 )

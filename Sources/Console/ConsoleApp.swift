@@ -14,16 +14,22 @@ public final class ConsoleApp: Sendable {
     public let cluster: Cluster
     public let theme: Theme
     public let initialTable: String?
+    /// Other processes' query logs shown in the pane beside this console's own.
+    public let follower: QueryLogFollower?
 
     private let inbox = Mutex<[ConsoleEvent]>([])
     private let work = Mutex<[Int: Task<Void, Never>]>([:])
     private let stopRequested = Atomic<Bool>(false)
 
-    public init(cluster: Cluster, theme: Theme, initialTable: String? = nil) {
+    public init(cluster: Cluster, theme: Theme, initialTable: String? = nil, follow patterns: [String] = []) {
         self.cluster = cluster
         self.theme = theme
         self.initialTable = initialTable
+        follower = patterns.isEmpty ? nil : QueryLogFollower(patterns: patterns)
     }
+
+    /// Entries of followed files kept for the pane (the newest).
+    static let followedKept = 300
 
     /// Hands an event to the UI loop (from any task).
     func post(_ event: ConsoleEvent) { inbox.withLock { $0.append(event) } }
@@ -130,23 +136,60 @@ public final class ConsoleApp: Sendable {
             }
         }
         let logFeed = Task {
-            // At most four redraws a second for the log, however busy the cluster is.
+            // At most five redraws a second for the log, however busy the cluster is.
             var lastID: UInt64 = 0
             var lastProblem: String?
+            var followed: [QueryLogEntry] = []
+            var followedChanged = false
+            var lastFiles = -1
             while !Task.isCancelled {
+                if let follower {
+                    let batch = follower.poll()
+                    if !batch.isEmpty {
+                        followed += batch.map { item in
+                            var entry = item.entry
+                            entry.source = item.source
+                            return entry
+                        }
+                        if followed.count > Self.followedKept { followed.removeFirst(followed.count - Self.followedKept) }
+                        followedChanged = true
+                    }
+                    let status = follower.status
+                    if status.files.count != lastFiles {
+                        lastFiles = status.files.count
+                        post(.followedFiles(lastFiles))
+                    }
+                    if let problem = status.problem, problem != lastProblem {
+                        post(.warning(problem))
+                        lastProblem = problem
+                    }
+                }
                 let tail = cluster.log.tail(200)
-                if let newest = tail.last?.id, newest != lastID {
+                if let newest = tail.last?.id, newest != lastID || followedChanged {
                     lastID = newest
-                    post(.log(tail))
+                    followedChanged = false
+                    post(.log(Self.merge(tail, followed)))
+                } else if followedChanged {
+                    followedChanged = false
+                    post(.log(Self.merge(tail, followed)))
                 }
                 // A failing query log file is reported once; the console carries on.
                 let problem = cluster.log.file?.problem
                 if let problem, problem != lastProblem { post(.warning(problem)) }
-                lastProblem = problem
-                try? await Task.sleep(for: .milliseconds(250))
+                lastProblem = problem ?? lastProblem
+                try? await Task.sleep(for: .milliseconds(200))
             }
         }
         return [topologyFeed, logFeed]
+    }
+
+    /// This console's entries and followed ones, by time, the newest 300.
+    static func merge(_ local: [QueryLogEntry], _ followed: [QueryLogEntry]) -> [QueryLogEntry] {
+        guard !followed.isEmpty else { return local }
+        let merged = (local + followed).enumerated().sorted { a, b in
+            a.element.time != b.element.time ? a.element.time < b.element.time : a.offset < b.offset
+        }.map(\.element)
+        return Array(merged.suffix(300))
     }
 
     private func installSignalHandlers() -> [DispatchSourceSignal] {

@@ -226,8 +226,25 @@ extension ConsoleState {
         switch focus {
         case .tables: return tablesCommand(command)
         case .grid: return gridCommand(command)
-        case .pane: return command == .refresh ? refresh() : []
+        case .pane: return paneCommand(command)
         }
+    }
+
+    private mutating func paneCommand(_ command: Command) -> [ConsoleEffect] {
+        switch command {
+        case .refresh: return refresh()
+        case .logAdminOnly: logContextFilter = logContextFilter == "admin" ? nil : "admin"
+        case .logPublicOnly: logContextFilter = logContextFilter == "public" ? nil : "public"
+        case .logNextSource:
+            let sources = logSources
+            if let current = logSourceFilter, let index = sources.firstIndex(of: current) {
+                logSourceFilter = index + 1 < sources.count ? sources[index + 1] : nil
+            } else {
+                logSourceFilter = sources.first
+            }
+        default: break
+        }
+        return []
     }
 
     private mutating func tablesCommand(_ command: Command) -> [ConsoleEffect] {

@@ -160,6 +160,9 @@ extension ConsoleState {
         case .log(let entries):
             log = entries
             return []
+        case .followedFiles(let count):
+            followedFiles = count
+            return []
         case .warning(let text):
             setMessage(text, error: true)
             return []

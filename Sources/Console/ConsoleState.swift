@@ -194,7 +194,14 @@ public struct ConsoleState: Sendable, Equatable {
     public var nodes: [NodeSummary] = []
     public var primaryName: String?
     public var splitBrain: [String] = []
+    /// The newest statements, oldest first: this console's own (`source` nil) and those
+    /// of followed query-log files (`source` set), merged by time.
     public var log: [QueryLogEntry] = []
+    /// Query-log pane filters: a context name, a source (``localLogSource`` for this console).
+    public var logContextFilter: String?
+    public var logSourceFilter: String?
+    /// Files followed with `--follow`, for the pane's title.
+    public var followedFiles = 0
     public var warnLag: Duration
     public var criticalLag: Duration
     public var nextRequest = 1
@@ -204,6 +211,27 @@ public struct ConsoleState: Sendable, Equatable {
     /// `schema.table` to open once the table list arrives (`--table`).
     public var openOnLoad: String?
     public var quit = false
+
+    /// How the pane labels this console's own statements.
+    public static let localLogSource = "console"
+
+    /// Every source in the log, this console first.
+    public var logSources: [String] {
+        var sources = [Self.localLogSource]
+        for entry in log {
+            if let source = entry.source, !sources.contains(source) { sources.append(source) }
+        }
+        return sources
+    }
+
+    /// The log as the pane shows it, filters applied.
+    public var visibleLog: [QueryLogEntry] {
+        guard logContextFilter != nil || logSourceFilter != nil else { return log }
+        return log.filter { entry in
+            (logContextFilter == nil || entry.context == logContextFilter)
+                && (logSourceFilter == nil || (entry.source ?? Self.localLogSource) == logSourceFilter)
+        }
+    }
 
     public init(width: Int, height: Int, clusterName: String, warnLag: Duration = .milliseconds(200), criticalLag: Duration = .seconds(1)) {
         self.width = width
@@ -266,6 +294,8 @@ public enum ConsoleEvent: Sendable {
     case openNamed(String)
     case topology(Topology, history: [String: [Double?]])
     case log([QueryLogEntry])
+    /// How many files `--follow` matches now.
+    case followedFiles(Int)
     /// Something the user should know that is not the answer to a request.
     case warning(String)
 }

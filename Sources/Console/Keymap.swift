@@ -40,6 +40,7 @@ public enum Command: Sendable, Equatable {
     case nextOperator, previousOperator
     case confirm, dismiss, editAgain, rerun, promote, cancelQuery
     case scrollUp, scrollDown, externalEdit
+    case logAdminOnly, logPublicOnly, logNextSource
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -143,6 +144,10 @@ public enum Keymap {
 
         // Side pane.
         Binding([.character("r")], [.pane], .refresh, hint: "refresh", help: "reload the open table's rows (or the table list)"),
+        Binding([.character("A")], [.pane], .logAdminOnly, hint: "admin", help: "query log: only admin-context statements (again: all)"),
+        Binding([.character("P")], [.pane], .logPublicOnly, hint: "public", help: "query log: only public-context statements (again: all)"),
+        Binding([.character("S")], [.pane], .logNextSource, hint: "source",
+                help: "query log: only one source (this console, or a followed app), next on each press, then all"),
 
         // Anywhere while browsing.
         Binding([.tab], [.browse], .focusNext, hint: "focus", help: "move focus: tables, records, nodes and log"),

@@ -296,16 +296,23 @@ public enum Renderer {
         }
         y += 1
         guard y < area.y + area.height - 1 else { return }
-        screen.put("Query log", x: x, y: y, role: focused ? .focus_border : .border)
+        var title = "Query log"
+        if state.followedFiles > 0 { title += " +\(state.followedFiles) followed" }
+        let filters = [state.logContextFilter, state.logSourceFilter].compactMap { $0 }
+        if !filters.isEmpty { title += " [\(filters.joined(separator: ", "))]" }
+        screen.put(title, x: x, y: y, role: focused ? .focus_border : .border, limit: width)
         y += 1
         let rows = area.y + area.height - y
         guard rows > 0 else { return }
-        for entry in state.log.suffix(rows) {
+        let log = state.visibleLog
+        let labelled = log.contains { $0.source != nil }
+        for entry in log.suffix(rows) {
             let context = entry.context ?? "-"
             let role: StyleRole = entry.error != nil ? .lag_critical : context == "admin" ? .log_admin : .log_public
             let duration = entry.durationMs < 10 ? String(format: "%.1f", entry.durationMs) : String(format: "%.0f", entry.durationMs)
             let tag = context == "admin" ? "A" : context == "public" ? "P" : String(context.prefix(1))
-            let line = "\(clock(entry.time)) \(tag) \(entry.node) \(duration) \(entry.sql.split(whereSeparator: \.isWhitespace).joined(separator: " "))"
+            let source = labelled ? " " + String((entry.source ?? ConsoleState.localLogSource).prefix(10)) : ""
+            let line = "\(clock(entry.time))\(source) \(tag) \(entry.node) \(duration) \(entry.sql.split(whereSeparator: \.isWhitespace).joined(separator: " "))"
             screen.put(line, x: x, y: y, role: role, limit: width)
             y += 1
         }

@@ -44,7 +44,7 @@ public final class Cluster: Sendable {
             capacity: configuration.queryLogCapacity,
             file: configuration.queryLogFile.map {
                 try QueryLogFile(path: $0, maxBytes: configuration.queryLogMaxBytes, keep: configuration.queryLogKeep)
-            })
+            }, source: configuration.queryLogSource)
         defaultRouter = DefaultRouter(
             selection: configuration.replicaSelection, maxReplicaLag: configuration.maxReplicaLag,
             consistency: configuration.consistency, replayGuard: configuration.replayGuard)
@@ -220,9 +220,11 @@ public final class Cluster: Sendable {
         _ request: RouteRequest, _ decision: RouteDecision, _ result: PostgresResult, _ sql: String,
         since started: ContinuousClock.Instant
     ) -> RoutedResult {
+        let duration = ContinuousClock.now - started
         log.record(
             context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
-            duration: .now - started, rows: result.affectedRows, error: nil, sql: sql)
+            duration: duration, rows: result.affectedRows, error: nil, sql: sql)
+        RoutingScope.current?.trace?.add(decision.node, duration)
         return RoutedResult(result: result, node: decision.node, reason: decision.reason)
     }
 
@@ -231,9 +233,11 @@ public final class Cluster: Sendable {
         _ request: RouteRequest, _ decision: RouteDecision, _ error: Error, _ sql: String, _ parameters: [any PostgresEncodable],
         since started: ContinuousClock.Instant
     ) -> Error {
+        let duration = ContinuousClock.now - started
         log.record(
             context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
-            duration: .now - started, rows: nil, error: error, sql: sql, parameters: parameters)
+            duration: duration, rows: nil, error: error, sql: sql, parameters: parameters)
+        RoutingScope.current?.trace?.add(decision.node, duration)
         // Only a node that cannot be connected to at all is marked down here; one lost
         // pooled connection is the pool's business, node health the monitor's.
         if let error = error as? PostgresError, error.kind == .connectionFailed {
@@ -367,14 +371,18 @@ public final class Cluster: Sendable {
             do {
                 let value = try await body()
                 let rows = (value as? PostgresResult)?.affectedRows ?? (value as? (PostgresResult, LSN?))?.0.affectedRows
+                let duration = clock.now - started
                 cluster.log.record(
                     context: context?.name, operation: operation, node: node, reason: .transaction,
-                    duration: clock.now - started, rows: rows, error: nil, sql: sql)
+                    duration: duration, rows: rows, error: nil, sql: sql)
+                RoutingScope.current?.trace?.add(node, duration)
                 return value
             } catch {
+                let duration = clock.now - started
                 cluster.log.record(
                     context: context?.name, operation: operation, node: node, reason: .transaction,
-                    duration: clock.now - started, rows: nil, error: error, sql: sql, parameters: parameters)
+                    duration: duration, rows: nil, error: error, sql: sql, parameters: parameters)
+                RoutingScope.current?.trace?.add(node, duration)
                 throw error
             }
         }

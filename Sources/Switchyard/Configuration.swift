@@ -151,6 +151,15 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var queryLogFile: String?
     public var queryLogMaxBytes = 64 << 20
     public var queryLogKeep = 3
+    /// `[query_log] source`: the name this process's entries carry in the file (an app
+    /// name), so a console following several files can tell them apart.
+    public var queryLogSource: String?
+
+    /// `[http]`: how a web app's requests choose their routing context.
+    public var http = HTTPRouting()
+
+    /// `[console] follow`: query-log files (globs) of other processes the console tails.
+    public var consoleFollow: [String] = []
 
     /// `[console] theme` (default "default").
     public var theme = "default"
@@ -199,7 +208,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
         let root = try ConfigurationError.parseTOML(text, file: file)
         let reader = TOMLReader(file: file, text: text)
         var config = ClusterConfiguration()
-        try reader.allowOnly(["cluster", "nodes", "routing", "monitor", "pool", "query_log", "console"], in: root, section: nil)
+        try reader.allowOnly(["cluster", "nodes", "routing", "monitor", "pool", "query_log", "console", "http"], in: root, section: nil)
 
         if let cluster = try reader.table(root, "cluster") {
             try reader.allowOnly(["name"], in: cluster, section: "cluster")
@@ -271,17 +280,93 @@ public struct ClusterConfiguration: Sendable, Equatable {
                 ?? config.connectTimeout
         }
         if let log = try reader.table(root, "query_log") {
-            try reader.allowOnly(["capacity", "file", "max_bytes", "keep"], in: log, section: "query_log")
+            try reader.allowOnly(["capacity", "file", "max_bytes", "keep", "source"], in: log, section: "query_log")
+            config.queryLogSource = try reader.string(log, "source", section: "query_log")
             config.queryLogCapacity = try reader.int(log, "capacity", section: "query_log", min: 1, max: 10_000_000) ?? config.queryLogCapacity
             config.queryLogFile = try reader.string(log, "file", section: "query_log")
             config.queryLogMaxBytes = try reader.int(log, "max_bytes", section: "query_log", min: 0, max: 1 << 40) ?? config.queryLogMaxBytes
             config.queryLogKeep = try reader.int(log, "keep", section: "query_log", min: 0, max: 100) ?? config.queryLogKeep
         }
         if let console = try reader.table(root, "console") {
-            try reader.allowOnly(["theme"], in: console, section: "console")
+            try reader.allowOnly(["theme", "follow"], in: console, section: "console")
             config.theme = try reader.string(console, "theme", section: "console") ?? config.theme
+            config.consoleFollow = try reader.strings(console, "follow", section: "console") ?? []
+        }
+        if let http = try reader.table(root, "http") {
+            config.http = try parseHTTP(http, reader: reader)
         }
         return config
+    }
+
+    private static func parseHTTP(_ table: TOMLTable, reader: TOMLReader) throws -> HTTPRouting {
+        try reader.allowOnly(
+            ["default_context", "cookie_name", "cookie_max_age_s", "server_timing", "trust_forwarded_proto", "rules"], in: table,
+            section: "http")
+        var http = HTTPRouting()
+        func context(_ name: String, key: String) throws -> RoutingContext {
+            switch name {
+            case "admin": return .admin
+            case "public": return .public
+            default:
+                throw ConfigurationError(
+                    file: reader.file, line: reader.line(of: key, value: name),
+                    message: "[http] unknown context \"\(name)\" (known: admin, public)")
+            }
+        }
+        if let name = try reader.string(table, "default_context", section: "http") {
+            http.defaultContext = try context(name, key: "default_context")
+        }
+        if let name = try reader.string(table, "cookie_name", section: "http") {
+            guard HTTPRouting.isValidCookieName(name) else {
+                throw ConfigurationError(
+                    file: reader.file, line: reader.line(of: "cookie_name"),
+                    message: "[http] cookie_name must be letters, digits and !#$%&'*+-.^_`|~ (an HTTP token)")
+            }
+            http.cookieName = name
+        }
+        http.cookieMaxAge = try reader.int(table, "cookie_max_age_s", section: "http", min: 1, max: 400 * 86_400) ?? http.cookieMaxAge
+        http.serverTiming = try reader.bool(table, "server_timing", section: "http") ?? http.serverTiming
+        http.trustForwardedProto = try reader.bool(table, "trust_forwarded_proto", section: "http") ?? http.trustForwardedProto
+        if let value = table["rules"] {
+            guard let array = value.array else {
+                throw ConfigurationError(file: reader.file, line: reader.line(of: "rules"), message: "[http] rules must be [[http.rules]] tables")
+            }
+            var rules: [HTTPRoutingRule] = []
+            for index in 0..<array.count {
+                let line = reader.line(ofTableArray: "http.rules", index: index)
+                guard let rule = array[index].table else {
+                    throw ConfigurationError(file: reader.file, line: line, message: "http.rules[\(index)] is not a table")
+                }
+                try reader.allowOnly(["path_prefix", "methods", "header", "header_value", "context"], in: rule, section: "http.rules")
+                guard let name = try reader.string(rule, "context", section: "http.rules") else {
+                    throw ConfigurationError(file: reader.file, line: line, message: "[[http.rules]] needs context = \"admin\" or \"public\"")
+                }
+                let prefix = try reader.string(rule, "path_prefix", section: "http.rules")
+                if let prefix, !prefix.hasPrefix("/") {
+                    throw ConfigurationError(
+                        file: reader.file, line: reader.line(of: "path_prefix", value: prefix),
+                        message: "[[http.rules]] path_prefix must start with /")
+                }
+                let methods = try reader.strings(rule, "methods", section: "http.rules")
+                let header = try reader.string(rule, "header", section: "http.rules")
+                let headerValue = try reader.string(rule, "header_value", section: "http.rules")
+                if headerValue != nil, header == nil {
+                    throw ConfigurationError(
+                        file: reader.file, line: reader.line(of: "header_value"), message: "[[http.rules]] header_value needs header")
+                }
+                if prefix == nil, methods == nil, header == nil {
+                    throw ConfigurationError(
+                        file: reader.file, line: line,
+                        message: "[[http.rules]] needs at least one of path_prefix, methods, header (use default_context for all requests)")
+                }
+                rules.append(
+                    HTTPRoutingRule(
+                        pathPrefix: prefix, methods: methods, header: header, headerValue: headerValue,
+                        context: try context(name, key: "context")))
+            }
+            http.rules = rules
+        }
+        return http
     }
 }
 
@@ -372,6 +457,18 @@ public struct TOMLReader: Sendable {
     /// A duration given in whole milliseconds (at most a day).
     func milliseconds(_ table: TOMLTable, _ key: String, section: String, min: Int) throws -> Duration? {
         try int(table, key, section: section, min: min, max: 86_400_000).map { .milliseconds($0) }
+    }
+
+    /// An array of strings.
+    func strings(_ table: TOMLTable, _ key: String, section: String) throws -> [String]? {
+        guard let value = table[key] else { return nil }
+        guard let array = value.array else { throw typeError(key, section: section, expected: "an array of strings") }
+        var strings: [String] = []
+        for index in 0..<array.count {
+            guard let string = array[index].string else { throw typeError(key, section: section, expected: "an array of strings") }
+            strings.append(string)
+        }
+        return strings
     }
 
     func bool(_ table: TOMLTable, _ key: String, section: String) throws -> Bool? {

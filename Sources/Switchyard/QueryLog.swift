@@ -3,7 +3,13 @@ import PostgresClient
 import Synchronization
 
 /// One statement as the cluster ran it. Parameter values are never kept: only the SQL.
+///
+/// In a query-log file (JSON Lines, see the README) each entry is one object with a
+/// format version `"v": 1`; readers skip lines of other versions.
 public struct QueryLogEntry: Sendable, Codable, Equatable {
+    /// The format version this code writes.
+    public static let formatVersion = 1
+
     public var id: UInt64
     public var time: Date
     /// Routing context name; nil when there was none.
@@ -18,10 +24,14 @@ public struct QueryLogEntry: Sendable, Codable, Equatable {
     /// The error, with SQLSTATE, when the statement failed.
     public var error: String?
     public var sql: String
+    /// The process that ran it (`[query_log] source`, e.g. an app's name); nil for this process.
+    public var source: String?
+    /// Its process id, when read from a file.
+    public var pid: Int32?
 
     public init(
         id: UInt64, time: Date, context: String?, operation: StatementKind, node: String, reason: String, durationMs: Double,
-        rows: Int?, error: String?, sql: String
+        rows: Int?, error: String?, sql: String, source: String? = nil, pid: Int32? = nil
     ) {
         self.id = id
         self.time = time
@@ -33,6 +43,63 @@ public struct QueryLogEntry: Sendable, Codable, Equatable {
         self.rows = rows
         self.error = error
         self.sql = sql
+        self.source = source
+        self.pid = pid
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case v, id, time, context, operation, node, reason, durationMs, rows, error, sql, source, pid
+    }
+
+    public struct UnsupportedVersion: Error, CustomStringConvertible {
+        public var version: Int
+        public var description: String { "query-log format version \(version) (this program reads \(QueryLogEntry.formatVersion))" }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let version = try container.decodeIfPresent(Int.self, forKey: .v) ?? 1
+        guard version == Self.formatVersion else { throw UnsupportedVersion(version: version) }
+        id = try container.decode(UInt64.self, forKey: .id)
+        let time = try container.decode(String.self, forKey: .time)
+        guard let date = Self.parseTime(time) else {
+            throw DecodingError.dataCorruptedError(forKey: .time, in: container, debugDescription: "not an ISO 8601 time: \(time)")
+        }
+        self.time = date
+        context = try container.decodeIfPresent(String.self, forKey: .context)
+        operation = try container.decode(StatementKind.self, forKey: .operation)
+        node = try container.decode(String.self, forKey: .node)
+        reason = try container.decodeIfPresent(String.self, forKey: .reason) ?? ""
+        durationMs = try container.decode(Double.self, forKey: .durationMs)
+        rows = try container.decodeIfPresent(Int.self, forKey: .rows)
+        error = try container.decodeIfPresent(String.self, forKey: .error)
+        sql = try container.decode(String.self, forKey: .sql)
+        source = try container.decodeIfPresent(String.self, forKey: .source)
+        pid = try container.decodeIfPresent(Int32.self, forKey: .pid)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(Self.formatVersion, forKey: .v)
+        try container.encode(id, forKey: .id)
+        try container.encode(time.formatted(Self.timeStyle), forKey: .time)
+        try container.encodeIfPresent(context, forKey: .context)
+        try container.encode(operation, forKey: .operation)
+        try container.encode(node, forKey: .node)
+        try container.encode(reason, forKey: .reason)
+        try container.encode(durationMs, forKey: .durationMs)
+        try container.encodeIfPresent(rows, forKey: .rows)
+        try container.encodeIfPresent(error, forKey: .error)
+        try container.encode(sql, forKey: .sql)
+        try container.encodeIfPresent(source, forKey: .source)
+        try container.encodeIfPresent(pid, forKey: .pid)
+    }
+
+    /// UTC with milliseconds: `2026-11-27T18:20:16.123Z`.
+    static let timeStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
+    static func parseTime(_ text: String) -> Date? {
+        (try? timeStyle.parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text))
     }
 }
 
@@ -72,13 +139,17 @@ public final class QueryLog: Sendable {
     private let broadcast = Broadcast<QueryLogEntry>()
     /// The JSON Lines file, if any.
     public let file: QueryLogFile?
+    /// Written into each line of the file (`[query_log] source`).
+    public let source: String?
+    private static let pid = getpid()
 
     /// - Parameters:
     ///   - capacity: entries kept in memory (default 10 000); the oldest go first.
     ///   - file: when set, every entry is also appended to it, one JSON object a line.
-    public init(capacity: Int = 10_000, file: QueryLogFile? = nil) {
+    public init(capacity: Int = 10_000, file: QueryLogFile? = nil, source: String? = nil) {
         self.capacity = max(capacity, 1)
         self.file = file
+        self.source = source
         state = Mutex(State())
     }
 
@@ -115,9 +186,13 @@ public final class QueryLog: Sendable {
             return record
         }
         guard file != nil || broadcast.hasSubscribers else { return }
-        let entry = record.entry
+        var entry = record.entry
         broadcast.send(entry)
-        if let file, let line = try? JSONEncoder.queryLog.encode(entry) { file.append(line) }
+        if let file {
+            entry.source = source
+            entry.pid = Self.pid
+            if let line = try? JSONEncoder.queryLog.encode(entry) { file.append(line) }
+        }
     }
 
     /// `message` with the parameter values taken out: the server quotes bad input in its
@@ -170,7 +245,6 @@ public final class QueryLog: Sendable {
 extension JSONEncoder {
     static let queryLog: JSONEncoder = {
         let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
     }()

@@ -63,7 +63,7 @@ public struct SkippedNode: Sendable, Equatable, CustomStringConvertible {
 
 /// Why a statement went where it went. Kept structured, not as text, so routing stays
 /// allocation-light; the query log renders it for every entry.
-public indirect enum RouteReason: Sendable, Equatable, CustomStringConvertible {
+public enum RouteReason: Sendable, Equatable, CustomStringConvertible {
     /// A write, or a context that reads from the primary (`admin → pg1`).
     case primaryContext(context: String, operation: StatementKind)
     /// No routing context: the safe default.
@@ -82,7 +82,7 @@ public indirect enum RouteReason: Sendable, Equatable, CustomStringConvertible {
     /// with a replay guard, and ran only because the replica had caught up.
     case guarded(context: String, selection: ReplicaSelection, token: LSN)
     /// The first node failed with a connection error; retried here.
-    case retry(failed: String, error: String, then: RouteReason)
+    indirect case retry(failed: String, error: String, then: RouteReason)
 
     public var description: String { render(node: nil) }
 

@@ -54,10 +54,13 @@ public final class RoutingScope: Sendable {
 
     public let context: RoutingContext
     public let session: ConsistencySession
+    /// Where a web request's statements ran, for `Server-Timing`; nil when not wanted.
+    let trace: RequestTrace?
 
-    init(context: RoutingContext, session: ConsistencySession) {
+    init(context: RoutingContext, session: ConsistencySession, trace: RequestTrace? = nil) {
         self.context = context
         self.session = session
+        self.trace = trace
     }
 }
 

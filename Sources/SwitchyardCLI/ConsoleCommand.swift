@@ -14,13 +14,18 @@ struct ConsoleCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
     @Option(help: "Theme name (Themes/NAME.toml) or path to a theme file.") var theme: String?
     @Option(help: "Open this table at once, as SCHEMA.TABLE.") var table: String?
+    @Option(
+        name: .customLong("follow"),
+        help: ArgumentHelp(
+            "Also show another process's JSON Lines query log (repeatable; globs allowed; adds to [console] follow).",
+            valueName: "file"))
+    var follow: [String] = []
 
     func run() async throws {
-
         try logging.bootstrap(fullScreen: true)
         let configuration = try config.load()
         let theme = try loadTheme(self.theme ?? configuration.theme)
-        try await runConsole(configuration: configuration, theme: theme, table: table)
+        try await runConsole(configuration: configuration, theme: theme, table: table, follow: configuration.consoleFollow + follow)
     }
 }
 
@@ -29,8 +34,10 @@ func loadTheme(_ nameOrPath: String) throws -> Theme {
     try Theme.load(nameOrPath)
 }
 
-func runConsole(configuration: ClusterConfiguration, theme: Theme, table: String?, beside: (@Sendable (Cluster) -> Task<Void, Never>)? = nil)
-    async throws
+func runConsole(
+    configuration: ClusterConfiguration, theme: Theme, table: String?, follow: [String] = [],
+    beside: (@Sendable (Cluster) -> Task<Void, Never>)? = nil
+) async throws
 {
     guard isatty(STDIN_FILENO) == 1, isatty(STDOUT_FILENO) == 1 else {
         throw UsageError("the console needs a terminal (stdin and stdout must be a tty)")
@@ -38,7 +45,7 @@ func runConsole(configuration: ClusterConfiguration, theme: Theme, table: String
     let cluster = try Cluster(configuration: configuration)
     await cluster.start()
     let sideTask = beside?(cluster)
-    let app = ConsoleApp(cluster: cluster, theme: theme, initialTable: table)
+    let app = ConsoleApp(cluster: cluster, theme: theme, initialTable: table, follow: follow)
     await app.run { NCursesDriver(theme: theme) }
     sideTask?.cancel()
     await sideTask?.value

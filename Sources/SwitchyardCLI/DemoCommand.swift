@@ -3,21 +3,29 @@ import Console
 import Foundation
 import LocalCluster
 import PostgresClient
+import Storefront
 import Switchyard
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Start the local cluster, load sample data once, run light site traffic, and open the console.",
+        abstract: "Start the local cluster, load sample data once, start the sample storefront, send it traffic, and open the console.",
         discussion: """
-            The site traffic reads through the router in the public context, so the side pane \
-            shows replica reads next to the console's primary-only statements. The cluster \
-            keeps running after you quit.
+            The storefront (`switchyard storefront`) runs as its own process and writes its query \
+            log to a file the console follows, so the side pane shows the shop's requests — \
+            public reads on replicas, visitors' read-backs, admin pages on the primary — next to \
+            the console's own statements. Quitting the console stops the storefront; the cluster \
+            keeps running.
             """)
 
     @OptionGroup var directory: ClusterDirectoryOption
     @Option(help: "Port of pg1; replicas take the following ports.") var port = 55432
-    @Flag(help: "Do not run the background public read traffic.") var noTraffic = false
+    @Flag(help: "Do not send the storefront traffic (it still runs, for your own requests).") var noTraffic = false
+    @Option(help: "Port of the storefront (0: any free port).") var storefrontPort = 0
     @Option(help: "Theme name (Themes/NAME.toml) or path to a theme file.") var theme: String?
     @Option(help: "Open this table at once, as SCHEMA.TABLE.") var table: String?
     @OptionGroup var logging: LoggingOptions
@@ -31,163 +39,109 @@ struct DemoCommand: AsyncParsableCommand {
         guard let primary = statuses.first(where: { $0.role == .primary }) else {
             throw LocalClusterError(.notRunning, "no running primary in \(cluster.directory.path)")
         }
-        try await DemoData.loadIfMissing(conninfo: cluster.conninfo(for: primary.node)) { print("  \($0)") }
+        try await SampleShop.loadIfMissing(conninfo: cluster.conninfo(for: primary.node)) { print("  \($0)") }
         var configuration = try ClusterConfiguration.load(path: cluster.configURL.path)
         configuration.name = "demo"
-        let startTraffic: @Sendable (Cluster) -> Task<Void, Never> = { DemoData.publicTraffic(on: $0) }
-        let traffic = noTraffic ? nil : startTraffic
-        try await runConsole(configuration: configuration, theme: theme, table: table, beside: traffic)
+        let queryLog = cluster.directory.appendingPathComponent("storefront-queries.jsonl").path
+        let storefront = try await StorefrontProcess.start(
+            config: cluster.configURL.path, port: storefrontPort, queryLog: queryLog,
+            output: cluster.directory.appendingPathComponent("storefront.log").path)
+        print("storefront: \(storefront.baseURL.absoluteString) (its query log: \(queryLog))")
+        let baseURL = storefront.baseURL
+        var traffic: (@Sendable (Cluster) -> Task<Void, Never>)?
+        if !noTraffic { traffic = { _ in ShopTraffic.start(baseURL: baseURL) } }
+        do {
+            try await runConsole(configuration: configuration, theme: theme, table: table, follow: [queryLog], beside: traffic)
+        } catch {
+            await storefront.stop()
+            throw error
+        }
+        await storefront.stop()
         print("The demo cluster keeps running. Stop it with: switchyard cluster down --dir \(cluster.directory.path)")
     }
 }
 
-/// The sample schema and the light public traffic of `switchyard demo`.
-enum DemoData {
-    static func loadIfMissing(conninfo: String, progress: @Sendable (String) -> Void) async throws {
-        let connection = try await PostgresConnection.connect(conninfo, label: "pg1", options: ConnectOptions(connectTimeout: .seconds(5)))
-        try await connection.closing { connection in
-            let done = try await connection.query("select to_regclass('demo.loaded_at') is not null").scalar(Bool.self) ?? false
-            if done {
-                progress("sample data already loaded (schema demo)")
-                return
+/// The storefront as a child process of the demo.
+struct StorefrontProcess: Sendable {
+    let process: Process
+    let baseURL: URL
+
+    /// Starts `switchyard storefront` (this same program) and waits until it listens.
+    static func start(config: String, port: Int, queryLog: String, output: String) async throws -> StorefrontProcess {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try selfExecutable())
+        process.arguments = [
+            "storefront", "--config", config, "--port", String(port), "--query-log", queryLog, "--exit-with-parent",
+        ]
+        FileManager.default.createFile(atPath: output, contents: nil, attributes: [.posixPermissions: 0o600])
+        guard let log = FileHandle(forWritingAtPath: output) else { throw UsageError("cannot write \(output)") }
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("listening on ") }),
+                let url = URL(string: String(line.dropFirst("listening on ".count)))
+            {
+                return StorefrontProcess(process: process, baseURL: url)
             }
-            progress("loading sample data (schema demo, 1 000 000 events; once)…")
-            let started = ContinuousClock.now
-            _ = try await connection.execute(script: schema)
-            progress("sample data loaded in \(ContinuousClock.now - started)")
+            if !process.isRunning {
+                throw UsageError("the storefront stopped (status \(process.terminationStatus)): \(text.suffix(600))")
+            }
+            try await Task.sleep(for: .milliseconds(100))
         }
+        process.terminate()
+        throw UsageError("the storefront did not start listening within 60 s; see \(output)")
     }
 
-    /// Reads of products and customers in the public context, ten a second, and a page
-    /// view counted now and then: enough to see replica routing in the side pane.
-    static func publicTraffic(on cluster: Cluster) -> Task<Void, Never> {
+    /// SIGTERM, then up to 10 s for a graceful stop, then SIGKILL.
+    func stop() async {
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = ContinuousClock.now + .seconds(10)
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    /// The path of the running program.
+    static func selfExecutable() throws -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard count > 0 else { return CommandLine.arguments[0] }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// The demo's site traffic, as real HTTP requests to the storefront: visitors browse
+/// products (public reads), now and then one renames themself and reads the profile back
+/// (a write, then a read-back that must see it: the token cookie at work), and staff
+/// open a customer on the admin pages.
+enum ShopTraffic {
+    static func start(baseURL: URL) -> Task<Void, Never> {
         Task {
+            let visitors = (0..<4).map { _ in StorefrontVisitor(baseURL: baseURL) }
+            let staff = StorefrontVisitor(baseURL: baseURL)
             var tick = 0
             while !Task.isCancelled {
                 tick += 1
-                await RoutingContext.public.run {
-                    do {
-                        _ = try await cluster.query(
-                            "select id, name, price from demo.products where id = $1", [Int.random(in: 1...2000)], table: "demo.products")
-                        if tick % 3 == 0 {
-                            _ = try await cluster.query(
-                                "select id, name, country from demo.customers where id = $1", [Int.random(in: 1...20000)],
-                                table: "demo.customers")
-                        }
-                        if tick % 25 == 0 {
-                            try await cluster.execute(
-                                "update demo.products set views = views + 1 where id = $1", [Int.random(in: 1...2000)],
-                                table: "demo.products")
-                        }
-                    } catch {
-                        // The pane shows failures; the traffic just goes on.
+                let visitor = visitors[tick % visitors.count]
+                do {
+                    _ = try await visitor.get("/api/products/\(Int.random(in: 1...2000))")
+                    if tick % 4 == 0 { _ = try await visitor.get("/api/products?after=\(Int.random(in: 0...1900))&limit=20") }
+                    if tick % 7 == 0 { _ = try await visitor.get("/api/customers/\(Int.random(in: 1...20000))/orders") }
+                    if tick % 20 == 0 {
+                        let id = Int.random(in: 1...20000)
+                        _ = try await visitor.put("/api/customers/\(id)", json: ["name": "Visitor \(tick)"])
+                        _ = try await visitor.get("/api/customers/\(id)")
                     }
+                    if tick % 50 == 0 { _ = try await staff.get("/admin/customers/\(Int.random(in: 1...20000))") }
+                } catch {
+                    // The storefront answers errors as JSON; a refused connection just waits.
                 }
                 try? await Task.sleep(for: .milliseconds(100))
             }
         }
     }
-
-    static let schema = """
-        begin;
-        create schema demo;
-        create table demo.customers (
-            id serial primary key,
-            name text not null,
-            email text unique,
-            country char(2),
-            vip boolean not null default false,
-            credit_limit numeric(10, 2),
-            born_on date,
-            created_at timestamptz not null default now(),
-            notes text
-        );
-        create table demo.products (
-            id serial primary key,
-            sku uuid not null default gen_random_uuid(),
-            name text not null,
-            price numeric(10, 2) not null check (price >= 0),
-            stock integer not null default 0,
-            views integer not null default 0,
-            attributes jsonb,
-            released_on date
-        );
-        create table demo.orders (
-            id serial primary key,
-            customer_id integer not null references demo.customers,
-            ordered_at timestamptz not null default now(),
-            status text not null default 'new' check (status in ('new', 'paid', 'shipped', 'cancelled')),
-            total numeric(12, 2)
-        );
-        create table demo.order_items (
-            order_id integer not null references demo.orders on delete cascade,
-            product_id integer not null references demo.products,
-            quantity integer not null check (quantity > 0),
-            unit_price numeric(10, 2) not null,
-            primary key (order_id, product_id)
-        );
-        create table demo.events (
-            id bigint primary key,
-            occurred_at timestamptz not null,
-            kind text not null,
-            customer_id integer,
-            payload jsonb
-        );
-        create table demo.audit_log (
-            at timestamptz not null default now(),
-            actor text,
-            action text
-        );
-
-        insert into demo.customers (name, email, country, vip, credit_limit, born_on, created_at, notes)
-        select (array['Zoë', 'Ångström', 'Nguyễn', 'Müller', 'Søren', 'Chloé', '山田', 'Olu', 'Ana', 'Björk'])[1 + g % 10]
-                   || ' ' || (array['Smith', 'García', 'Kowalski', 'Okafor', 'Tanaka', 'Dubois', 'Rossi', 'Khan'])[1 + g % 8]
-                   || ' ' || g,
-               case when g % 17 = 0 then null else 'customer' || g || '@example.com' end,
-               (array['DE', 'FR', 'JP', 'NG', 'BR', 'US', 'SE', 'VN'])[1 + g % 8],
-               g % 23 = 0,
-               case when g % 5 = 0 then null else (g % 50) * 100.00 end,
-               date '1950-01-01' + (g * 37 % 20000),
-               now() - (g || ' minutes')::interval,
-               case when g % 11 = 0 then '' when g % 7 = 0 then null else 'prefers e-mail' end
-        from generate_series(1, 20000) g;
-
-        insert into demo.products (name, price, stock, attributes, released_on)
-        select (array['Lamp', 'Chair', 'Desk', 'Mug', 'Kettle', 'Rug', 'Shelf', 'Clock'])[1 + g % 8] || ' ' || g,
-               round((5 + (g * 7919 % 50000) / 100.0)::numeric, 2),
-               g * 13 % 500,
-               case when g % 4 = 0 then null
-                    else jsonb_build_object('colour', (array['red', 'oak', 'white', 'black'])[1 + g % 4], 'weight_kg', g % 30) end,
-               date '2015-01-01' + g % 3000
-        from generate_series(1, 2000) g;
-
-        insert into demo.orders (customer_id, ordered_at, status, total)
-        select 1 + g * 7 % 20000, now() - (g || ' hours')::interval,
-               (array['new', 'paid', 'shipped', 'cancelled'])[1 + g % 4], null
-        from generate_series(1, 30000) g;
-
-        insert into demo.order_items (order_id, product_id, quantity, unit_price)
-        select o, 1 + (o * 31 + i * 17) % 2000, 1 + (o + i) % 4, 9.99 + (o % 40)
-        from generate_series(1, 30000) o, generate_series(1, 2) i;
-
-        update demo.orders o set total = s.total
-        from (select order_id, sum(quantity * unit_price) as total from demo.order_items group by order_id) s
-        where s.order_id = o.id;
-
-        insert into demo.events (id, occurred_at, kind, customer_id, payload)
-        select g, now() - (g || ' seconds')::interval,
-               (array['view', 'search', 'cart', 'checkout', 'login'])[1 + g % 5],
-               case when g % 3 = 0 then null else 1 + g % 20000 end,
-               case when g % 10 = 0 then jsonb_build_object('query', 'lamp ' || g) else null end
-        from generate_series(1, 1000000) g;
-
-        insert into demo.audit_log (at, actor, action)
-        select now() - (g || ' minutes')::interval, 'staff' || g % 5, 'edited order ' || g
-        from generate_series(1, 1000) g;
-
-        create table demo.loaded_at (at timestamptz primary key default now());
-        insert into demo.loaded_at default values;
-        commit;
-        analyze;
-        """
 }

@@ -318,4 +318,35 @@ import Testing
         long.grid!.rows[long.grid!.cursorRow][1] = String(repeating: "x", count: CellEdit.externalEditorCharacters + 1)
         #expect(long.reduce(.key(.enter)).first.map { if case .editExternally = $0 { true } else { false } } == true)
     }
+
+    @Test func theQueryLogPaneFiltersByContextAndSource() {
+        var state = opened()
+        func entry(_ id: UInt64, _ context: String, _ source: String?) -> QueryLogEntry {
+            QueryLogEntry(
+                id: id, time: .init(timeIntervalSince1970: Double(id)), context: context, operation: .read, node: "pg1", reason: "",
+                durationMs: 1, rows: 1, error: nil, sql: "select \(id)", source: source)
+        }
+        _ = state.reduce(.log([entry(1, "admin", nil), entry(2, "public", "shop"), entry(3, "admin", "shop"), entry(4, "public", "jobs")]))
+        state.focus = .pane
+        _ = state.reduce(.key(.character("A")))
+        #expect(state.visibleLog.map(\.id) == [1, 3])
+        _ = state.reduce(.key(.character("P")))
+        #expect(state.visibleLog.map(\.id) == [2, 4])
+        _ = state.reduce(.key(.character("P")))
+        #expect(state.visibleLog.map(\.id) == [1, 2, 3, 4])
+        #expect(state.logSources == ["console", "shop", "jobs"])
+        _ = state.reduce(.key(.character("S")))
+        #expect(state.visibleLog.map(\.id) == [1])
+        _ = state.reduce(.key(.character("S")))
+        #expect(state.visibleLog.map(\.id) == [2, 3])
+        _ = state.reduce(.key(.character("A")))
+        #expect(state.visibleLog.map(\.id) == [3])
+        _ = state.reduce(.key(.character("S")))
+        _ = state.reduce(.key(.character("S")))
+        #expect(state.logSourceFilter == nil)
+        _ = state.reduce(.followedFiles(2))
+        let screen = Renderer.render(state).text
+        #expect(screen.contains("Query log +2 followed [admin]"))
+        #expect(screen.contains(" shop A pg1 "))
+    }
 }

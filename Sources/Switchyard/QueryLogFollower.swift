@@ -1,0 +1,230 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Tails other processes' query-log files (JSON Lines, ``QueryLogEntry``) the way
+/// `tail -F` does: files present at the start are read from their end; files that appear
+/// later (a new match of a glob, or a file recreated by rotation) from their start; a
+/// rotated file is drained to its end before the new one is opened; a truncated file is
+/// read again from its start. Memory stays bounded: at most ``maxLineBytes`` of a partial
+/// line per file (a longer line is skipped), and at most ``readBudget`` bytes per file per
+/// poll.
+public final class QueryLogFollower: Sendable {
+    public let patterns: [String]
+    public let maxLineBytes: Int
+    public let readBudget: Int
+
+    /// One followed entry, with the label of where it came from.
+    public struct Followed: Sendable, Equatable {
+        public var entry: QueryLogEntry
+        /// `source` from the line, else the file's name without its extension.
+        public var source: String
+        public var path: String
+    }
+
+    /// What happened to the followed files, for a status line.
+    public struct Status: Sendable, Equatable {
+        public var files: [String] = []
+        /// Lines that were not entries (not JSON, another format version, too long).
+        public var skippedLines = 0
+        public var problem: String?
+    }
+
+    private struct File {
+        var descriptor: Int32
+        var device: UInt64
+        var inode: UInt64
+        var offset: Int64
+        var lines: LineAssembler
+        var label: String
+    }
+
+    private struct State {
+        var files: [String: File] = [:]
+        var started = false
+        var status = Status()
+    }
+
+    private let state = Mutex(State())
+
+    public init(patterns: [String], maxLineBytes: Int = 1 << 20, readBudget: Int = 4 << 20) {
+        self.patterns = patterns
+        self.maxLineBytes = max(maxLineBytes, 256)
+        self.readBudget = max(readBudget, 4096)
+    }
+
+    deinit {
+        state.withLock { state in
+            for file in state.files.values { Glibc.close(file.descriptor) }
+            state.files.removeAll()
+        }
+    }
+
+    public var status: Status { state.withLock { $0.status } }
+
+    /// Reads what was appended since the last call, in file order per file.
+    public func poll() -> [Followed] {
+        state.withLock { state -> [Followed] in
+            let paths = Self.expand(patterns)
+            var output: [Followed] = []
+            let firstPoll = !state.started
+            state.started = true
+            // Files that vanished or were replaced: drain what the writer put there before
+            // the rename, then let go (the replacement is picked up below, from its start).
+            for (path, file) in state.files {
+                var info = stat()
+                let replaced = stat(path, &info) != 0 || UInt64(info.st_ino) != file.inode || UInt64(info.st_dev) != file.device
+                guard replaced else { continue }
+                var drained = file
+                read(&drained, path: path, into: &output, status: &state.status)
+                Glibc.close(file.descriptor)
+                state.files[path] = nil
+            }
+            for path in paths {
+                if state.files[path] == nil {
+                    guard let file = open(path, atEnd: firstPoll, status: &state.status) else { continue }
+                    state.files[path] = file
+                }
+                read(&state.files[path]!, path: path, into: &output, status: &state.status)
+            }
+            state.status.files = state.files.keys.sorted()
+            return output
+        }
+    }
+
+    /// Polls every `interval` until the task is cancelled.
+    public func entries(every interval: Duration = .milliseconds(200)) -> AsyncStream<[Followed]> {
+        AsyncStream(bufferingPolicy: .bufferingNewest(16)) { continuation in
+            let task = Task {
+                while !Task.isCancelled {
+                    let batch = self.poll()
+                    if !batch.isEmpty { continuation.yield(batch) }
+                    try? await Task.sleep(for: interval)
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// Paths the patterns match now (globs expanded; a plain path counts when it exists).
+    static func expand(_ patterns: [String]) -> [String] {
+        var paths: [String] = []
+        for pattern in patterns {
+            var result = glob_t()
+            defer { globfree(&result) }
+            guard glob(pattern, 0, nil, &result) == 0 else { continue }
+            for index in 0..<Int(result.gl_pathc) {
+                guard let pointer = result.gl_pathv[index] else { continue }
+                let path = String(cString: pointer)
+                var info = stat()
+                guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, !paths.contains(path) else { continue }
+                paths.append(path)
+            }
+        }
+        return paths
+    }
+
+    private func open(_ path: String, atEnd: Bool, status: inout Status) -> File? {
+        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard descriptor >= 0 else {
+            status.problem = "cannot open \(path): \(String(cString: strerror(errno)))"
+            return nil
+        }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            Glibc.close(descriptor)
+            return nil
+        }
+        let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        return File(
+            descriptor: descriptor, device: UInt64(info.st_dev), inode: UInt64(info.st_ino), offset: atEnd ? Int64(info.st_size) : 0,
+            lines: LineAssembler(maxLineBytes: maxLineBytes), label: name)
+    }
+
+    private func read(_ file: inout File, path: String, into output: inout [Followed], status: inout Status) {
+        var info = stat()
+        if fstat(file.descriptor, &info) == 0, Int64(info.st_size) < file.offset {
+            // Truncated (`> file`, copytruncate): start over, forget the partial line.
+            file.offset = 0
+            file.lines = LineAssembler(maxLineBytes: maxLineBytes)
+        }
+        var budget = readBudget
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while budget > 0 {
+            let count = buffer.withUnsafeMutableBytes { raw in
+                pread(file.descriptor, raw.baseAddress, min(raw.count, budget), off_t(file.offset))
+            }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { break }
+            file.offset += Int64(count)
+            budget -= count
+            for line in file.lines.feed(buffer[..<count]) {
+                guard let entry = try? JSONDecoder().decode(QueryLogEntry.self, from: line) else {
+                    status.skippedLines += 1
+                    continue
+                }
+                output.append(Followed(entry: entry, source: entry.source ?? file.label, path: path))
+            }
+        }
+        status.skippedLines += file.lines.takeSkipped()
+    }
+}
+
+/// Splits a byte stream into lines, keeping at most `maxLineBytes` of a line that has not
+/// ended yet: a longer line is skipped whole (counted in ``skipped``), and the next line
+/// starts clean after its newline.
+public struct LineAssembler: Sendable, Equatable {
+    public let maxLineBytes: Int
+    private var partial: [UInt8] = []
+    /// Inside a line that grew too long: drop bytes up to the next newline.
+    private var discarding = false
+    public private(set) var skipped = 0
+
+    public init(maxLineBytes: Int) { self.maxLineBytes = max(maxLineBytes, 1) }
+
+    /// The complete lines in `bytes` (without their newline; empty lines left out).
+    public mutating func feed(_ bytes: some Collection<UInt8>) -> [Data] {
+        var lines: [Data] = []
+        var rest = bytes[...]
+        while !rest.isEmpty {
+            guard let newline = rest.firstIndex(of: 0x0A) else {
+                if !discarding {
+                    if partial.count + rest.count > maxLineBytes {
+                        discarding = true
+                        partial.removeAll()
+                    } else {
+                        partial.append(contentsOf: rest)
+                    }
+                }
+                break
+            }
+            let piece = rest[..<newline]
+            if discarding {
+                discarding = false
+                skipped += 1
+            } else if partial.count + piece.count > maxLineBytes {
+                skipped += 1
+                partial.removeAll()
+            } else {
+                partial.append(contentsOf: piece)
+                if !partial.isEmpty { lines.append(Data(partial)) }
+                partial.removeAll(keepingCapacity: true)
+            }
+            rest = rest[rest.index(after: newline)...]
+        }
+        return lines
+    }
+
+    /// Bytes held for the line not yet ended.
+    public var pendingBytes: Int { partial.count }
+
+    /// The skipped count since the last call.
+    public mutating func takeSkipped() -> Int {
+        defer { skipped = 0 }
+        return skipped
+    }
+}

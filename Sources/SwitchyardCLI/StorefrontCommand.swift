@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Storefront
+import Switchyard
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct StorefrontCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "storefront",
+        abstract: "Serve the sample shop as JSON over HTTP, every request routed by the Switchyard middleware.",
+        discussion: """
+            Routes: GET /health; GET and PUT /api/customers/{id} (public context; a PUT sets the \
+            token cookie); GET and PUT /admin/customers/{id} (admin context); GET /api/products, \
+            /api/products/{id}, /api/customers/{id}/orders, /api/orders/{id}. The sample schema \
+            is loaded first if missing. Stops on SIGINT or SIGTERM.
+            """)
+
+    @OptionGroup var config: ConfigOption
+    @OptionGroup var logging: LoggingOptions
+    @Option(help: "Port to listen on (0: any free port; the line 'listening on' tells which).") var port = 8080
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(
+        name: .customLong("query-log"),
+        help: ArgumentHelp("Append every statement to this JSON Lines file (as [query_log] file does).", valueName: "file"))
+    var queryLog: String?
+    @Option(help: "Schema of the sample data.") var schema = "demo"
+    @Option(help: "Rows of the sample events table when the schema has to be loaded.") var events = 1_000_000
+    @Flag(help: "Run the handlers in a fixed public context instead of through the middleware (to measure it).")
+    var withoutMiddleware = false
+    @Flag(help: .hidden) var exitWithParent = false
+
+    func run() async throws {
+        try logging.bootstrap(fullScreen: false)
+        var configuration = try config.load()
+        if let queryLog { configuration.queryLogFile = queryLog }
+        if configuration.queryLogSource == nil { configuration.queryLogSource = "storefront" }
+        let cluster = try Cluster(configuration: configuration)
+        await cluster.start()
+        do {
+            let storefront = try await Storefront(cluster: cluster, schema: schema, middleware: !withoutMiddleware)
+            try await storefront.loadSampleData(events: events) { Self.say($0) }
+            if exitWithParent { Self.exitWhenOrphaned() }
+            var logger = Logger(label: "switchyard.storefront")
+            logger.logLevel = .warning
+            let app = storefront.application(host: host, port: port, logger: logger) { port in
+                Self.say("listening on http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
+            }
+            try await app.runService()
+        } catch {
+            await cluster.shutdown()
+            throw error
+        }
+        await cluster.shutdown()
+    }
+
+    /// A line on standard output at once (it may be a file a parent is watching).
+    static func say(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    /// Started by `demo`: ends with the process that started it, even if that one was
+    /// killed and could not stop it.
+    static func exitWhenOrphaned() {
+        let parent = getppid()
+        Thread.detachNewThread {
+            while getppid() == parent { Thread.sleep(forTimeInterval: 0.5) }
+            kill(getpid(), SIGTERM)
+        }
+    }
+}
