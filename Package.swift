@@ -113,6 +113,7 @@ let package = Package(
             dependencies: [
                 "PostgresClient", "Switchyard", "Console", "LocalCluster", "SwitchyardTestSupport", "SwitchyardCLI", "Storefront",
                 "SwitchyardHummingbird", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ]

@@ -305,7 +305,7 @@ public enum Renderer {
         let rows = area.y + area.height - y
         guard rows > 0 else { return }
         let log = state.visibleLog
-        let labelled = log.contains { $0.source != nil }
+        let labelled = state.followedFiles > 0 || state.log.contains { $0.source != nil }
         for entry in log.suffix(rows) {
             let context = entry.context ?? "-"
             let role: StyleRole = entry.error != nil ? .lag_critical : context == "admin" ? .log_admin : .log_public

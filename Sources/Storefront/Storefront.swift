@@ -58,7 +58,12 @@ public struct Storefront: Sendable {
         // router middleware sees); nothing reaches a client as a stack or an empty body.
         let responder = CallbackResponder<BasicRequestContext> { request, context in
             do {
-                return try await routes.respond(to: request, context: context)
+                let response = try await routes.respond(to: request, context: context)
+                // The router answers an unknown route with a bare 404.
+                if response.status == .notFound, response.headers[.contentType] == nil {
+                    return StoreError.json(.notFound, "no such route: \(request.method.rawValue) \(request.uri.path)")
+                }
+                return response
             } catch {
                 return JSONErrors.response(for: error, request: request, logger: context.logger)
             }

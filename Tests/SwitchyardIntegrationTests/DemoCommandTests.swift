@@ -4,8 +4,10 @@ import PostgresClient
 import SwitchyardTestSupport
 import Testing
 
-/// `switchyard demo` end to end, on a cluster of its own: sample data, public traffic on
-/// replicas in the pane, console statements on the primary, a second start reusing data.
+/// `switchyard demo` end to end, on a cluster of its own: sample data, the storefront as
+/// its own process with HTTP traffic whose statements the console follows (public reads on
+/// replicas, admin pages on the primary), console statements on the primary, quitting
+/// stops the storefront, a second start reusing data.
 @Suite struct DemoCommandTests {
     @Test func demoLoadsDataOnceShowsTrafficAndLeavesTheClusterRunning() async throws {
         let directory = "/tmp/switchyard-tests/demo-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -20,12 +22,34 @@ import Testing
         defer { first.close() }
         try await first.waitFor(text: "ADMIN → primary pg1", timeout: .seconds(120))
         try await first.waitFor(text: "demo.customers  ~20k rows")
-        // Site traffic reads on replicas; the console's own statements are on the primary.
-        try await first.waitFor("public reads on a replica") { $0.contains(" P pg2 ") || $0.contains(" P pg3 ") }
-        let screen = try await first.waitFor(text: " A pg1 ")
+        // The storefront's reads on replicas, from its own process; the console's own
+        // statements (and the shop's admin pages) on the primary.
+        try await first.waitFor("storefront reads on a replica", timeout: .seconds(30)) {
+            $0.contains("storefront P pg2 ") || $0.contains("storefront P pg3 ")
+        }
+        try await first.waitFor("a visitor's write", timeout: .seconds(30)) { $0.contains("storefront P pg1 ") }
+        // The shop's traffic scrolls the console's own statements away: filter by source.
+        try await first.send("Tab")
+        try await first.send("S")
+        try await first.waitFor(text: "[console]")
+        let screen = try await first.waitFor(text: "console A pg1 ")
+        #expect(!screen.contains("storefront P"))
         #expect(!screen.contains(" A pg2 ") && !screen.contains(" A pg3 "))
+        #expect(screen.contains("Query log +1 followed"))
+        try await first.send("S")  // next source: the storefront
+        try await first.waitFor(text: "[storefront]")
+        let storefrontLog = try String(contentsOfFile: "\(directory)/storefront.log", encoding: .utf8)
+        let url = try #require(storefrontLog.split(separator: "\n").first { $0.hasPrefix("listening on ") }).dropFirst("listening on ".count)
+        let health = try await ChildProcess.run(["/usr/bin/curl", "-s", "\(url)/health"])
+        #expect(health.output.contains("ok"))
         try await first.send("q")
         try await first.waitFor(text: "keeps running")
+        // Quitting the console stopped the storefront.
+        let stopped = try await TestCluster.eventually(timeout: .seconds(15)) {
+            let probe = try await ChildProcess.run(["/usr/bin/curl", "-s", "-o", "/dev/null", "\(url)/health"])
+            return probe.status != 0
+        }
+        #expect(stopped, "the storefront still answers after the console quit")
 
         let primary = try await PostgresConnection.connect("host=127.0.0.1 port=\(port) dbname=app user=postgres passfile=\(directory)/pgpass")
         let events = try await primary.query("select count(*) from demo.events").scalar(Int.self)

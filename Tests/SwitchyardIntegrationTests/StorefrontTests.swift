@@ -1,0 +1,276 @@
+import Foundation
+import Hummingbird
+import Logging
+import PostgresClient
+import Storefront
+import Switchyard
+import SwitchyardTestSupport
+import Synchronization
+import Testing
+
+/// A storefront on the shared cluster, listening on a free port, with its own sample
+/// schema (a small one) and, optionally, a JSON Lines query log.
+struct RunningStorefront {
+    let baseURL: URL
+    let cluster: Cluster
+    let schema: String
+    let task: Task<Void, any Error>
+
+    static func start(
+        schema: String, selection: ReplicaSelection = .random, logFile: String? = nil, logMaxBytes: Int = 64 << 20,
+        serverTiming: Bool = false
+    ) async throws -> RunningStorefront {
+        let test = try TestCluster.shared()
+        var configuration = ClusterConfiguration(
+            name: "shop", nodes: try test.nodes.map { NodeEndpoint(name: $0.name, conninfo: try test.conninfo($0.name)) })
+        configuration.replicaSelection = selection
+        configuration.monitorInterval = .milliseconds(250)
+        configuration.queryLogFile = logFile
+        configuration.queryLogMaxBytes = logMaxBytes
+        configuration.queryLogSource = "storefront"
+        configuration.http.serverTiming = serverTiming
+        let cluster = try Cluster(configuration: configuration)
+        await cluster.start()
+        do {
+            let storefront = try await Storefront(cluster: cluster, schema: schema)
+            try await storefront.loadSampleData(events: 100) { _ in }
+            let port = Mutex<Int?>(nil)
+            // Stopping by cancellation makes the server log an error; tests do not need it.
+            var logger = Logger(label: "test.storefront")
+            logger.logLevel = .critical
+            let app = storefront.application(port: 0, logger: logger) { bound in port.withLock { $0 = bound } }
+            let task = Task { try await app.run() }
+            let listening = try await TestCluster.eventually(timeout: .seconds(20)) { port.withLock { $0 } != nil }
+            guard listening, let bound = port.withLock({ $0 }) else {
+                task.cancel()
+                throw StorefrontTestError("the storefront did not start listening")
+            }
+            return RunningStorefront(
+                baseURL: URL(string: "http://127.0.0.1:\(bound)")!, cluster: cluster, schema: schema, task: task)
+        } catch {
+            await cluster.shutdown()
+            throw error
+        }
+    }
+
+    func stop() async {
+        task.cancel()
+        _ = await task.result
+        await cluster.shutdown()
+    }
+
+    /// Runs `body` with a started storefront and stops it afterwards, also on failure.
+    static func with<T>(
+        schema: String, selection: ReplicaSelection = .random, logFile: String? = nil, logMaxBytes: Int = 64 << 20,
+        serverTiming: Bool = false, _ body: (RunningStorefront) async throws -> T
+    ) async throws -> T {
+        let shop = try await start(
+            schema: schema, selection: selection, logFile: logFile, logMaxBytes: logMaxBytes, serverTiming: serverTiming)
+        do {
+            let value = try await body(shop)
+            await shop.stop()
+            return value
+        } catch {
+            await shop.stop()
+            throw error
+        }
+    }
+
+    static func dropSchema(_ schema: String) async {
+        _ = try? await TestCluster.shared().withConnection("pg1") { connection in
+            try await connection.query("drop schema if exists \(try await connection.quoteIdentifier(schema)) cascade")
+        }
+    }
+}
+
+struct StorefrontTestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension ClusterTests {
+    /// The sample storefront over real HTTP, on the real cluster.
+    @Suite struct StorefrontTests {
+        static func schema() -> String { "shop_" + UUID().uuidString.prefix(8).lowercased() }
+
+        /// `pairs` PUT-then-GET round trips for customer ids `ids`; returns the stale reads.
+        static func readBacks(_ visitor: StorefrontVisitor, pairs: Int, ids: ClosedRange<Int>, prefix: String = "/api") async throws -> Int {
+            var stale = 0
+            for i in 1...pairs {
+                let id = ids.lowerBound + i % ids.count
+                let name = "visitor \(i) \(UUID().uuidString.prefix(6))"
+                let put = try await visitor.put("\(prefix)/customers/\(id)", json: ["name": name])
+                #expect(put.status == 200)
+                #expect(put.json?["name"] as? String == name)
+                let get = try await visitor.get("\(prefix)/customers/\(id)")
+                #expect(get.status == 200)
+                if get.json?["name"] as? String != name { stale += 1 }
+            }
+            return stale
+        }
+
+        @Test func readBacksWithTheCookieAreNeverStaleAndWithoutItTheRaceIsReal() async throws {
+            let test = try TestCluster.shared()
+            let schema = Self.schema()
+            defer { Task { await RunningStorefront.dropSchema(schema) } }
+            try await test.local.delay(node: "pg3", milliseconds: 300)
+            do {
+                try await RunningStorefront.with(schema: schema, selection: .random) { shop in
+                    let browser = StorefrontVisitor(baseURL: shop.baseURL)
+                    let stale = try await Self.readBacks(browser, pairs: 200, ids: 1...50)
+                    #expect(stale == 0, "\(stale) of 200 read-backs with the cookie were stale")
+                    let cookie = try #require(browser.cookieJar["switchyard_token"])
+                    #expect(ConsistencyToken(cookie) != nil)
+                    // A client that drops cookies: the same pairs on other rows see the race.
+                    let noCookies = StorefrontVisitor(baseURL: shop.baseURL, keepsCookies: false)
+                    let raced = try await Self.readBacks(noCookies, pairs: 200, ids: 51...100)
+                    #expect(raced > 0, "no stale read without the token: the race did not show")
+                    #expect(noCookies.cookieJar.isEmpty)
+                }
+            } catch {
+                try? await test.local.delay(node: "pg3", milliseconds: 0)
+                throw error
+            }
+            try await test.local.delay(node: "pg3", milliseconds: 0)
+        }
+
+        /// Scans of the customers table on each replica (sequential + index).
+        static func replicaScans(_ schema: String) async throws -> [String: Int] {
+            let test = try TestCluster.shared()
+            var scans: [String: Int] = [:]
+            for replica in test.replicas {
+                scans[replica.name] = try await test.withConnection(replica.name) { connection in
+                    try await connection.query(
+                        "select coalesce(seq_scan, 0) + coalesce(idx_scan, 0) from pg_stat_user_tables where schemaname = $1 and relname = 'customers'",
+                        [schema]
+                    ).scalar(Int.self) ?? 0
+                }
+            }
+            return scans
+        }
+
+        @Test func adminRequestsRunEveryStatementOnThePrimary() async throws {
+            let schema = Self.schema()
+            defer { Task { await RunningStorefront.dropSchema(schema) } }
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-shop-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let log = folder.appendingPathComponent("admin.jsonl").path
+            // Load the schema first, so the replicas have it and their counters exist.
+            try await RunningStorefront.with(schema: schema) { _ in }
+            try await Task.sleep(for: .seconds(1))
+            let before = try await Self.replicaScans(schema)
+            try await RunningStorefront.with(schema: schema, logFile: log) { shop in
+                let staff = StorefrontVisitor(baseURL: shop.baseURL)
+                for id in 1...50 {
+                    let response = try await staff.get("/admin/customers/\(id)")
+                    #expect(response.status == 200)
+                }
+                let stale = try await Self.readBacks(staff, pairs: 25, ids: 1...25, prefix: "/admin")
+                #expect(stale == 0)
+            }
+            // The storefront's connections are closed: their statistics are flushed.
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await Self.replicaScans(schema) == before, "a replica scanned customers during admin requests")
+            let entries = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map {
+                try JSONDecoder().decode(QueryLogEntry.self, from: Data($0.utf8))
+            }
+            let admin = entries.filter { $0.sql.contains("customers") }
+            #expect(admin.count == 100)
+            #expect(admin.allSatisfy { $0.node == "pg1" && $0.context == "admin" && $0.source == "storefront" })
+
+            // The same measurement sees public reads on the replicas: it can fail.
+            try await RunningStorefront.with(schema: schema) { shop in
+                let visitor = StorefrontVisitor(baseURL: shop.baseURL)
+                for id in 1...50 {
+                    let response = try await visitor.get("/api/customers/\(id)")
+                    #expect(response.status == 200)
+                }
+            }
+            let moved = try await TestCluster.eventually(timeout: .seconds(10)) {
+                let after = try await Self.replicaScans(schema)
+                return after.values.reduce(0, +) > before.values.reduce(0, +)
+            }
+            #expect(moved, "public reads did not show in the replicas' scan counters")
+        }
+
+        @Test func theConsoleFollowsTheStorefrontsLogAcrossRotations() async throws {
+            let test = try TestCluster.shared()
+            let schema = Self.schema()
+            defer { Task { await RunningStorefront.dropSchema(schema) } }
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-follow-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let log = folder.appendingPathComponent("storefront.jsonl").path
+            let config = try test.writeConfig(in: folder, name: "follow-test")
+            // A small rotation size: the file rotates every few requests.
+            try await RunningStorefront.with(schema: schema, logFile: log, logMaxBytes: 3000) { shop in
+                let visitor = StorefrontVisitor(baseURL: shop.baseURL)
+                _ = try await visitor.get("/health")
+                let binary = try CommandLineTests.executable.path
+                let console = try await TmuxSession.start(
+                    command: "\(binary) console --config \(config) --follow '\(folder.path)/*.jsonl'", width: 160, height: 48)
+                defer { console.close() }
+                try await console.waitFor(text: "Query log +1 followed")
+                for id in 1...3 { _ = try await visitor.get("/api/products/\(id)") }
+                let shown = try await console.waitFor(text: "storefront P", timeout: .seconds(3))
+                #expect(shown.contains("select id, name, pri"))
+                #expect(!FileManager.default.fileExists(atPath: log + ".1"), "rotated too early for the test to mean anything")
+                for id in 1...30 { _ = try await visitor.get("/api/orders/\(id)") }
+                #expect(FileManager.default.fileExists(atPath: log + ".1"), "the log did not rotate")
+                try await console.waitFor(text: "select o.id", timeout: .seconds(3))
+                // Writes in the storefront show as such, from its process, beside the console's own.
+                _ = try await visitor.put("/api/customers/7", json: ["name": "followed"])
+                try await console.waitFor(text: "storefront P pg1", timeout: .seconds(3))
+                try await console.send("q")
+            }
+        }
+
+        @Test func badRequestsGetJSONErrorsNeverAStack() async throws {
+            let schema = Self.schema()
+            defer { Task { await RunningStorefront.dropSchema(schema) } }
+            try await RunningStorefront.with(schema: schema, serverTiming: true) { shop in
+                let visitor = StorefrontVisitor(baseURL: shop.baseURL)
+                func expectError(_ response: StorefrontVisitor.Response, _ status: Int, _ text: String) {
+                    #expect(response.status == status)
+                    #expect(response.headers["content-type"]?.hasPrefix("application/json") == true)
+                    let message = response.json?["error"] as? String
+                    #expect(message?.contains(text) == true, "\(message ?? String(decoding: response.body, as: UTF8.self))")
+                }
+                #expect(try await visitor.get("/health").status == 200)
+                expectError(try await visitor.get("/nope"), 404, "no such route")
+                expectError(try await visitor.get("/api/customers/abc"), 400, "positive whole number")
+                expectError(try await visitor.get("/api/customers/-1"), 400, "positive whole number")
+                expectError(try await visitor.get("/api/customers/99999999999999999999"), 400, "positive whole number")
+                expectError(try await visitor.get("/api/customers/9999999"), 404, "no customer")
+                expectError(try await visitor.send("PUT", "/api/customers/1", body: Data("{".utf8)), 400, "must be JSON")
+                expectError(try await visitor.send("PUT", "/api/customers/1", body: Data()), 400, "must be JSON")
+                expectError(try await visitor.put("/api/customers/1", json: ["name": "  "]), 422, "1 to 200")
+                expectError(try await visitor.put("/api/customers/1", json: ["name": "a\u{7}b"]), 422, "control characters")
+                expectError(try await visitor.put("/api/customers/1", json: ["name": String(repeating: "x", count: 201)]), 422, "1 to 200")
+                expectError(
+                    try await visitor.put("/api/customers/1", json: ["name": String(repeating: "x", count: 70_000)]), 413, "64 KiB")
+                expectError(try await visitor.get("/api/products?limit=1000"), 400, "limit")
+                expectError(try await visitor.get("/api/products?after=x"), 400, "after")
+                let page = try await visitor.get("/api/products?limit=3")
+                #expect((page.json?["products"] as? [Any])?.count == 3)
+                #expect(try await visitor.get("/api/orders/5").status == 200)
+                #expect(try await visitor.get("/api/customers/36/orders").status == 200)
+                // Server-Timing names the node that served the statement.
+                let timed = try await visitor.get("/admin/customers/3")
+                #expect(timed.headers["server-timing"]?.hasPrefix("db;desc=\"pg1\";dur=") == true, "\(timed.headers)")
+                // A forged token (ahead of the primary) is dropped, and the cookie cleared.
+                var request = URLRequest(url: shop.baseURL.appendingPathComponent("api/customers/3"))
+                request.setValue("switchyard_token=sy1:FFFFFFFF/0", forHTTPHeaderField: "Cookie")
+                let (_, response) = try await StorefrontVisitor.sharedSession.data(for: request)
+                let cleared = (response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Set-Cookie") ?? ""
+                #expect((response as? HTTPURLResponse)?.statusCode == 200)
+                #expect(cleared.hasPrefix("switchyard_token=; Path=/; Max-Age=0"), "\(cleared)")
+            }
+        }
+    }
+}
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
