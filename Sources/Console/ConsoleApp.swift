@@ -156,6 +156,9 @@ public final class ConsoleApp: Sendable {
                     }
                     let status = follower.status
                     if status.files.count != lastFiles {
+                        if status.files.isEmpty {
+                            post(.warning("--follow: no file matches \(follower.patterns.joined(separator: ", ")) (yet); watching"))
+                        }
                         lastFiles = status.files.count
                         post(.followedFiles(lastFiles))
                     }
@@ -165,11 +168,9 @@ public final class ConsoleApp: Sendable {
                     }
                 }
                 let tail = cluster.log.tail(200)
-                if let newest = tail.last?.id, newest != lastID || followedChanged {
+                let newest = tail.last?.id ?? 0
+                if newest != lastID || followedChanged {
                     lastID = newest
-                    followedChanged = false
-                    post(.log(Self.merge(tail, followed)))
-                } else if followedChanged {
                     followedChanged = false
                     post(.log(Self.merge(tail, followed)))
                 }

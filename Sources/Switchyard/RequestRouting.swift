@@ -43,6 +43,15 @@ public struct HTTPRouting: Sendable, Equatable {
         self.trustForwardedProto = trustForwardedProto
     }
 
+    /// The header fields routing reads (lower case): an adapter need copy only these
+    /// into ``RequestFacts``.
+    public var consultedHeaders: [String] {
+        var names = ["cookie"]
+        if trustForwardedProto { names.append("x-forwarded-proto") }
+        for rule in rules { if let header = rule.header, !names.contains(header) { names.append(header) } }
+        return names
+    }
+
     /// The context rules choose for `facts`.
     public func context(for facts: RequestFacts) -> RoutingContext {
         let path = RequestPath(facts.path)
@@ -100,7 +109,7 @@ public struct HTTPRoutingRule: Sendable, Equatable {
     public var headerValue: String?
     public var context: RoutingContext
 
-    private var prefixSegments: [Substring]?
+    private var prefixPath: RequestPath?
 
     public init(
         pathPrefix: String? = nil, methods: [String]? = nil, header: String? = nil, headerValue: String? = nil,
@@ -114,16 +123,12 @@ public struct HTTPRoutingRule: Sendable, Equatable {
         if let pathPrefix {
             var prefix = Substring(pathPrefix)
             if prefix.hasSuffix("/*") { prefix = prefix.dropLast(2) }
-            prefixSegments = RequestPath(String(prefix)).segments
+            prefixPath = RequestPath(String(prefix))
         }
     }
 
     func matches(_ facts: RequestFacts, path: RequestPath) -> Bool {
-        if let prefixSegments {
-            guard path.segments.count >= prefixSegments.count,
-                zip(prefixSegments, path.segments).allSatisfy({ $0 == $1 })
-            else { return false }
-        }
+        if let prefixPath, !path.isUnder(prefixPath) { return false }
         if let methods, !methods.contains(facts.method.uppercased()) { return false }
         if let header {
             guard let value = facts.value(of: header) else { return false }
@@ -136,14 +141,24 @@ public struct HTTPRoutingRule: Sendable, Equatable {
 /// A request path as routing compares it: query and fragment cut off, percent-escapes
 /// decoded, empty and `.` segments dropped, `..` applied. So `/%61dmin//x`, `/api/../admin`
 /// and `/admin/./x` all count as under `/admin`, as a server that normalizes paths would
-/// treat them.
+/// treat them. A path that needs none of that (the usual case) is taken as it is, without
+/// copying it apart.
 struct RequestPath: Equatable {
-    var segments: [Substring]
+    /// `/a/b`; `/` for the root. A slice of the request's own text when it needed no work.
+    let normalized: Substring
 
     init(_ raw: String) {
-        var path = Substring(raw)
-        if let cut = path.firstIndex(where: { $0 == "?" || $0 == "#" }) { path = path[..<cut] }
-        let decoded = Self.percentDecoded(path)
+        var utf8 = Substring(raw).utf8
+        if let cut = utf8.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
+            utf8 = utf8[..<cut]
+        }
+        if Self.isPlain(utf8) {
+            var path = Substring(utf8)
+            while path.utf8.count > 1, path.utf8.last == UInt8(ascii: "/") { path = path.dropLast() }
+            normalized = path
+            return
+        }
+        let decoded = Self.percentDecoded(Substring(utf8))
         var segments: [Substring] = []
         for segment in decoded.split(separator: "/", omittingEmptySubsequences: true) {
             switch segment {
@@ -152,10 +167,42 @@ struct RequestPath: Equatable {
             default: segments.append(segment)
             }
         }
-        self.segments = segments
+        normalized = Substring("/" + segments.joined(separator: "/"))
     }
 
-    var description: String { "/" + segments.joined(separator: "/") }
+    var segments: [Substring] { normalized.split(separator: "/") }
+
+    var description: String { String(normalized) }
+
+    /// This path is `prefix` or below it, segment by segment.
+    func isUnder(_ prefix: RequestPath) -> Bool {
+        let path = normalized.utf8, head = prefix.normalized.utf8
+        if head.count == 1 { return true }  // "/"
+        guard path.starts(with: head) else { return false }
+        return path.count == head.count || path[path.index(path.startIndex, offsetBy: head.count)] == UInt8(ascii: "/")
+    }
+
+    /// Starts with `/`, has no `%`, no empty segment but a trailing one, no `.` or `..`.
+    private static func isPlain(_ utf8: Substring.UTF8View) -> Bool {
+        guard utf8.first == UInt8(ascii: "/") else { return false }
+        var segmentLength = 0
+        var dots = 0
+        var index = utf8.index(after: utf8.startIndex)
+        while index < utf8.endIndex {
+            let byte = utf8[index]
+            if byte == UInt8(ascii: "%") { return false }
+            if byte == UInt8(ascii: "/") {
+                if segmentLength == 0 || segmentLength == dots && dots <= 2 { return false }
+                segmentLength = 0
+                dots = 0
+            } else {
+                segmentLength += 1
+                if byte == UInt8(ascii: ".") { dots += 1 }
+            }
+            index = utf8.index(after: index)
+        }
+        return !(segmentLength > 0 && segmentLength == dots && dots <= 2)
+    }
 
     /// `%XX` decoded where it forms valid UTF-8; anything else kept as written.
     static func percentDecoded(_ text: Substring) -> String {
@@ -217,8 +264,15 @@ public struct RequestFacts: Sendable {
 }
 
 extension String {
+    /// ASCII case-insensitive equality (header names are ASCII), without allocating.
     fileprivate func caseInsensitiveEquals(_ other: String) -> Bool {
-        utf8.count == other.utf8.count && lowercased() == other.lowercased()
+        guard utf8.count == other.utf8.count else { return false }
+        for (a, b) in zip(utf8, other.utf8) where a != b {
+            let lowerA = a >= 65 && a <= 90 ? a + 32 : a
+            let lowerB = b >= 65 && b <= 90 ? b + 32 : b
+            if lowerA != lowerB { return false }
+        }
+        return true
     }
 }
 

@@ -20,13 +20,17 @@ public import Switchyard
 /// still gets the cookie, because a write may have committed before the handler failed.
 public struct SwitchyardMiddleware<Context: RequestContext>: RouterMiddleware {
     public let routing: HTTPRouting
+    /// Only these fields are copied out of a request.
+    @usableFromInline let headerNames: [HTTPField.Name]
 
     public init(routing: HTTPRouting = HTTPRouting()) {
         self.routing = routing
+        headerNames = routing.consultedHeaders.compactMap { HTTPField.Name($0) }
     }
 
+    @inlinable
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let routed = routing.begin(Self.facts(of: request))
+        let routed = routing.begin(facts(of: request))
         do {
             var response = try await routed.run { try await next(request, context) }
             Self.add(routed.responseHeaders(), to: &response.headers)
@@ -39,15 +43,18 @@ public struct SwitchyardMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     /// What the routing core needs from a Hummingbird request.
-    public static func facts(of request: Request) -> RequestFacts {
+    @inlinable
+    public func facts(of request: Request) -> RequestFacts {
         var headers: [(name: String, value: String)] = []
-        headers.reserveCapacity(request.headers.count)
-        for field in request.headers { headers.append((field.name.canonicalName, field.value)) }
+        for name in headerNames {
+            for value in request.headers[values: name] { headers.append((name.canonicalName, value)) }
+        }
         return RequestFacts(
             method: request.method.rawValue, path: request.uri.path, headers: headers,
             isHTTPS: request.head.scheme?.lowercased() == "https")
     }
 
+    @inlinable
     static func add(_ headers: [(name: String, value: String)], to fields: inout HTTPFields) {
         for (name, value) in headers {
             guard let name = HTTPField.Name(name) else { continue }

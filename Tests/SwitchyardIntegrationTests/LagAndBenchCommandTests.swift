@@ -147,5 +147,26 @@ extension ClusterTests {
             #expect((report["cpuMsPerRound"] as? Double ?? 0) > 0)
             #expect((report["percentOfOneCore"] as? Double ?? 0) > 0)
         }
+
+        @Test func httpBenchComparesTheMiddlewareWithItsBaselineUnderWrk() async throws {
+            let config = try TestCluster.shared().local.configURL.path
+            let schema = "bench_" + UUID().uuidString.prefix(6).lowercased()
+            defer { Task { await RunningStorefront.dropSchema(schema) } }
+            let run = try await CommandLineTests.run([
+                "bench", "http", "--config", config, "--seconds", "2", "--slice-seconds", "1", "--connections", "4", "--schema", schema,
+                "--json",
+            ])
+            #expect(run.status == 0, "\(run.output)")
+            let json = String(run.output.drop { $0 != "{" })
+            let report = try #require(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+            for variant in ["withMiddleware", "withoutMiddleware"] {
+                let figures = try #require(report[variant] as? [String: Any])
+                #expect((figures["requestsPerSecond"] as? Double ?? 0) > 0)
+                #expect((figures["p99Ms"] as? Double ?? 0) > 0)
+                #expect(figures["errors"] as? Int == 0)
+                #expect(figures["slices"] as? Int == 2)
+            }
+            #expect((report["ratio"] as? Double ?? 0) > 0)
+        }
     }
 }

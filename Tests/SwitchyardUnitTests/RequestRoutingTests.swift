@@ -52,6 +52,7 @@ import Testing
         #expect(routing.context(for: facts("GET", "/back-office/reports")) == .admin)
         #expect(routing.context(for: facts("HEAD", "/back-office/reports")) == .public)
         #expect(HTTPRouting(rules: [], defaultContext: .admin).context(for: facts("/x")) == .admin)
+        #expect(routing.consultedHeaders == ["cookie", "x-staff"])
     }
 
     @Test func normalizedPathsAreStableAndPrefixMatchingIsBySegment() async {
