@@ -118,9 +118,7 @@ extension BenchCommand {
                 nodes: nodes, intervalMs: intervalMs, seconds: wall, rounds: rounds, cpuMsPerRound: 1000 * cpu / Double(rounds),
                 cpuMsPerRoundPerNode: 1000 * cpu / Double(rounds * nodes), percentOfOneCore: 100 * cpu / wall)
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(report), as: UTF8.self))
+                try printJSON(report)
             } else {
                 print(String(
                     format: "monitor, %d nodes every %d ms, %.1f s: %d rounds, %.3f ms CPU a round (%.3f ms a node), %.2f %% of one core",
@@ -220,6 +218,13 @@ extension BenchCommand {
             print(json ? try report.json() : report.table())
         }
     }
+}
+
+/// A report as pretty, key-sorted JSON on standard output.
+func printJSON(_ report: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(report), as: UTF8.self))
 }
 
 /// `--seconds`: a finite, positive number of seconds, at most a day.

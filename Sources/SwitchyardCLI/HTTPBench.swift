@@ -117,9 +117,7 @@ extension BenchCommand {
                 for app in apps { _ = await app.result }
                 await cluster.shutdown()
                 if json {
-                    let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                    print(String(decoding: try encoder.encode(report), as: UTF8.self))
+                    try printJSON(report)
                 } else {
                     if control { print("control run: both sides WITHOUT the middleware") }
                     for (name, variant) in [("with middleware", with), ("without (fixed public context)", without)] {
