@@ -348,5 +348,12 @@ import Testing
         let screen = Renderer.render(state).text
         #expect(screen.contains("Query log +2 followed [admin]"))
         #expect(screen.contains(" shop A pg1 "))
+        // A followed file is another process's text: escapes in it never reach the terminal.
+        _ = state.reduce(.log([entry(9, "admin", "\u{1B}]0;pwned\u{7}"), entry(10, "admin", "ok")]))
+        var hostile = state.log
+        hostile[1].sql = "select 1 \u{1B}[2J\u{202E}"
+        _ = state.reduce(.log(hostile))
+        let shown = Renderer.render(state).text
+        #expect(!shown.unicodeScalars.contains { $0 == "\u{1B}" || $0 == "\u{7}" || $0 == "\u{202E}" })
     }
 }
