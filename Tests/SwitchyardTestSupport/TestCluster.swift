@@ -164,19 +164,27 @@ public final class TestCluster: Sendable {
     /// so a `defer` can call it.
     public static func killServers(in directory: URL) {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        var pids: [pid_t] = []
         for entry in entries {
             let pidFile = directory.appendingPathComponent("\(entry)/data/postmaster.pid").path
             guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
                 let line = text.split(separator: "\n").first, let pid = pid_t(line)
             else { continue }
             kill(pid, SIGQUIT)
+            pids.append(pid)
         }
+        // Wait for the servers to be gone: a postmaster still shutting down writes its log
+        // again and keeps its folder from being removed.
+        let deadline = Date().addingTimeInterval(10)
+        while pids.contains(where: { kill($0, 0) == 0 }), Date() < deadline { usleep(20_000) }
     }
 
     /// Removes test clusters whose test process is gone.
     static func sweepAbandoned() {
         let runs = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
-        for run in runs where run.hasPrefix("run-") {
+        // `run-PID-…` (shared clusters) and the folders of tests that start clusters of their
+        // own (`demo-PID-…`, `trust-PID-…`, `cli-PID-…`).
+        for run in runs where ["run-", "demo-", "trust-", "cli-"].contains(where: run.hasPrefix) {
             let parts = run.split(separator: "-")
             guard parts.count >= 2, let owner = pid_t(parts[1]) else { continue }
             if owner == getpid() || kill(owner, 0) == 0 { continue }
