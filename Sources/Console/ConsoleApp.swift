@@ -139,6 +139,7 @@ public final class ConsoleApp: Sendable {
             // At most five redraws a second for the log, however busy the cluster is.
             var lastID: UInt64 = 0
             var lastProblem: String?
+            var lastFollowProblem: String?
             var followed: [QueryLogEntry] = []
             var followedChanged = false
             var lastFiles = -1
@@ -162,10 +163,8 @@ public final class ConsoleApp: Sendable {
                         lastFiles = status.files.count
                         post(.followedFiles(lastFiles))
                     }
-                    if let problem = status.problem, problem != lastProblem {
-                        post(.warning(problem))
-                        lastProblem = problem
-                    }
+                    if let problem = status.problem, problem != lastFollowProblem { post(.warning(problem)) }
+                    lastFollowProblem = status.problem
                 }
                 let tail = cluster.log.tail(200)
                 let newest = tail.last?.id ?? 0
@@ -177,7 +176,7 @@ public final class ConsoleApp: Sendable {
                 // A failing query log file is reported once; the console carries on.
                 let problem = cluster.log.file?.problem
                 if let problem, problem != lastProblem { post(.warning(problem)) }
-                lastProblem = problem ?? lastProblem
+                lastProblem = problem
                 try? await Task.sleep(for: .milliseconds(200))
             }
         }

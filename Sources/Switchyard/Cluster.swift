@@ -209,35 +209,35 @@ public final class Cluster: Sendable {
                 }
                 return try await connection.query(sql, parameters)
             } }
-            return served(request, decision, result, sql, since: started)
+            return served(request, decision, result, sql, since: started, scope: scope)
         } catch {
-            throw failed(request, decision, error, sql, parameters, since: started)
+            throw failed(request, decision, error, sql, parameters, since: started, scope: scope)
         }
     }
 
     /// Logs a statement `decision.node` served, and returns its routed result.
     private func served(
         _ request: RouteRequest, _ decision: RouteDecision, _ result: PostgresResult, _ sql: String,
-        since started: ContinuousClock.Instant
+        since started: ContinuousClock.Instant, scope: RoutingScope?
     ) -> RoutedResult {
         let duration = ContinuousClock.now - started
         log.record(
             context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
             duration: duration, rows: result.affectedRows, error: nil, sql: sql)
-        RoutingScope.current?.trace?.add(decision.node, duration)
+        scope?.trace?.add(decision.node, duration)
         return RoutedResult(result: result, node: decision.node, reason: decision.reason)
     }
 
     /// Logs a statement that failed on `decision.node`, and returns the error to throw.
     private func failed(
         _ request: RouteRequest, _ decision: RouteDecision, _ error: Error, _ sql: String, _ parameters: [any PostgresEncodable],
-        since started: ContinuousClock.Instant
+        since started: ContinuousClock.Instant, scope: RoutingScope?
     ) -> Error {
         let duration = ContinuousClock.now - started
         log.record(
             context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
             duration: duration, rows: nil, error: error, sql: sql, parameters: parameters)
-        RoutingScope.current?.trace?.add(decision.node, duration)
+        scope?.trace?.add(decision.node, duration)
         // Only a node that cannot be connected to at all is marked down here; one lost
         // pooled connection is the pool's business, node health the monitor's.
         if let error = error as? PostgresError, error.kind == .connectionFailed {
@@ -260,12 +260,12 @@ public final class Cluster: Sendable {
                 try await pool.withConnection { try await $0.query(sql, parameters, ifReplayed: position) }
             }
         } catch {
-            throw failed(request, decision, error, sql, parameters, since: started)
+            throw failed(request, decision, error, sql, parameters, since: started, scope: scope)
         }
         switch outcome {
         case .served(let result, let replayed):
             if let replayed { monitor.observeReplay(decision.node, at: replayed) }
-            return served(request, decision, result, sql, since: started)
+            return served(request, decision, result, sql, since: started, scope: scope)
         case .behind(let replayed):
             if let replayed { monitor.observeReplay(decision.node, at: replayed) }
             let topology = monitor.topology
@@ -330,7 +330,8 @@ public final class Cluster: Sendable {
         guard let primary = topology.primary else { throw RoutingError.noPrimary(topology) }
         let pool = pools[primary.name]!
         return try await pool.withConnection { connection in
-            let transaction = Transaction(cluster: self, connection: connection, node: primary.name, context: scope?.context)
+            let transaction = Transaction(
+                cluster: self, connection: connection, node: primary.name, context: scope?.context, trace: scope?.trace)
             _ = try await transaction.record(.write, "begin") { try await connection.query("begin") }
             do {
                 let value = try await body(transaction)
@@ -353,6 +354,7 @@ public final class Cluster: Sendable {
         let connection: PostgresConnection
         public let node: String
         let context: RoutingContext?
+        let trace: RequestTrace?
 
         public func query(_ sql: String, _ parameters: [any PostgresEncodable] = []) async throws -> PostgresResult {
             try await record(.read, sql, parameters) { try await connection.query(sql, parameters) }
@@ -375,14 +377,14 @@ public final class Cluster: Sendable {
                 cluster.log.record(
                     context: context?.name, operation: operation, node: node, reason: .transaction,
                     duration: duration, rows: rows, error: nil, sql: sql)
-                RoutingScope.current?.trace?.add(node, duration)
+                trace?.add(node, duration)
                 return value
             } catch {
                 let duration = clock.now - started
                 cluster.log.record(
                     context: context?.name, operation: operation, node: node, reason: .transaction,
                     duration: duration, rows: nil, error: error, sql: sql, parameters: parameters)
-                RoutingScope.current?.trace?.add(node, duration)
+                trace?.add(node, duration)
                 throw error
             }
         }

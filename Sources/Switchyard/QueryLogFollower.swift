@@ -70,6 +70,7 @@ public final class QueryLogFollower: Sendable {
         state.withLock { state -> [Followed] in
             let paths = Self.expand(patterns)
             var output: [Followed] = []
+            var reader = Reader()
             let firstPoll = !state.started
             state.started = true
             // Files that vanished or were replaced: drain what the writer put there before
@@ -79,7 +80,7 @@ public final class QueryLogFollower: Sendable {
                 let replaced = stat(path, &info) != 0 || UInt64(info.st_ino) != file.inode || UInt64(info.st_dev) != file.device
                 guard replaced else { continue }
                 var drained = file
-                read(&drained, path: path, into: &output, status: &state.status)
+                read(&drained, path: path, with: &reader, into: &output, status: &state.status)
                 Glibc.close(file.descriptor)
                 state.files[path] = nil
             }
@@ -88,7 +89,7 @@ public final class QueryLogFollower: Sendable {
                     guard let file = open(path, atEnd: firstPoll, status: &state.status) else { continue }
                     state.files[path] = file
                 }
-                read(&state.files[path]!, path: path, into: &output, status: &state.status)
+                read(&state.files[path]!, path: path, with: &reader, into: &output, status: &state.status)
             }
             state.status.files = state.files.keys.sorted()
             return output
@@ -145,7 +146,13 @@ public final class QueryLogFollower: Sendable {
             lines: LineAssembler(maxLineBytes: maxLineBytes), label: name)
     }
 
-    private func read(_ file: inout File, path: String, into output: inout [Followed], status: inout Status) {
+    /// One poll's read buffer and decoder, shared by its files.
+    private struct Reader {
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        let decoder = JSONDecoder()
+    }
+
+    private func read(_ file: inout File, path: String, with reader: inout Reader, into output: inout [Followed], status: inout Status) {
         var info = stat()
         if fstat(file.descriptor, &info) == 0, Int64(info.st_size) < file.offset {
             // Truncated (`> file`, copytruncate): start over, forget the partial line.
@@ -153,17 +160,16 @@ public final class QueryLogFollower: Sendable {
             file.lines = LineAssembler(maxLineBytes: maxLineBytes)
         }
         var budget = readBudget
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
         while budget > 0 {
-            let count = buffer.withUnsafeMutableBytes { raw in
+            let count = reader.buffer.withUnsafeMutableBytes { raw in
                 pread(file.descriptor, raw.baseAddress, min(raw.count, budget), off_t(file.offset))
             }
             if count < 0, errno == EINTR { continue }
             guard count > 0 else { break }
             file.offset += Int64(count)
             budget -= count
-            for line in file.lines.feed(buffer[..<count]) {
-                guard let entry = try? JSONDecoder().decode(QueryLogEntry.self, from: line) else {
+            for line in file.lines.feed(reader.buffer[..<count]) {
+                guard let entry = try? reader.decoder.decode(QueryLogEntry.self, from: line) else {
                     status.skippedLines += 1
                     continue
                 }

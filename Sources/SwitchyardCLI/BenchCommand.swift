@@ -220,6 +220,15 @@ extension BenchCommand {
     }
 }
 
+/// The first executable `name` in `$PATH`.
+func executableOnPath(_ name: String) -> String? {
+    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+        let candidate = "\(directory)/\(name)"
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    return nil
+}
+
 /// A report as pretty, key-sorted JSON on standard output.
 func printJSON(_ report: some Encodable) throws {
     let encoder = JSONEncoder()

@@ -66,7 +66,7 @@ extension BenchCommand {
 
         func run() async throws {
             try logging.bootstrap()
-            guard let wrk = Self.wrkPath() else {
+            guard let wrk = executableOnPath("wrk") else {
                 throw UsageError("wrk not found: install it (apt-get install wrk) or put it on PATH")
             }
             var configuration = try config.load()
@@ -212,14 +212,6 @@ extension BenchCommand {
                 let p99 = Double(fields[4]), let errors = Int(fields[5])
             else { throw UsageError("unexpected wrk output: \(line)") }
             return WrkSlice(requests: requests, seconds: micros / 1e6, p50Ms: p50, p99Ms: p99, errors: errors)
-        }
-
-        static func wrkPath() -> String? {
-            for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
-                let candidate = "\(directory)/wrk"
-                if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            }
-            return nil
         }
     }
 }

@@ -170,10 +170,7 @@ struct RoutingBench {
 
     /// pgbench on PATH, else beside the server's programs.
     static func pgbenchPath() async -> String? {
-        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
-            let candidate = "\(directory)/pgbench"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
+        if let onPath = executableOnPath("pgbench") { return onPath }
         guard let binaries = try? await PostgresBinaries.locate() else { return nil }
         let candidate = binaries.path("pgbench")
         return FileManager.default.isExecutableFile(atPath: candidate) ? candidate : nil
