@@ -27,13 +27,18 @@ public struct Storefront: Sendable {
     /// fresh session (what the same handlers cost without the middleware's work).
     public let middleware: Bool
 
+    /// How long a request's database work may take before it is answered 503 (a node
+    /// that stopped answering must not hold visitors forever).
+    public let requestDeadline: Duration
+
     /// Quoted once at start (by libpq).
     private let quotedSchema: String
 
-    public init(cluster: Cluster, schema: String = "demo", middleware: Bool = true) async throws {
+    public init(cluster: Cluster, schema: String = "demo", middleware: Bool = true, requestDeadline: Duration = .seconds(5)) async throws {
         self.cluster = cluster
         self.schema = schema
         self.middleware = middleware
+        self.requestDeadline = requestDeadline
         quotedSchema = try await cluster.quoteIdentifier(schema)
     }
 
@@ -168,12 +173,15 @@ public struct Storefront: Sendable {
         return OrderDetail(order: try Order(first), items: items)
     }
 
-    /// Runs a statement, turning database trouble into a JSON 503 (or 422 for a value the
-    /// database refused) instead of a stack trace.
-    private func run<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as PostgresError {
+    /// Runs a statement within ``requestDeadline``, turning database trouble into a JSON
+    /// 503 (or 422 for a value the database refused) instead of a stack trace or a hang.
+    private func run<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        switch await withDeadline(requestDeadline, body) {
+        case .value(let value):
+            return value
+        case .timedOut:
+            throw StoreError(.serviceUnavailable, "the database did not answer within \(formatDuration(requestDeadline)); try again")
+        case .failed(let error as PostgresError):
             if error.isConnectionError || error.kind == .cancelled || error.kind == .closed {
                 throw StoreError(.serviceUnavailable, "the database is not answering; try again")
             }
@@ -181,8 +189,10 @@ public struct Storefront: Sendable {
                 throw StoreError(.unprocessableContent, "the database refused the value (SQLSTATE \(state))")
             }
             throw StoreError(.internalServerError, "database error (SQLSTATE \(error.sqlState ?? "?"))")
-        } catch is RoutingError {
+        case .failed(is RoutingError), .failed(is CancellationError):
             throw StoreError(.serviceUnavailable, "no database node can take the request now; try again")
+        case .failed(let error):
+            throw error
         }
     }
 

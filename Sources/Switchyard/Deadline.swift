@@ -3,7 +3,7 @@ import PostgresClient
 import Synchronization
 
 /// How an operation run under ``withDeadline(_:_:)`` ended.
-enum DeadlineOutcome<T: Sendable>: Sendable {
+public enum DeadlineOutcome<T: Sendable>: Sendable {
     case value(T)
     case failed(Error)
     case timedOut
@@ -11,8 +11,9 @@ enum DeadlineOutcome<T: Sendable>: Sendable {
 
 /// Runs `operation` in its own task and returns its outcome, or `.timedOut` after
 /// `duration` without waiting for it (an operation stuck in a blocking call cannot hold
-/// the caller).
-func withDeadline<T: Sendable>(_ duration: Duration, _ operation: @escaping @Sendable () async throws -> T) async
+/// the caller). The operation's task inherits the caller's task-local values (its
+/// routing context); on time-out it is cancelled.
+public func withDeadline<T: Sendable>(_ duration: Duration, _ operation: @escaping @Sendable () async throws -> T) async
     -> DeadlineOutcome<T>
 {
     let once = ResumeOnce<DeadlineOutcome<T>>()

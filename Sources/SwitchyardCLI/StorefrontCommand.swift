@@ -30,9 +30,16 @@ struct StorefrontCommand: AsyncParsableCommand {
     var queryLog: String?
     @Option(help: "Schema of the sample data.") var schema = "demo"
     @Option(help: "Rows of the sample events table when the schema has to be loaded.") var events = 1_000_000
+    @Option(help: "Milliseconds a request's database work may take before it is answered 503.") var requestTimeoutMs = 5000
     @Flag(help: "Run the handlers in a fixed public context instead of through the middleware (to measure it).")
     var withoutMiddleware = false
     @Flag(help: .hidden) var exitWithParent = false
+
+    func validate() throws {
+        guard (1...3_600_000).contains(requestTimeoutMs) else { throw ValidationError("--request-timeout-ms must be 1 to 3600000") }
+        guard (0...65_535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
+        guard events >= 0 else { throw ValidationError("--events must be 0 or more") }
+    }
 
     func run() async throws {
         try logging.bootstrap(fullScreen: false)
@@ -42,7 +49,8 @@ struct StorefrontCommand: AsyncParsableCommand {
         let cluster = try Cluster(configuration: configuration)
         await cluster.start()
         do {
-            let storefront = try await Storefront(cluster: cluster, schema: schema, middleware: !withoutMiddleware)
+            let storefront = try await Storefront(
+                cluster: cluster, schema: schema, middleware: !withoutMiddleware, requestDeadline: .milliseconds(requestTimeoutMs))
             try await storefront.loadSampleData(events: events) { Self.say($0) }
             if exitWithParent { Self.exitWhenOrphaned() }
             var logger = Logger(label: "switchyard.storefront")

@@ -18,7 +18,7 @@ struct RunningStorefront {
 
     static func start(
         schema: String, selection: ReplicaSelection = .random, logFile: String? = nil, logMaxBytes: Int = 64 << 20,
-        serverTiming: Bool = false
+        serverTiming: Bool = false, requestDeadline: Duration = .seconds(5)
     ) async throws -> RunningStorefront {
         let test = try TestCluster.shared()
         var configuration = ClusterConfiguration(
@@ -32,7 +32,7 @@ struct RunningStorefront {
         let cluster = try Cluster(configuration: configuration)
         await cluster.start()
         do {
-            let storefront = try await Storefront(cluster: cluster, schema: schema)
+            let storefront = try await Storefront(cluster: cluster, schema: schema, requestDeadline: requestDeadline)
             try await storefront.loadSampleData(events: 100) { _ in }
             let port = Mutex<Int?>(nil)
             // Stopping by cancellation makes the server log an error; tests do not need it.
@@ -62,10 +62,11 @@ struct RunningStorefront {
     /// Runs `body` with a started storefront and stops it afterwards, also on failure.
     static func with<T>(
         schema: String, selection: ReplicaSelection = .random, logFile: String? = nil, logMaxBytes: Int = 64 << 20,
-        serverTiming: Bool = false, _ body: (RunningStorefront) async throws -> T
+        serverTiming: Bool = false, requestDeadline: Duration = .seconds(5), _ body: (RunningStorefront) async throws -> T
     ) async throws -> T {
         let shop = try await start(
-            schema: schema, selection: selection, logFile: logFile, logMaxBytes: logMaxBytes, serverTiming: serverTiming)
+            schema: schema, selection: selection, logFile: logFile, logMaxBytes: logMaxBytes, serverTiming: serverTiming,
+            requestDeadline: requestDeadline)
         do {
             let value = try await body(shop)
             await shop.stop()
@@ -223,6 +224,34 @@ extension ClusterTests {
                 _ = try await visitor.put("/api/customers/7", json: ["name": "followed"])
                 try await console.waitFor(text: "storefront P pg1", timeout: .seconds(3))
                 try await console.send("q")
+            }
+        }
+
+        @Test func aHungPrimaryGetsA503InTimeAndReplicasKeepServing() async throws {
+            let schema = Self.schema()
+            defer { Task { await RunningStorefront.dropSchema(schema) } }
+            try await RunningStorefront.with(schema: schema, requestDeadline: .seconds(1)) { shop in
+                let visitor = StorefrontVisitor(baseURL: shop.baseURL)
+                let warm = try await visitor.get("/admin/customers/1")
+                #expect(warm.status == 200)
+                try await HungNodeTests.signal(SIGSTOP, node: "pg1")
+                try await ensuring {
+                    let clock = ContinuousClock()
+                    let started = clock.now
+                    let hung = try await visitor.get("/admin/customers/1")
+                    #expect(hung.status == 503)
+                    #expect((hung.json?["error"] as? String)?.contains("did not answer") == true, "\(hung.json ?? [:])")
+                    #expect(clock.now - started < .seconds(4), "the request waited on the hung primary")
+                    let read = try await visitor.get("/api/customers/2")
+                    #expect(read.status == 200, "public reads stopped with the primary")
+                } finally: {
+                    try? await HungNodeTests.signal(SIGCONT, node: "pg1")
+                }
+                // Once it answers again, so does the shop.
+                let back = try await TestCluster.eventually(timeout: .seconds(15)) {
+                    (try? await visitor.get("/admin/customers/1"))?.status == 200
+                }
+                #expect(back)
             }
         }
 
