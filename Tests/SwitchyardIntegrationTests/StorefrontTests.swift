@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import LocalCluster
 import Logging
 import PostgresClient
 import Storefront
@@ -253,6 +254,34 @@ extension ClusterTests {
                 }
                 #expect(back)
             }
+        }
+
+        @Test func aStorefrontStartedWithExitWithParentEndsWhenItsParentDies() async throws {
+            let test = try TestCluster.shared()
+            let schema = Self.schema()
+            defer { Task { await RunningStorefront.dropSchema(schema) } }
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-orphan-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let output = folder.appendingPathComponent("out.log").path
+            let binary = try CommandLineTests.executable.path
+            // A parent shell that starts the storefront, waits until it listens, and exits
+            // without stopping it (as a demo killed with SIGKILL would).
+            let script = """
+                '\(binary)' storefront --config '\(test.local.configURL.path)' --port 0 --schema \(schema) --events 100 \
+                  --exit-with-parent > '\(output)' 2>&1 < /dev/null &
+                for i in $(seq 300); do grep -q '^listening on' '\(output)' && exit 0; sleep 0.1; done
+                exit 1
+                """
+            let parent = try await ChildProcess.run(["/bin/sh", "-c", script])
+            #expect(parent.status == 0, "the storefront did not start: \((try? String(contentsOfFile: output, encoding: .utf8)) ?? "")")
+            let text = try String(contentsOfFile: output, encoding: .utf8)
+            let url = try #require(text.split(separator: "\n").first { $0.hasPrefix("listening on ") }).dropFirst("listening on ".count)
+            let gone = try await TestCluster.eventually(timeout: .seconds(15)) {
+                try await ChildProcess.run(["/usr/bin/curl", "-s", "-o", "/dev/null", "--max-time", "2", "\(url)/health"]).status != 0
+            }
+            #expect(gone, "the orphaned storefront still answers")
+            if !gone { _ = try? await ChildProcess.run(["/usr/bin/pkill", "-f", "--schema \(schema)"]) }
         }
 
         @Test func badRequestsGetJSONErrorsNeverAStack() async throws {
