@@ -37,11 +37,14 @@ let package = Package(
         // One PostgreSQL connection: parameters, typed results, errors, cancel.
         .target(name: "PostgresClient", dependencies: ["CLibPQ"]),
 
+        // Patroni's REST API: members, history, switchover and failover.
+        .target(name: "PatroniREST"),
+
         // Routing context, routers, pools, monitor, query log, consistency tokens.
         .target(
             name: "Switchyard",
             dependencies: [
-                "PostgresClient", .product(name: "TOMLKit", package: "TOMLKit"), .product(name: "Logging", package: "swift-log"),
+                "PostgresClient", "PatroniREST", .product(name: "TOMLKit", package: "TOMLKit"), .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
@@ -74,13 +77,13 @@ let package = Package(
         // Throw-away primary + streaming replicas from the machine's PostgreSQL.
         .target(
             name: "LocalCluster",
-            dependencies: ["PostgresClient", .product(name: "Subprocess", package: "swift-subprocess")]
+            dependencies: ["PostgresClient", "PatroniREST", .product(name: "Subprocess", package: "swift-subprocess")]
         ),
 
         // Starts one real cluster per test process; isolated schema per test.
         .target(
             name: "SwitchyardTestSupport",
-            dependencies: ["LocalCluster", "PostgresClient"],
+            dependencies: ["LocalCluster", "PostgresClient", "PatroniREST"],
             path: "Tests/SwitchyardTestSupport"
         ),
 
@@ -102,7 +105,7 @@ let package = Package(
         .testTarget(
             name: "SwitchyardUnitTests",
             dependencies: [
-                "PostgresClient", "Switchyard", "Console", "LocalCluster", "CNCurses", "SwitchyardHummingbird",
+                "PostgresClient", "Switchyard", "Console", "LocalCluster", "CNCurses", "SwitchyardHummingbird", "PatroniREST",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             exclude: ["Golden"]
@@ -111,7 +114,7 @@ let package = Package(
         .testTarget(
             name: "SwitchyardIntegrationTests",
             dependencies: [
-                "PostgresClient", "Switchyard", "Console", "LocalCluster", "SwitchyardTestSupport", "SwitchyardCLI", "Storefront",
+                "PostgresClient", "Switchyard", "Console", "LocalCluster", "SwitchyardTestSupport", "SwitchyardCLI", "Storefront", "PatroniREST",
                 "SwitchyardHummingbird", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -4,11 +4,26 @@ import Foundation
 public struct LocalNode: Codable, Sendable, Equatable {
     public var name: String
     public var port: Int
+    /// Patroni's REST API port (clusters made with `--ha patroni`).
+    public var restPort: Int?
 
-    public init(name: String, port: Int) {
+    public init(name: String, port: Int, restPort: Int? = nil) {
         self.name = name
         self.port = port
+        self.restPort = restPort
     }
+
+    /// `http://127.0.0.1:R` of the node's Patroni, if it has one.
+    public var restURL: URL? { restPort.map { URL(string: "http://127.0.0.1:\($0)")! } }
+}
+
+/// The HA engine of a cluster made with `cluster up --ha patroni`: a single-node etcd and
+/// one Patroni per node.
+struct PatroniManifest: Codable, Sendable, Equatable {
+    /// Patroni's `scope`: the cluster's name in etcd.
+    var scope: String
+    var etcdClientPort: Int
+    var etcdPeerPort: Int
 }
 
 /// `D/cluster.json`: what `cluster up` created, so later commands know the nodes.
@@ -20,4 +35,6 @@ struct ClusterManifest: Codable, Sendable, Equatable {
     var user: String
     var host: String
     var nodes: [LocalNode]
+    /// Set when Patroni manages the nodes.
+    var patroni: PatroniManifest?
 }

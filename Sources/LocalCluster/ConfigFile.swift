@@ -17,6 +17,8 @@ public struct ConfigFile: Sendable, Equatable {
     public var clusterName: String
     public var nodes: [Node]
     public var monitorInterval: Duration = .seconds(1)
+    /// `[patroni] endpoints`: Patroni REST URLs, when Patroni manages the nodes.
+    public var patroniEndpoints: [String] = []
     /// `[query_log] file`, if any.
     public var queryLogFile: String?
     /// A comment for the top of the file.
@@ -49,6 +51,9 @@ public struct ConfigFile: Sendable, Equatable {
             "warn_lag_ms = 200",
             "critical_lag_ms = 1000",
         ]
+        if !patroniEndpoints.isEmpty {
+            lines += ["", "[patroni]", "endpoints = [\(patroniEndpoints.map(Self.string).joined(separator: ", "))]"]
+        }
         if let queryLogFile { lines += ["", "[query_log]", "file = \(Self.string(queryLogFile))"] }
         lines += ["", "[console]", "theme = \"default\"", ""]
         return lines.joined(separator: "\n")

@@ -75,7 +75,7 @@ public final class LocalCluster: Sendable {
     }
 
     /// A new random superuser password (or `password`) in `D/pgpass` (hex: nothing to escape).
-    private func writePassfile(_ given: String? = nil) throws -> String {
+    func writePassfile(_ given: String? = nil) throws -> String {
         let password = given ?? Self.newPassword()
         let lines = ["\(host):*:*:\(user):\(password)", "localhost:*:*:\(user):\(password)", ""]
         let created = FileManager.default.createFile(
@@ -94,7 +94,7 @@ public final class LocalCluster: Sendable {
     /// `D/<node>/postgres.log`, the server log.
     public func logFile(_ node: LocalNode) -> URL { directory.appendingPathComponent("\(node.name)/postgres.log") }
 
-    private func manifest() throws -> ClusterManifest {
+    func manifest() throws -> ClusterManifest {
         guard let data = FileManager.default.contents(atPath: manifestURL.path) else {
             throw LocalClusterError(
                 .noCluster, "no cluster in \(directory.path): create one with `switchyard cluster up --dir \(directory.path)`")
@@ -112,9 +112,9 @@ public final class LocalCluster: Sendable {
     /// replicas on the following ports), or, when the folder already holds one, starts
     /// whatever is stopped and adds replicas up to `replicas`. Returns the node statuses.
     @discardableResult
-    public func up(basePort: Int = 55432, replicas: Int = 2, progress: @Sendable (String) -> Void = { _ in }) async throws
-        -> [LocalNodeStatus]
-    {
+    public func up(
+        basePort: Int = 55432, replicas: Int = 2, engine: Engine? = nil, progress: @Sendable (String) -> Void = { _ in }
+    ) async throws -> [LocalNodeStatus] {
         guard (1...65535).contains(basePort), basePort + replicas <= 65535 else {
             throw LocalClusterError(.invalidArgument, "port \(basePort) is out of range (1-65535)")
         }
@@ -123,7 +123,19 @@ public final class LocalCluster: Sendable {
         }
         let binaries = try await serverBinaries()
         if FileManager.default.fileExists(atPath: manifestURL.path) {
+            let manifest = try manifest()
+            if manifest.patroni != nil {
+                return try await restartPatroni(manifest, binaries: binaries, replicas: replicas, progress: progress)
+            }
+            if let engine {
+                throw LocalClusterError(
+                    .directoryNotUsable,
+                    "\(directory.path) holds a cluster without an HA engine: `--ha \(engine.rawValue)` needs a new folder (--dir)")
+            }
             return try await restart(binaries: binaries, replicas: replicas, progress: progress)
+        }
+        if engine == .patroni {
+            return try await createPatroni(binaries: binaries, basePort: basePort, replicas: replicas, progress: progress)
         }
         return try await create(binaries: binaries, basePort: basePort, replicas: replicas, progress: progress)
     }
@@ -277,12 +289,12 @@ public final class LocalCluster: Sendable {
 
     /// Creates the folder, checks we (and, as root, the `postgres` user) can write to it.
     /// The server programs given at init, else the ones found on this machine.
-    private func serverBinaries() async throws -> PostgresBinaries {
+    func serverBinaries() async throws -> PostgresBinaries {
         if let explicitBinaries { return explicitBinaries }
         return try await PostgresBinaries.locate()
     }
 
-    private func prepareDirectory() throws -> ProcessRunner {
+    func prepareDirectory() throws -> ProcessRunner {
         let manager = FileManager.default
         var isDirectory: ObjCBool = false
         if manager.fileExists(atPath: directory.path, isDirectory: &isDirectory), !isDirectory.boolValue {
@@ -311,7 +323,7 @@ public final class LocalCluster: Sendable {
         return try ProcessRunner.forCurrentUser(workingDirectory: directory)
     }
 
-    private func makeNodeFolder(_ node: LocalNode, runner: ProcessRunner) async throws {
+    func makeNodeFolder(_ node: LocalNode, runner: ProcessRunner) async throws {
         let folder = directory.appendingPathComponent(node.name)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try runner.giveToServerUser(directory)
@@ -353,12 +365,12 @@ public final class LocalCluster: Sendable {
         try fixOwnership(url)
     }
 
-    private func fixOwnership(_ url: URL) throws {
+    func fixOwnership(_ url: URL) throws {
         guard ProcessRunner.isRoot, let user = getpwnam("postgres") else { return }
         chown(url.path, user.pointee.pw_uid, user.pointee.pw_gid)
     }
 
-    private func createDatabase(on primary: LocalNode) async throws {
+    func createDatabase(on primary: LocalNode) async throws {
         let connection = try await PostgresConnection.connect(
             conninfo(for: primary, database: "postgres"), label: primary.name, options: ConnectOptions(connectTimeout: .seconds(5)))
         try await connection.closing { connection in
@@ -397,24 +409,26 @@ public final class LocalCluster: Sendable {
         }
     }
 
-    private func isRunning(_ node: LocalNode, binaries: PostgresBinaries, runner: ProcessRunner) async throws -> Bool {
+    func isRunning(_ node: LocalNode, binaries: PostgresBinaries, runner: ProcessRunner) async throws -> Bool {
         try await runner.run(binaries.path("pg_ctl"), ["-D", dataDirectory(node).path, "status"]).status == 0
     }
 
-    private func writeManifest(_ manifest: ClusterManifest) throws {
+    func writeManifest(_ manifest: ClusterManifest) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(manifest).write(to: manifestURL, options: .atomic)
     }
 
-    private func writeConfig(_ nodes: [LocalNode]) throws {
+    func writeConfig(_ nodes: [LocalNode], patroni: [URL] = []) throws {
         var file = ConfigFile(
             clusterName: "local",
             nodes: nodes.map { ConfigFile.Node(name: $0.name, conninfo: conninfo(for: $0)) })
+        file.patroniEndpoints = patroni.map(\.absoluteString)
         file.header = [
             "Written by `switchyard cluster up` for this local development cluster.",
             "Roles are discovered with pg_is_in_recovery(), so this stays true after a failover.",
         ]
+        if !patroni.isEmpty { file.header.append("Patroni manages the nodes: promote goes through its REST API.") }
         try file.write(to: configURL.path)
     }
 
@@ -430,6 +444,7 @@ public final class LocalCluster: Sendable {
     /// Stops every running node (replicas first), keeping the data.
     public func down(mode: StopMode = .fast) async throws {
         let manifest = try manifest()
+        if manifest.patroni != nil { return try await downPatroni(manifest, mode: mode) }
         let binaries = try await serverBinaries()
         let runner = try ProcessRunner.forCurrentUser(workingDirectory: directory)
         for node in manifest.nodes.reversed() where try await isRunning(node, binaries: binaries, runner: runner) {
@@ -442,6 +457,7 @@ public final class LocalCluster: Sendable {
     /// Stops one node. Stopping a stopped node is not an error.
     public func stop(node name: String, mode: StopMode = .fast) async throws {
         let node = try node(named: name)
+        if try manifest().patroni != nil { return try await stopPatroni(node, mode: mode) }
         let binaries = try await serverBinaries()
         let runner = try ProcessRunner.forCurrentUser(workingDirectory: directory)
         guard try await isRunning(node, binaries: binaries, runner: runner) else { return }
@@ -453,6 +469,7 @@ public final class LocalCluster: Sendable {
     /// Starts one node and waits until it accepts connections.
     public func start(node name: String) async throws {
         let node = try node(named: name)
+        if try manifest().patroni != nil { return try await startPatroni(node) }
         let binaries = try await serverBinaries()
         let runner = try ProcessRunner.forCurrentUser(workingDirectory: directory)
         guard try await !isRunning(node, binaries: binaries, runner: runner) else { return }
@@ -482,7 +499,10 @@ public final class LocalCluster: Sendable {
             guard try await connection.serverInfo().inRecovery else {
                 throw LocalClusterError(.notAReplica, "\(node.name) is a primary: only replicas can be delayed")
             }
-            if milliseconds == 0 {
+            if try manifest().patroni != nil {
+                // Patroni rewrites recovery settings in the files it owns; ours it leaves alone.
+                try writeLocalSettings(node, delayMilliseconds: milliseconds, runner: try ProcessRunner.forCurrentUser(workingDirectory: directory))
+            } else if milliseconds == 0 {
                 _ = try await connection.query("alter system reset recovery_min_apply_delay")
             } else {
                 _ = try await connection.query("alter system set recovery_min_apply_delay = '\(milliseconds)ms'")
@@ -499,8 +519,12 @@ public final class LocalCluster: Sendable {
         let binaries = try await serverBinaries()
         let runner = try ProcessRunner.forCurrentUser(workingDirectory: directory)
         var statuses: [LocalNodeStatus] = []
+        let members = manifest.patroni == nil ? nil : await patroniMembers(manifest)
         for node in manifest.nodes {
             var status = LocalNodeStatus(node: node, running: try await isRunning(node, binaries: binaries, runner: runner))
+            if manifest.patroni != nil {
+                status.patroni = members.map { $0[node.name].map { "\($0.role) \($0.state)" } ?? "not a member" } ?? "Patroni not answering"
+            }
             if status.running {
                 do {
                     let connection = try await PostgresConnection.connect(
@@ -544,4 +568,6 @@ public struct LocalNodeStatus: Sendable, Equatable {
     public var walReceiver: String?
     /// Why the server could not be asked, when it is running but did not answer.
     public var problem: String?
+    /// Patroni's role and state for the node (clusters with `--ha patroni`).
+    public var patroni: String?
 }

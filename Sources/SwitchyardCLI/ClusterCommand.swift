@@ -18,6 +18,8 @@ struct ClusterCommand: AsyncParsableCommand {
 }
 
 /// `--dir`, shared by every cluster subcommand.
+extension LocalCluster.Engine: ExpressibleByArgument {}
+
 struct ClusterDirectoryOption: ParsableArguments {
     @Option(
         name: .customLong("dir"),
@@ -41,6 +43,11 @@ extension ClusterCommand {
         @OptionGroup var directory: ClusterDirectoryOption
         @Option(help: "Streaming replicas besides the primary.") var replicas = 2
         @Option(help: "Port of pg1; replicas take the following ports.") var port = 55432
+        @Option(
+            help: ArgumentHelp(
+                "Let an HA engine manage the nodes: patroni (with a local etcd; needs the patroni and etcd-server packages).",
+                valueName: "engine"))
+        var ha: LocalCluster.Engine?
 
         func validate() throws {
             guard (0...16).contains(replicas) else { throw ValidationError("--replicas must be between 0 and 16") }
@@ -50,7 +57,7 @@ extension ClusterCommand {
         func run() async throws {
             let cluster = directory.cluster
             let started = Date()
-            let statuses = try await cluster.up(basePort: port, replicas: replicas) { step in
+            let statuses = try await cluster.up(basePort: port, replicas: replicas, engine: ha) { step in
                 print("  \(step)")
             }
             print(StatusTable.render(statuses))
@@ -58,6 +65,9 @@ extension ClusterCommand {
             print("config: \(cluster.configURL.path)")
             if let primary = statuses.first(where: { $0.role == .primary }) {
                 print("connect: psql \"\(cluster.conninfo(for: primary.node))\"")
+            }
+            if let endpoints = try? cluster.patroniEndpoints(), !endpoints.isEmpty {
+                print("patroni: \(endpoints.map(\.absoluteString).joined(separator: " "))")
             }
         }
     }
@@ -133,15 +143,17 @@ extension ClusterCommand {
 
 enum StatusTable {
     static func render(_ statuses: [LocalNodeStatus]) -> String {
-        let header = ["NODE", "PORT", "RUNNING", "ROLE", "IN RECOVERY", "LSN", "WAL RECEIVER"]
+        let patroni = statuses.contains { $0.patroni != nil }
+        let header = ["NODE", "PORT", "RUNNING", "ROLE", "IN RECOVERY", "LSN", "WAL RECEIVER"] + (patroni ? ["PATRONI"] : [])
         let rows = statuses.map { status -> [String] in
-            [
+            let extra = patroni ? [status.patroni ?? "-"] : []
+            return [
                 status.node.name, String(status.node.port), status.running ? "yes" : "no",
                 status.problem == nil ? status.role.rawValue : "unknown",
                 status.inRecovery.map { $0 ? "yes" : "no" } ?? "-",
                 status.lsn?.description ?? "-",
                 status.walReceiver ?? "-",
-            ]
+            ] + extra
         }
         var lines = [TextTable.render(header: header, rows: rows)]
         for status in statuses {
