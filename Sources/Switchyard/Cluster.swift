@@ -50,7 +50,7 @@ public final class Cluster: Sendable {
             consistency: configuration.consistency, replayGuard: configuration.replayGuard)
         monitor = ClusterMonitor(
             nodes: configuration.nodes,
-            settings: ClusterMonitor.Settings(interval: configuration.monitorInterval))
+            settings: ClusterMonitor.Settings(configuration))
         var pools: [String: ConnectionPool] = [:]
         for node in configuration.nodes {
             pools[node.name] = ConnectionPool(

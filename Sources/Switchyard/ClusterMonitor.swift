@@ -16,11 +16,21 @@ public final class ClusterMonitor: Sendable {
         public var connectTimeout: Duration
         /// Samples kept per node (default 120).
         public var historyLength: Int
+        /// Patroni's REST API, read every round beside the probes.
+        public var patroni: PatroniSettings?
 
-        public init(interval: Duration = .seconds(1), connectTimeout: Duration = .seconds(2), historyLength: Int = 120) {
+        public init(
+            interval: Duration = .seconds(1), connectTimeout: Duration = .seconds(2), historyLength: Int = 120, patroni: PatroniSettings? = nil
+        ) {
             self.interval = interval
             self.connectTimeout = connectTimeout
             self.historyLength = historyLength
+            self.patroni = patroni
+        }
+
+        /// The interval and Patroni settings of a config file.
+        public init(_ configuration: ClusterConfiguration) {
+            self.init(interval: configuration.monitorInterval, patroni: configuration.patroni)
         }
 
         /// How long one node's probe may take before it counts as unreachable.
@@ -71,8 +81,11 @@ public final class ClusterMonitor: Sendable {
                 while !Task.isCancelled {
                     guard let self else { return }
                     let started = ContinuousClock.now
-                    _ = await self.probeNow()
-                    let next = started + self.settings.interval
+                    let topology = await self.probeNow()
+                    // Patroni's leader key as a hint: while the member holding it is not yet
+                    // seen out of recovery (a promotion under way), look again soon.
+                    let promoting = topology.patroni?.leaderNode.map { topology.node($0)?.role != .primary } ?? false
+                    let next = started + (promoting ? min(self.settings.interval, .milliseconds(100)) : self.settings.interval)
                     try? await Task.sleep(until: next, clock: .continuous)
                 }
             }
@@ -123,6 +136,7 @@ public final class ClusterMonitor: Sendable {
     }
 
     private func round() async -> Topology {
+        async let patroniView = patroniRound()
         let deadline = settings.probeDeadline
         let interval = settings.interval
         let limit = ProbeConnection.answerLimit(deadline: deadline, interval: interval)
@@ -150,11 +164,16 @@ public final class ClusterMonitor: Sendable {
             group.cancelAll()
             return samples.map { $0! }
         }
+        let view = await patroniView
         let topology = state.withLock { state -> Topology in
             let now = ContinuousClock.now
-            let topology = Self.assemble(
+            var topology = Self.assemble(
                 names: nodes.map(\.name), samples: samples, at: now, previousRound: state.previousRound,
                 behindSince: &state.behindSince)
+            if let view {
+                topology.patroni = view
+                topology.fenced = view.fenced(topology.nodes)
+            }
             state.previousRound = now
             state.topology = topology
             state.rounds += 1
@@ -168,6 +187,11 @@ public final class ClusterMonitor: Sendable {
         }
         broadcast.send(topology)
         return topology
+    }
+
+    private func patroniRound() async -> PatroniView? {
+        guard let patroni = settings.patroni else { return nil }
+        return await patroni.client.view(endpoints: nodes.map { ($0.name, Conninfo.endpoint($0.conninfo)) })
     }
 
     /// Turns one round of raw samples into node states with lag (pure; unit-tested).

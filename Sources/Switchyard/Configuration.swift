@@ -1,4 +1,5 @@
 import Foundation
+import PatroniREST
 import TOMLKit
 
 /// A config or theme file problem, naming the file and, where known, the line.
@@ -158,6 +159,10 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// `[http]`: how a web app's requests choose their routing context.
     public var http = HTTPRouting()
 
+    /// `[patroni]`: Patroni's REST API, when Patroni manages the nodes. The monitor reads
+    /// its view of the cluster beside the nodes' own, and promotion goes through it.
+    public var patroni: PatroniSettings?
+
     /// `[console] follow`: query-log files (globs) of other processes the console tails.
     public var consoleFollow: [String] = []
 
@@ -208,7 +213,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
         let root = try ConfigurationError.parseTOML(text, file: file)
         let reader = TOMLReader(file: file, text: text)
         var config = ClusterConfiguration()
-        try reader.allowOnly(["cluster", "nodes", "routing", "monitor", "pool", "query_log", "console", "http"], in: root, section: nil)
+        try reader.allowOnly(["cluster", "nodes", "routing", "monitor", "pool", "query_log", "console", "http", "patroni"], in: root, section: nil)
 
         if let cluster = try reader.table(root, "cluster") {
             try reader.allowOnly(["name"], in: cluster, section: "cluster")
@@ -295,7 +300,42 @@ public struct ClusterConfiguration: Sendable, Equatable {
         if let http = try reader.table(root, "http") {
             config.http = try parseHTTP(http, reader: reader)
         }
+        if let patroni = try reader.table(root, "patroni") {
+            config.patroni = try parsePatroni(patroni, reader: reader)
+        }
         return config
+    }
+
+    private static func parsePatroni(_ table: TOMLTable, reader: TOMLReader) throws -> PatroniSettings {
+        try reader.allowOnly(["endpoints", "timeout_ms", "username", "password"], in: table, section: "patroni")
+        let texts = try reader.strings(table, "endpoints", section: "patroni") ?? []
+        guard !texts.isEmpty else {
+            throw ConfigurationError(
+                file: reader.file, line: reader.line(of: "endpoints") ?? reader.sectionLine("patroni"),
+                message: "[patroni] endpoints must list at least one REST URL, e.g. [\"http://10.0.0.1:8008\"]")
+        }
+        var endpoints: [URL] = []
+        for text in texts {
+            guard let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false,
+                url.user == nil, url.password == nil
+            else {
+                throw ConfigurationError(
+                    file: reader.file, line: reader.line(of: "endpoints"),
+                    message: "[patroni] endpoints: \"\(PatroniSettings.redacted(text))\" is not an http(s)://host:port URL without a user"
+                        + " (credentials go in username and password)")
+            }
+            endpoints.append(url)
+        }
+        var settings = PatroniSettings(endpoints: endpoints)
+        settings.timeout = try reader.milliseconds(table, "timeout_ms", section: "patroni", min: 50) ?? settings.timeout
+        settings.username = try reader.string(table, "username", section: "patroni")
+        settings.password = try reader.string(table, "password", section: "patroni")
+        if (settings.username == nil) != (settings.password == nil) {
+            throw ConfigurationError(
+                file: reader.file, line: reader.line(of: "username") ?? reader.line(of: "password"),
+                message: "[patroni] needs both username and password, or neither")
+        }
+        return settings
     }
 
     private static func parseHTTP(_ table: TOMLTable, reader: TOMLReader) throws -> HTTPRouting {

@@ -54,13 +54,18 @@ public struct FailoverChecker: Sendable {
     /// One monitor round over every node.
     func probeNodes() async -> FailoverFacts {
         let monitor = ClusterMonitor(
-            nodes: configuration.nodes, settings: ClusterMonitor.Settings(interval: configuration.monitorInterval))
+            nodes: configuration.nodes, settings: ClusterMonitor.Settings(configuration))
+        async let maximumLag = configuration.patroni == nil ? nil : try? await configuration.patroni!.client.dynamicConfiguration().maximumLagOnFailover
         let topology = await monitor.probeNow()
         await monitor.stop()
-        return FailoverFacts(
+        var facts = FailoverFacts(
             cluster: configuration.name, testedFrom: ProcessInfo.processInfo.hostName, nodes: topology.nodes,
             endpoints: Dictionary(configuration.nodes.map { ($0.name, Conninfo.endpoint($0.conninfo)) }, uniquingKeysWith: { a, _ in a }),
             connectedStandbys: Set(topology.replication.map(\.applicationName)))
+        facts.replication = topology.replication
+        facts.patroni = topology.patroni
+        facts.patroniMaximumLag = await maximumLag
+        return facts
     }
 
     private func connect(_ name: String) async throws -> PostgresConnection {

@@ -18,6 +18,12 @@ public struct FailoverFacts: Sendable, Equatable {
     public var settings: [String: Settings]?
     /// `application_name`s connected to the primary's WAL senders.
     public var connectedStandbys: Set<String>
+    /// The primary's `pg_stat_replication` rows, from the same round as `nodes`.
+    public var replication: [ReplicationPeer] = []
+    /// Patroni's view, when `[patroni]` is configured.
+    public var patroni: PatroniView?
+    /// Patroni's `maximum_lag_on_failover` (bytes), when it could be read.
+    public var patroniMaximumLag: Int?
 
     public init(cluster: String, testedFrom: String, nodes: [NodeState], endpoints: [String: String],
                 visibility: Visibility? = nil, slots: Slots? = nil, settings: [String: Settings]? = nil,
@@ -32,7 +38,11 @@ public struct FailoverFacts: Sendable, Equatable {
         self.connectedStandbys = connectedStandbys
     }
 
-    public var topology: Topology { Topology(nodes: nodes) }
+    public var topology: Topology {
+        var topology = Topology(nodes: nodes, replication: replication)
+        topology.patroni = patroni
+        return topology
+    }
 
     public enum Visibility: Sendable, Equatable {
         /// There was no single primary to write the marker row on.

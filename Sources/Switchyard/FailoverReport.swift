@@ -43,6 +43,9 @@ public struct Candidate: Sendable, Codable, Equatable {
     /// WAL the primary had that this replica has not received (nil: primary unknown).
     public var missingBytes: UInt64?
     public var lagSeconds: Double?
+    /// Why the HA engine would not promote it (`nofailover` tag, lag over
+    /// `maximum_lag_on_failover`); nil when it would.
+    public var ineligible: String?
 }
 
 /// Everything `switchyard check` reports.

@@ -19,7 +19,7 @@ public enum FailoverRules {
                 : CheckResult(check: "reachable", node: node.name, status: .fail,
                               summary: "unreachable from \(host): \(node.error ?? "no answer")"))
         }
-        let candidates = rank(topology)
+        let candidates = rank(topology, patroni: facts.patroni, maximumLag: facts.patroniMaximumLag)
 
         let primaries = topology.primaries
         switch primaries.count {
@@ -39,6 +39,7 @@ public enum FailoverRules {
             results.append(stream(node, facts: facts, primary: primary, primaryEndpoint: primaryEndpoint))
             results.append(lag(node, thresholds))
         }
+        if let view = facts.patroni { results += patroni(view, facts: facts) }
 
         if let visibility = facts.visibility { results += self.visibility(visibility, primary: primary, thresholds) }
         if let slots = facts.slots, let primary { results += self.slots(slots, primary: primary.name) }
@@ -50,6 +51,12 @@ public enum FailoverRules {
             // The ranking closes the report once everything is known.
             if candidates.isEmpty {
                 results.append(CheckResult(check: "candidates", status: .fail, summary: "no reachable replica could take over"))
+            } else if candidates[0].ineligible != nil {
+                results.append(CheckResult(
+                    check: "candidates", status: .fail,
+                    summary: "no replica Patroni would promote: "
+                        + candidates.map { "\($0.node) \($0.ineligible ?? "")" }.joined(separator: "; "),
+                    figures: ["ranking": candidates.map(\.node).joined(separator: ",")]))
             } else {
                 let best = candidates[0]
                 results.append(CheckResult(
@@ -59,6 +66,31 @@ public enum FailoverRules {
             }
         }
         return (results, candidates)
+    }
+
+    /// Like ``rank(_:)``, and with Patroni's view those it would not promote — tagged
+    /// `nofailover`, or further behind than `maximum_lag_on_failover` by its own count or
+    /// ours — come last, saying why.
+    public static func rank(_ topology: Topology, patroni: PatroniView?, maximumLag: Int?) -> [Candidate] {
+        var candidates = rank(topology)
+        guard let patroni, patroni.error == nil else { return candidates }
+        for index in candidates.indices {
+            let candidate = candidates[index]
+            guard let member = patroni.member(forNode: candidate.node) else {
+                candidates[index].ineligible = "is not a Patroni member"
+                continue
+            }
+            if member.noFailover {
+                candidates[index].ineligible = "is tagged nofailover"
+            } else if let maximumLag {
+                let behind = max(member.lagBytes ?? 0, Int(clamping: candidate.missingBytes ?? 0))
+                if behind > maximumLag {
+                    candidates[index].ineligible = "is \(behind) bytes behind, over maximum_lag_on_failover (\(maximumLag))"
+                }
+            }
+        }
+        // Stable: eligible first, each group in the order above.
+        return candidates.filter { $0.ineligible == nil } + candidates.filter { $0.ineligible != nil }
     }
 
     /// Replicas ordered by how little they would lose if promoted now: most WAL
@@ -81,6 +113,103 @@ public enum FailoverRules {
     }
 
     // MARK: Rules
+
+    /// Patroni's view against the nodes' own: the engine must be reachable and not paused,
+    /// hold one leader that really is the primary, and every member it calls a running
+    /// replica must be one — streaming (by its own WAL receiver and in the primary's
+    /// `pg_stat_replication` under its member name), on the leader's timeline.
+    static func patroni(_ view: PatroniView, facts: FailoverFacts) -> [CheckResult] {
+        if let error = view.error {
+            return [CheckResult(
+                check: "patroni", status: .fail,
+                summary: "Patroni's REST API did not answer (\(error)): nobody can fail over or switch over through it")]
+        }
+        var results: [CheckResult] = []
+        let topology = facts.topology
+        let leaderNode = view.leaderNode.flatMap { topology.node($0) }
+        if view.paused {
+            results.append(CheckResult(
+                check: "patroni", status: .warn,
+                summary: "Patroni is paused (maintenance mode): it will neither fail over nor repair a member until resumed"))
+        }
+        if let leaderNode {
+            switch (leaderNode.reachable, leaderNode.role) {
+            case (true, .primary):
+                results.append(CheckResult(
+                    check: "patroni", node: leaderNode.name, status: .pass,
+                    summary: "Patroni's leader \(leaderNode.name) is the primary; \(view.members.count) members"
+                        + (view.paused ? "" : ", automatic failover on")))
+            case (false, _):
+                results.append(CheckResult(
+                    check: "patroni", node: leaderNode.name, status: .fail,
+                    summary: "Patroni says leader \(leaderNode.name); the node is unreachable (\(leaderNode.error ?? "no answer"))"))
+            default:
+                results.append(CheckResult(
+                    check: "patroni", node: leaderNode.name, status: .fail,
+                    summary: "Patroni says leader \(leaderNode.name); the node says it is \(leaderNode.role.rawValue) (in recovery)"))
+            }
+        } else {
+            results.append(CheckResult(
+                check: "patroni", status: .fail,
+                summary: view.leader.map { "Patroni's leader \($0) is not a configured node" } ?? "Patroni has no leader"))
+        }
+        let leaderTimeline = leaderNode?.timeline ?? view.members.first(where: \.isLeader)?.timeline
+        let streamingToPrimary = Set(facts.replication.filter { $0.state == "streaming" }.map(\.applicationName))
+        let primaryName = topology.primaries.count == 1 ? topology.primaries[0].name : nil
+        for node in facts.nodes {
+            guard let member = view.member(forNode: node.name) else {
+                results.append(CheckResult(
+                    check: "patroni", node: node.name, status: .warn,
+                    summary: "not a Patroni member (Patroni lists \(view.members.map(\.name).joined(separator: ", ")))"))
+                continue
+            }
+            if member.isLeader { continue }
+            let patroniSays = "Patroni: \(member.summary)" + (member.timeline.map { ", timeline \($0)" } ?? "")
+                + (member.lagBytes.map { ", lag \($0) bytes" } ?? "")
+            let nodeSays: String
+            if !node.reachable {
+                nodeSays = "node: unreachable"
+            } else {
+                nodeSays = "node: \(node.role == .primary ? "primary (out of recovery)" : "replica, WAL receiver \(node.walReceiverStatus ?? "not running")")"
+                    + (node.timeline.map { ", timeline \($0)" } ?? "")
+            }
+            var problems: [String] = []
+            var status = CheckStatus.pass
+            let running = ["running", "streaming"].contains(member.state)
+            if !running {
+                problems.append("Patroni reports it \(member.state)")
+                status = .fail
+            }
+            if node.reachable {
+                if node.role == .primary {
+                    problems.append("a primary Patroni does not know of: promoted behind its back, and what it accepts is lost when Patroni rewinds it")
+                    status = .fail
+                } else if running {
+                    if node.walReceiverStatus != "streaming" && node.walReceiverStatus != "unknown" {
+                        problems.append("not streaming by its own account")
+                        status = .fail
+                    }
+                    if let primaryName, !streamingToPrimary.contains(member.name) {
+                        problems.append("not streaming in \(primaryName)'s pg_stat_replication under \"\(member.name)\"")
+                        status = .fail
+                    }
+                    if let timeline = node.timeline, let leaderTimeline, timeline != leaderTimeline {
+                        problems.append("on timeline \(timeline), the leader on \(leaderTimeline)")
+                        status = .fail
+                    }
+                }
+            }
+            if member.pendingRestart {
+                problems.append("pending restart")
+                status = max(status, .warn)
+            }
+            results.append(CheckResult(
+                check: "patroni", node: node.name, status: status,
+                summary: (problems.isEmpty ? "" : problems.joined(separator: "; ") + " — ") + "\(patroniSays) | \(nodeSays)",
+                figures: ["patroni_role": member.role, "patroni_state": member.state, "nofailover": member.noFailover ? "true" : "false"]))
+        }
+        return results
+    }
 
     static func stream(_ node: NodeState, facts: FailoverFacts, primary: NodeState?, primaryEndpoint: String?) -> CheckResult {
         var problems: [String] = []

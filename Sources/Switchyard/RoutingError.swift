@@ -26,6 +26,10 @@ public struct RoutingError: Error, Sendable, CustomStringConvertible, Equatable 
                 message: "split brain: \(names.joined(separator: " and ")) are both primaries; writes are refused "
                     + "until only one remains")
         }
+        if let (name, why) = topology.fenced.sorted(by: { $0.key < $1.key }).first {
+            return RoutingError(
+                kind: .noPrimary, message: "primary unavailable: \(name) is out of recovery but gets no writes: \(why)")
+        }
         let down = topology.nodes.filter { !$0.reachable }.map(\.name)
         let detail = down.isEmpty ? "" : " (unreachable: \(down.joined(separator: ", ")))"
         return RoutingError(kind: .noPrimary, message: "primary unavailable: no reachable node is out of recovery\(detail)")

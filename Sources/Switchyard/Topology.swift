@@ -60,6 +60,10 @@ public struct Topology: Sendable {
     public var sampledAt: ContinuousClock.Instant
     /// The primary's `pg_stat_replication` rows.
     public var replication: [ReplicationPeer]
+    /// Patroni's view from the same round (nil without `[patroni]`).
+    public var patroni: PatroniView?
+    /// Primaries that get no writes, and why: Patroni, answering, names another leader.
+    public var fenced: [String: String] = [:]
 
     public init(nodes: [NodeState], sampledAt: ContinuousClock.Instant = .now, replication: [ReplicationPeer] = []) {
         self.nodes = nodes
@@ -70,7 +74,8 @@ public struct Topology: Sendable {
     /// Reachable nodes out of recovery. More than one is split brain.
     public var primaries: [NodeState] { nodes.filter { $0.reachable && $0.role == .primary } }
 
-    /// The one reachable primary, or nil when there is none or more than one.
+    /// The one reachable primary, or nil when there is none, more than one, or the one
+    /// there is is fenced (Patroni names another leader).
     public var primary: NodeState? {
         // On every statement's path: one pass, no array.
         var found: NodeState?
@@ -78,6 +83,7 @@ public struct Topology: Sendable {
             if found != nil { return nil }
             found = node
         }
+        if let found, !fenced.isEmpty, fenced[found.name] != nil { return nil }
         return found
     }
 

@@ -71,11 +71,14 @@ struct CheckCommand: AsyncParsableCommand {
 struct PromoteCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "promote",
-        abstract: "Promote a replica to primary (pg_promote) and wait until it accepts writes.",
+        abstract: "Make a replica the primary, through the HA engine when there is one.",
         discussion: """
-            Refuses without --yes, and refuses while another primary is reachable (that would \
-            be split brain) unless --force. Other replicas keep following the old primary until \
-            they are repointed; `switchyard check` reports them.
+            Without an HA engine: pg_promote() on the node, then the other replicas are \
+            repointed to it (primary_conninfo + reload); refused while another primary is \
+            reachable (split brain) unless --force. With [patroni] in the config: a Patroni \
+            switchover (a failover when there is no healthy leader), never pg_promote(); \
+            --force is refused there. Either way it waits until the node accepts writes and \
+            the others stream from it, and says how long each took.
             """)
 
     @OptionGroup var config: ConfigOption
@@ -83,7 +86,7 @@ struct PromoteCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
     @Argument(help: "The replica to promote, e.g. pg2.") var node: String
     @Flag(help: "Confirm: promotion cannot be undone.") var yes = false
-    @Flag(help: "Promote even though another primary is reachable.") var force = false
+    @Flag(help: "Promote even though another primary is reachable (clusters without an HA engine only).") var force = false
 
     func run() async throws {
 
@@ -91,7 +94,16 @@ struct PromoteCommand: AsyncParsableCommand {
         guard yes else { throw UsageError("promoting \(node) cannot be undone: run again with --yes to confirm") }
         let configuration = try config.load()
         print("promoting \(node)…")
-        let took = try await Promotion.promote(node, configuration: configuration, force: force)
-        print("\(node) is primary (out of recovery after \(took))")
+        let outcome = try await Promotion.promote(node, configuration: configuration, force: force) { step in
+            print("  \(TerminalText.sanitized(step))")
+        }
+        print("\(node) is primary (\(outcome.method.rawValue); accepting writes after \(formatDuration(outcome.acceptingWrites)))")
+        if let all = outcome.allStreaming, !outcome.following.isEmpty {
+            print("\(outcome.following.joined(separator: ", ")) stream from \(node) (after \(formatDuration(all)))")
+        }
+        for (name, why) in outcome.notFollowing.sorted(by: { $0.key < $1.key }) {
+            print("warning: \(name) \(TerminalText.sanitized(why))")
+        }
+        if !outcome.notFollowing.isEmpty { throw ExitCode(1) }
     }
 }

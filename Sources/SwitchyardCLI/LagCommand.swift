@@ -25,7 +25,7 @@ struct LagCommand: AsyncParsableCommand {
         let configuration = try config.load()
         let monitor = ClusterMonitor(
             nodes: configuration.nodes,
-            settings: ClusterMonitor.Settings(interval: configuration.monitorInterval))
+            settings: ClusterMonitor.Settings(configuration))
         repeat {
             let started = ContinuousClock.now
             let topology = await monitor.probeNow()
