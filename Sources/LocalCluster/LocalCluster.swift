@@ -479,6 +479,56 @@ public final class LocalCluster: Sendable {
         try await startServer(node, binaries: binaries, runner: runner)
     }
 
+    // MARK: rejoin
+
+    /// Brings `name` (typically a former primary) back as a replica of the current primary:
+    /// stops it, `pg_rewind -R` from the primary (undoing whatever it wrote after the two
+    /// diverged), then starts it as a standby and waits until it streams. Plain local
+    /// clusters only: Patroni rejoins its members by itself.
+    public func rejoin(node name: String, progress: @Sendable (String) -> Void = { _ in }) async throws {
+        let node = try node(named: name)
+        if try manifest().patroni != nil {
+            throw LocalClusterError(
+                .invalidArgument, "Patroni rejoins \(name) by itself (with pg_rewind) once it runs: `switchyard cluster start \(name)`")
+        }
+        let binaries = try await serverBinaries()
+        let runner = try ProcessRunner.forCurrentUser(workingDirectory: directory)
+        let statuses = try await status()
+        guard let primary = statuses.first(where: { $0.role == .primary && $0.node != node })?.node else {
+            throw LocalClusterError(.notRunning, "no running primary besides \(name) to rejoin it to")
+        }
+        if let own = statuses.first(where: { $0.node == node }), own.role == .replica, own.walReceiver == "streaming" {
+            throw LocalClusterError(.invalidArgument, "\(name) is already a streaming replica")
+        }
+        if try await isRunning(node, binaries: binaries, runner: runner) {
+            progress("stop \(name)")
+            try await runner.check(
+                binaries.path("pg_ctl"), ["-D", dataDirectory(node).path, "-m", "fast", "-w", "-t", "60", "stop"], what: "stopping \(name)")
+        }
+        // A newly promoted primary's control file names its new timeline only after a
+        // checkpoint; before it, pg_rewind takes both for one history and rewinds nothing.
+        progress("checkpoint on \(primary.name)")
+        let source = try await PostgresConnection.connect(
+            conninfo(for: primary, database: "postgres"), label: primary.name, options: ConnectOptions(connectTimeout: .seconds(5)))
+        try await source.closing { _ = try await $0.query("checkpoint") }
+        progress("pg_rewind \(name) from \(primary.name)")
+        let rewind = try await runner.check(
+            binaries.path("pg_rewind"),
+            ["-D", dataDirectory(node).path, "--source-server=host=\(host) port=\(primary.port) user=\(user) dbname=postgres", "-R"],
+            environment: password().map { ["PGPASSWORD": $0] } ?? [:], what: "pg_rewind of \(name)")
+        if rewind.text.contains("no rewind required") { progress("no rewind required") }
+        // pg_rewind copied the primary's files, ours among them: this node's own settings again.
+        try writeNodeSettings(node)
+        progress("start \(name) as a replica of \(primary.name)")
+        try await startServer(node, binaries: binaries, runner: runner)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if let own = try await status().first(where: { $0.node == node }), own.role == .replica, own.walReceiver == "streaming" { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw LocalClusterError(.notRunning, "\(name) started but does not stream from \(primary.name) after 30 s; see \(logFile(node).path)")
+    }
+
     // MARK: delay
 
     /// Sets `recovery_min_apply_delay` on a replica (0 clears it), so it replays WAL that

@@ -189,7 +189,7 @@ public enum Promotion {
         let after = ContinuousClock.now - started
         let following = names.filter(streaming.contains)
         let missing = Dictionary(uniqueKeysWithValues: names.filter { !streaming.contains($0) }.map { ($0, "not streaming from \(primary.name) after 60 s") })
-        if missing.isEmpty { progress("\(following.joined(separator: ", ")) stream from \(primary.name) after \(formatDuration(after))") }
+        if missing.isEmpty { progress("\(following.joined(separator: ", ")) \(following.count == 1 ? "streams" : "stream") from \(primary.name) after \(formatDuration(after))") }
         return (following, missing, after)
     }
 

@@ -99,7 +99,7 @@ struct PromoteCommand: AsyncParsableCommand {
         }
         print("\(node) is primary (\(outcome.method.rawValue); accepting writes after \(formatDuration(outcome.acceptingWrites)))")
         if let all = outcome.allStreaming, !outcome.following.isEmpty {
-            print("\(outcome.following.joined(separator: ", ")) stream from \(node) (after \(formatDuration(all)))")
+            print("\(outcome.following.joined(separator: ", ")) \(outcome.following.count == 1 ? "streams" : "stream") from \(node) (after \(formatDuration(all)))")
         }
         for (name, why) in outcome.notFollowing.sorted(by: { $0.key < $1.key }) {
             print("warning: \(name) \(TerminalText.sanitized(why))")

@@ -10,10 +10,11 @@ struct ClusterCommand: AsyncParsableCommand {
         abstract: "Run a local primary and streaming replicas for development and tests.",
         discussion: """
             Nodes are pg1 (primary), pg2, pg3, … on 127.0.0.1, ports P, P+1, …; database \
-            `app`, user `postgres`, trust authentication from 127.0.0.1 only. The folder holds \
-            the data, each node's log and a switchyard.toml for the other commands.
+            `app`, user `postgres` with a random password in D/pgpass (scram-sha-256). The \
+            folder holds the data, each node's log and a switchyard.toml for the other \
+            commands. With --ha patroni, a local etcd and one Patroni per node manage them.
             """,
-        subcommands: [Up.self, Down.self, Status.self, Delay.self, Stop.self, Start.self]
+        subcommands: [Up.self, Down.self, Status.self, Delay.self, Stop.self, Start.self, Rejoin.self]
     )
 }
 
@@ -125,6 +126,21 @@ extension ClusterCommand {
         func run() async throws {
             try await directory.cluster.stop(node: node, mode: immediate ? .immediate : .fast)
             print("\(node): stopped")
+        }
+    }
+
+    struct Rejoin: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Bring a node (an old primary) back as a replica of the current primary: pg_rewind, then standby.",
+            discussion: "Whatever the node wrote after it and the primary diverged is undone. Not for Patroni clusters: Patroni rejoins its members itself.")
+
+        @OptionGroup var directory: ClusterDirectoryOption
+        @Argument(help: "Node name, e.g. pg1.") var node: String
+
+        func run() async throws {
+            let started = ContinuousClock.now
+            try await directory.cluster.rejoin(node: node) { print("  \($0)") }
+            print("\(node): streaming again (\(formatDuration(ContinuousClock.now - started)))")
         }
     }
 

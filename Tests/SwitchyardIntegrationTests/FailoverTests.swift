@@ -123,11 +123,17 @@ extension ClusterTests {
         #expect(elapsed <= .milliseconds(2 * 250 + 500), "first write on the new primary after \(elapsed)")
         print("promotion → first routed write on pg2: \(elapsed)")
 
+        // The other replica was repointed: it streams from pg2 now.
+        #expect(promote.output.contains("pg3 streams from pg2"), "\(promote.output)")
         let after = try await checkReport(["--config", config])
         #expect(after.status == 2)
         #expect(after.output.contains("pg1") && after.output.contains("unreachable"))
-        let pg3 = after.output.split(separator: "\n").first { $0.hasPrefix("FAIL") && $0.contains("replication") && $0.contains("pg3") }
-        #expect(pg3?.contains("follows pg1") == true && pg3?.contains("which is down") == true, "\(after.output)")
+        let pg3 = after.output.split(separator: "\n").first { $0.contains("replication") && $0.contains("pg3") }
+        #expect(pg3?.hasPrefix("PASS") == true, "\(after.output)")
+        let pg3Upstream = try await test.withConnection("pg3") {
+            try await $0.query("select sender_port from pg_stat_wal_receiver where status = 'streaming'").scalar(Int.self)
+        }
+        #expect(pg3Upstream == (try test.node("pg2")).port)
 
         // The old primary comes back as a second primary: split brain, writes refused.
         try await test.local.start(node: "pg1")
@@ -144,6 +150,20 @@ extension ClusterTests {
         }
         let splitCheck = try await checkReport(["--config", config])
         #expect(splitCheck.firstLine.contains("split brain: pg1 and pg2"))
+
+        // rejoin: pg1 is rewound (its split-brain write undone) and streams from pg2.
+        _ = try await test.withConnection("pg1") { try await $0.query("insert into failover_t values (5, 'diverged on pg1')") }
+        _ = try await test.withConnection("pg2") { try await $0.query("insert into failover_t values (4, 'on pg2 before the rejoin')") }
+        let rejoin = try await CommandLineTests.run(["cluster", "rejoin", "pg1", "--dir", test.local.directory.path])
+        #expect(rejoin.status == 0, "\(rejoin.output)")
+        let rows = try await test.withConnection("pg1") { connection -> [Int] in
+            try await connection.query("select id from failover_t order by id").rows.map { try $0.decode(0, as: Int.self) }
+        }
+        #expect(rows == [2, 4], "pg1 after the rejoin has \(rows)")
+        let healed = try await checkReport(["--config", config])
+        #expect(healed.status == 0, "\(healed.output)")
+        let again = try await CommandLineTests.run(["cluster", "rejoin", "pg1", "--dir", test.local.directory.path])
+        #expect(again.status != 0 && again.output.contains("already a streaming replica"), "\(again.output)")
     }
 }
 
