@@ -135,14 +135,14 @@ extension ConsoleState {
             view.selected = min(view.selected, max(report.candidates.count - 1, 0))
             mode = .failover(view)
             return []
-        case .promoted(let node, let request):
+        case .promoted(let node, let how, let request):
             let cancelled = busy == "cancelling"
             guard finish(request) else { return [] }
             if cancelled {
                 setMessage("\(node) was promoted before the cancel arrived: it is the primary now", error: true)
                 return rerunChecks()
             }
-            setMessage("\(node) promoted: it is the primary now; writes follow it within two monitor intervals")
+            setMessage("\(node) promoted (\(how)): it is the primary now; writes follow it within two monitor intervals")
             return rerunChecks()
         case .openNamed(let name):
             guard let index = tables.firstIndex(where: { $0.qualifiedName == name || $0.name == name }) else {
@@ -155,6 +155,7 @@ extension ConsoleState {
         case .topology(let topology, let history):
             nodes = topology.nodes.map { NodeSummary(state: $0, lagHistory: history[$0.name] ?? []) }
             primaryName = topology.primary?.name
+            patroni = topology.patroni
             splitBrain = topology.primaries.count > 1 ? topology.primaries.map(\.name) : []
             return []
         case .log(let entries):

@@ -192,6 +192,8 @@ public struct ConsoleState: Sendable, Equatable {
     public var busy: String?
     public var spinner = 0
     public var nodes: [NodeSummary] = []
+    /// Patroni's view, when the cluster has `[patroni]`.
+    public var patroni: PatroniView?
     public var primaryName: String?
     public var splitBrain: [String] = []
     /// The newest statements, oldest first: this console's own (`source` nil) and those
@@ -289,7 +291,7 @@ public enum ConsoleEvent: Sendable {
     /// One failover check finished (more may follow).
     case checkProgress(CheckResult, request: Int)
     case checksDone(FailoverReport, request: Int)
-    case promoted(node: String, request: Int)
+    case promoted(node: String, how: String, request: Int)
     /// Open `schema.table` (from `--table`), once the table list is known.
     case openNamed(String)
     case topology(Topology, history: [String: [Double?]])

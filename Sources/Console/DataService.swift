@@ -39,9 +39,12 @@ public struct DataService: Sendable {
             return .checksDone(report, request: request)
         case .promote(let node, let request):
             return await attempt(request, writes: .promotion) {
-                _ = try await Promotion.promote(node, configuration: cluster.configuration)
+                let outcome = try await Promotion.promote(node, configuration: cluster.configuration)
                 await cluster.monitor.probeNow()
-                return .promoted(node: node, request: request)
+                let how = (outcome.method == .pgPromote ? "pg_promote()" : "Patroni \(outcome.method.rawValue)")
+                    + ", writes after \(formatDuration(outcome.acceptingWrites))"
+                    + (outcome.notFollowing.isEmpty ? "" : "; not following yet: \(outcome.notFollowing.keys.sorted().joined(separator: ", "))")
+                return .promoted(node: node, how: how, request: request)
             }
         case .loadTables(let request):
             return await attempt(request) {

@@ -293,6 +293,23 @@ public enum Renderer {
                 screen.put(sparkline(node.lagHistory.suffix(sparkWidth), state), x: x + written + 1, y: y + 1, role: role)
             }
             y += 2
+            if let disagreement = state.patroni?.disagreement(for: item) {
+                screen.put(" ≠ \(disagreement)", x: x, y: y, role: .lag_critical, limit: width)
+                y += 1
+            }
+        }
+        if let patroni = state.patroni {
+            let text: String
+            let role: StyleRole
+            if let error = patroni.error {
+                (text, role) = ("Patroni not answering: \(error)", .lag_critical)
+            } else if patroni.paused {
+                (text, role) = ("Patroni PAUSED: no automatic failover", .lag_warn)
+            } else {
+                (text, role) = ("Patroni leader \(patroni.leader ?? "none")", patroni.leader == nil ? .lag_critical : .dim)
+            }
+            screen.put(text, x: x, y: y, role: role, limit: width)
+            y += 1
         }
         y += 1
         guard y < area.y + area.height - 1 else { return }
@@ -474,15 +491,21 @@ public enum Renderer {
                 for (index, candidate) in view.candidates.enumerated() {
                     let marker = index == view.selected ? "▶" : " "
                     let behind = candidate.missingBytes.map { "\($0) bytes behind" } ?? "primary unknown"
-                    lines.append(("\(marker) \(index + 1). \(candidate.node)  received \(candidate.receiveLSN?.description ?? "?")  \(behind)",
+                    let ineligible = candidate.ineligible.map { "  (Patroni would not promote it: \($0))" } ?? ""
+                    lines.append(("\(marker) \(index + 1). \(candidate.node)  received \(candidate.receiveLSN?.description ?? "?")  \(behind)\(ineligible)",
                                   index == view.selected ? .selected : .normal))
                 }
             }
             if view.confirmation != nil, view.candidates.indices.contains(view.selected) {
                 let target = view.candidates[view.selected].node
                 lines.append(("", .normal))
-                lines.append(("Promote \(target)? It runs pg_promote() on \(target); other replicas keep following the old", .normal))
-                lines.append(("primary until repointed. Type \(target) to confirm:", .normal))
+                if state.patroni != nil {
+                    lines.append(("Promote \(target)? Patroni switches over to it (fails over when there is no healthy", .normal))
+                    lines.append(("leader); the others follow it. Never pg_promote() here. Type \(target) to confirm:", .normal))
+                } else {
+                    lines.append(("Promote \(target)? It runs pg_promote() on \(target), then repoints the other replicas", .normal))
+                    lines.append(("to it. Type \(target) to confirm:", .normal))
+                }
                 lines.append(("", .normal))
             }
             lines.append(("", .normal))

@@ -133,6 +133,10 @@ public final class Cluster: Sendable {
             routingLogger.notice(
                 "read retried on another node", metadata: ["failed": "\(decision.node)", "retry": "\(retry.node)", "error": "\(error.message)"])
             return try await perform(request, RouteDecision(node: retry.node, reason: reason), sql, parameters, scope: scope)
+        } catch let error as PostgresError where operation == .write && error.sqlState == "25006" {
+            // Read-only: the node was demoted since the last round. Later writes fail fast.
+            monitor.reportReadOnly(decision.node)
+            throw error
         }
     }
 

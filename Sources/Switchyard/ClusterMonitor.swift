@@ -127,6 +127,15 @@ public final class ClusterMonitor: Sendable {
         }
     }
 
+    /// A write found `node` read-only (SQLSTATE 25006): it is no primary any more — an HA
+    /// engine demoted it between two rounds. It gets no writes until a probe says it leads.
+    public func reportReadOnly(_ node: String) {
+        state.withLock { state in
+            guard state.topology.nodes.contains(where: { $0.name == node && $0.role == .primary }) else { return }
+            state.topology.fenced[node] = "it refused a write as read-only (demoted?)"
+        }
+    }
+
     public func reportUnreachable(_ node: String, error: String) {
         state.withLock { state in
             guard let index = state.topology.nodes.firstIndex(where: { $0.name == node }) else { return }

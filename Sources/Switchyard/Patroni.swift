@@ -98,6 +98,19 @@ public struct PatroniView: Sendable, Equatable, Codable {
         PatroniView(members: [], leader: nil, paused: false, error: error)
     }
 
+    /// Where Patroni and `node` itself disagree about the node's role or stream, in a few
+    /// words (nil when they agree or Patroni does not know the node).
+    public func disagreement(for node: NodeState) -> String? {
+        guard error == nil, let member = member(forNode: node.name), node.reachable else { return nil }
+        let running = ["running", "streaming"].contains(member.state)
+        if member.isLeader && node.role != .primary { return "Patroni: leader, node in recovery" }
+        if !member.isLeader && node.role == .primary { return "Patroni: \(member.summary), node is primary" }
+        if !member.isLeader && running && node.walReceiverStatus != "streaming" && node.walReceiverStatus != "unknown" {
+            return "Patroni: \(member.summary), node not streaming"
+        }
+        return nil
+    }
+
     /// Primaries that must not take writes because Patroni, answering, disagrees: a node
     /// out of recovery that does not hold the leader key (promoted behind Patroni's back,
     /// or an old leader Patroni is demoting). Probing alone decides who is primary;

@@ -39,16 +39,34 @@ struct LagCommand: AsyncParsableCommand {
 
 enum LagReport {
     static func table(_ topology: Topology, _ configuration: ClusterConfiguration) -> String {
-        let header = ["NODE", "ROLE", "STATE", "UPSTREAM", "TL", "LAG BYTES", "LAG SECONDS", "REPLAY PAUSED"]
+        let patroni = topology.patroni
+        let header = ["NODE", "ROLE", "STATE", "UPSTREAM", "TL", "LAG BYTES", "LAG SECONDS", "REPLAY PAUSED"] + (patroni == nil ? [] : ["PATRONI"])
         let rows = topology.nodes.map { node -> [String] in
-            [
+            let patroniCell: String? = patroni.map { view -> String in
+                guard view.error == nil else { return "?" }
+                guard let member = view.member(forNode: node.name) else { return "not a member" }
+                return member.summary + (member.timeline.map { " tl \($0)" } ?? "")
+            }
+            let cells: [String] = [
                 node.name, node.reachable ? node.role.rawValue : "-", state(node), node.upstream ?? "-",
                 node.timeline.map(String.init) ?? "-", node.lagBytes.map(String.init) ?? "-",
                 node.lagSeconds.map { String(format: "%.3f", $0) } ?? "-",
                 node.replayPaused.map { $0 ? "yes" : "no" } ?? "-",
             ]
+            return cells + (patroniCell.map { [$0] } ?? [])
         }
         var lines = [TerminalText.sanitized("cluster \(configuration.name)"), TextTable.render(header: header, rows: rows)]
+        if let patroni {
+            if let error = patroni.error {
+                lines.append(TerminalText.sanitized("Patroni: not answering (\(error))"))
+            } else {
+                lines.append(TerminalText.sanitized(
+                    "Patroni: leader \(patroni.leader ?? "none")" + (patroni.paused ? ", PAUSED (maintenance mode: no automatic failover)" : "")))
+            }
+        }
+        for (name, why) in topology.fenced.sorted(by: { $0.key < $1.key }) {
+            lines.append(TerminalText.sanitized("\(name) gets no writes: \(why)"))
+        }
         if topology.primaries.count > 1 {
             lines.append("SPLIT BRAIN: \(topology.primaries.map(\.name).joined(separator: ", ")) are all primaries")
         } else if topology.primary == nil {
@@ -71,13 +89,16 @@ enum LagReport {
         var primary: String?
         var nodes: [NodeState]
         var replication: [ReplicationPeer]
+        var patroni: PatroniView?
+        var fenced: [String: String]
     }
 
     static func json(_ topology: Topology, cluster: String) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let document = Document(
-            cluster: cluster, primary: topology.primary?.name, nodes: topology.nodes, replication: topology.replication)
+            cluster: cluster, primary: topology.primary?.name, nodes: topology.nodes, replication: topology.replication,
+            patroni: topology.patroni, fenced: topology.fenced)
         return String(decoding: try encoder.encode(document), as: UTF8.self)
     }
 }
