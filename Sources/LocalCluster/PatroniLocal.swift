@@ -278,6 +278,11 @@ extension LocalCluster {
             environment: environment, workingDirectory: directory)
     }
 
+    /// Waits until Patroni has one leader and every other member streams from it.
+    public func waitUntilPatroniHealthy(timeout: Duration = .seconds(60)) async throws {
+        try await waitForPatroniCluster(try nodes(), timeout: timeout)
+    }
+
     /// Waits until one member leads and every other one streams from it (confirmed in the
     /// leader's own `pg_stat_replication`, by member name: Patroni 3.0's `/cluster` only
     /// says "running").
@@ -295,7 +300,9 @@ extension LocalCluster {
             }
             let streaming = Set(status.replication.filter { $0.state == "streaming" }.map(\.applicationName))
             // Patroni's own word too: a member it still calls "creating replica" is not done.
-            let running = Set(cluster.members.filter { $0.state == "running" || $0.state == "streaming" }.map(\.name))
+            // In synchronous mode Patroni names its synchronous standbys one loop at a time;
+            // only those can be switched over to.
+            let running = Set(cluster.members.filter { ($0.state == "running" || $0.state == "streaming") && (nodes.count == 1 || $0.isLeader || $0.role == "sync_standby") }.map(\.name))
             let waiting = nodes.filter { $0.name != leader.name && !(streaming.contains($0.name) && running.contains($0.name)) }.map(\.name)
             last = "leader \(leader.name); not streaming yet: \(waiting.joined(separator: ", "))"
             return waiting.isEmpty

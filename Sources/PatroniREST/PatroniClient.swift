@@ -75,6 +75,20 @@ public struct PatroniClient: Sendable {
         try await post("failover", ["candidate": candidate])
     }
 
+    /// `PATCH /config {"pause": …}`: maintenance mode on or off (Patroni then neither fails
+    /// over nor repairs members).
+    public func setPaused(_ paused: Bool) async throws {
+        let payload = try JSONSerialization.data(withJSONObject: ["pause": paused])
+        _ = try await firstAnswer { try await self.request("PATCH", "config", at: $0, body: payload, expect: [200]) }
+    }
+
+    /// `POST /reinitialize {"force": true}` on the member at `endpoint`: Patroni wipes its
+    /// data and clones it again from the leader.
+    public func reinitialize(at endpoint: URL) async throws {
+        let payload = try JSONSerialization.data(withJSONObject: ["force": true])
+        _ = try await request("POST", "reinitialize", at: endpoint, body: payload, expect: [200, 202], timeout: .seconds(30))
+    }
+
     private func post(_ path: String, _ body: [String: String]) async throws -> String {
         let payload = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
         return try await firstAnswer { endpoint in

@@ -55,16 +55,11 @@ public struct FailoverChecker: Sendable {
     func probeNodes() async -> FailoverFacts {
         let monitor = ClusterMonitor(
             nodes: configuration.nodes, settings: ClusterMonitor.Settings(configuration))
-        async let maximumLag = configuration.patroni == nil ? nil : try? await configuration.patroni!.client.dynamicConfiguration().maximumLagOnFailover
+        async let patroniConfiguration = configuration.patroni == nil ? nil : try? await configuration.patroni!.client.dynamicConfiguration()
         let topology = await monitor.probeNow()
         await monitor.stop()
-        var facts = FailoverFacts(
-            cluster: configuration.name, testedFrom: ProcessInfo.processInfo.hostName, nodes: topology.nodes,
-            endpoints: Dictionary(configuration.nodes.map { ($0.name, Conninfo.endpoint($0.conninfo)) }, uniquingKeysWith: { a, _ in a }),
-            connectedStandbys: Set(topology.replication.map(\.applicationName)))
-        facts.replication = topology.replication
-        facts.patroni = topology.patroni
-        facts.patroniMaximumLag = await maximumLag
+        var facts = FailoverFacts(round: topology, configuration: configuration)
+        facts.patroniConfiguration = await patroniConfiguration
         return facts
     }
 

@@ -1,3 +1,5 @@
+import Foundation
+import PatroniREST
 import PostgresClient
 
 /// What the failover probes found, for ``FailoverRules`` to judge. A section left nil
@@ -22,8 +24,9 @@ public struct FailoverFacts: Sendable, Equatable {
     public var replication: [ReplicationPeer] = []
     /// Patroni's view, when `[patroni]` is configured.
     public var patroni: PatroniView?
-    /// Patroni's `maximum_lag_on_failover` (bytes), when it could be read.
-    public var patroniMaximumLag: Int?
+    /// Patroni's cluster-wide settings (`maximum_lag_on_failover`, `synchronous_mode`),
+    /// when they could be read.
+    public var patroniConfiguration: PatroniDynamicConfiguration?
 
     public init(cluster: String, testedFrom: String, nodes: [NodeState], endpoints: [String: String],
                 visibility: Visibility? = nil, slots: Slots? = nil, settings: [String: Settings]? = nil,
@@ -36,6 +39,17 @@ public struct FailoverFacts: Sendable, Equatable {
         self.slots = slots
         self.settings = settings
         self.connectedStandbys = connectedStandbys
+    }
+
+    /// The facts one monitor round gives (no marker row, slots or settings): what the
+    /// console's pane and tests judge continuously.
+    public init(round topology: Topology, configuration: ClusterConfiguration, testedFrom: String = ProcessInfo.processInfo.hostName) {
+        self.init(
+            cluster: configuration.name, testedFrom: testedFrom, nodes: topology.nodes,
+            endpoints: Dictionary(configuration.nodes.map { ($0.name, Conninfo.endpoint($0.conninfo)) }, uniquingKeysWith: { a, _ in a }),
+            connectedStandbys: Set(topology.replication.map(\.applicationName)))
+        replication = topology.replication
+        patroni = topology.patroni
     }
 
     public var topology: Topology {

@@ -1,4 +1,5 @@
 import Foundation
+import PatroniREST
 import PostgresClient
 
 /// The failover-readiness rules: facts in, verdicts and a candidate ranking out. Pure:
@@ -19,7 +20,7 @@ public enum FailoverRules {
                 : CheckResult(check: "reachable", node: node.name, status: .fail,
                               summary: "unreachable from \(host): \(node.error ?? "no answer")"))
         }
-        let candidates = rank(topology, patroni: facts.patroni, maximumLag: facts.patroniMaximumLag)
+        let candidates = rank(topology, patroni: facts.patroni, configuration: facts.patroniConfiguration)
 
         let primaries = topology.primaries
         switch primaries.count {
@@ -69,9 +70,10 @@ public enum FailoverRules {
     }
 
     /// Like ``rank(_:)``, and with Patroni's view those it would not promote — tagged
-    /// `nofailover`, or further behind than `maximum_lag_on_failover` by its own count or
-    /// ours — come last, saying why.
-    public static func rank(_ topology: Topology, patroni: PatroniView?, maximumLag: Int?) -> [Candidate] {
+    /// `nofailover`, further behind than `maximum_lag_on_failover` by its own count or
+    /// ours, or not a synchronous standby in `synchronous_mode` — come last, saying why.
+    public static func rank(_ topology: Topology, patroni: PatroniView?, configuration: PatroniDynamicConfiguration?) -> [Candidate] {
+        let maximumLag = configuration?.maximumLagOnFailover
         var candidates = rank(topology)
         guard let patroni, patroni.error == nil else { return candidates }
         for index in candidates.indices {
@@ -82,6 +84,8 @@ public enum FailoverRules {
             }
             if member.noFailover {
                 candidates[index].ineligible = "is tagged nofailover"
+            } else if configuration?.synchronousMode == true && member.role != "sync_standby" {
+                candidates[index].ineligible = "is not a synchronous standby (Patroni runs in synchronous_mode)"
             } else if let maximumLag {
                 let behind = max(member.lagBytes ?? 0, Int(clamping: candidate.missingBytes ?? 0))
                 if behind > maximumLag {

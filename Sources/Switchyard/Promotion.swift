@@ -163,6 +163,17 @@ public enum Promotion {
         outcome.following = streaming.following
         outcome.notFollowing = streaming.missing
         outcome.allStreaming = streaming.missing.isEmpty ? streaming.after : nil
+        // Patroni's own record catches up a loop or two later.
+        let settled = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < settled {
+            if let members = try? await client.cluster().members,
+                members.filter({ others.contains($0.name) }).allSatisfy({ ["running", "streaming"].contains($0.state) })
+            {
+                progress("Patroni reports every member running after \(formatDuration(ContinuousClock.now - started))")
+                break
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
         return outcome
     }
 

@@ -187,6 +187,10 @@ public struct DefaultRouter: Router {
         route(request, topology: topology, excluding: [])
     }
 
+    private func primaryReachable(_ topology: Topology) -> Bool {
+        topology.nodes.contains { $0.reachable && $0.role == .primary }
+    }
+
     /// Routes, treating the nodes in `excluded` as unusable (retries).
     public func route(_ request: RouteRequest, topology: Topology, excluding excluded: [String]) -> RouteDecision? {
         // Without exactly one reachable primary, only replica reads can be placed; the
@@ -224,9 +228,11 @@ public struct DefaultRouter: Router {
                 skipped.append(SkippedNode(node: node.name, why: .down))
             } else if node.role != .replica {
                 continue
-            } else if node.walReceiverStatus != "streaming" && node.walReceiverStatus != "unknown" {
+            } else if node.walReceiverStatus != "streaming" && node.walReceiverStatus != "unknown" && primaryReachable(topology) {
                 // "unknown": the monitor's role may not see the receiver's state; lag (from
-                // LSNs, which every role can read) still decides.
+                // LSNs, which every role can read) still decides. Without any reachable
+                // primary (a failover under way) nobody streams, and a replica that replayed
+                // all it received is as recent as anything reachable: lag decides then too.
                 skipped.append(SkippedNode(node: node.name, why: .notStreaming(node.walReceiverStatus)))
             } else if let limit = lagLimit, (node.lagBytes ?? 0) > 0, (node.lagMilliseconds ?? .infinity) > limit {
                 // Behind by an unknown time counts as too far behind.

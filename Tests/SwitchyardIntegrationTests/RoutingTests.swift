@@ -19,6 +19,7 @@ extension TestCluster {
         configuration.monitorInterval = .milliseconds(intervalMs)
         configuration.queryLogFile = logFile
         configuration.queryLogCapacity = logCapacity
+        if local.engine == .patroni { configuration.patroni = PatroniSettings(endpoints: try local.patroniEndpoints()) }
         let cluster = try Cluster(configuration: configuration, routers: routers)
         await cluster.start()
         return cluster

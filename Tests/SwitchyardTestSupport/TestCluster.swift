@@ -57,13 +57,36 @@ public final class TestCluster: Sendable {
         }
     }
 
+    /// A Patroni-managed cluster (etcd + one Patroni per node, `cluster up --ha patroni`)
+    /// in its own folder on free ports. Fails, saying how to install them, when Patroni or
+    /// etcd is missing.
+    public static func startPatroni(replicas: Int = 2) async throws -> TestCluster {
+        sweepAbandoned()
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let directory = root.appendingPathComponent("patroni-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let count = 2 * (replicas + 1) + 2
+        guard let basePort = PortCheck.freeRange(count: count) else {
+            throw LocalClusterError(.portInUse, "no \(count) free consecutive ports found for the Patroni test cluster")
+        }
+        let local = LocalCluster(directory: directory)
+        Registry.shared.add(directory)
+        do {
+            let started = ContinuousClock.now
+            let statuses = try await local.up(basePort: basePort, replicas: replicas, engine: .patroni)
+            print("Patroni test cluster: 1 leader + \(replicas) streaming replicas in \(ContinuousClock.now - started)")
+            return TestCluster(local: local, nodes: statuses.map(\.node))
+        } catch {
+            killServers(in: directory)
+            try? FileManager.default.removeItem(at: directory)
+            Registry.shared.remove(directory)
+            throw error
+        }
+    }
+
     /// Stops every server and removes the folder.
     public func stop() async {
-        do {
-            try await local.down(mode: .immediate)
-        } catch {
-            Self.killServers(in: local.directory)
-        }
+        try? await local.down(mode: .immediate)
+        Self.killServers(in: local.directory)
         try? FileManager.default.removeItem(at: local.directory)
         Registry.shared.remove(local.directory)
     }
@@ -118,6 +141,7 @@ public final class TestCluster: Sendable {
         var file = ConfigFile(clusterName: name, nodes: try nodes.map { ConfigFile.Node(name: $0.name, conninfo: try conninfo($0.name)) })
         file.monitorInterval = .milliseconds(intervalMs)
         file.queryLogFile = queryLogFile
+        file.patroniEndpoints = ((try? local.patroniEndpoints()) ?? []).map(\.absoluteString)
         let path = folder.appendingPathComponent("switchyard.toml").path
         try file.write(to: path)
         return path
@@ -160,11 +184,22 @@ public final class TestCluster: Sendable {
 
     // MARK: Cleanup of what a crashed run left
 
-    /// Kills the postmasters under `directory` (SIGQUIT: immediate shutdown). Synchronous,
-    /// so a `defer` can call it.
+    /// Kills the Patroni and etcd daemons (SIGKILL: Patroni would restart its server) and
+    /// the postmasters (SIGQUIT: immediate shutdown) under `directory`. Synchronous, so a
+    /// `defer` can call it.
     public static func killServers(in directory: URL) {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         var pids: [pid_t] = []
+        for (entry, program) in entries.map({ ($0, $0 == "etcd" ? "etcd" : "patroni") }) {
+            let pidFile = directory.appendingPathComponent("\(entry)/\(program).pid").path
+            guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+                let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
+                let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                String(decoding: cmdline, as: UTF8.self).contains(program)
+            else { continue }
+            kill(pid, SIGKILL)
+            pids.append(pid)
+        }
         for entry in entries {
             let pidFile = directory.appendingPathComponent("\(entry)/data/postmaster.pid").path
             guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
@@ -176,15 +211,22 @@ public final class TestCluster: Sendable {
         // Wait for the servers to be gone: a postmaster still shutting down writes its log
         // again and keeps its folder from being removed.
         let deadline = Date().addingTimeInterval(10)
-        while pids.contains(where: { kill($0, 0) == 0 }), Date() < deadline { usleep(20_000) }
+        while pids.contains(where: isAlive), Date() < deadline { usleep(20_000) }
+    }
+
+    /// Alive and not a zombie (nobody may reap a daemon's corpse in a container).
+    static func isAlive(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first != "Z"
     }
 
     /// Removes test clusters whose test process is gone.
     static func sweepAbandoned() {
         let runs = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
-        // `run-PID-…` (shared clusters) and the folders of tests that start clusters of their
+        // `run-PID-…` and `patroni-PID-…` (shared clusters) and the folders of tests that start clusters of their
         // own (`demo-PID-…`, `trust-PID-…`, `cli-PID-…`).
-        for run in runs where ["run-", "demo-", "trust-", "cli-"].contains(where: run.hasPrefix) {
+        for run in runs where ["run-", "demo-", "trust-", "cli-", "patroni-"].contains(where: run.hasPrefix) {
             let parts = run.split(separator: "-")
             guard parts.count >= 2, let owner = pid_t(parts[1]) else { continue }
             if owner == getpid() || kill(owner, 0) == 0 { continue }

@@ -155,17 +155,24 @@ import Testing
         var view = Self.view(leader: "pg1", replicas: ["pg2", "pg3"])
         view.members[1].noFailover = true
         let nodes = [FailoverRulesTests.primary, FailoverRulesTests.replica("pg2", replay: 1000), FailoverRulesTests.replica("pg3", replay: 900)]
-        let ranked = FailoverRules.rank(Topology(nodes: nodes), patroni: view, maximumLag: 1_000_000)
+        let ranked = FailoverRules.rank(Topology(nodes: nodes), patroni: view, configuration: PatroniDynamicConfiguration(maximumLagOnFailover: 1_000_000))
         #expect(ranked.map(\.node) == ["pg3", "pg2"])
         #expect(ranked[1].ineligible == "is tagged nofailover")
-        let tight = FailoverRules.rank(Topology(nodes: nodes), patroni: Self.view(leader: "pg1", replicas: ["pg2", "pg3"]), maximumLag: 50)
+        let tight = FailoverRules.rank(
+            Topology(nodes: nodes), patroni: Self.view(leader: "pg1", replicas: ["pg2", "pg3"]), configuration: PatroniDynamicConfiguration(maximumLagOnFailover: 50))
         #expect(tight.map(\.node) == ["pg2", "pg3"])
         #expect(tight[1].ineligible == "is 100 bytes behind, over maximum_lag_on_failover (50)")
         var facts = Self.facts(nodes, view: view)
-        facts.patroniMaximumLag = 10
+        facts.patroniConfiguration = PatroniDynamicConfiguration(maximumLagOnFailover: 10)
         let verdict = FailoverRules.evaluate(facts, FailoverRulesTests.thresholds)
         let summary = verdict.results.first { $0.check == "candidates" }
         #expect(summary?.status == .fail && summary?.summary.hasPrefix("no replica Patroni would promote") == true)
+        // In synchronous mode only synchronous standbys can take over.
+        var sync = Self.view(leader: "pg1", replicas: ["pg2", "pg3"])
+        sync.members[2].role = "sync_standby"
+        let synchronous = FailoverRules.rank(Topology(nodes: nodes), patroni: sync, configuration: PatroniDynamicConfiguration(synchronousMode: true))
+        #expect(synchronous.map(\.node) == ["pg3", "pg2"])
+        #expect(synchronous[1].ineligible == "is not a synchronous standby (Patroni runs in synchronous_mode)")
     }
 
     @Test func disagreementInThePane() {

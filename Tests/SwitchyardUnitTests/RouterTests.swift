@@ -116,6 +116,18 @@ import Testing
         #expect(DefaultRouter().route(RouteRequest(operation: .read, context: .public), topology: noPrimary)?.node == "pg2")
         #expect(RoutingError.noPrimary(noPrimary).kind == .noPrimary)
         #expect(RoutingError.noPrimary(noPrimary).message.contains("unreachable: pg1"))
+        // A failover under way: the WAL receiver lost its primary, nothing newer exists
+        // anywhere reachable, so a caught-up replica keeps serving; with a primary back it
+        // is skipped again until it streams.
+        let orphaned = Topology(nodes: [
+            Self.node("pg1", role: .primary, reachable: false),
+            Self.node("pg2", role: .replica, replay: 1000, status: "waiting"),
+            Self.node("pg3", role: .replica, replay: 1000, lagBytes: 5000, lagSeconds: nil, status: nil),
+        ])
+        #expect(DefaultRouter().route(RouteRequest(operation: .read, context: .public), topology: orphaned)?.node == "pg2")
+        var back = orphaned
+        back.nodes[0] = Self.node("pg1", role: .primary, replay: 1000)
+        #expect(DefaultRouter().route(RouteRequest(operation: .read, context: .public), topology: back)?.node == "pg1")
         let split = Topology(nodes: [
             Self.node("pg1", role: .primary, replay: 1000),
             Self.node("pg2", role: .primary, replay: 1000),
