@@ -209,6 +209,45 @@ extension ClusterTests {
             print("\(leader) rejoined as a replica in \(ContinuousClock.now - restarted)")
         }
 
+        @Test func theConsoleShowsPatroniAndPromotesThroughIt() async throws {
+            let test = try PatroniScope.shared()
+            let leader = try await test.patroniLeader()
+            let target = try #require(try test.local.nodes().map(\.name).first { $0 != leader })
+            _ = try await test.withConnection(leader) { connection in
+                try await connection.execute(script: """
+                    create table if not exists items (id int primary key, name text);
+                    insert into items select g, 'item ' || g from generate_series(1, 5) g on conflict do nothing;
+                    """)
+            }
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-pat-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let configPath = try test.writeConfig(in: folder, name: "patroni")
+            let binary = try CommandLineTests.executable.path
+            let tmux = try await TmuxSession.start(command: "\(binary) console --config \(configPath) --table public.items", width: 140, height: 46)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "item 1")
+            try await tmux.waitFor(text: "Patroni leader \(leader)")
+            try await tmux.send("F")
+            try await tmux.waitFor(text: "Patroni's leader \(leader) is the primary", timeout: .seconds(30))
+            try await tmux.waitFor(text: "best candidate")
+            let view = try await tmux.waitFor(text: "Candidates, best first")
+            // Choose the target in the candidate list, then confirm with its name.
+            if !view.contains("▶ 1. \(target)") { try await tmux.send("Down") }
+            try await tmux.send("P")
+            try await tmux.waitFor(text: "Patroni switches over to it")
+            let chosen = try await tmux.capture()
+            let candidate = chosen.contains("▶ 1. \(target)") || chosen.contains("▶ 2. \(target)") ? target : leader
+            #expect(candidate == target, "\(chosen)")
+            try await tmux.send(target, literal: true)
+            try await tmux.send("Enter")
+            try await tmux.waitFor(text: "\(target) promoted (Patroni switchover", timeout: .seconds(60))
+            try await tmux.waitFor(text: "Patroni leader \(target)", timeout: .seconds(15))
+            #expect(try await test.patroniLeader() == target)
+            try await tmux.send("Escape")
+            try await test.healPatroni()
+        }
+
         /// Four readers and one writer run while the leader's Patroni and postmaster are
         /// killed; the writer stops 2 s after writes resumed on the new leader.
         func crash(_ leader: String, of test: TestCluster, survivors: [String], cluster: Cluster) async throws {
