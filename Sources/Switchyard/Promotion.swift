@@ -122,6 +122,21 @@ public enum Promotion {
         guard topology.node(node)?.reachable == true else {
             throw PromotionError(message: "\(node) is not reachable: \(topology.node(node)?.error ?? "no answer")")
         }
+        // In synchronous mode Patroni promotes only its synchronous standbys; right after a
+        // switchover it names them again one loop at a time.
+        if (try? await client.dynamicConfiguration().synchronousMode) == true && member.role != "sync_standby" {
+            progress("waiting for Patroni to make \(node) a synchronous standby (synchronous_mode)")
+            let deadline = ContinuousClock.now + .seconds(20)
+            var role = member.role
+            while role != "sync_standby" && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(200))
+                role = (try? await client.cluster().members.first { $0.name == member.name }?.role) ?? role
+            }
+            guard role == "sync_standby" else {
+                throw PromotionError(
+                    message: "Patroni runs in synchronous_mode and \(node) is not a synchronous standby (\(role)): Patroni promotes only those")
+            }
+        }
         // A healthy leader hands over (switchover); without one, Patroni is asked to fail over.
         let leader = view.members.first(where: \.isLeader)
         let leaderHealthy = leader.map { leader in
