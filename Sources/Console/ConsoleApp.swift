@@ -111,7 +111,7 @@ public final class ConsoleApp: Sendable {
             work.withLock { $0.removeValue(forKey: request) }?.cancel()
         default:
             guard let request = effect.request else { return }
-            let service = DataService(cluster: cluster)
+            let service = DataService(cluster: cluster, audit: cluster.configuration.consoleAudit)
             let task = Task {
                 if let event = await service.perform(effect, progress: { self.post($0) }) { self.post(event) }
                 _ = self.work.withLock { $0.removeValue(forKey: request) }
@@ -207,7 +207,7 @@ extension ConsoleEffect {
     var request: Int? {
         switch self {
         case .loadTables(let request), .openTable(_, let request), .loadPage(_, _, _, _, _, let request),
-            .update(_, _, _, _, let request), .insert(_, _, let request), .delete(_, _, _, let request), .cancel(let request),
+            .update(_, _, _, _, let request), .insert(_, _, let request), .delete(_, _, _, let request), .cancel(let request), .loadHistory(_, _, let request),
             .loadValue(_, _, _, let request),
             .runChecks(let request), .promote(_, let request):
             return request

@@ -40,6 +40,19 @@ extension ConsoleState {
             let outcome = view.handle(command, key: key)
             mode = .failover(view)
             return failoverOutcome(outcome)
+        case .history(var view):
+            switch view.handle(command) {
+            case .stay:
+                mode = .history(view)
+                return []
+            case .close:
+                mode = .browse
+                return []
+            case .reload:
+                mode = .history(view)
+                let request = start("reading the change history")
+                return [.loadHistory(table: view.table, key: view.key, request: request)]
+            }
         case .confirmQuit(let previous):
             if command == .confirm { return quitNow() }
             mode = previous
@@ -307,6 +320,19 @@ extension ConsoleState {
         case .left: grid.cursorColumn = max(grid.cursorColumn - 1, 0)
         case .right: grid.cursorColumn = min(grid.cursorColumn + 1, max(columnCount - 1, 0))
         case .refresh: return [reloadCurrentPage()]
+        case .rowHistory, .tableHistory:
+            let shape = grid.shape
+            var key: [String: String?]?
+            var label: String?
+            if command == .rowHistory, let row = grid.selectedRow {
+                let values = DataService.values(shape, row, shape.keyIndexes)
+                key = values
+                let shown = shape.keyIndexes.map { row[$0] ?? "NULL" }
+                label = shown.count == 1 ? "#\(shown[0])" : "#(\(shown.joined(separator: ", ")))"
+            }
+            mode = .history(HistoryView(table: shape.table.qualifiedName, key: key, keyLabel: label, columns: shape.columns.map(\.name)))
+            let request = start("reading the change history")
+            return [.loadHistory(table: shape.table.qualifiedName, key: key, request: request)]
         case .sort:
             // ascending → descending → off
             if let sort = grid.sort, sort.column == grid.cursorColumn {

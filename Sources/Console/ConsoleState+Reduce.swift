@@ -144,6 +144,14 @@ extension ConsoleState {
             }
             setMessage("\(node) promoted (\(how)): it is the primary now; writes follow it within two monitor intervals")
             return rerunChecks()
+        case .historyLoaded(let entries, let request):
+            guard finish(request), case .history(var view) = mode else { return [] }
+            view.entries = entries
+            view.loaded = true
+            view.selected = min(view.selected, max(entries.count - 1, 0))
+            view.detail = view.detail && !entries.isEmpty
+            mode = .history(view)
+            return []
         case .openNamed(let name):
             guard let index = tables.firstIndex(where: { $0.qualifiedName == name || $0.name == name }) else {
                 setMessage("no table \(name)", error: true)

@@ -142,6 +142,32 @@ public struct FailoverView: Sendable, Equatable {
     public var confirmation: TextField?
 }
 
+/// The change history of one row (`H`) or of the open table (`T`), newest first.
+public struct HistoryView: Sendable, Equatable {
+    /// `schema.table`.
+    public var table: String
+    /// The row's key (column → value); nil: the whole table.
+    public var key: [String: String?]?
+    /// How the title names the row, e.g. `#42`.
+    public var keyLabel: String?
+    /// Column order for showing changes.
+    public var columns: [String]
+    public var entries: [ChangeAudit.Entry] = []
+    public var loaded = false
+    public var selected = 0
+    /// Showing the whole change of the selected entry.
+    public var detail = false
+
+    public init(table: String, key: [String: String?]?, keyLabel: String?, columns: [String]) {
+        self.table = table
+        self.key = key
+        self.keyLabel = keyLabel
+        self.columns = columns
+    }
+
+    public var title: String { keyLabel.map { "History of \(table) \($0)" } ?? "Recent changes to \(table)" }
+}
+
 /// The help box: the keys of the mode it was opened from, which it returns to.
 public struct HelpView: Sendable, Equatable {
     public var previous: Mode
@@ -153,6 +179,7 @@ public struct HelpView: Sendable, Equatable {
 public indirect enum Mode: Sendable, Equatable {
     case browse
     case failover(FailoverView)
+    case history(HistoryView)
     case editCell(CellEdit)
     case form(RowForm)
     case confirmDelete(DeleteConfirmation)
@@ -266,6 +293,8 @@ public enum ConsoleEffect: Sendable, Equatable {
     case editExternally(String?)
     case runChecks(request: Int)
     case promote(node: String, request: Int)
+    /// Recorded changes of one row (`key`) or of the table.
+    case loadHistory(table: String, key: [String: String?]?, request: Int)
     case cancel(request: Int)
     case quit
 }
@@ -292,6 +321,7 @@ public enum ConsoleEvent: Sendable {
     case checkProgress(CheckResult, request: Int)
     case checksDone(FailoverReport, request: Int)
     case promoted(node: String, how: String, request: Int)
+    case historyLoaded([ChangeAudit.Entry], request: Int)
     /// Open `schema.table` (from `--table`), once the table list is known.
     case openNamed(String)
     case topology(Topology, history: [String: [Double?]])

@@ -1,12 +1,26 @@
 import PostgresClient
 import Switchyard
+import Synchronization
 
 /// Runs the console's effects against the cluster, always inside the `admin` routing
 /// context: every read and write lands on the primary, and the query log shows it.
 public struct DataService: Sendable {
     public let cluster: Cluster
+    /// Record every change in ``ChangeAudit/table`` (`[console] audit`, default on).
+    public let audit: Bool
+    private let auditReady = AuditReadiness()
 
-    public init(cluster: Cluster) { self.cluster = cluster }
+    public init(cluster: Cluster, audit: Bool = true) {
+        self.cluster = cluster
+        self.audit = audit
+    }
+
+    /// Whether the history table is known to exist (checked once, before the first edit).
+    final class AuditReadiness: Sendable {
+        private let ready = Mutex(false)
+        var isReady: Bool { ready.withLock { $0 } }
+        func markReady() { ready.withLock { $0 = true } }
+    }
 
     static let tablesSQL = """
         select n.nspname, c.relname, c.reltuples::bigint
@@ -82,19 +96,40 @@ public struct DataService: Sendable {
             }
         case .update(let shape, let seen, let changes, let long, let request):
             return await attempt(request, writes: .row) {
+                try await ensureAudit()
                 let statement = SQLBuilder.update(shape, seen: seen, changes: changes, long: long)
-                return try await write(statement, shape: shape, seen: seen, request: request)
+                return try await write(statement, shape: shape, seen: seen, request: request, action: .update, changed: changes.keys.sorted())
             }
         case .insert(let shape, let values, let request):
             return await attempt(request, writes: .row) {
+                try await ensureAudit()
                 let statement = SQLBuilder.insert(shape, values: values)
-                let result = try await cluster.execute(statement.sql, statement.bindings, table: shape.table.qualifiedName)
-                return .saved(row: result.first.map { row in (0..<shape.columns.count).map { row.raw($0) } }, request: request)
+                let width = shape.columns.count
+                return try await cluster.transaction { transaction -> ConsoleEvent in
+                    let result = try await transaction.execute(statement.sql, statement.bindings)
+                    let row = result.first.map { row in (0..<width).map { row.raw($0) } }
+                    if audit, let row {
+                        try await ChangeAudit.record(
+                            in: transaction, table: shape.table.qualifiedName, key: Self.values(shape, row, shape.keyIndexes), action: .insert,
+                            before: nil, after: Self.values(shape, row, Array(0..<width)))
+                    }
+                    return .saved(row: row, request: request)
+                }
             }
         case .delete(let shape, let seen, let long, let request):
             return await attempt(request, writes: .row) {
+                try await ensureAudit()
                 let statement = SQLBuilder.delete(shape, seen: seen, long: long)
-                return try await write(statement, shape: shape, seen: seen, request: request)
+                return try await write(
+                    statement, shape: shape, seen: seen, request: request, action: .delete, changed: Array(0..<shape.columns.count))
+            }
+        case .loadHistory(let table, let key, let request):
+            return await attempt(request) {
+                do {
+                    return .historyLoaded(try await ChangeAudit.history(cluster, table: table, key: key, limit: 500), request: request)
+                } catch let error as PostgresError where error.sqlState == "42P01" {
+                    return .historyLoaded([], request: request)  // no history table yet: nothing recorded
+                }
             }
         case .cancel, .quit, .editExternally:
             return nil
@@ -106,17 +141,35 @@ public struct DataService: Sendable {
     /// carries the row as it is now) — or, when the row is in fact unchanged, a trigger or
     /// a row-level security policy refused the change. More than one: the key is not
     /// unique here (inheritance children, a dropped constraint) and nothing is written.
-    private func write(_ statement: Statement, shape: TableShape, seen: [String?], request: Int) async throws -> ConsoleEvent {
+    ///
+    /// With the history on, the row as it was (read in the transaction, whole values) and
+    /// as it is after go into ``ChangeAudit`` in the same transaction: `changed` columns only.
+    private func write(
+        _ statement: Statement, shape: TableShape, seen: [String?], request: Int, action: ChangeAudit.Action, changed: [Int]
+    ) async throws -> ConsoleEvent {
         let width = shape.columns.count
+        let key = shape.keyIndexes.map { seen[$0] }
         do {
             return try await cluster.transaction { transaction -> ConsoleEvent in
+                var before: [String?]?
+                if audit {
+                    let current = SQLBuilder.current(shape, key: key)
+                    before = try await transaction.query(current.sql, current.bindings).first.map { row in (0..<width).map { row.raw($0) } }
+                }
                 let result = try await transaction.execute(statement.sql, statement.bindings)
                 if result.affectedRows > 1 {
                     throw WriteRefused("the key \(SQLBuilder.describeKey(shape, row: seen)) matched \(result.affectedRows) rows "
                         + "(inherited tables, or no unique key): nothing was written")
                 }
                 if result.affectedRows == 1 {
-                    return .saved(row: result.first.map { row in (0..<width).map { row.raw($0) } }, request: request)
+                    let after = result.first.map { row in (0..<width).map { row.raw($0) } }
+                    if audit, let before {
+                        try await ChangeAudit.record(
+                            in: transaction, table: shape.table.qualifiedName, key: Self.values(shape, before, shape.keyIndexes),
+                            action: action, before: Self.values(shape, before, changed),
+                            after: action == .delete ? nil : after.map { Self.values(shape, $0, changed) })
+                    }
+                    return .saved(row: after, request: request)
                 }
                 let current = SQLBuilder.current(shape, key: shape.keyIndexes.map { seen[$0] })
                 let now = try await transaction.query(current.sql, current.bindings).first.map { row in (0..<width).map { row.raw($0) } }
@@ -129,6 +182,32 @@ public struct DataService: Sendable {
         } catch let refused as WriteRefused {
             return .failed(message: refused.message, request: request)
         }
+    }
+
+    /// Column name → value for the columns at `indexes` of `row`.
+    static func values(_ shape: TableShape, _ row: [String?], _ indexes: [Int]) -> [String: String?] {
+        var values: [String: String?] = [:]
+        for index in indexes where shape.columns.indices.contains(index) && row.indices.contains(index) {
+            values[shape.columns[index].name] = row[index]
+        }
+        return values
+    }
+
+    /// Before the first edit: the history table exists, or is created now; if neither,
+    /// the edit is refused (an audit trail that silently stops is worse than none).
+    private func ensureAudit() async throws {
+        guard audit, !auditReady.isReady else { return }
+        let exists = try await cluster.query("select to_regclass($1) is not null", [ChangeAudit.table]).scalar(Bool.self) ?? false
+        if !exists {
+            do {
+                try await ChangeAudit.initialize(cluster)
+            } catch let error as PostgresError {
+                throw WriteRefused(
+                    "there is no change history table \(ChangeAudit.table) and it cannot be created (\(error.message)): nothing was saved; "
+                        + ChangeAudit.remedy)
+            }
+        }
+        auditReady.markReady()
     }
 
     /// A write rolled back on purpose, with the reason for the user.
@@ -175,6 +254,8 @@ public struct DataService: Sendable {
             return .failed(message: "\(error.message); your input is kept", request: request)
         } catch let error as PromotionError {
             return .failed(message: error.message, request: request)
+        } catch let refused as WriteRefused {
+            return .failed(message: refused.message, request: request)
         } catch {
             return .failed(message: "\(error)", request: request)
         }

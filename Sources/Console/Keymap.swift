@@ -5,7 +5,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
     case tables, grid, pane, browse
     case busy, tooSmall
     case editCell, form, filter, textField
-    case confirmDelete, conflict, failover, promote, help, confirmQuit
+    case confirmDelete, conflict, failover, promote, history, help, confirmQuit
 
     /// The section title in the help box.
     public var title: String {
@@ -23,6 +23,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
         case .confirmDelete: return "Delete confirmation"
         case .conflict: return "Conflict"
         case .failover: return "Failover view"
+        case .history: return "Change history"
         case .promote: return "Promotion confirmation"
         case .help: return "Help"
         case .confirmQuit: return "Quit confirmation"
@@ -41,6 +42,7 @@ public enum Command: Sendable, Equatable {
     case confirm, dismiss, editAgain, rerun, promote, cancelQuery
     case scrollUp, scrollDown, externalEdit
     case logAdminOnly, logPublicOnly, logNextSource
+    case rowHistory, tableHistory
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -141,6 +143,10 @@ public enum Keymap {
         Binding([.character("/")], [.grid], .filter, hint: "filter", help: "filter: column ▲▼, operator Tab, value (always a parameter)",
                 disabledReason: { noColumns($0) }),
         Binding([.character("r")], [.grid], .refresh, hint: "refresh", help: "reload the rows on screen"),
+        Binding([.character("H")], [.grid], .rowHistory, hint: "history", help: "the change history of the row under the cursor (switchyard.changes)",
+                disabledReason: { Keymap.historyRefusal($0, needsRow: true) }),
+        Binding([.character("T")], [.grid], .tableHistory, help: "the recent changes to the open table",
+                disabledReason: { Keymap.historyRefusal($0, needsRow: false) }),
 
         // Side pane.
         Binding([.character("r")], [.pane], .refresh, hint: "refresh", help: "reload the open table's rows (or the table list)"),
@@ -153,8 +159,8 @@ public enum Keymap {
         Binding([.tab], [.browse], .focusNext, hint: "focus", help: "move focus: tables, records, nodes and log"),
         Binding([.backTab], [.browse], .focusPrevious, help: "move focus back"),
         Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),
-        Binding([.character("?")], [.browse, .failover], .help, hint: "keys", help: "this help"),
-        Binding([.function(1)], [.browse, .failover, .editCell, .form, .filter, .confirmDelete, .conflict, .promote, .confirmQuit], .help,
+        Binding([.character("?")], [.browse, .failover, .history], .help, hint: "keys", help: "this help"),
+        Binding([.function(1)], [.browse, .failover, .history, .editCell, .form, .filter, .confirmDelete, .conflict, .promote, .confirmQuit], .help,
                 help: "the keys of what you are doing (returns to it)"),
         Binding([.character("q"), .control("c")], [.browse], .quit, hint: "quit", hintKeys: "q", help: "quit"),
 
@@ -210,6 +216,13 @@ public enum Keymap {
         // Quitting with unsaved input.
         Binding([.control("c")], [.editCell, .form, .conflict], .quit, hint: "quit", hintKeys: "Ctrl-C",
                 help: "quit (asks first: the edit is not saved)"),
+
+        // Change history.
+        Binding([.up, .character("k")], [.history], .up, hint: "change", hintKeys: "↑↓", help: "newer change"),
+        Binding([.down, .character("j")], [.history], .down, help: "older change"),
+        Binding([.enter], [.history], .open, hint: "diff", help: "the whole change: every column before and after (again: back to the list)"),
+        Binding([.character("r")], [.history], .refresh, help: "read the history again"),
+        Binding([.escape, .character("q")], [.history], .cancel, hint: "close", hintKeys: "Esc", help: "close the history (from a diff: back to the list)"),
 
         // Failover view.
         Binding([.character("r")], [.failover], .rerun, hint: "re-run checks", help: "run the checks again"),
@@ -320,6 +333,7 @@ public enum Keymap {
         case .confirmDelete: return [.confirmDelete]
         case .conflict: return [.conflict]
         case .failover(let view): return view.confirmation == nil ? [.failover, .busy] : [.promote, .textField]
+        case .history: return [.history, .busy]
         case .confirmQuit: return [.confirmQuit]
         }
     }
@@ -341,6 +355,14 @@ public enum Keymap {
     static func noColumns(_ state: ConsoleState) -> String? {
         guard let grid = state.grid else { return nil }
         return grid.shape.columns.isEmpty ? "\(grid.shape.table.qualifiedName) has no columns" : nil
+    }
+
+    /// Why the history cannot be shown: no table open, or (for a row) no row or no key.
+    static func historyRefusal(_ state: ConsoleState, needsRow: Bool) -> String? {
+        guard let grid = state.grid else { return "open a table first" }
+        if needsRow && !grid.shape.hasPrimaryKey { return "\(grid.shape.table.qualifiedName) has no primary key: its rows have no history" }
+        if needsRow && grid.selectedRow == nil { return "no row selected" }
+        return nil
     }
 
     /// Why rows of the open table cannot be edited. A missing primary (or a split brain)
@@ -379,6 +401,7 @@ extension ConsoleState {
         case .confirmDelete: return [.confirmDelete]
         case .conflict: return [.conflict]
         case .failover(let view): return view.confirmation == nil ? [.failover] : [.promote, .textField]
+        case .history: return [.history]
         case .help: return [.help]
         case .confirmQuit: return [.confirmQuit]
         }

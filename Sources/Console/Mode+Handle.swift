@@ -112,3 +112,24 @@ extension HelpView {
         return true
     }
 }
+
+extension HistoryView {
+    enum Outcome: Equatable { case stay, close, reload }
+
+    mutating func handle(_ command: Command) -> Outcome {
+        switch command {
+        case .cancel:
+            if detail {
+                detail = false
+                return .stay
+            }
+            return .close
+        case .refresh: return .reload
+        case .up: if !detail { selected = max(selected - 1, 0) }
+        case .down: if !detail { selected = min(selected + 1, max(entries.count - 1, 0)) }
+        case .open: if !entries.isEmpty { detail.toggle() }
+        default: break
+        }
+        return .stay
+    }
+}

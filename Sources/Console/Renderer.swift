@@ -382,6 +382,56 @@ public enum Renderer {
         return Rect(x: x, y: y, width: boxWidth, height: boxHeight)
     }
 
+    /// A recorded value as the history shows it: NULL named, long text cut (control
+    /// characters become symbols when drawn, as in the grid).
+    static func historyValue(_ value: String?, limit: Int) -> String {
+        guard let value else { return "NULL" }
+        let flat = value.replacingOccurrences(of: "\n", with: "↵")
+        return flat.count > limit ? String(flat.prefix(limit - 1)) + "…" : flat
+    }
+
+    static func historyLines(_ view: HistoryView, _ state: ConsoleState, height: Int) -> [(String, StyleRole)] {
+        guard view.loaded else { return [(state.busy ?? "reading…", .dim)] }
+        guard !view.entries.isEmpty else {
+            return [("No changes recorded\(view.keyLabel == nil ? " for this table" : " for this row") in \(ChangeAudit.table).", .normal), ("", .normal),
+                    ("Esc close", .dim)]
+        }
+        if view.detail, view.entries.indices.contains(view.selected) {
+            let entry = view.entries[view.selected]
+            var lines: [(String, StyleRole)] = [
+                ("\(entry.action.rawValue) \(entry.table) \(entry.keyLabel)  at \(entry.changedAt)", .grid_header),
+                ("by \(entry.role) (\(entry.osUser ?? "?")@\(entry.clientHost ?? "?"))", .dim), ("", .normal),
+            ]
+            for change in entry.changes(order: view.columns) {
+                lines.append((change.column, .grid_header))
+                if entry.action != .insert { lines.append(("  before  \(historyValue(change.before, limit: 2000))", .normal)) }
+                if entry.action != .delete { lines.append(("  after   \(historyValue(change.after, limit: 2000))", .normal)) }
+            }
+            lines.append(("", .normal))
+            lines.append(("Enter/Esc back to the list", .dim))
+            return Array(lines.prefix(max(height, 3)))
+        }
+        let visible = max(height - 2, 1)
+        let first = max(0, min(view.selected - visible / 2, view.entries.count - visible))
+        var lines: [(String, StyleRole)] = []
+        for (index, entry) in view.entries.enumerated().dropFirst(first).prefix(visible) {
+            let marker = index == view.selected ? "▶" : " "
+            let changes = entry.changes(order: view.columns).map { change -> String in
+                switch entry.action {
+                case .update: return "\(change.column): \(historyValue(change.before, limit: 40)) → \(historyValue(change.after, limit: 40))"
+                case .insert: return "\(change.column)=\(historyValue(change.after, limit: 20))"
+                case .delete: return "\(change.column)=\(historyValue(change.before, limit: 20))"
+                }
+            }.joined(separator: "  ")
+            let time = String(entry.changedAt.prefix(19)).replacingOccurrences(of: "T", with: " ")
+            let key = view.keyLabel == nil ? " \(entry.keyLabel)" : ""
+            lines.append(("\(marker) \(time)  \(entry.role)  \(entry.action.rawValue)\(key)  \(changes)", index == view.selected ? .selected : .normal))
+        }
+        lines.append(("", .normal))
+        lines.append(("\(view.entries.count) change\(view.entries.count == 1 ? "" : "s"), newest first   ↑↓ choose   Enter diff   Esc close", .dim))
+        return lines
+    }
+
     static func overlay(_ state: ConsoleState, _ layout: Layout, _ screen: inout Screen) {
         switch state.mode {
         case .browse, .filter: return
@@ -473,6 +523,8 @@ public enum Renderer {
             lines.append(("", .normal))
             lines.append(("Enter: edit again, your input kept   Esc: discard yours", .normal))
             _ = box("Conflict", lines: lines, in: layout, width: min(layout.width - 6, 100), &screen)
+        case .history(let view):
+            _ = box(view.title, lines: historyLines(view, state, height: layout.height - 6), in: layout, width: layout.width - 4, &screen)
         case .failover(let view):
             var lines: [(String, StyleRole)] = [(view.summary ?? (state.busy != nil ? "running checks…" : ""), .normal), ("", .normal)]
             // On a small terminal, passing checks collapse into one line.

@@ -166,6 +166,10 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// `[console] follow`: query-log files (globs) of other processes the console tails.
     public var consoleFollow: [String] = []
 
+    /// `[console] audit`: record every change the console makes in `switchyard.changes`
+    /// ("table", the default) or not ("off").
+    public var consoleAudit = true
+
     /// `[console] theme` (default "default").
     public var theme = "default"
 
@@ -293,7 +297,14 @@ public struct ClusterConfiguration: Sendable, Equatable {
             config.queryLogKeep = try reader.int(log, "keep", section: "query_log", min: 0, max: 100) ?? config.queryLogKeep
         }
         if let console = try reader.table(root, "console") {
-            try reader.allowOnly(["theme", "follow"], in: console, section: "console")
+            try reader.allowOnly(["theme", "follow", "audit"], in: console, section: "console")
+            if let audit = try reader.string(console, "audit", section: "console") {
+                guard ["table", "off"].contains(audit) else {
+                    throw ConfigurationError(
+                        file: file, line: reader.line(of: "audit"), message: "[console] audit must be \"table\" or \"off\", not \"\(audit)\"")
+                }
+                config.consoleAudit = audit == "table"
+            }
             config.theme = try reader.string(console, "theme", section: "console") ?? config.theme
             config.consoleFollow = try reader.strings(console, "follow", section: "console") ?? []
         }

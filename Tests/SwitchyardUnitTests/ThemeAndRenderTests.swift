@@ -89,6 +89,33 @@ import Testing
         try check(Renderer.render(.sample(width: 200, height: 60), clock: Self.clock), "browse-200x60")
     }
 
+    /// `H` on a row, the history arriving, `Enter` for one change's whole diff, at the
+    /// smallest and a large terminal; values with control characters and long text.
+    @Test func historyViews() throws {
+        let entries = [
+            ChangeAudit.Entry(
+                id: 3, changedAt: "2026-11-27T21:40:05.120+00", role: "clerk", osUser: "ana", clientHost: "desk-7", table: "demo.customers",
+                key: ["id": "3"], action: .update, before: ["name": "Old\u{1B}[31mName", "notes": String(repeating: "n", count: 300)],
+                after: ["name": "New Name", "notes": nil]),
+            ChangeAudit.Entry(
+                id: 2, changedAt: "2026-11-27T21:39:00.000+00", role: "clerk", osUser: "ana", clientHost: "desk-7", table: "demo.customers",
+                key: ["id": "3"], action: .insert, before: nil, after: ["id": "3", "name": "Old Name", "country": "SE"]),
+        ]
+        for (width, height) in [(80, 24), (200, 60)] {
+            var state = ConsoleState.sample(width: width, height: height)
+            let effects = state.reduce(.key(.character("H")))
+            guard case .loadHistory(let table, let key, let request) = effects.first else { Issue.record("no history request: \(effects)"); return }
+            #expect(table == "demo.customers" && key == ["id": "3"])
+            _ = state.reduce(.historyLoaded(entries, request: request))
+            try check(Renderer.render(state, clock: Self.clock), "history-\(width)x\(height)")
+            _ = state.reduce(.key(.enter))
+            try check(Renderer.render(state, clock: Self.clock), "history-diff-\(width)x\(height)")
+            _ = state.reduce(.key(.escape))
+            _ = state.reduce(.key(.escape))
+            #expect(state.mode == .browse)
+        }
+    }
+
     @Test func editAndConflictViews() throws {
         var state = ConsoleState.sample(width: 100, height: 30)
         _ = state.reduce(.key(.enter))

@@ -1,0 +1,159 @@
+import Foundation
+import PostgresClient
+import Switchyard
+
+/// The console's change history: one row in `switchyard.changes` per insert, update and
+/// delete, written in the same transaction as the change itself, so there is never an
+/// edit without its record nor a record without its edit.
+public enum ChangeAudit {
+    public static let table = "switchyard.changes"
+
+    /// Creates the schema, the table and its indexes (idempotent). Needs the right to
+    /// create a schema in the database, or an existing `switchyard` schema one may use.
+    public static let setupSQL = [
+        "create schema if not exists switchyard",
+        """
+        create table if not exists switchyard.changes (
+            id bigint generated always as identity primary key,
+            changed_at timestamptz not null default now(),
+            db_role text not null default current_user,
+            os_user text,
+            client_host text,
+            client_addr inet default inet_client_addr(),
+            application_name text default current_setting('application_name'),
+            table_name text not null,
+            row_key jsonb not null,
+            action text not null check (action in ('insert', 'update', 'delete')),
+            before jsonb,
+            after jsonb
+        )
+        """,
+        "create index if not exists changes_by_row on switchyard.changes (table_name, row_key, id desc)",
+        "create index if not exists changes_by_table on switchyard.changes (table_name, id desc)",
+    ]
+
+    /// How to fix a missing or unwritable history, for the messages that refuse edits.
+    static let remedy = "an owner can run `switchyard audit init`, or set [console] audit = \"off\" to edit without a history"
+
+    public enum Action: String, Sendable, Codable { case insert, update, delete }
+
+    /// One recorded change.
+    public struct Entry: Sendable, Equatable, Codable {
+        public var id: Int
+        /// ISO 8601 with the server's offset.
+        public var changedAt: String
+        public var role: String
+        public var osUser: String?
+        public var clientHost: String?
+        public var table: String
+        /// Key column → value (text), as JSON.
+        public var key: [String: String?]
+        public var action: Action
+        /// Changed columns before and after (all columns for inserts and deletes).
+        public var before: [String: String?]?
+        public var after: [String: String?]?
+
+        /// `col: before → after` for each changed column, in column order of `order`.
+        public func changes(order: [String] = []) -> [(column: String, before: String?, after: String?)] {
+            let names = Set((before ?? [:]).keys).union((after ?? [:]).keys)
+            let sorted = names.sorted { a, b in
+                let ia = order.firstIndex(of: a) ?? Int.max, ib = order.firstIndex(of: b) ?? Int.max
+                return ia != ib ? ia < ib : a < b
+            }
+            return sorted.map { ($0, before?[$0] ?? nil, after?[$0] ?? nil) }
+        }
+
+        /// `#42` or `#(1, a)`: the key as the title shows it.
+        public var keyLabel: String {
+            let values = key.keys.sorted().map { key[$0]! ?? "NULL" }
+            return values.count == 1 ? "#\(values[0])" : "#(\(values.joined(separator: ", ")))"
+        }
+    }
+
+    /// Who makes the changes, as recorded beside the database role.
+    static let osUser: String = {
+        if let entry = getpwuid(geteuid()) { return String(cString: entry.pointee.pw_name) }
+        return ProcessInfo.processInfo.environment["USER"] ?? "?"
+    }()
+    static let hostName = ProcessInfo.processInfo.hostName
+
+    /// A JSON object of text values (NULL as null), for a jsonb parameter.
+    static func json(_ values: [String: String?]) -> String {
+        let object = values.mapValues { $0.map { $0 as Any } ?? NSNull() }
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func decode(_ text: String?) -> [String: String?]? {
+        guard let text, let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else { return nil }
+        return object.mapValues { value -> String? in
+            switch value {
+            case is NSNull: return nil
+            case let string as String: return string
+            default:
+                let data = (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed])) ?? Data()
+                return String(decoding: data, as: UTF8.self)
+            }
+        }
+    }
+
+    /// Writes the record inside `transaction`. A failure aborts the change with a message
+    /// that says how to fix it.
+    static func record(
+        in transaction: Cluster.Transaction, table: String, key: [String: String?], action: Action, before: [String: String?]?,
+        after: [String: String?]?
+    ) async throws {
+        do {
+            _ = try await transaction.execute(
+                """
+                insert into switchyard.changes (os_user, client_host, table_name, row_key, action, before, after)
+                values ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $7::jsonb)
+                """,
+                [osUser, hostName, table, json(key), action.rawValue, before.map(json), after.map(json)])
+        } catch let error as PostgresError {
+            throw DataService.WriteRefused(
+                "the change history \(Self.table) cannot be written (\(error.message)\(error.sqlState.map { ", SQLSTATE \($0)" } ?? "")): "
+                    + "nothing was saved; \(remedy)")
+        }
+    }
+
+    /// The newest changes, of one row (`key`) or one table or all, at most `limit`.
+    public static func history(
+        _ cluster: Cluster, table: String? = nil, key: [String: String?]? = nil, since: String? = nil, limit: Int = 200
+    ) async throws -> [Entry] {
+        var conditions: [String] = []
+        var parameters: [any PostgresEncodable] = []
+        if let table {
+            parameters.append(table)
+            conditions.append("table_name = $\(parameters.count)")
+        }
+        if let key {
+            parameters.append(json(key))
+            conditions.append("row_key = $\(parameters.count)::jsonb")
+        }
+        if let since {
+            parameters.append(since)
+            conditions.append("changed_at >= $\(parameters.count)::timestamptz")
+        }
+        parameters.append(limit)
+        let sql = """
+            select id, to_char(changed_at, 'YYYY-MM-DD"T"HH24:MI:SS.MSOF'), db_role, os_user, client_host, table_name,
+                   row_key::text, action, before::text, after::text
+            from switchyard.changes \(conditions.isEmpty ? "" : "where " + conditions.joined(separator: " and "))
+            order by id desc limit $\(parameters.count)
+            """
+        return try await cluster.query(sql, parameters, table: Self.table).rows.map { row in
+            Entry(
+                id: try row.decode(0, as: Int.self), changedAt: try row.decode(1, as: String.self), role: try row.decode(2, as: String.self),
+                osUser: try row.decode(3, as: String?.self), clientHost: try row.decode(4, as: String?.self),
+                table: try row.decode(5, as: String.self), key: decode(try row.decode(6, as: String.self)) ?? [:],
+                action: Action(rawValue: try row.decode(7, as: String.self)) ?? .update,
+                before: decode(try row.decode(8, as: String?.self)), after: decode(try row.decode(9, as: String?.self)))
+        }
+    }
+
+    /// Creates the history table (for `switchyard audit init` and the console's first edit).
+    public static func initialize(_ cluster: Cluster) async throws {
+        for statement in setupSQL { _ = try await cluster.execute(statement) }
+    }
+}

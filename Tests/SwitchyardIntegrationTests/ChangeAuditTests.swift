@@ -1,0 +1,171 @@
+import Console
+import Foundation
+import PostgresClient
+import Switchyard
+import SwitchyardTestSupport
+import Testing
+
+extension ClusterTests {
+    /// The change history on a real primary: one record per change in the same
+    /// transaction, none without its change, and edits refused when it cannot be kept.
+    @Suite struct ChangeAuditTests {
+        func shape(_ service: DataService, schema: String, table: String) async throws -> TableShape {
+            let opened = await service.perform(.openTable(TableInfo(schema: schema, name: table, estimatedRows: 0), request: 1))
+            guard case .tableOpened(let shape, _) = opened else { throw PostgresError(kind: .decoding, message: "not opened: \(String(describing: opened))") }
+            return shape
+        }
+
+        func records(_ primary: PostgresConnection, _ table: String) async throws -> [(action: String, key: String, before: String?, after: String?)] {
+            try await primary.query(
+                "select action, row_key::text, before::text, after::text from switchyard.changes where table_name = $1 order by id", [table]
+            ).rows.map { (try $0.decode(0), try $0.decode(1), try $0.decode(2, as: String?.self), try $0.decode(3, as: String?.self)) }
+        }
+
+        @Test func everyChangeHasExactlyOneRecordWithBeforeAndAfter() async throws {
+            try await TestCluster.shared().withSchema { schema in
+                try await withRouted { cluster, _ in
+                    _ = try await schema.primary.execute(script: """
+                        create table \(schema.quoted).items (id int primary key, name text, qty int not null default 0);
+                        insert into \(schema.quoted).items values (1, 'alpha', 5);
+                        """)
+                    let service = DataService(cluster: cluster)
+                    let shape = try await shape(service, schema: schema.name, table: "items")
+                    let table = "\(schema.name).items"
+                    guard case .saved = await service.perform(.update(shape, seen: ["1", "alpha", "5"], changes: [1: "beta"], request: 2)) else {
+                        Issue.record("update not saved"); return
+                    }
+                    guard case .saved = await service.perform(.insert(shape, values: [0: "2", 1: "new\u{7}line"], request: 3)) else {
+                        Issue.record("insert not saved"); return
+                    }
+                    guard case .saved = await service.perform(.delete(shape, seen: ["2", "new\u{7}line", "0"], request: 4)) else {
+                        Issue.record("delete not saved"); return
+                    }
+                    let rows = try await records(schema.primary, table)
+                    #expect(rows.map(\.action) == ["update", "insert", "delete"])
+                    #expect(rows[0].key == #"{"id": "1"}"# && rows[0].before == #"{"name": "alpha"}"# && rows[0].after == #"{"name": "beta"}"#)
+                    #expect(rows[1].before == nil && rows[1].after == #"{"id": "2", "qty": "0", "name": "new\u0007line"}"#, "\(rows[1])")
+                    #expect(rows[2].after == nil && rows[2].before?.contains(#""qty": "0""#) == true)
+                    let who = try await schema.primary.query(
+                        "select db_role, os_user is not null, client_host is not null from switchyard.changes where table_name = $1 limit 1", [table]).first
+                    #expect(try who?.decode(0, as: String.self) == "postgres")
+                    #expect(try who?.decode(1, as: Bool.self) == true && who?.decode(2, as: Bool.self) == true)
+
+                    // H: the row's history, newest first.
+                    let history = await service.perform(.loadHistory(table: table, key: ["id": "1"], request: 5))
+                    guard case .historyLoaded(let entries, _) = history else { Issue.record("no history: \(String(describing: history))"); return }
+                    #expect(entries.map(\.action) == [.update])
+                    #expect(entries.first?.changes().first.map { "\($0.column): \($0.before ?? "NULL") → \($0.after ?? "NULL")" } == "name: alpha → beta")
+
+                    // The command line prints the same.
+                    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-audit-\(UUID().uuidString)")
+                    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                    defer { try? FileManager.default.removeItem(at: folder) }
+                    let config = try TestCluster.shared().writeConfig(in: folder, name: "audit")
+                    let printed = try await CommandLineTests.run(["audit", "--table", table, "--json", "--config", config])
+                    #expect(printed.status == 0, "\(printed.output)")
+                    let lines = printed.output.split(separator: "\n").filter { $0.hasPrefix("{") }
+                    #expect(lines.count == 3 && lines[0].contains(#""action":"delete""#), "\(printed.output)")
+                    let text = try await CommandLineTests.run(["audit", "--table", table, "--config", config])
+                    #expect(text.output.contains("name: alpha → beta") && text.output.contains("name: NULL → new·line"), "\(text.output)")
+                }
+            }
+        }
+
+        @Test func aChangeKilledBeforeItsCommitLeavesNeitherChangeNorRecord() async throws {
+            try await TestCluster.shared().withSchema { schema in
+                try await withRouted { cluster, _ in
+                    let table = "\(schema.name).items"
+                    _ = try await schema.primary.execute(script: """
+                        create table \(schema.quoted).items (id int primary key, name text);
+                        insert into \(schema.quoted).items values (1, 'alpha');
+                        create schema if not exists switchyard;
+                        """)
+                    let service = DataService(cluster: cluster)
+                    let shape = try await shape(service, schema: schema.name, table: "items")
+                    // Make sure the history table exists, then hold this table's records
+                    // in a trigger long enough to kill the session after the update ran.
+                    guard case .saved = await service.perform(.update(shape, seen: ["1", "alpha"], changes: [1: "warm-up"], request: 2)) else {
+                        Issue.record("warm-up not saved"); return
+                    }
+                    _ = try await schema.primary.execute(script: """
+                        create function \(schema.quoted).hold() returns trigger language plpgsql as $$ begin perform pg_sleep(30); return new; end $$;
+                        create trigger hold before insert on switchyard.changes for each row
+                            when (new.table_name = '\(table)') execute function \(schema.quoted).hold();
+                        """)
+                    let save = Task { await service.perform(.update(shape, seen: ["1", "warm-up"], changes: [1: "never"], request: 3)) }
+                    let killed = try await TestCluster.eventually(timeout: .seconds(10)) {
+                        try await schema.primary.query(
+                            """
+                            select pg_terminate_backend(pid) from pg_stat_activity
+                            where state = 'active' and query like 'insert into switchyard.changes%' and pid <> pg_backend_pid()
+                            """).rowCount > 0
+                    }
+                    #expect(killed)
+                    let outcome = await save.value
+                    _ = try await schema.primary.query("drop trigger hold on switchyard.changes")
+                    guard case .failed(let message, _) = outcome else { Issue.record("not failed: \(String(describing: outcome))"); return }
+                    #expect(message.contains("your input is kept") || message.contains("terminat"), "\(message)")
+                    #expect(try await schema.primary.query("select name from \(schema.quoted).items").scalar(String.self) == "warm-up")
+                    #expect(try await records(schema.primary, table).count == 1, "only the warm-up has a record")
+                }
+            }
+        }
+
+        @Test func withoutAHistoryTableThatCanBeMadeOrWrittenEditsAreRefused() async throws {
+            let test = try TestCluster.shared()
+            let suffix = UUID().uuidString.prefix(8).lowercased()
+            let database = "audit_\(suffix)", role = "clerk_\(suffix)", password = UUID().uuidString
+            _ = try await test.withConnection("pg1") { connection in
+                _ = try await connection.query("create database \(database)")
+                _ = try await connection.query("create role \(role) login password '\(password)'")
+            }
+            try await ensuring {
+                let admin = try await PostgresConnection.connect(try test.conninfo("pg1", database: database), label: "pg1")
+                _ = try await admin.execute(script: """
+                    create schema shop;
+                    create table shop.items (id int primary key, name text);
+                    insert into shop.items values (1, 'alpha');
+                    grant usage on schema shop to \(role);
+                    grant select, insert, update, delete on shop.items to \(role);
+                    """)
+                let nodes = try test.nodes.map { node in
+                    NodeEndpoint(name: node.name, conninfo: "host=127.0.0.1 port=\(node.port) dbname=\(database) user=\(role) password=\(password)")
+                }
+                var configuration = ClusterConfiguration(name: "clerk", nodes: nodes)
+                configuration.monitorInterval = .milliseconds(250)
+                let cluster = try Cluster(configuration: configuration)
+                await cluster.start()
+                try await ensuring {
+                    let service = DataService(cluster: cluster)
+                    let shape = try await shape(service, schema: "shop", table: "items")
+                    // No switchyard schema, and no right to create one.
+                    let refused = await service.perform(.update(shape, seen: ["1", "alpha"], changes: [1: "beta"], request: 2))
+                    guard case .failed(let message, _) = refused else { Issue.record("not refused: \(String(describing: refused))"); return }
+                    #expect(message.contains("no change history table switchyard.changes and it cannot be created"), "\(message)")
+                    #expect(message.contains("switchyard audit init") && message.contains("audit = \"off\""))
+                    #expect(!message.contains(password))
+                    // The table exists (made by an owner) but the clerk may not write it.
+                    _ = try await admin.execute(script: ChangeAudit.setupSQL.joined(separator: ";\n") + ";\ngrant usage on schema switchyard to \(role);")
+                    let unwritable = await service.perform(.update(shape, seen: ["1", "alpha"], changes: [1: "beta"], request: 3))
+                    guard case .failed(let second, _) = unwritable else { Issue.record("not refused: \(String(describing: unwritable))"); return }
+                    #expect(second.contains("cannot be written") && second.contains("nothing was saved"), "\(second)")
+                    #expect(try await admin.query("select name from shop.items").scalar(String.self) == "alpha")
+                    #expect(try await admin.query("select count(*) from switchyard.changes").scalar(Int.self) == 0)
+                    // audit = "off": edits go through without a history.
+                    let off = DataService(cluster: cluster, audit: false)
+                    guard case .saved = await off.perform(.update(shape, seen: ["1", "alpha"], changes: [1: "beta"], request: 4)) else {
+                        Issue.record("audit off did not save"); return
+                    }
+                } finally: {
+                    await cluster.shutdown()
+                    await admin.close()
+                }
+            } finally: {
+                _ = try? await test.withConnection("pg1") { connection in
+                    _ = try await connection.query("drop database if exists \(database) with (force)")
+                    _ = try await connection.query("drop role if exists \(role)")
+                }
+            }
+        }
+    }
+}
