@@ -141,6 +141,34 @@ extension ClusterTests {
             #expect(try await Self.primaryValue("select name from \(fixture.schema).items where id = 1") == "still saved")
         }
 
+        @Test func anEditShowsInTheRowAndTableHistory() async throws {
+            let fixture = try await Self.fixture()
+            let tmux = try await Self.launch(fixture)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            try await tmux.send("Right", "Enter")
+            try await tmux.waitFor(text: "Edit name")
+            try await tmux.send("C-u")
+            try await tmux.send("omega", literal: true)
+            try await tmux.send("Enter")
+            try await tmux.waitFor(text: "saved name")
+            try await tmux.send("H")
+            try await tmux.waitFor(text: "History of \(fixture.schema).items #1")
+            try await tmux.waitFor(text: "update  name: alpha → omega")
+            try await tmux.send("Enter")
+            let diff = try await tmux.waitFor(text: "before  alpha")
+            #expect(diff.contains("after   omega"))
+            try await tmux.send("Escape")
+            try await tmux.waitFor(text: "1 change, newest first")
+            try await tmux.send("Escape")
+            try await tmux.waitFor("the history to close") { !$0.contains("History of") }
+            try await tmux.send("Down", "T")
+            try await tmux.waitFor(text: "Recent changes to \(fixture.schema).items")
+            try await tmux.waitFor(text: "update #1  name: alpha → omega")
+            try await tmux.send("Escape")
+            try await tmux.waitFor("the history to close") { !$0.contains("Recent changes") }
+        }
+
         @Test func aTableWithNoColumnsOpensReadOnlyAndEveryKeyIsHarmless() async throws {
             let fixture = try await Self.fixture()
             try await TestCluster.shared().withConnection("pg1") { connection in
