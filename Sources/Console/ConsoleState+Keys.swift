@@ -40,6 +40,19 @@ extension ConsoleState {
             let outcome = view.handle(command, key: key)
             mode = .failover(view)
             return failoverOutcome(outcome)
+        case .references(var view):
+            switch view.handle(command) {
+            case .stay:
+                mode = .references(view)
+                return []
+            case .close:
+                mode = .browse
+                return []
+            case .open(let item):
+                mode = .references(view)
+                let request = start("opening \(item.table.qualifiedName)")
+                return [.openReferencing(item, request: request)]
+            }
         case .history(var view):
             switch view.handle(command) {
             case .stay:
@@ -289,6 +302,23 @@ extension ConsoleState {
         return [reloadCurrentPage()]
     }
 
+    /// `#42` or `#(1, 7)`: a row by its key.
+    func rowLabel(_ shape: TableShape, _ row: [String?]) -> String {
+        let shown = shape.keyIndexes.map { row.indices.contains($0) ? row[$0] ?? "NULL" : "?" }
+        return shown.count == 1 ? "#\(shown[0])" : "#(\(shown.joined(separator: ", ")))"
+    }
+
+    /// The open grid as a stop on the trail.
+    mutating func pushTrail() {
+        guard let grid else { return }
+        let anchor = grid.keys.indices.contains(grid.cursorRow) ? grid.keys[grid.cursorRow] : nil
+        let label = gridLabel ?? grid.shape.table.name
+        trail.append(TrailStop(
+            shape: grid.shape, sort: grid.sort, filter: grid.filter, scope: grid.scope, anchor: anchor, cursorColumn: grid.cursorColumn,
+            label: label))
+        if trail.count > 50 { trail.removeFirst() }
+    }
+
     private mutating func gridCommand(_ command: Command) -> [ConsoleEffect] {
         guard var grid else {
             if command == .editCell { focus = .tables }
@@ -320,6 +350,26 @@ extension ConsoleState {
         case .left: grid.cursorColumn = max(grid.cursorColumn - 1, 0)
         case .right: grid.cursorColumn = min(grid.cursorColumn + 1, max(columnCount - 1, 0))
         case .refresh: return [reloadCurrentPage()]
+        case .followReference:
+            guard let row = grid.selectedRow, let key = grid.shape.foreignKey(at: grid.cursorColumn) else { return [] }
+            let request = start("following \(key.name)")
+            return [.follow(grid.shape, key, values: key.columns.map { row[$0] }, request: request)]
+        case .showReferences:
+            guard let row = grid.selectedRow else { return [] }
+            mode = .references(ReferencesView(title: "Referencing \(grid.shape.table.qualifiedName) \(rowLabel(grid.shape, row))"))
+            let request = start("counting references")
+            return [.loadReferences(grid.shape, row: row, request: request)]
+        case .back:
+            guard let stop = trail.popLast() else { return [] }
+            var restored = Grid(shape: stop.shape)
+            restored.sort = stop.sort
+            restored.filter = stop.filter
+            restored.scope = stop.scope
+            restored.cursorColumn = stop.cursorColumn
+            self.grid = restored
+            gridLabel = trail.isEmpty ? nil : stop.label
+            if let index = tables.firstIndex(of: stop.shape.table) { tableCursor = index }
+            return [load(stop.anchor.map { .from($0) } ?? .first)]
         case .rowHistory, .tableHistory:
             let shape = grid.shape
             var key: [String: String?]?

@@ -29,6 +29,8 @@ extension ConsoleState {
         case .tableOpened(let shape, let request):
             guard finish(request) else { return [] }
             grid = Grid(shape: shape)
+            trail = []
+            gridLabel = nil
             if let index = tables.firstIndex(of: shape.table) { tableCursor = index }
             focus = .grid
             mode = .browse
@@ -152,6 +154,33 @@ extension ConsoleState {
             view.detail = view.detail && !entries.isEmpty
             mode = .history(view)
             return []
+        case .followed(let shape, let anchor, let label, let request):
+            guard finish(request) else { return [] }
+            pushTrail()
+            grid = Grid(shape: shape)
+            gridLabel = "\(shape.table.name) \(label)"
+            if let index = tables.firstIndex(of: shape.table) { tableCursor = index }
+            focus = .grid
+            mode = .browse
+            return [load(.from(anchor))]
+        case .referencesLoaded(let items, let request):
+            guard finish(request), case .references(var view) = mode else { return [] }
+            view.items = items
+            view.loaded = true
+            view.selected = min(view.selected, max(items.count - 1, 0))
+            mode = .references(view)
+            return []
+        case .referencingOpened(let shape, let scope, let request):
+            guard finish(request) else { return [] }
+            pushTrail()
+            var opened = Grid(shape: shape)
+            opened.scope = scope
+            grid = opened
+            gridLabel = "\(shape.table.name) where \(scope.label)"
+            if let index = tables.firstIndex(of: shape.table) { tableCursor = index }
+            focus = .grid
+            mode = .browse
+            return [load(.first)]
         case .openNamed(let name):
             guard let index = tables.firstIndex(where: { $0.qualifiedName == name || $0.name == name }) else {
                 setMessage("no table \(name)", error: true)
@@ -207,7 +236,7 @@ extension ConsoleState {
     mutating func load(_ position: PagePosition) -> ConsoleEffect {
         let grid = grid!
         let request = start("loading \(grid.shape.table.name)")
-        return .loadPage(grid.shape, position, sort: grid.sort, filter: grid.filter, limit: pageSize, request: request)
+        return .loadPage(grid.shape, position, sort: grid.sort, filter: grid.filter, limit: pageSize, request: request, scope: grid.scope)
     }
 
     private mutating func afterSave(_ row: [String?]?) -> [ConsoleEffect] {

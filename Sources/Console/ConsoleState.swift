@@ -64,6 +64,8 @@ public struct Grid: Sendable, Equatable {
     public var atEnd = true
     public var sort: Sort?
     public var filter: Filter?
+    /// Only the rows that reference one row elsewhere (opened from `R`).
+    public var scope: ReferenceScope?
     public var loaded = false
     /// Per row, the values shown cut (column index → size and digest).
     public var long: [[Int: LongValue]] = []
@@ -168,6 +170,29 @@ public struct HistoryView: Sendable, Equatable {
     public var title: String { keyLabel.map { "History of \(table) \($0)" } ?? "Recent changes to \(table)" }
 }
 
+/// A place left by following a reference (`f`, `R`), to come back to with Backspace.
+public struct TrailStop: Sendable, Equatable {
+    public var shape: TableShape
+    public var sort: Sort?
+    public var filter: Filter?
+    public var scope: ReferenceScope?
+    /// Sort-key values of the row the cursor was on (nil: the table was empty).
+    public var anchor: [String?]?
+    public var cursorColumn: Int
+    /// How the title names it: `orders`, `customers #42`.
+    public var label: String
+}
+
+/// The tables whose rows reference the current row (`R`), with counts.
+public struct ReferencesView: Sendable, Equatable {
+    public var title: String
+    public var items: [Referencing] = []
+    public var loaded = false
+    public var selected = 0
+
+    public init(title: String) { self.title = title }
+}
+
 /// The help box: the keys of the mode it was opened from, which it returns to.
 public struct HelpView: Sendable, Equatable {
     public var previous: Mode
@@ -180,6 +205,7 @@ public indirect enum Mode: Sendable, Equatable {
     case browse
     case failover(FailoverView)
     case history(HistoryView)
+    case references(ReferencesView)
     case editCell(CellEdit)
     case form(RowForm)
     case confirmDelete(DeleteConfirmation)
@@ -219,6 +245,10 @@ public struct ConsoleState: Sendable, Equatable {
     public var busy: String?
     public var spinner = 0
     public var nodes: [NodeSummary] = []
+    /// Where following references came from, oldest first (Backspace walks back).
+    public var trail: [TrailStop] = []
+    /// The open grid's place in the trail, e.g. `customers #42` (nil: opened from the list).
+    public var gridLabel: String?
     /// Patroni's view, when the cluster has `[patroni]`.
     public var patroni: PatroniView?
     public var primaryName: String?
@@ -283,7 +313,7 @@ public struct ConsoleState: Sendable, Equatable {
 public enum ConsoleEffect: Sendable, Equatable {
     case loadTables(request: Int)
     case openTable(TableInfo, request: Int)
-    case loadPage(TableShape, PagePosition, sort: Sort?, filter: Filter?, limit: Int, request: Int)
+    case loadPage(TableShape, PagePosition, sort: Sort?, filter: Filter?, limit: Int, request: Int, scope: ReferenceScope? = nil)
     case update(TableShape, seen: [String?], changes: [Int: String?], long: [Int: LongValue] = [:], request: Int)
     case insert(TableShape, values: [Int: String?], request: Int)
     case delete(TableShape, seen: [String?], long: [Int: LongValue] = [:], request: Int)
@@ -293,6 +323,12 @@ public enum ConsoleEffect: Sendable, Equatable {
     case editExternally(String?)
     case runChecks(request: Int)
     case promote(node: String, request: Int)
+    /// Open the row `values` of `foreignKey` point to.
+    case follow(TableShape, ForeignKey, values: [String?], request: Int)
+    /// The tables referencing `row` of `shape`, with counts.
+    case loadReferences(TableShape, row: [String?], request: Int)
+    /// Open a referencing table filtered to the rows that reference the current row.
+    case openReferencing(Referencing, request: Int)
     /// Recorded changes of one row (`key`) or of the table.
     case loadHistory(table: String, key: [String: String?]?, request: Int)
     case cancel(request: Int)
@@ -322,6 +358,10 @@ public enum ConsoleEvent: Sendable {
     case checksDone(FailoverReport, request: Int)
     case promoted(node: String, how: String, request: Int)
     case historyLoaded([ChangeAudit.Entry], request: Int)
+    /// The referenced table, and the sort-key values of the referenced row in it.
+    case followed(TableShape, anchor: [String?], label: String, request: Int)
+    case referencesLoaded([Referencing], request: Int)
+    case referencingOpened(TableShape, scope: ReferenceScope, request: Int)
     /// Open `schema.table` (from `--table`), once the table list is known.
     case openNamed(String)
     case topology(Topology, history: [String: [Double?]])

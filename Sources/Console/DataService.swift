@@ -1,3 +1,4 @@
+import Foundation
 import PostgresClient
 import Switchyard
 import Synchronization
@@ -69,9 +70,9 @@ public struct DataService: Sendable {
             }
         case .openTable(let table, let request):
             return await attempt(request) { .tableOpened(try await shape(of: table), request: request) }
-        case .loadPage(let shape, let position, let sort, let filter, let limit, let request):
+        case .loadPage(let shape, let position, let sort, let filter, let limit, let request, let scope):
             return await attempt(request) {
-                let statement = SQLBuilder.page(shape, position: position, sort: sort, filter: filter, limit: limit)
+                let statement = SQLBuilder.page(shape, position: position, sort: sort, filter: filter, scope: scope, limit: limit)
                 let result = try await cluster.query(statement.sql, statement.bindings, table: shape.table.qualifiedName)
                 // Columns: the values (cut), the summary of cut values, the sort keys.
                 let width = shape.columns.count
@@ -122,6 +123,33 @@ public struct DataService: Sendable {
                 let statement = SQLBuilder.delete(shape, seen: seen, long: long)
                 return try await write(
                     statement, shape: shape, seen: seen, request: request, action: .delete, changed: Array(0..<shape.columns.count))
+            }
+        case .follow(_, let key, let values, let request):
+            return await attempt(request) {
+                let target = try await shape(of: key.target)
+                let names = try await cluster.quoteIdentifiers(key.targetColumns)
+                let conditions = names.enumerated().map { "\($0.element) = $\($0.offset + 1)" }.joined(separator: " and ")
+                let sortKeys = SQLBuilder.sortKeys(target, sort: nil).map { "(\($0.expression))::text" }.joined(separator: ", ")
+                let keyCount = SQLBuilder.sortKeys(target, sort: nil).count
+                let row = try await cluster.query(
+                    "select \(sortKeys) from \(target.quotedName) as r where \(conditions) limit 1", values.map { $0 as any PostgresEncodable },
+                    table: target.table.qualifiedName
+                ).first
+                guard let row else {
+                    throw WriteRefused("the row \(key.name) points to is not in \(key.target.qualifiedName) (or not visible to you)")
+                }
+                let anchor = (0..<keyCount).map { row.raw($0) }
+                let label = values.count == 1 ? "#\(values[0] ?? "NULL")" : "#(\(values.map { $0 ?? "NULL" }.joined(separator: ", ")))"
+                return .followed(target, anchor: anchor, label: label, request: request)
+            }
+        case .loadReferences(let shape, let row, let request):
+            return await attempt(request) { .referencesLoaded(try await references(to: shape, row: row), request: request) }
+        case .openReferencing(let item, let request):
+            return await attempt(request) {
+                let shape = try await shape(of: item.table)
+                let columns = item.columns.compactMap { name in shape.columns.firstIndex { $0.name == name } }
+                let label = zip(item.columns, item.values).map { "\($0) = \($1 ?? "NULL")" }.joined(separator: ", ")
+                return .referencingOpened(shape, scope: ReferenceScope(columns: columns, values: item.values, label: label), request: request)
             }
         case .loadHistory(let table, let key, let request):
             return await attempt(request) {
@@ -216,6 +244,62 @@ public struct DataService: Sendable {
         init(_ message: String) { self.message = message }
     }
 
+    static let foreignKeysSQL = """
+        select c.conname, fn.nspname, fc.relname, greatest(fc.reltuples, 0)::bigint,
+               array_to_json(array(select a.attname from unnest(c.conkey) with ordinality k(n, o)
+                                   join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.n order by k.o))::text,
+               array_to_json(array(select a.attname from unnest(c.confkey) with ordinality k(n, o)
+                                   join pg_attribute a on a.attrelid = c.confrelid and a.attnum = k.n order by k.o))::text
+        from pg_constraint c join pg_class fc on fc.oid = c.confrelid join pg_namespace fn on fn.oid = fc.relnamespace
+        where c.conrelid = $1::regclass and c.contype = 'f'
+        order by c.conname
+        """
+
+    static let referencingSQL = """
+        select c.conname, n.nspname, t.relname, greatest(t.reltuples, 0)::bigint,
+               array_to_json(array(select a.attname from unnest(c.conkey) with ordinality k(n, o)
+                                   join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.n order by k.o))::text,
+               array_to_json(array(select a.attname from unnest(c.confkey) with ordinality k(n, o)
+                                   join pg_attribute a on a.attrelid = c.confrelid and a.attnum = k.n order by k.o))::text
+        from pg_constraint c join pg_class t on t.oid = c.conrelid join pg_namespace n on n.oid = t.relnamespace
+        where c.confrelid = $1::regclass and c.contype = 'f'
+        order by n.nspname, t.relname, c.conname
+        """
+
+    static func names(_ json: String) -> [String] {
+        (try? JSONDecoder().decode([String].self, from: Data(json.utf8))) ?? []
+    }
+
+    /// Tables referencing `row`, each with how many of its rows do. A count runs only when
+    /// the plan uses an index or the table is small: never a scan of a big table.
+    func references(to shape: TableShape, row: [String?]) async throws -> [Referencing] {
+        var items: [Referencing] = []
+        for found in try await cluster.query(Self.referencingSQL, [shape.quotedName]).rows {
+            let table = TableInfo(schema: try found.decode(1), name: try found.decode(2), estimatedRows: try found.decode(3))
+            let columns = Self.names(try found.decode(4, as: String.self))
+            let referenced = Self.names(try found.decode(5, as: String.self))
+            let values = referenced.map { name in shape.columns.firstIndex { $0.name == name }.flatMap { row.indices.contains($0) ? row[$0] : nil } }
+            var item = Referencing(table: table, constraint: try found.decode(0), columns: columns, values: values, count: nil)
+            if values.contains(where: { $0 == nil }) {
+                item.count = 0
+                items.append(item)
+                continue
+            }
+            let quoted = try await cluster.quoteIdentifiers([table.schema, table.name] + columns)
+            let conditions = quoted.dropFirst(2).enumerated().map { "\($0.element) = $\($0.offset + 1)" }.joined(separator: " and ")
+            let count = "select count(*) from (select 1 from \(quoted[0]).\(quoted[1]) where \(conditions) limit 100001) s"
+            let parameters = values.map { $0 as any PostgresEncodable }
+            let plan = try await cluster.query("explain " + count, parameters).rows.map { try $0.decode(0, as: String.self) }.joined(separator: "\n")
+            if plan.contains("Seq Scan") && table.estimatedRows > 50_000 {
+                item.uncounted = "no index on \(table.name) (\(columns.joined(separator: ", "))) — a count would scan ~\(table.estimatedRows) rows"
+            } else {
+                item.count = try await cluster.query(count, parameters, table: table.qualifiedName).scalar(Int.self)
+            }
+            items.append(item)
+        }
+        return items
+    }
+
     func shape(of table: TableInfo) async throws -> TableShape {
         let names = try await cluster.quoteIdentifiers([table.schema, table.name])
         let quotedName = "\(names[0]).\(names[1])"
@@ -228,7 +312,14 @@ public struct DataService: Sendable {
                 defaultExpression: try row.decode(3, as: String?.self), primaryKeyPosition: try row.decode(4, as: Int?.self),
                 quoted: quotedColumns[index])
         }
-        return TableShape(table: table, quotedName: quotedName, columns: columns)
+        let foreignKeys = try await cluster.query(Self.foreignKeysSQL, [quotedName]).rows.map { row -> ForeignKey in
+            let local = Self.names(try row.decode(4, as: String.self))
+            return ForeignKey(
+                name: try row.decode(0), columns: local.compactMap { name in columnNames.firstIndex(of: name) },
+                target: TableInfo(schema: try row.decode(1), name: try row.decode(2), estimatedRows: try row.decode(3)),
+                targetColumns: Self.names(try row.decode(5, as: String.self)))
+        }
+        return TableShape(table: table, quotedName: quotedName, columns: columns, foreignKeys: foreignKeys)
     }
 
     /// What an effect changes, for telling the user what a cancel did.

@@ -5,7 +5,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
     case tables, grid, pane, browse
     case busy, tooSmall
     case editCell, form, filter, textField
-    case confirmDelete, conflict, failover, promote, history, help, confirmQuit
+    case confirmDelete, conflict, failover, promote, history, references, help, confirmQuit
 
     /// The section title in the help box.
     public var title: String {
@@ -24,6 +24,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
         case .conflict: return "Conflict"
         case .failover: return "Failover view"
         case .history: return "Change history"
+        case .references: return "Referencing tables"
         case .promote: return "Promotion confirmation"
         case .help: return "Help"
         case .confirmQuit: return "Quit confirmation"
@@ -43,6 +44,7 @@ public enum Command: Sendable, Equatable {
     case scrollUp, scrollDown, externalEdit
     case logAdminOnly, logPublicOnly, logNextSource
     case rowHistory, tableHistory
+    case followReference, showReferences, back
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -145,6 +147,12 @@ public enum Keymap {
         Binding([.character("r")], [.grid], .refresh, hint: "refresh", help: "reload the rows on screen"),
         Binding([.character("H")], [.grid], .rowHistory, hint: "history", help: "the change history of the row under the cursor (switchyard.changes)",
                 disabledReason: { Keymap.historyRefusal($0, needsRow: true) }),
+        Binding([.character("f")], [.grid], .followReference, hint: "follow", help: "open the row this foreign-key cell references",
+                disabledReason: { Keymap.followRefusal($0) }),
+        Binding([.character("R")], [.grid], .showReferences, help: "the tables and rows that reference this row (with counts); Enter opens them",
+                disabledReason: { Keymap.historyRefusal($0, needsRow: true) }),
+        Binding([.backspace], [.grid], .back, hint: "back", hintKeys: "⌫", help: "back along the trail of followed references, to the same row",
+                disabledReason: { $0.trail.isEmpty ? "nothing to go back to: follow a reference with f or R first" : nil }),
         Binding([.character("T")], [.grid], .tableHistory, help: "the recent changes to the open table",
                 disabledReason: { Keymap.historyRefusal($0, needsRow: false) }),
 
@@ -159,8 +167,8 @@ public enum Keymap {
         Binding([.tab], [.browse], .focusNext, hint: "focus", help: "move focus: tables, records, nodes and log"),
         Binding([.backTab], [.browse], .focusPrevious, help: "move focus back"),
         Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),
-        Binding([.character("?")], [.browse, .failover, .history], .help, hint: "keys", help: "this help"),
-        Binding([.function(1)], [.browse, .failover, .history, .editCell, .form, .filter, .confirmDelete, .conflict, .promote, .confirmQuit], .help,
+        Binding([.character("?")], [.browse, .failover, .history, .references], .help, hint: "keys", help: "this help"),
+        Binding([.function(1)], [.browse, .failover, .history, .references, .editCell, .form, .filter, .confirmDelete, .conflict, .promote, .confirmQuit], .help,
                 help: "the keys of what you are doing (returns to it)"),
         Binding([.character("q"), .control("c")], [.browse], .quit, hint: "quit", hintKeys: "q", help: "quit"),
 
@@ -216,6 +224,12 @@ public enum Keymap {
         // Quitting with unsaved input.
         Binding([.control("c")], [.editCell, .form, .conflict], .quit, hint: "quit", hintKeys: "Ctrl-C",
                 help: "quit (asks first: the edit is not saved)"),
+
+        // Referencing tables.
+        Binding([.up, .character("k")], [.references], .up, hint: "table", hintKeys: "↑↓", help: "previous referencing table"),
+        Binding([.down, .character("j")], [.references], .down, help: "next referencing table"),
+        Binding([.enter], [.references], .open, hint: "open", help: "open it, filtered to the rows that reference this one"),
+        Binding([.escape, .character("q")], [.references], .cancel, hint: "close", hintKeys: "Esc", help: "close the list"),
 
         // Change history.
         Binding([.up, .character("k")], [.history], .up, hint: "change", hintKeys: "↑↓", help: "newer change"),
@@ -334,6 +348,7 @@ public enum Keymap {
         case .conflict: return [.conflict]
         case .failover(let view): return view.confirmation == nil ? [.failover, .busy] : [.promote, .textField]
         case .history: return [.history, .busy]
+        case .references: return [.references, .busy]
         case .confirmQuit: return [.confirmQuit]
         }
     }
@@ -355,6 +370,17 @@ public enum Keymap {
     static func noColumns(_ state: ConsoleState) -> String? {
         guard let grid = state.grid else { return nil }
         return grid.shape.columns.isEmpty ? "\(grid.shape.table.qualifiedName) has no columns" : nil
+    }
+
+    /// Why `f` cannot follow: not on a foreign-key column, or the reference is NULL.
+    static func followRefusal(_ state: ConsoleState) -> String? {
+        guard let grid = state.grid, let row = grid.selectedRow else { return "no row selected" }
+        guard let key = grid.shape.foreignKey(at: grid.cursorColumn) else {
+            let column = grid.shape.columns.indices.contains(grid.cursorColumn) ? grid.shape.columns[grid.cursorColumn].name : "this column"
+            return "\(column) is not a foreign key: nothing to follow"
+        }
+        if key.columns.contains(where: { row.indices.contains($0) && row[$0] == nil }) { return "the reference is NULL: nothing to follow" }
+        return nil
     }
 
     /// Why the history cannot be shown: no table open, or (for a row) no row or no key.
@@ -402,6 +428,7 @@ extension ConsoleState {
         case .conflict: return [.conflict]
         case .failover(let view): return view.confirmation == nil ? [.failover] : [.promote, .textField]
         case .history: return [.history]
+        case .references: return [.references]
         case .help: return [.help]
         case .confirmQuit: return [.confirmQuit]
         }

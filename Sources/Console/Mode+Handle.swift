@@ -133,3 +133,18 @@ extension HistoryView {
         return .stay
     }
 }
+
+extension ReferencesView {
+    enum Outcome: Equatable { case stay, close, open(Referencing) }
+
+    mutating func handle(_ command: Command) -> Outcome {
+        switch command {
+        case .cancel: return .close
+        case .up: selected = max(selected - 1, 0)
+        case .down: selected = min(selected + 1, max(items.count - 1, 0))
+        case .open: if items.indices.contains(selected) { return .open(items[selected]) }
+        default: break
+        }
+        return .stay
+    }
+}

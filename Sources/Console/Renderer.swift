@@ -137,6 +137,12 @@ public enum Renderer {
         }
         let shape = grid.shape
         var title = " \(shape.table.qualifiedName)  ~\(shortCount(shape.table.estimatedRows)) rows"
+        if !state.trail.isEmpty {
+            // The way here, e.g. `orders › customers #42`.
+            title = " " + (state.trail.map(\.label) + [state.gridLabel ?? shape.table.name]).joined(separator: " › ")
+                + "  (\(shape.table.qualifiedName))"
+        }
+        if let scope = grid.scope { title += "  where \(scope.label)" }
         if let sort = grid.sort { title += "  sort \(shape.columns[sort.column].name) \(sort.descending ? "↓" : "↑")" }
         if let filter = grid.filter {
             let value = filter.op == .isNull ? "" : " '\(filter.value)'"
@@ -523,6 +529,23 @@ public enum Renderer {
             lines.append(("", .normal))
             lines.append(("Enter: edit again, your input kept   Esc: discard yours", .normal))
             _ = box("Conflict", lines: lines, in: layout, width: min(layout.width - 6, 100), &screen)
+        case .references(let view):
+            var lines: [(String, StyleRole)] = []
+            if !view.loaded {
+                lines.append((state.busy ?? "counting…", .dim))
+            } else if view.items.isEmpty {
+                lines.append(("No foreign key references this table.", .normal))
+            } else {
+                for (index, item) in view.items.enumerated() {
+                    let count = item.count.map { "\($0) row\($0 == 1 ? "" : "s")" } ?? "not counted: \(item.uncounted ?? "?")"
+                    let marker = index == view.selected ? "▶" : " "
+                    lines.append(("\(marker) \(item.table.qualifiedName) (\(item.columns.joined(separator: ", ")))  \(count)",
+                                  index == view.selected ? .selected : .normal))
+                }
+            }
+            lines.append(("", .normal))
+            lines.append(("↑↓ choose   Enter open them   Esc close", .dim))
+            _ = box(view.title, lines: lines, in: layout, width: min(layout.width - 4, 100), &screen)
         case .history(let view):
             _ = box(view.title, lines: historyLines(view, state, height: layout.height - 6), in: layout, width: layout.width - 4, &screen)
         case .failover(let view):

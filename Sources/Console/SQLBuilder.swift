@@ -36,11 +36,14 @@ public enum SQLBuilder {
     }
 
     /// The select list: every column as text, then the sort keys as text.
-    public static func page(_ shape: TableShape, position: PagePosition, sort: Sort?, filter: Filter?, limit: Int) -> Statement {
+    public static func page(
+        _ shape: TableShape, position: PagePosition, sort: Sort?, filter: Filter?, scope: ReferenceScope? = nil, limit: Int
+    ) -> Statement {
         let keys = sortKeys(shape, sort: sort)
         var parameters: [String?] = []
         var conditions: [String] = []
         if let filter { conditions.append(filterCondition(shape, filter, &parameters)) }
+        if let scope { conditions += scopeConditions(shape, scope, &parameters) }
         var backwards = false
         switch position {
         case .first: break
@@ -70,6 +73,15 @@ public enum SQLBuilder {
         if !conditions.isEmpty { sql += " where " + conditions.joined(separator: " and ") }
         sql += " order by " + order.joined(separator: ", ") + " limit \(max(limit, 1))"
         return Statement(sql: sql, parameters: parameters)
+    }
+
+    /// `col = $n` for each column of a reference scope (a NULL never matches: no reference).
+    static func scopeConditions(_ shape: TableShape, _ scope: ReferenceScope, _ parameters: inout [String?]) -> [String] {
+        zip(scope.columns, scope.values).map { column, value in
+            guard shape.columns.indices.contains(column) else { return "false" }
+            parameters.append(value)
+            return "r.\(shape.columns[column].quoted) = $\(parameters.count)"
+        }
     }
 
     /// Rows strictly after (or before) `anchor` in the order of `keys`, NULLs last.

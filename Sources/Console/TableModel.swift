@@ -45,12 +45,18 @@ public struct TableShape: Sendable, Equatable {
     /// `"schema"."table"`, quoted by libpq.
     public var quotedName: String
     public var columns: [ColumnInfo]
+    /// This table's foreign keys (what `f` follows).
+    public var foreignKeys: [ForeignKey] = []
 
-    public init(table: TableInfo, quotedName: String, columns: [ColumnInfo]) {
+    public init(table: TableInfo, quotedName: String, columns: [ColumnInfo], foreignKeys: [ForeignKey] = []) {
         self.table = table
         self.quotedName = quotedName
         self.columns = columns
+        self.foreignKeys = foreignKeys
     }
+
+    /// The foreign key that column `index` belongs to (the first, if several).
+    public func foreignKey(at index: Int) -> ForeignKey? { foreignKeys.first { $0.columns.contains(index) } }
 
     /// Indexes of the primary-key columns, in key order; empty without a key.
     public var keyIndexes: [Int] {
@@ -59,6 +65,58 @@ public struct TableShape: Sendable, Equatable {
     }
 
     public var hasPrimaryKey: Bool { !keyIndexes.isEmpty }
+}
+
+/// A foreign key of an open table: its columns (indexes into the table's columns) and
+/// the table and columns they reference, in the same order.
+public struct ForeignKey: Sendable, Equatable {
+    public var name: String
+    public var columns: [Int]
+    public var target: TableInfo
+    public var targetColumns: [String]
+
+    public init(name: String, columns: [Int], target: TableInfo, targetColumns: [String]) {
+        self.name = name
+        self.columns = columns
+        self.target = target
+        self.targetColumns = targetColumns
+    }
+}
+
+/// Rows of a table that reference one row elsewhere: `columns` (indexes) equal `values`.
+/// The grid of a table opened from `R` keeps it as a second filter.
+public struct ReferenceScope: Sendable, Equatable {
+    public var columns: [Int]
+    public var values: [String?]
+    /// How the title names it, e.g. `customer_id = 42`.
+    public var label: String
+
+    public init(columns: [Int], values: [String?], label: String) {
+        self.columns = columns
+        self.values = values
+        self.label = label
+    }
+}
+
+/// A table that references the current row through one of its foreign keys, and how many
+/// of its rows do (nil: not counted, because no index serves the count).
+public struct Referencing: Sendable, Equatable {
+    public var table: TableInfo
+    public var constraint: String
+    /// The referencing columns, by name, and the values they must have.
+    public var columns: [String]
+    public var values: [String?]
+    public var count: Int?
+    public var uncounted: String?
+
+    public init(table: TableInfo, constraint: String, columns: [String], values: [String?], count: Int?, uncounted: String? = nil) {
+        self.table = table
+        self.constraint = constraint
+        self.columns = columns
+        self.values = values
+        self.count = count
+        self.uncounted = uncounted
+    }
 }
 
 /// A value the page query did not fetch whole (longer than

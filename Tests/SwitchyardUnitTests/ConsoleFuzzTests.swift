@@ -81,7 +81,7 @@ import Testing
                         }
                     }
                     switch effect {
-                    case .loadPage(_, let position, _, _, _, let request):
+                    case .loadPage(_, let position, _, _, _, let request, _):
                         _ = state.reduce(.pageLoaded(rows: grid.rows, keys: grid.keys, position: position, request: request))
                     case .update(_, _, _, _, let request), .insert(_, _, let request), .delete(_, _, _, let request):
                         _ = state.reduce(.saved(row: nil, request: request))

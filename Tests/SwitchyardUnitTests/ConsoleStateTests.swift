@@ -25,7 +25,7 @@ import Testing
         let sample = ConsoleState.sample(width: 100, height: 30).grid!.shape
         let shape = TableShape(table: table, quotedName: "\"s\".\"t\"", columns: sample.columns)
         let load = state.reduce(.tableOpened(shape, request: openRequest))
-        guard case .loadPage(_, .first, nil, nil, let limit, _) = load.first else { Issue.record("no loadPage"); return }
+        guard case .loadPage(_, .first, nil, nil, let limit, _, _) = load.first else { Issue.record("no loadPage"); return }
         #expect(limit == state.pageSize)
         #expect(state.focus == .grid)
     }
@@ -51,7 +51,7 @@ import Testing
     @Test func staleResultsAreIgnored() {
         var state = opened()
         let effects = state.reduce(.key(.character("r")))
-        guard case .loadPage(_, _, _, _, _, let request) = effects.first else { Issue.record("no loadPage"); return }
+        guard case .loadPage(_, _, _, _, _, let request, _) = effects.first else { Issue.record("no loadPage"); return }
         _ = state.reduce(.key(.escape))  // cancel
         #expect(state.busy == nil)
         let before = state.grid
@@ -62,7 +62,7 @@ import Testing
     @Test func escapeCancelsRunningWork() {
         var state = opened()
         let effects = state.reduce(.key(.character("G")))
-        guard case .loadPage(_, .last, _, _, _, let request) = effects.first else { Issue.record("no loadPage"); return }
+        guard case .loadPage(_, .last, _, _, _, let request, _) = effects.first else { Issue.record("no loadPage"); return }
         #expect(state.busy != nil)
         #expect(state.reduce(.key(.character("j"))).isEmpty, "keys wait while busy")
         #expect(state.reduce(.key(.escape)) == [.cancel(request: request)])
@@ -73,12 +73,12 @@ import Testing
         var state = opened()
         state.grid!.cursorRow = state.grid!.rows.count - 1
         let next = state.reduce(.key(.down))
-        #expect(next.first.map { if case .loadPage(_, .after(["40"]), _, _, _, _) = $0 { true } else { false } } == true)
+        #expect(next.first.map { if case .loadPage(_, .after(["40"]), _, _, _, _, _) = $0 { true } else { false } } == true)
         var top = opened()
         top.grid!.atStart = false
         top.grid!.cursorRow = 0
         let previous = top.reduce(.key(.up))
-        #expect(previous.first.map { if case .loadPage(_, .before(["1"]), _, _, _, _) = $0 { true } else { false } } == true)
+        #expect(previous.first.map { if case .loadPage(_, .before(["1"]), _, _, _, _, _) = $0 { true } else { false } } == true)
     }
 
     @Test func editCancelKeepsTheRow() {
@@ -156,7 +156,7 @@ import Testing
         _ = state.reduce(.key(.tab))  // = → contains
         for character in "'; drop table x; --" { _ = state.reduce(.key(.character(character))) }
         let effects = state.reduce(.key(.enter))
-        guard case .loadPage(let shape, .first, _, let filter?, let limit, _) = effects.first else { Issue.record("no filtered load"); return }
+        guard case .loadPage(let shape, .first, _, let filter?, let limit, _, _) = effects.first else { Issue.record("no filtered load"); return }
         #expect(filter == Filter(column: 1, op: .contains, value: "'; drop table x; --"))
         let statement = SQLBuilder.page(shape, position: .first, sort: nil, filter: filter, limit: limit)
         #expect(!statement.sql.contains("drop table"))
