@@ -169,3 +169,68 @@ extension ClusterTests {
         }
     }
 }
+
+extension ClusterTests {
+    /// Following references against a real primary: foreign keys read from the catalog,
+    /// the referenced row found by its key, referencing rows counted only through an index.
+    @Suite struct ReferenceTests {
+        @Test func followReferencesAndCountsThroughIndexesOnly() async throws {
+            try await TestCluster.shared().withSchema { schema in
+                try await withRouted { cluster, _ in
+                    let q = schema.quoted
+                    _ = try await schema.primary.execute(script: """
+                        create table \(q).customers (id int primary key, name text);
+                        create table \(q).orders (id int primary key, customer_id int not null references \(q).customers, note text);
+                        create index on \(q).orders (customer_id);
+                        create table \(q).order_lines (order_id int, line int, primary key (order_id, line));
+                        create table \(q).returns (id int primary key, order_id int, line int,
+                                                   foreign key (order_id, line) references \(q).order_lines);
+                        create table \(q).clicks (id bigint primary key, customer_id int references \(q).customers);
+                        insert into \(q).customers select g, 'customer ' || g from generate_series(1, 50) g;
+                        insert into \(q).orders select g, 1 + g % 50, 'order ' || g from generate_series(1, 200) g;
+                        insert into \(q).order_lines values (7, 1), (7, 2);
+                        insert into \(q).returns values (1, 7, 2);
+                        insert into \(q).clicks select g, 1 + g % 50 from generate_series(1, 60000) g;
+                        analyze \(q).clicks;
+                        """)
+                    let service = DataService(cluster: cluster)
+                    func open(_ table: String) async throws -> TableShape {
+                        let opened = await service.perform(.openTable(TableInfo(schema: schema.name, name: table, estimatedRows: 0), request: 1))
+                        guard case .tableOpened(let shape, _) = opened else { throw PostgresError(kind: .decoding, message: "\(String(describing: opened))") }
+                        return shape
+                    }
+                    let orders = try await open("orders")
+                    let key = try #require(orders.foreignKey(at: 1))
+                    #expect(key.target.name == "customers" && key.targetColumns == ["id"])
+                    let followed = await service.perform(.follow(orders, key, values: ["42"], request: 2))
+                    guard case .followed(let customers, let anchor, let label, _) = followed else { Issue.record("\(String(describing: followed))"); return }
+                    #expect(customers.table.name == "customers" && anchor == ["42"] && label == "#42")
+
+                    // Composite: a return points at its order line.
+                    let returns = try await open("returns")
+                    let composite = try #require(returns.foreignKey(at: 2))
+                    #expect(composite.columns == [1, 2] && composite.targetColumns == ["order_id", "line"])
+                    let line = await service.perform(.follow(returns, composite, values: ["7", "2"], request: 3))
+                    guard case .followed(_, let lineAnchor, let lineLabel, _) = line else { Issue.record("\(String(describing: line))"); return }
+                    #expect(lineAnchor == ["7", "2"] && lineLabel == "#(7, 2)")
+                    let missing = await service.perform(.follow(returns, composite, values: ["7", "9"], request: 4))
+                    guard case .failed(let message, _) = missing else { Issue.record("\(String(describing: missing))"); return }
+                    #expect(message.contains("is not in \(schema.name).order_lines"))
+
+                    // R on customer 42: 4 orders (counted through the index); clicks has
+                    // no index on customer_id and 60 000 rows: not counted.
+                    let found = await service.perform(.loadReferences(customers, row: ["42", "customer 42"], request: 5))
+                    guard case .referencesLoaded(let items, _) = found else { Issue.record("\(String(describing: found))"); return }
+                    let byTable = Dictionary(uniqueKeysWithValues: items.map { ($0.table.name, $0) })
+                    #expect(byTable["orders"]?.count == 4)
+                    #expect(byTable["clicks"]?.count == nil && byTable["clicks"]?.uncounted?.contains("no index on clicks") == true)
+                    let scoped = await service.perform(.openReferencing(try #require(byTable["orders"]), request: 6))
+                    guard case .referencingOpened(let shape, let scope, _) = scoped else { Issue.record("\(String(describing: scoped))"); return }
+                    let page = await service.perform(.loadPage(shape, .first, sort: nil, filter: nil, limit: 10, request: 7, scope: scope))
+                    guard case .pageLoaded(let rows, _, _, _, _) = page else { Issue.record("\(String(describing: page))"); return }
+                    #expect(rows.map { $0[1] } == ["42", "42", "42", "42"])
+                }
+            }
+        }
+    }
+}

@@ -169,6 +169,41 @@ extension ClusterTests {
             try await tmux.waitFor("the history to close") { !$0.contains("Recent changes") }
         }
 
+        @Test func followingAReferenceAndBack() async throws {
+            let fixture = try await Self.fixture()
+            try await TestCluster.shared().withConnection("pg1") { connection in
+                _ = try await connection.execute(script: """
+                    create table \(fixture.schema).customers (id int primary key, name text);
+                    create table \(fixture.schema).orders (id int primary key, customer_id int references \(fixture.schema).customers, total int);
+                    create index on \(fixture.schema).orders (customer_id);
+                    insert into \(fixture.schema).customers select g, 'customer ' || g from generate_series(1, 30) g;
+                    update \(fixture.schema).customers set name = 'Ada Lovelace' where id = 12;
+                    insert into \(fixture.schema).orders select g, 12, g * 10 from generate_series(1, 3) g;
+                    insert into \(fixture.schema).orders select g, 1 + g % 10, g from generate_series(4, 40) g;
+                    """)
+            }
+            let binary = try CommandLineTests.executable.path
+            let tmux = try await TmuxSession.start(
+                command: "\(binary) console --config \(fixture.configPath) --table \(fixture.schema).orders", width: 120, height: 40)
+            defer { tmux.close() }
+            try await tmux.waitFor("the orders") { $0.contains("▶ 1 ") && !$0.contains("Esc cancels") }
+            try await tmux.send("Down", "Right")  // order 2, customer_id
+            try await tmux.send("f")
+            let landed = try await tmux.waitFor(text: "Ada Lovelace")
+            #expect(landed.contains("orders › customers #12") && landed.contains("▶ 12"), "\(landed)")
+            try await tmux.send("R")
+            try await tmux.waitFor(text: "\(fixture.schema).orders (customer_id)  3 rows")
+            try await tmux.send("Enter")
+            let scoped = try await tmux.waitFor("the referencing orders") { $0.contains("where customer_id = 12") && !$0.contains("Esc cancels") }
+            #expect(scoped.contains("orders › customers #12 › orders where customer_id = 12"), "\(scoped)")
+            try await tmux.send("BSpace")
+            try await tmux.waitFor("the customer again") { $0.contains("▶ 12       Ada Lovelace") && !$0.contains("where customer_id") }
+            try await tmux.send("BSpace")
+            let back = try await tmux.waitFor("the orders grid again") { !$0.contains("›") && $0.contains("customer_id") && !$0.contains("Esc cancels") }
+            // The same row (order 2) under the cursor, in the same column.
+            #expect(back.contains("▶ 2"), "\(back)")
+        }
+
         @Test func aTableWithNoColumnsOpensReadOnlyAndEveryKeyIsHarmless() async throws {
             let fixture = try await Self.fixture()
             try await TestCluster.shared().withConnection("pg1") { connection in
