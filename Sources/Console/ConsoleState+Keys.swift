@@ -40,6 +40,18 @@ extension ConsoleState {
             let outcome = view.handle(command, key: key)
             mode = .failover(view)
             return failoverOutcome(outcome)
+        case .pick(var pick):
+            switch pick.handle(command) {
+            case .stay:
+                mode = .pick(pick)
+                return []
+            case .cancel:
+                mode = .browse
+                setMessage("edit cancelled")
+                return []
+            case .save(let value):
+                return saveCell(row: pick.row, column: pick.column, value: value, seen: pick.seen, long: pick.long)
+            }
         case .references(var view):
             switch view.handle(command) {
             case .stay:
@@ -74,8 +86,17 @@ extension ConsoleState {
             let outcome = edit.handle(command, key: key)
             mode = .editCell(edit)
             return editorOutcome(outcome, cancelled: "edit cancelled") { state, grid in
+                var value = edit.field.value
+                if let text = value, grid.shape.columns.indices.contains(edit.column), TypedValues.isJSON(grid.shape.columns[edit.column].type) {
+                    // Caught here, before the round trip; the text stays in the editor.
+                    if let problem = TypedValues.jsonProblem(text) {
+                        state.setMessage("not valid JSON: \(problem); your text is kept", error: true)
+                        return []
+                    }
+                    value = TypedValues.minifiedJSON(text)
+                }
                 let request = state.start("saving", writes: true)
-                return [.update(grid.shape, seen: edit.seen, changes: [edit.column: edit.field.value], long: edit.long, request: request)]
+                return [.update(grid.shape, seen: edit.seen, changes: [edit.column: value], long: edit.long, request: request)]
             }
         case .form(var form):
             let outcome = form.handle(command, key: key)
@@ -302,6 +323,15 @@ extension ConsoleState {
         return [reloadCurrentPage()]
     }
 
+    /// Saves `value` into one cell: through the cell editor's path, so the outcome (saved,
+    /// conflict with the value kept, failure) is reported as for a typed edit.
+    mutating func saveCell(row: Int, column: Int, value: String?, seen: [String?], long: [Int: LongValue]) -> [ConsoleEffect] {
+        guard let grid else { return [] }
+        mode = .editCell(CellEdit(row: row, column: column, field: TextField(value), seen: seen, long: long))
+        let request = start("saving", writes: true)
+        return [.update(grid.shape, seen: seen, changes: [column: value], long: long, request: request)]
+    }
+
     /// `#42` or `#(1, 7)`: a row by its key.
     func rowLabel(_ shape: TableShape, _ row: [String?]) -> String {
         let shown = shape.keyIndexes.map { row.indices.contains($0) ? row[$0] ?? "NULL" : "?" }
@@ -350,6 +380,24 @@ extension ConsoleState {
         case .left: grid.cursorColumn = max(grid.cursorColumn - 1, 0)
         case .right: grid.cursorColumn = min(grid.cursorColumn + 1, max(columnCount - 1, 0))
         case .refresh: return [reloadCurrentPage()]
+        case .toggle:
+            guard let row = grid.selectedRow, row.indices.contains(grid.cursorColumn) else { return [] }
+            let now = row[grid.cursorColumn]
+            let flipped = now == "true" || now == "t" ? "false" : "true"
+            self.grid = grid
+            return saveCell(row: grid.cursorRow, column: grid.cursorColumn, value: flipped, seen: row, long: grid.longValues(grid.cursorRow))
+        case .editInEditor:
+            guard let row = grid.selectedRow, row.indices.contains(grid.cursorColumn) else { return [] }
+            let long = grid.longValues(grid.cursorRow)
+            if long[grid.cursorColumn] != nil {
+                // Fetch it whole first (Enter does the same), then F4 opens the editor.
+                return gridCommand(.editCell)
+            }
+            var value = row[grid.cursorColumn]
+            if let text = value, TypedValues.isJSON(grid.shape.columns[grid.cursorColumn].type) { value = TypedValues.prettyJSON(text) }
+            mode = .editCell(CellEdit(row: grid.cursorRow, column: grid.cursorColumn, field: TextField(value), seen: row, long: long))
+            self.grid = grid
+            return [.editExternally(value)]
         case .followReference:
             guard let row = grid.selectedRow, let key = grid.shape.foreignKey(at: grid.cursorColumn) else { return [] }
             let request = start("following \(key.name)")
@@ -399,6 +447,14 @@ extension ConsoleState {
         case .editCell:
             guard let row = grid.selectedRow, row.indices.contains(grid.cursorColumn) else { break }
             let long = grid.longValues(grid.cursorRow)
+            let column = grid.shape.columns[grid.cursorColumn]
+            if let choices = column.choices, long[grid.cursorColumn] == nil {
+                // An enum or a CHECK … IN list: choose, don't type.
+                let options: [String?] = choices + (column.notNull ? [] : [nil])
+                let current = options.firstIndex { $0 == row[grid.cursorColumn] } ?? 0
+                mode = .pick(PickList(row: grid.cursorRow, column: grid.cursorColumn, seen: row, long: long, choices: options, selected: current))
+                break
+            }
             if let cut = long[grid.cursorColumn] {
                 // Shown cut: fetch it whole first, never edit (and save) the cut text.
                 self.grid = grid

@@ -193,6 +193,17 @@ public struct ReferencesView: Sendable, Equatable {
     public init(title: String) { self.title = title }
 }
 
+/// Choosing a value from a pick list (an enum, or a CHECK … IN list).
+public struct PickList: Sendable, Equatable {
+    public var row: Int
+    public var column: Int
+    public var seen: [String?]
+    public var long: [Int: LongValue]
+    /// The choices, NULL (nil) last when the column allows it.
+    public var choices: [String?]
+    public var selected: Int
+}
+
 /// The help box: the keys of the mode it was opened from, which it returns to.
 public struct HelpView: Sendable, Equatable {
     public var previous: Mode
@@ -206,6 +217,7 @@ public indirect enum Mode: Sendable, Equatable {
     case failover(FailoverView)
     case history(HistoryView)
     case references(ReferencesView)
+    case pick(PickList)
     case editCell(CellEdit)
     case form(RowForm)
     case confirmDelete(DeleteConfirmation)

@@ -33,7 +33,8 @@ public struct DataService: Sendable {
 
     static let columnsSQL = """
         select a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid),
-               array_position(i.indkey::int2[], a.attnum)
+               array_position(i.indkey::int2[], a.attnum),
+               (select array_to_json(array_agg(e.enumlabel order by e.enumsortorder))::text from pg_enum e where e.enumtypid = a.atttypid)
         from pg_attribute a
         left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
         left join pg_index i on i.indrelid = a.attrelid and i.indisprimary
@@ -306,12 +307,20 @@ public struct DataService: Sendable {
         let rows = try await cluster.query(Self.columnsSQL, [quotedName]).rows
         let columnNames = try rows.map { try $0.decode(0, as: String.self) }
         let quotedColumns = try await cluster.quoteIdentifiers(columnNames)
+        // CHECK (col IN (…)) constraints give pick lists like enums do.
+        let checks = try await cluster.query(
+            "select pg_get_constraintdef(oid) from pg_constraint where conrelid = $1::regclass and contype = 'c'", [quotedName]
+        ).rows.map { try $0.decode(0, as: String.self) }
         let columns = try rows.enumerated().map { index, row in
-            ColumnInfo(
-                name: columnNames[index], type: try row.decode(1), notNull: try row.decode(2),
+            let name = columnNames[index]
+            let enumLabels = try row.decode(5, as: String?.self).map(Self.names)
+            let checked = checks.lazy.compactMap { TypedValues.checkChoices($0, column: name) }.first
+            return ColumnInfo(
+                name: name, type: try row.decode(1), notNull: try row.decode(2),
                 defaultExpression: try row.decode(3, as: String?.self), primaryKeyPosition: try row.decode(4, as: Int?.self),
-                quoted: quotedColumns[index])
+                quoted: quotedColumns[index], choices: enumLabels ?? checked)
         }
+        let settings = try await cluster.query("select current_setting('TimeZone'), current_setting('DateStyle')").first
         let foreignKeys = try await cluster.query(Self.foreignKeysSQL, [quotedName]).rows.map { row -> ForeignKey in
             let local = Self.names(try row.decode(4, as: String.self))
             return ForeignKey(
@@ -319,7 +328,10 @@ public struct DataService: Sendable {
                 target: TableInfo(schema: try row.decode(1), name: try row.decode(2), estimatedRows: try row.decode(3)),
                 targetColumns: Self.names(try row.decode(5, as: String.self)))
         }
-        return TableShape(table: table, quotedName: quotedName, columns: columns, foreignKeys: foreignKeys)
+        var shape = TableShape(table: table, quotedName: quotedName, columns: columns, foreignKeys: foreignKeys)
+        shape.timeZone = try settings?.decode(0, as: String.self)
+        shape.dateStyle = try settings?.decode(1, as: String.self)
+        return shape
     }
 
     /// What an effect changes, for telling the user what a cancel did.

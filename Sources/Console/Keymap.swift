@@ -5,7 +5,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
     case tables, grid, pane, browse
     case busy, tooSmall
     case editCell, form, filter, textField
-    case confirmDelete, conflict, failover, promote, history, references, help, confirmQuit
+    case confirmDelete, conflict, failover, promote, history, references, pick, help, confirmQuit
 
     /// The section title in the help box.
     public var title: String {
@@ -25,6 +25,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
         case .failover: return "Failover view"
         case .history: return "Change history"
         case .references: return "Referencing tables"
+        case .pick: return "Pick list"
         case .promote: return "Promotion confirmation"
         case .help: return "Help"
         case .confirmQuit: return "Quit confirmation"
@@ -45,6 +46,7 @@ public enum Command: Sendable, Equatable {
     case logAdminOnly, logPublicOnly, logNextSource
     case rowHistory, tableHistory
     case followReference, showReferences, back
+    case toggle, editInEditor
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -147,6 +149,10 @@ public enum Keymap {
         Binding([.character("r")], [.grid], .refresh, hint: "refresh", help: "reload the rows on screen"),
         Binding([.character("H")], [.grid], .rowHistory, hint: "history", help: "the change history of the row under the cursor (switchyard.changes)",
                 disabledReason: { Keymap.historyRefusal($0, needsRow: true) }),
+        Binding([.character(" ")], [.grid], .toggle, label: "Space", hint: "toggle", help: "flip a boolean cell (true ↔ false; NULL → true) and save it",
+                disabledReason: { Keymap.toggleRefusal($0) }),
+        Binding([.character("E")], [.grid], .editInEditor, hint: "$EDITOR", help: "edit the cell in $VISUAL or $EDITOR (JSON pretty-printed there)",
+                disabledReason: { Keymap.writeRefusal($0, needsRow: true) }),
         Binding([.character("f")], [.grid], .followReference, hint: "follow", help: "open the row this foreign-key cell references",
                 disabledReason: { Keymap.followRefusal($0) }),
         Binding([.character("R")], [.grid], .showReferences, help: "the tables and rows that reference this row (with counts); Enter opens them",
@@ -168,7 +174,7 @@ public enum Keymap {
         Binding([.backTab], [.browse], .focusPrevious, help: "move focus back"),
         Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),
         Binding([.character("?")], [.browse, .failover, .history, .references], .help, hint: "keys", help: "this help"),
-        Binding([.function(1)], [.browse, .failover, .history, .references, .editCell, .form, .filter, .confirmDelete, .conflict, .promote, .confirmQuit], .help,
+        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .editCell, .form, .filter, .confirmDelete, .conflict, .promote, .confirmQuit], .help,
                 help: "the keys of what you are doing (returns to it)"),
         Binding([.character("q"), .control("c")], [.browse], .quit, hint: "quit", hintKeys: "q", help: "quit"),
 
@@ -224,6 +230,12 @@ public enum Keymap {
         // Quitting with unsaved input.
         Binding([.control("c")], [.editCell, .form, .conflict], .quit, hint: "quit", hintKeys: "Ctrl-C",
                 help: "quit (asks first: the edit is not saved)"),
+
+        // Pick list.
+        Binding([.up, .character("k")], [.pick], .up, hint: "choose", hintKeys: "↑↓", help: "previous value"),
+        Binding([.down, .character("j")], [.pick], .down, help: "next value"),
+        Binding([.enter], [.pick], .save, hint: "save", help: "save the chosen value"),
+        Binding([.escape], [.pick], .cancel, hint: "cancel", help: "close the list, nothing written"),
 
         // Referencing tables.
         Binding([.up, .character("k")], [.references], .up, hint: "table", hintKeys: "↑↓", help: "previous referencing table"),
@@ -349,6 +361,7 @@ public enum Keymap {
         case .failover(let view): return view.confirmation == nil ? [.failover, .busy] : [.promote, .textField]
         case .history: return [.history, .busy]
         case .references: return [.references, .busy]
+        case .pick: return [.pick]
         case .confirmQuit: return [.confirmQuit]
         }
     }
@@ -370,6 +383,14 @@ public enum Keymap {
     static func noColumns(_ state: ConsoleState) -> String? {
         guard let grid = state.grid else { return nil }
         return grid.shape.columns.isEmpty ? "\(grid.shape.table.qualifiedName) has no columns" : nil
+    }
+
+    /// Why Space cannot toggle: not a boolean column, or the table is read-only.
+    static func toggleRefusal(_ state: ConsoleState) -> String? {
+        if let refusal = writeRefusal(state, needsRow: true) { return refusal }
+        guard let grid = state.grid, grid.shape.columns.indices.contains(grid.cursorColumn) else { return "no column" }
+        let column = grid.shape.columns[grid.cursorColumn]
+        return column.isBoolean ? nil : "\(column.name) is \(column.type), not boolean: Space toggles booleans only"
     }
 
     /// Why `f` cannot follow: not on a foreign-key column, or the reference is NULL.
@@ -429,6 +450,7 @@ extension ConsoleState {
         case .failover(let view): return view.confirmation == nil ? [.failover] : [.promote, .textField]
         case .history: return [.history]
         case .references: return [.references]
+        case .pick: return [.pick]
         case .help: return [.help]
         case .confirmQuit: return [.confirmQuit]
         }

@@ -148,3 +148,18 @@ extension ReferencesView {
         return .stay
     }
 }
+
+extension PickList {
+    enum Outcome: Equatable { case stay, cancel, save(String?) }
+
+    mutating func handle(_ command: Command) -> Outcome {
+        switch command {
+        case .cancel: return .cancel
+        case .up: selected = max(selected - 1, 0)
+        case .down: selected = min(selected + 1, max(choices.count - 1, 0))
+        case .save: if choices.indices.contains(selected) { return .save(choices[selected]) }
+        default: break
+        }
+        return .stay
+    }
+}

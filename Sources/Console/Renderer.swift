@@ -461,7 +461,14 @@ public enum Renderer {
             let rect = box("Edit \(column.name) (\(column.type)) where \(key)", lines: [("", .normal), ("", .normal)],
                            in: layout, width: min(layout.width - 8, 90), &screen)
             field(edit.field, x: rect.x + 2, y: rect.y + 1, width: rect.width - 4, &screen)
-            screen.put(edit.field.isNull ? "value: NULL" : "\(edit.field.characters.count) characters", x: rect.x + 2, y: rect.y + 2, role: .help)
+            var status = edit.field.isNull ? "value: NULL" : "\(edit.field.characters.count) characters"
+            if column.isDateTime {
+                // What the server will read the text as.
+                status += "  ·  DateStyle \(grid.shape.dateStyle ?? "?"), time zone \(grid.shape.timeZone ?? "?")"
+            } else if TypedValues.isJSON(column.type) {
+                status += "  ·  JSON, checked before saving, saved minified (E: pretty in $EDITOR)"
+            }
+            screen.put(status, x: rect.x + 2, y: rect.y + 2, role: .help, limit: rect.width - 4)
         case .form(let form):
             guard let grid = state.grid else { return }
             let isAdd = form.kind == .add
@@ -529,6 +536,17 @@ public enum Renderer {
             lines.append(("", .normal))
             lines.append(("Enter: edit again, your input kept   Esc: discard yours", .normal))
             _ = box("Conflict", lines: lines, in: layout, width: min(layout.width - 6, 100), &screen)
+        case .pick(let pick):
+            let name = state.grid.flatMap { $0.shape.columns.indices.contains(pick.column) ? $0.shape.columns[pick.column].name : nil } ?? "value"
+            var lines: [(String, StyleRole)] = []
+            for (index, choice) in pick.choices.enumerated() {
+                let marker = index == pick.selected ? "▶" : " "
+                let current = choice == pick.seen[pick.column] ? "  (now)" : ""
+                lines.append(("\(marker) \(choice ?? "NULL")\(current)", index == pick.selected ? .selected : choice == nil ? .null : .normal))
+            }
+            lines.append(("", .normal))
+            lines.append(("↑↓ choose   Enter save   Esc cancel", .dim))
+            _ = box("Choose \(name)", lines: lines, in: layout, &screen)
         case .references(let view):
             var lines: [(String, StyleRole)] = []
             if !view.loaded {

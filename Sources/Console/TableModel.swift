@@ -28,15 +28,24 @@ public struct ColumnInfo: Sendable, Equatable {
     public var primaryKeyPosition: Int?
     /// Quoted by libpq, ready for SQL.
     public var quoted: String
+    /// The values it may take: an enum's labels, or a `CHECK (col IN (…))` list (a pick list).
+    public var choices: [String]?
 
-    public init(name: String, type: String, notNull: Bool, defaultExpression: String?, primaryKeyPosition: Int?, quoted: String) {
+    public init(
+        name: String, type: String, notNull: Bool, defaultExpression: String?, primaryKeyPosition: Int?, quoted: String,
+        choices: [String]? = nil
+    ) {
         self.name = name
         self.type = type
         self.notNull = notNull
         self.defaultExpression = defaultExpression
         self.primaryKeyPosition = primaryKeyPosition
         self.quoted = quoted
+        self.choices = choices
     }
+
+    public var isBoolean: Bool { type == "boolean" }
+    public var isDateTime: Bool { type.hasPrefix("timestamp") || type == "date" || type.hasPrefix("time") || type == "interval" }
 }
 
 /// An open table: its quoted name, columns and key.
@@ -47,6 +56,9 @@ public struct TableShape: Sendable, Equatable {
     public var columns: [ColumnInfo]
     /// This table's foreign keys (what `f` follows).
     public var foreignKeys: [ForeignKey] = []
+    /// The session's `TimeZone` and `DateStyle`, for the editor of dates and times.
+    public var timeZone: String?
+    public var dateStyle: String?
 
     public init(table: TableInfo, quotedName: String, columns: [ColumnInfo], foreignKeys: [ForeignKey] = []) {
         self.table = table

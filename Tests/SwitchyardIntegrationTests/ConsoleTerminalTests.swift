@@ -204,6 +204,37 @@ extension ClusterTests {
             #expect(back.contains("▶ 2"), "\(back)")
         }
 
+        @Test func pickListsAndBooleanTogglesSave() async throws {
+            let fixture = try await Self.fixture()
+            let schema = fixture.schema
+            try await TestCluster.shared().withConnection("pg1") { connection in
+                _ = try await connection.execute(script: """
+                    create type \(schema).mood as enum ('calm', 'busy', 'on fire');
+                    create table \(schema).tasks (id int primary key, done boolean not null default false, mood \(schema).mood not null,
+                        status text not null check (status in ('new', 'paid', 'shipped')));
+                    insert into \(schema).tasks values (1, false, 'calm', 'new');
+                    """)
+            }
+            let binary = try CommandLineTests.executable.path
+            let tmux = try await TmuxSession.start(command: "\(binary) console --config \(fixture.configPath) --table \(schema).tasks", width: 120, height: 40)
+            defer { tmux.close() }
+            try await tmux.waitFor("the tasks") { $0.contains("▶ 1 ") && !$0.contains("Esc cancels") }
+            try await tmux.send("Right", "Space")
+            try await tmux.waitFor(text: "saved done")
+            #expect(try await Self.primaryValue("select done::text from \(schema).tasks") == "true")
+            try await tmux.send("Right", "Enter")
+            try await tmux.waitFor(text: "Choose mood")
+            try await tmux.send("Down", "Down", "Enter")
+            try await tmux.waitFor(text: "saved mood")
+            #expect(try await Self.primaryValue("select mood::text from \(schema).tasks") == "on fire")
+            try await tmux.send("Right", "Enter")
+            let list = try await tmux.waitFor(text: "Choose status")
+            #expect(list.contains("shipped") && !list.contains("NULL"), "not null: no NULL choice")
+            try await tmux.send("Down", "Enter")
+            try await tmux.waitFor(text: "saved status")
+            #expect(try await Self.primaryValue("select status from \(schema).tasks") == "paid")
+        }
+
         @Test func aTableWithNoColumnsOpensReadOnlyAndEveryKeyIsHarmless() async throws {
             let fixture = try await Self.fixture()
             try await TestCluster.shared().withConnection("pg1") { connection in
