@@ -40,6 +40,14 @@ extension ConsoleState {
             let outcome = view.handle(command, key: key)
             mode = .failover(view)
             return failoverOutcome(outcome)
+        case .confirmRefresh(let table, _):
+            mode = .browse
+            guard command == .confirm else {
+                setMessage("refresh cancelled")
+                return []
+            }
+            let request = start("refreshing \(table.qualifiedName)")
+            return [.refreshView(table, request: request)]
         case .pick(var pick):
             switch pick.handle(command) {
             case .stay:
@@ -266,6 +274,12 @@ extension ConsoleState {
             return []
         case .focusPrevious:
             focus = Focus.allCases[(Focus.allCases.firstIndex(of: focus)! + Focus.allCases.count - 1) % Focus.allCases.count]
+            return []
+        case .refreshView:
+            guard let table = Keymap.refreshTarget(self) else { return [] }
+            // Shown as it runs: both names quoted, as libpq quotes them.
+            let quoted = [table.schema, table.name].map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+            mode = .confirmRefresh(table, sql: "refresh materialized view \(quoted.joined(separator: "."))")
             return []
         default:
             break

@@ -163,6 +163,10 @@ extension ConsoleState {
             focus = .grid
             mode = .browse
             return [load(.from(anchor))]
+        case .viewRefreshed(let table, let took, let request):
+            guard finish(request) else { return [] }
+            setMessage("refreshed \(table.qualifiedName) in \(Int(took)) ms")
+            return grid?.shape.table == table ? [reloadCurrentPage()] : []
         case .referencesLoaded(let items, let request):
             guard finish(request), case .references(var view) = mode else { return [] }
             view.items = items

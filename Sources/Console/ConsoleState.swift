@@ -218,6 +218,8 @@ public indirect enum Mode: Sendable, Equatable {
     case history(HistoryView)
     case references(ReferencesView)
     case pick(PickList)
+    /// `REFRESH MATERIALIZED VIEW`, shown before it runs.
+    case confirmRefresh(TableInfo, sql: String)
     case editCell(CellEdit)
     case form(RowForm)
     case confirmDelete(DeleteConfirmation)
@@ -335,6 +337,8 @@ public enum ConsoleEffect: Sendable, Equatable {
     case editExternally(String?)
     case runChecks(request: Int)
     case promote(node: String, request: Int)
+    /// `REFRESH MATERIALIZED VIEW` of the table.
+    case refreshView(TableInfo, request: Int)
     /// Open the row `values` of `foreignKey` point to.
     case follow(TableShape, ForeignKey, values: [String?], request: Int)
     /// The tables referencing `row` of `shape`, with counts.
@@ -373,6 +377,7 @@ public enum ConsoleEvent: Sendable {
     /// The referenced table, and the sort-key values of the referenced row in it.
     case followed(TableShape, anchor: [String?], label: String, request: Int)
     case referencesLoaded([Referencing], request: Int)
+    case viewRefreshed(TableInfo, took: Double, request: Int)
     case referencingOpened(TableShape, scope: ReferenceScope, request: Int)
     /// Open `schema.table` (from `--table`), once the table list is known.
     case openNamed(String)

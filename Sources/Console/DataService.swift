@@ -24,9 +24,9 @@ public struct DataService: Sendable {
     }
 
     static let tablesSQL = """
-        select n.nspname, c.relname, c.reltuples::bigint
+        select n.nspname, c.relname, c.reltuples::bigint, c.relkind::text
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
+        where c.relkind in ('r', 'p', 'v', 'm') and n.nspname not in ('pg_catalog', 'information_schema')
           and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'
         order by n.nspname, c.relname
         """
@@ -66,7 +66,9 @@ public struct DataService: Sendable {
             return await attempt(request) {
                 let result = try await cluster.query(Self.tablesSQL)
                 return .tablesLoaded(try result.rows.map { row in
-                    TableInfo(schema: try row.decode(0), name: try row.decode(1), estimatedRows: try row.decode(2))
+                    TableInfo(
+                        schema: try row.decode(0), name: try row.decode(1), estimatedRows: try row.decode(2),
+                        kind: ["v": .view, "m": .materializedView][try row.decode(3, as: String.self)] ?? .table)
                 }, request: request)
             }
         case .openTable(let table, let request):
@@ -142,6 +144,13 @@ public struct DataService: Sendable {
                 let anchor = (0..<keyCount).map { row.raw($0) }
                 let label = values.count == 1 ? "#\(values[0] ?? "NULL")" : "#(\(values.map { $0 ?? "NULL" }.joined(separator: ", ")))"
                 return .followed(target, anchor: anchor, label: label, request: request)
+            }
+        case .refreshView(let table, let request):
+            return await attempt(request) {
+                let names = try await cluster.quoteIdentifiers([table.schema, table.name])
+                let started = ContinuousClock.now
+                _ = try await cluster.execute("refresh materialized view \(names[0]).\(names[1])", table: table.qualifiedName)
+                return .viewRefreshed(table, took: (ContinuousClock.now - started).milliseconds, request: request)
             }
         case .loadReferences(let shape, let row, let request):
             return await attempt(request) { .referencesLoaded(try await references(to: shape, row: row), request: request) }
@@ -245,6 +254,41 @@ public struct DataService: Sendable {
         init(_ message: String) { self.message = message }
     }
 
+    /// A view's rows are keyed by its base table's primary key, when the view reads one
+    /// table and shows every key column under its own name.
+    func viewKey(_ table: TableInfo, quotedName: String, columns: [ColumnInfo]) async throws -> [ColumnInfo] {
+        guard table.kind == .view else { return columns }
+        let row = try await cluster.query(
+            """
+            with base as (
+                select distinct d.refobjid as oid
+                from pg_rewrite r join pg_depend d on d.objid = r.oid and d.classid = 'pg_rewrite'::regclass
+                    and d.refclassid = 'pg_class'::regclass
+                where r.ev_class = $1::regclass and d.refobjid <> $1::regclass)
+            select (select count(*) from base)::int,
+                   array_to_json(array(select a.attname from base b join pg_index i on i.indrelid = b.oid and i.indisprimary
+                                       cross join lateral unnest(i.indkey) with ordinality k(n, o)
+                                       join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.n order by k.o))::text
+            """, [quotedName]).first
+        guard let row, try row.decode(0, as: Int.self) == 1 else { return columns }
+        let key = Self.names(try row.decode(1, as: String.self))
+        guard !key.isEmpty, key.allSatisfy({ name in columns.contains { $0.name == name } }) else { return columns }
+        return columns.map { column in
+            var column = column
+            column.primaryKeyPosition = key.firstIndex(of: column.name).map { $0 + 1 }
+            return column
+        }
+    }
+
+    /// Auto-updatable (`information_schema.views`) or with INSTEAD OF triggers.
+    func viewIsUpdatable(_ table: TableInfo, quotedName: String) async throws -> Bool {
+        try await cluster.query(
+            """
+            select coalesce((select is_updatable = 'YES' from information_schema.views where table_schema = $1 and table_name = $2), false)
+                or exists (select 1 from pg_trigger where tgrelid = $3::regclass and (tgtype & 64) <> 0)
+            """, [table.schema, table.name, quotedName]).scalar(Bool.self) ?? false
+    }
+
     static let foreignKeysSQL = """
         select c.conname, fn.nspname, fc.relname, greatest(fc.reltuples, 0)::bigint,
                array_to_json(array(select a.attname from unnest(c.conkey) with ordinality k(n, o)
@@ -328,7 +372,17 @@ public struct DataService: Sendable {
                 target: TableInfo(schema: try row.decode(1), name: try row.decode(2), estimatedRows: try row.decode(3)),
                 targetColumns: Self.names(try row.decode(5, as: String.self)))
         }
-        var shape = TableShape(table: table, quotedName: quotedName, columns: columns, foreignKeys: foreignKeys)
+        var shape = TableShape(table: table, quotedName: quotedName, columns: try await viewKey(table, quotedName: quotedName, columns: columns), foreignKeys: foreignKeys)
+        switch table.kind {
+        case .table: break
+        case .materializedView: shape.readOnlyReason = "a materialized view is read-only (M refreshes it)"
+        case .view:
+            if !(try await viewIsUpdatable(table, quotedName: quotedName)) {
+                shape.readOnlyReason = "PostgreSQL cannot update this view (not simple, no INSTEAD OF triggers)"
+            } else if !shape.hasPrimaryKey {
+                shape.readOnlyReason = "this view does not show its table's whole primary key, so rows cannot be told apart"
+            }
+        }
         shape.timeZone = try settings?.decode(0, as: String.self)
         shape.dateStyle = try settings?.decode(1, as: String.self)
         return shape

@@ -5,7 +5,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
     case tables, grid, pane, browse
     case busy, tooSmall
     case editCell, form, filter, textField
-    case confirmDelete, conflict, failover, promote, history, references, pick, help, confirmQuit
+    case confirmDelete, confirmRefresh, conflict, failover, promote, history, references, pick, help, confirmQuit
 
     /// The section title in the help box.
     public var title: String {
@@ -21,6 +21,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
         case .filter: return "Filter prompt"
         case .textField: return "Typing in a field"
         case .confirmDelete: return "Delete confirmation"
+        case .confirmRefresh: return "Refresh confirmation"
         case .conflict: return "Conflict"
         case .failover: return "Failover view"
         case .history: return "Change history"
@@ -46,7 +47,7 @@ public enum Command: Sendable, Equatable {
     case logAdminOnly, logPublicOnly, logNextSource
     case rowHistory, tableHistory
     case followReference, showReferences, back
-    case toggle, editInEditor
+    case toggle, editInEditor, refreshView
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -153,6 +154,9 @@ public enum Keymap {
                 disabledReason: { Keymap.toggleRefusal($0) }),
         Binding([.character("E")], [.grid], .editInEditor, hint: "$EDITOR", help: "edit the cell in $VISUAL or $EDITOR (JSON pretty-printed there)",
                 disabledReason: { Keymap.writeRefusal($0, needsRow: true) }),
+        Binding([.character("M")], [.grid, .tables], .refreshView, hint: "refresh view",
+                help: "REFRESH MATERIALIZED VIEW of the materialized view (asks first, showing the statement)",
+                disabledReason: { Keymap.refreshRefusal($0) }),
         Binding([.character("f")], [.grid], .followReference, hint: "follow", help: "open the row this foreign-key cell references",
                 disabledReason: { Keymap.followRefusal($0) }),
         Binding([.character("R")], [.grid], .showReferences, help: "the tables and rows that reference this row (with counts); Enter opens them",
@@ -174,7 +178,7 @@ public enum Keymap {
         Binding([.backTab], [.browse], .focusPrevious, help: "move focus back"),
         Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),
         Binding([.character("?")], [.browse, .failover, .history, .references], .help, hint: "keys", help: "this help"),
-        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .editCell, .form, .filter, .confirmDelete, .conflict, .promote, .confirmQuit], .help,
+        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit], .help,
                 help: "the keys of what you are doing (returns to it)"),
         Binding([.character("q"), .control("c")], [.browse], .quit, hint: "quit", hintKeys: "q", help: "quit"),
 
@@ -218,6 +222,8 @@ public enum Keymap {
         Binding([.control("n")], [.textField], .type, hint: "NULL", help: "set the value to NULL (typing replaces it)"),
 
         // Delete confirmation.
+        Binding([.enter, .character("y")], [.confirmRefresh], .confirm, hint: "refresh", hintKeys: "Enter", help: "run the refresh"),
+        Binding([], [.confirmRefresh], .cancel, hint: "cancel", help: "cancel, nothing refreshed"),
         Binding([.character("y"), .character("Y")], [.confirmDelete], .confirm, hint: "delete", hintKeys: "y",
                 help: "delete the row (only if nobody changed it)"),
         Binding([], [.confirmDelete], .cancel, hint: "cancel", help: "cancel, nothing deleted"),
@@ -357,6 +363,7 @@ public enum Keymap {
         case .form: return [.form, .textField]
         case .filter: return [.filter, .textField]
         case .confirmDelete: return [.confirmDelete]
+        case .confirmRefresh: return [.confirmRefresh]
         case .conflict: return [.conflict]
         case .failover(let view): return view.confirmation == nil ? [.failover, .busy] : [.promote, .textField]
         case .history: return [.history, .busy]
@@ -383,6 +390,18 @@ public enum Keymap {
     static func noColumns(_ state: ConsoleState) -> String? {
         guard let grid = state.grid else { return nil }
         return grid.shape.columns.isEmpty ? "\(grid.shape.table.qualifiedName) has no columns" : nil
+    }
+
+    /// The materialized view `M` would refresh: the open one from the grid, the one under
+    /// the cursor in the table list.
+    static func refreshTarget(_ state: ConsoleState) -> TableInfo? {
+        if state.focus == .tables { return state.tables.indices.contains(state.tableCursor) ? state.tables[state.tableCursor] : nil }
+        return state.grid?.shape.table
+    }
+
+    static func refreshRefusal(_ state: ConsoleState) -> String? {
+        guard let table = refreshTarget(state) else { return "no table chosen" }
+        return table.kind == .materializedView ? nil : "\(table.qualifiedName) is not a materialized view"
     }
 
     /// Why Space cannot toggle: not a boolean column, or the table is read-only.
@@ -417,6 +436,7 @@ public enum Keymap {
     /// back; the save then fails with the reason and keeps the text.
     static func writeRefusal(_ state: ConsoleState, needsRow: Bool) -> String? {
         guard let grid = state.grid else { return nil }
+        if let reason = grid.shape.readOnlyReason { return "\(grid.shape.table.qualifiedName) is read-only: \(reason)" }
         if !grid.shape.hasPrimaryKey { return "\(grid.shape.table.qualifiedName) has no primary key: read-only" }
         if needsRow && grid.selectedRow == nil { return "no row selected" }
         return nil
@@ -446,6 +466,7 @@ extension ConsoleState {
         case .form: return [.form, .textField]
         case .filter: return [.filter, .textField]
         case .confirmDelete: return [.confirmDelete]
+        case .confirmRefresh: return [.confirmRefresh]
         case .conflict: return [.conflict]
         case .failover(let view): return view.confirmation == nil ? [.failover] : [.promote, .textField]
         case .history: return [.history]

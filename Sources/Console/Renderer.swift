@@ -105,13 +105,21 @@ public enum Renderer {
         for (offset, table) in state.tables.dropFirst(first).prefix(rows).enumerated() {
             let index = first + offset
             let y = area.y + 1 + offset
-            let count = shortCount(table.estimatedRows)
+            let count = table.kind == .table ? shortCount(table.estimatedRows) : table.kind.mark
             let nameWidth = area.width - 2 - count.count - 1
             let selected = index == state.tableCursor
             let role: StyleRole = selected && state.focus == .tables ? .selected : (state.grid?.shape.table == table ? .focus_border : .normal)
             if selected { screen.fill(x: area.x, y: y, width: area.width - 1, height: 1, role: role) }
             screen.put(Screen.fit(table.qualifiedName, to: nameWidth), x: area.x + 1, y: y, role: role)
             screen.put(count, x: area.x + area.width - 1 - count.count, y: y, role: selected ? role : .dim)
+        }
+    }
+
+    static func kindLabel(_ kind: TableInfo.Kind) -> String {
+        switch kind {
+        case .table: return "table"
+        case .view: return "view"
+        case .materializedView: return "materialized view"
         }
     }
 
@@ -148,7 +156,10 @@ public enum Renderer {
             let value = filter.op == .isNull ? "" : " '\(filter.value)'"
             title += "  filter \(shape.columns[filter.column].name) \(filter.op.rawValue)\(value)"
         }
-        if shape.columns.isEmpty {
+        if let reason = shape.readOnlyReason {
+            title += "  READ-ONLY (\(kindLabel(shape.table.kind)))"
+            _ = reason
+        } else if shape.columns.isEmpty {
             title += "  READ-ONLY (no columns)"
         } else if !shape.hasPrimaryKey {
             title += "  READ-ONLY (no primary key)"
@@ -501,6 +512,12 @@ public enum Renderer {
                     screen.put(field.value.map { Screen.fit($0, to: valueWidth) } ?? "∅", x: valueX, y: y, role: field.isNull ? .null : .help, limit: valueWidth)
                 }
             }
+        case .confirmRefresh(let table, let sql):
+            let lines: [(String, StyleRole)] = [
+                ("Refresh \(table.qualifiedName)? It runs, on the primary:", .normal), ("", .normal), (sql, .dim), ("", .normal),
+                ("Readers of the view wait until it finishes.", .normal), ("Enter: refresh   any other key: cancel", .normal),
+            ]
+            _ = box("Refresh materialized view", lines: lines, in: layout, width: min(layout.width - 6, 100), &screen)
         case .confirmDelete(let confirmation):
             let lines: [(String, StyleRole)] = [
                 ("Delete the row where \(confirmation.key)?", .normal),

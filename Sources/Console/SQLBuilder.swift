@@ -26,7 +26,8 @@ public enum SQLBuilder {
             keys.append(("r.\(column.quoted)", sort.descending, !column.notNull))
         }
         if key.isEmpty {
-            keys.append(("r.ctid", false, false))
+            // Views have no ctid: the whole row's text orders them.
+            keys.append((shape.table.kind == .view ? "r::text" : "r.ctid", false, false))
         } else {
             for index in key {
                 keys.append(("r.\(shape.columns[index].quoted)", sortsByWholeKey ? sort!.descending : false, false))

@@ -6,11 +6,25 @@ public struct TableInfo: Sendable, Equatable, Hashable {
     public var name: String
     /// `pg_class.reltuples`: an estimate, -1 when never analyzed.
     public var estimatedRows: Int64
+    public var kind: Kind = .table
 
-    public init(schema: String, name: String, estimatedRows: Int64) {
+    public enum Kind: String, Sendable, Hashable {
+        case table, view, materializedView
+        /// How the table list marks it.
+        public var mark: String {
+            switch self {
+            case .table: return ""
+            case .view: return "view"
+            case .materializedView: return "mview"
+            }
+        }
+    }
+
+    public init(schema: String, name: String, estimatedRows: Int64, kind: Kind = .table) {
         self.schema = schema
         self.name = name
         self.estimatedRows = estimatedRows
+        self.kind = kind
     }
 
     public var qualifiedName: String { "\(schema).\(name)" }
@@ -56,6 +70,8 @@ public struct TableShape: Sendable, Equatable {
     public var columns: [ColumnInfo]
     /// This table's foreign keys (what `f` follows).
     public var foreignKeys: [ForeignKey] = []
+    /// Why rows cannot be written though it has a key (a view PostgreSQL cannot update).
+    public var readOnlyReason: String?
     /// The session's `TimeZone` and `DateStyle`, for the editor of dates and times.
     public var timeZone: String?
     public var dateStyle: String?

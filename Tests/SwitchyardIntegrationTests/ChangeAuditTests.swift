@@ -234,3 +234,60 @@ extension ClusterTests {
         }
     }
 }
+
+extension ClusterTests {
+    /// Views and materialized views: listed with their kind, read-only unless PostgreSQL
+    /// can update them, keyed by their table's primary key, refreshed on request.
+    @Suite struct ViewTests {
+        @Test func viewsOpenReadOnlyUnlessUpdatableAndMaterializedViewsRefresh() async throws {
+            try await TestCluster.shared().withSchema { schema in
+                try await withRouted { cluster, _ in
+                    let q = schema.quoted
+                    _ = try await schema.primary.execute(script: """
+                        create table \(q).items (id int primary key, name text, qty int);
+                        insert into \(q).items select g, 'item ' || g, g from generate_series(1, 5) g;
+                        create view \(q).item_names as select id, name from \(q).items;
+                        create view \(q).names_only as select name from \(q).items;
+                        create view \(q).totals as select count(*) as n, sum(qty) as total from \(q).items;
+                        create materialized view \(q).snapshot as select id, qty from \(q).items;
+                        """)
+                    let service = DataService(cluster: cluster)
+                    guard case .tablesLoaded(let tables, _) = await service.perform(.loadTables(request: 1)) else { Issue.record("no tables"); return }
+                    let mine = Dictionary(uniqueKeysWithValues: tables.filter { $0.schema == schema.name }.map { ($0.name, $0) })
+                    #expect(mine["item_names"]?.kind == .view && mine["snapshot"]?.kind == .materializedView && mine["items"]?.kind == .table)
+                    func open(_ name: String) async throws -> TableShape {
+                        guard case .tableOpened(let shape, _) = await service.perform(.openTable(try #require(mine[name]), request: 2)) else {
+                            throw PostgresError(kind: .decoding, message: "\(name) did not open")
+                        }
+                        return shape
+                    }
+                    // Updatable, keyed by items.id: saves.
+                    let names = try await open("item_names")
+                    #expect(names.readOnlyReason == nil && names.keyIndexes == [0])
+                    guard case .saved(let row, _) = await service.perform(.update(names, seen: ["2", "item 2"], changes: [1: "renamed"], request: 3)) else {
+                        Issue.record("the updatable view did not save"); return
+                    }
+                    #expect(row == ["2", "renamed"])
+                    #expect(try await schema.primary.query("select name from \(q).items where id = 2").scalar(String.self) == "renamed")
+                    // Updatable but without the key: read-only, and it still pages.
+                    let nameOnly = try await open("names_only")
+                    #expect(nameOnly.readOnlyReason?.contains("primary key") == true)
+                    guard case .pageLoaded(let rows, _, _, _, _) = await service.perform(.loadPage(nameOnly, .first, sort: nil, filter: nil, limit: 3, request: 4)) else {
+                        Issue.record("a view without a key did not page"); return
+                    }
+                    #expect(rows.count == 3)
+                    // Not updatable: read-only.
+                    #expect(try await open("totals").readOnlyReason?.contains("cannot update this view") == true)
+                    // A materialized view: read-only, refreshed on request.
+                    let snapshot = try await open("snapshot")
+                    #expect(snapshot.readOnlyReason?.contains("materialized view") == true)
+                    _ = try await schema.primary.query("update \(q).items set qty = 100 where id = 1")
+                    guard case .viewRefreshed = await service.perform(.refreshView(try #require(mine["snapshot"]), request: 5)) else {
+                        Issue.record("not refreshed"); return
+                    }
+                    #expect(try await schema.primary.query("select qty from \(q).snapshot where id = 1").scalar(Int.self) == 100)
+                }
+            }
+        }
+    }
+}

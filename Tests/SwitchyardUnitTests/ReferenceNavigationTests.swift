@@ -92,4 +92,29 @@ import Testing
             try RenderTests().check(Renderer.render(state, clock: RenderTests.clock), "references-\(width)x\(height)")
         }
     }
+
+    @Test func materializedViewsRefreshAfterShowingTheStatement() throws {
+        var state = ConsoleState.sample(width: 80, height: 24)
+        #expect(state.reduce(.key(.character("M"))).isEmpty)
+        #expect(state.message == "demo.customers is not a materialized view")
+        let view = TableInfo(schema: "demo", name: "daily \"totals\"", estimatedRows: 10, kind: .materializedView)
+        state.tables.append(view)
+        state.tableCursor = state.tables.count - 1
+        state.focus = .tables
+        _ = state.reduce(.key(.character("M")))
+        guard case .confirmRefresh(let table, let sql) = state.mode else { Issue.record("no confirmation: \(state.mode)"); return }
+        #expect(table == view && sql == #"refresh materialized view "demo"."daily ""totals""""#)
+        for (width, height) in [(80, 24), (200, 60)] {
+            var sized = state
+            _ = sized.reduce(.resize(width: width, height: height))
+            try RenderTests().check(Renderer.render(sized, clock: RenderTests.clock), "refresh-\(width)x\(height)")
+        }
+        let effects = state.reduce(.key(.enter))
+        guard case .refreshView(let refreshed, _) = effects.first else { Issue.record("no refresh: \(effects)"); return }
+        #expect(refreshed == view)
+        // Any other key cancels.
+        _ = state.reduce(.viewRefreshed(view, took: 12, request: state.pending ?? 0))
+        _ = state.reduce(.key(.character("M")))
+        #expect(state.reduce(.key(.character("x"))).isEmpty && state.mode == .browse && state.message == "refresh cancelled")
+    }
 }
