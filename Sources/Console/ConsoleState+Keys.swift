@@ -40,6 +40,9 @@ extension ConsoleState {
             let outcome = view.handle(command, key: key)
             mode = .failover(view)
             return failoverOutcome(outcome)
+        case .lagView:
+            if command == .cancel { mode = .browse }
+            return []
         case .confirmRefresh(let table, _):
             mode = .browse
             guard command == .confirm else {
@@ -274,6 +277,9 @@ extension ConsoleState {
             return []
         case .focusPrevious:
             focus = Focus.allCases[(Focus.allCases.firstIndex(of: focus)! + Focus.allCases.count - 1) % Focus.allCases.count]
+            return []
+        case .lagHistory:
+            mode = .lagView
             return []
         case .refreshView:
             guard let table = Keymap.refreshTarget(self) else { return [] }

@@ -193,7 +193,9 @@ extension ConsoleState {
             tableCursor = index
             let request = start("opening \(tables[index].name)")
             return [.openTable(tables[index], request: request)]
-        case .topology(let topology, let history):
+        case .topology(let topology, let history, let at):
+            lagHistory.record(topology, at: at)
+            lastTopologyAt = at
             nodes = topology.nodes.map { NodeSummary(state: $0, lagHistory: history[$0.name] ?? []) }
             primaryName = topology.primary?.name
             patroni = topology.patroni

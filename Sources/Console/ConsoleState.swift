@@ -1,3 +1,4 @@
+import Foundation
 import Switchyard
 
 /// A key press, decoded by the driver.
@@ -220,6 +221,8 @@ public indirect enum Mode: Sendable, Equatable {
     case pick(PickList)
     /// `REFRESH MATERIALIZED VIEW`, shown before it runs.
     case confirmRefresh(TableInfo, sql: String)
+    /// The full-screen lag history (`L`).
+    case lagView
     case editCell(CellEdit)
     case form(RowForm)
     case confirmDelete(DeleteConfirmation)
@@ -259,6 +262,10 @@ public struct ConsoleState: Sendable, Equatable {
     public var busy: String?
     public var spinner = 0
     public var nodes: [NodeSummary] = []
+    /// Ten minutes of every node's lag and events, for the `L` view.
+    public var lagHistory = LagHistory()
+    /// When the newest topology arrived (the lag view's right edge).
+    public var lastTopologyAt: Date?
     /// Where following references came from, oldest first (Backspace walks back).
     public var trail: [TrailStop] = []
     /// The open grid's place in the trail, e.g. `customers #42` (nil: opened from the list).
@@ -381,7 +388,7 @@ public enum ConsoleEvent: Sendable {
     case referencingOpened(TableShape, scope: ReferenceScope, request: Int)
     /// Open `schema.table` (from `--table`), once the table list is known.
     case openNamed(String)
-    case topology(Topology, history: [String: [Double?]])
+    case topology(Topology, history: [String: [Double?]], at: Date = Date())
     case log([QueryLogEntry])
     /// How many files `--follow` matches now.
     case followedFiles(Int)

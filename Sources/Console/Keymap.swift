@@ -5,7 +5,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
     case tables, grid, pane, browse
     case busy, tooSmall
     case editCell, form, filter, textField
-    case confirmDelete, confirmRefresh, conflict, failover, promote, history, references, pick, help, confirmQuit
+    case confirmDelete, confirmRefresh, conflict, failover, promote, history, references, pick, lagView, help, confirmQuit
 
     /// The section title in the help box.
     public var title: String {
@@ -27,6 +27,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
         case .history: return "Change history"
         case .references: return "Referencing tables"
         case .pick: return "Pick list"
+        case .lagView: return "Lag history"
         case .promote: return "Promotion confirmation"
         case .help: return "Help"
         case .confirmQuit: return "Quit confirmation"
@@ -47,7 +48,7 @@ public enum Command: Sendable, Equatable {
     case logAdminOnly, logPublicOnly, logNextSource
     case rowHistory, tableHistory
     case followReference, showReferences, back
-    case toggle, editInEditor, refreshView
+    case toggle, editInEditor, refreshView, lagHistory
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -176,9 +177,10 @@ public enum Keymap {
         // Anywhere while browsing.
         Binding([.tab], [.browse], .focusNext, hint: "focus", help: "move focus: tables, records, nodes and log"),
         Binding([.backTab], [.browse], .focusPrevious, help: "move focus back"),
+        Binding([.character("L")], [.browse], .lagHistory, hint: "lag", help: "every node's lag over the last 10 minutes, with events"),
         Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),
-        Binding([.character("?")], [.browse, .failover, .history, .references], .help, hint: "keys", help: "this help"),
-        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit], .help,
+        Binding([.character("?")], [.browse, .failover, .history, .references, .lagView], .help, hint: "keys", help: "this help"),
+        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit], .help,
                 help: "the keys of what you are doing (returns to it)"),
         Binding([.character("q"), .control("c")], [.browse], .quit, hint: "quit", hintKeys: "q", help: "quit"),
 
@@ -236,6 +238,9 @@ public enum Keymap {
         // Quitting with unsaved input.
         Binding([.control("c")], [.editCell, .form, .conflict], .quit, hint: "quit", hintKeys: "Ctrl-C",
                 help: "quit (asks first: the edit is not saved)"),
+
+        // Lag history.
+        Binding([.escape, .character("q"), .character("L")], [.lagView], .cancel, hint: "close", hintKeys: "Esc", help: "back to the records"),
 
         // Pick list.
         Binding([.up, .character("k")], [.pick], .up, hint: "choose", hintKeys: "↑↓", help: "previous value"),
@@ -369,6 +374,7 @@ public enum Keymap {
         case .history: return [.history, .busy]
         case .references: return [.references, .busy]
         case .pick: return [.pick]
+        case .lagView: return [.lagView]
         case .confirmQuit: return [.confirmQuit]
         }
     }
@@ -472,6 +478,7 @@ extension ConsoleState {
         case .history: return [.history]
         case .references: return [.references]
         case .pick: return [.pick]
+        case .lagView: return [.lagView]
         case .help: return [.help]
         case .confirmQuit: return [.confirmQuit]
         }

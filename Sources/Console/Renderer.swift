@@ -449,6 +449,90 @@ public enum Renderer {
         return lines
     }
 
+    /// The lag history over the whole area between the header and the hint line: per node a
+    /// chart of the worst lag in each slice of the last ten minutes, the warn and critical
+    /// lines, now and max, and events marked under the chart.
+    static func lagView(_ state: ConsoleState, _ layout: Layout, _ screen: inout Screen) {
+        let top = 1, bottom = layout.height - 2
+        screen.fill(x: 0, y: top, width: layout.width, height: bottom - top, role: .normal)
+        let history = state.lagHistory
+        let warn = state.warnLag.milliseconds, critical = state.criticalLag.milliseconds
+        screen.put(" Lag, last 10 minutes — warn \(milliseconds(warn)), critical \(milliseconds(critical)); "
+                   + "marks: ▼ down ▲ up ★ promoted ▽ demoted ◆ timeline", x: 0, y: top, role: .border, limit: layout.width)
+        let nodes = history.nodes
+        guard !nodes.isEmpty, let end = state.lastTopologyAt else {
+            screen.put(" no samples yet", x: 0, y: top + 2, role: .dim)
+            return
+        }
+        let axis = 8
+        let width = max(layout.width - axis - 2, 10)
+        let room = bottom - top - 2
+        let perNode = max(room / nodes.count, 4)
+        let chartHeight = max(perNode - 3, 1)
+        var y = top + 2
+        for name in nodes where y + perNode <= bottom + 1 {
+            let samples = history.samples[name] ?? []
+            let current = samples.last
+            let known = samples.compactMap(\.lagMs)
+            let peak = known.max() ?? 0
+            let nowText: String
+            if let current, !current.reachable {
+                nowText = "DOWN"
+            } else {
+                nowText = "\(current?.lagMs.map(milliseconds) ?? "?") / \(bytes(current?.lagBytes))"
+            }
+            let role = current?.reachable == false ? StyleRole.node_down : lagRole(current?.lagMs, bytes: current?.lagBytes, state)
+            var used = screen.put(" \(name) ", x: 0, y: y, role: .grid_header)
+            used += screen.put(" now \(nowText)", x: used, y: y, role: role)
+            screen.put("   max \(milliseconds(peak))", x: used, y: y, role: .dim, limit: layout.width - used)
+            // Scale: at least up to the critical line, so the lines mean the same on every chart.
+            let scale = max(peak, critical * 1.25, 1)
+            let buckets = history.buckets(name, columns: width, end: end)
+            for row in 0..<chartHeight {
+                let low = scale * Double(chartHeight - row - 1) / Double(chartHeight)
+                let high = scale * Double(chartHeight - row) / Double(chartHeight)
+                let lineY = y + 1 + row
+                if row == 0 { screen.put(String(milliseconds(scale).prefix(axis - 1)), x: 0, y: lineY, role: .dim) }
+                for (column, bucket) in buckets.enumerated() {
+                    let x = axis + 1 + column
+                    if bucket.down {
+                        if row == chartHeight - 1 { screen.put("×", x: x, y: lineY, role: .node_down) }
+                        continue
+                    }
+                    if let lag = bucket.lagMs, lag > low {
+                        let glyph = lag >= high ? "█" : "▄"
+                        screen.put(glyph, x: x, y: lineY, role: lag >= critical ? .lag_critical : lag >= warn ? .lag_warn : .lag_ok)
+                    } else if (low..<high).contains(critical) {
+                        screen.put("┄", x: x, y: lineY, role: .lag_critical)
+                    } else if (low..<high).contains(warn) {
+                        screen.put("┄", x: x, y: lineY, role: .lag_warn)
+                    }
+                }
+            }
+            // The time axis with this node's events.
+            let axisY = y + 1 + chartHeight
+            screen.put("-10 min", x: 0, y: axisY, role: .dim)
+            screen.put("now", x: axis + 1 + width - 3, y: axisY, role: .dim)
+            let start = end.addingTimeInterval(-LagHistory.window)
+            for event in history.events where event.node == name && event.at >= start {
+                let column = min(Int(event.at.timeIntervalSince(start) / LagHistory.window * Double(width)), width - 1)
+                let mark: String
+                switch event.kind {
+                case .down: mark = "▼"
+                case .up: mark = "▲"
+                case .promoted: mark = "★"
+                case .demoted: mark = "▽"
+                case .timeline: mark = "◆"
+                }
+                screen.put(mark, x: axis + 1 + column, y: axisY, role: event.kind == .down ? .node_down : .primary)
+            }
+            y += perNode
+        }
+        if let last = history.events.last {
+            screen.put(" last event: \(last.node) \(last.kind.rawValue) (\(last.detail))", x: 0, y: bottom - 1, role: .dim, limit: layout.width)
+        }
+    }
+
     static func overlay(_ state: ConsoleState, _ layout: Layout, _ screen: inout Screen) {
         switch state.mode {
         case .browse, .filter: return
@@ -553,6 +637,8 @@ public enum Renderer {
             lines.append(("", .normal))
             lines.append(("Enter: edit again, your input kept   Esc: discard yours", .normal))
             _ = box("Conflict", lines: lines, in: layout, width: min(layout.width - 6, 100), &screen)
+        case .lagView:
+            lagView(state, layout, &screen)
         case .pick(let pick):
             let name = state.grid.flatMap { $0.shape.columns.indices.contains(pick.column) ? $0.shape.columns[pick.column].name : nil } ?? "value"
             var lines: [(String, StyleRole)] = []

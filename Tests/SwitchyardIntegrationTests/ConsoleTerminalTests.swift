@@ -235,6 +235,38 @@ extension ClusterTests {
             #expect(try await Self.primaryValue("select status from \(schema).tasks") == "paid")
         }
 
+        @Test func theLagViewShowsAnInjectedDelay() async throws {
+            let cluster = try TestCluster.shared()
+            let fixture = try await Self.fixture()
+            let tmux = try await Self.launch(fixture)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            try await tmux.send("L")
+            try await tmux.waitFor(text: "Lag, last 10 minutes")
+            try await ensuring {
+                try await cluster.local.delay(node: "pg3", milliseconds: 1500)
+                // Lag needs WAL: keep writing on the primary while the view is watched.
+                let writer = Task {
+                    while !Task.isCancelled {
+                        _ = try? await cluster.withConnection("pg1") { try await $0.query("update \(fixture.schema).items set qty = qty + 1 where id = 2") }
+                        try? await Task.sleep(for: .milliseconds(100))
+                    }
+                }
+                defer { writer.cancel() }
+                let started = ContinuousClock.now
+                let screen = try await tmux.waitFor("pg3 at more than a second behind", timeout: .seconds(20)) { screen in
+                    guard let line = screen.split(separator: "\n").first(where: { $0.contains(" pg3 ") && $0.contains("now ") }) else { return false }
+                    return line.contains("now 1.") || line.contains("now 2.")
+                }
+                print("the lag view showed pg3 over 1 s behind \(ContinuousClock.now - started) after the delay was set")
+                #expect(screen.contains("max 1.") || screen.contains("max 2."), "\(screen)")
+            } finally: {
+                try? await cluster.local.delay(node: "pg3", milliseconds: 0)
+            }
+            try await tmux.send("Escape")
+            try await tmux.waitFor("the lag view to close") { !$0.contains("Lag, last 10 minutes") }
+        }
+
         @Test func aTableWithNoColumnsOpensReadOnlyAndEveryKeyIsHarmless() async throws {
             let fixture = try await Self.fixture()
             try await TestCluster.shared().withConnection("pg1") { connection in
