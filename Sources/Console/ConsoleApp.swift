@@ -65,6 +65,7 @@ public final class ConsoleApp: Sendable {
         let initialTopology = cluster.monitor.topology
         _ = state.reduce(.topology(initialTopology, history: history(initialTopology)))
         state.openOnLoad = initialTable
+        state.exportNull = cluster.configuration.exportNull
         var effects = state.reduce(.start)
         var drawn: ConsoleState?
         while !state.quit && !stopRequested.load(ordering: .relaxed) && !shouldStop(state) {
@@ -207,7 +208,7 @@ extension ConsoleEffect {
     var request: Int? {
         switch self {
         case .loadTables(let request), .openTable(_, let request), .loadPage(_, _, _, _, _, let request, _),
-            .update(_, _, _, _, let request), .insert(_, _, let request), .delete(_, _, _, let request), .cancel(let request), .loadHistory(_, _, let request), .follow(_, _, _, let request), .loadReferences(_, _, let request), .openReferencing(_, let request), .refreshView(_, let request),
+            .update(_, _, _, _, let request), .insert(_, _, let request), .delete(_, _, _, let request), .cancel(let request), .loadHistory(_, _, let request), .follow(_, _, _, let request), .loadReferences(_, _, let request), .openReferencing(_, let request), .refreshView(_, let request), .export(_, let request),
             .loadValue(_, _, _, let request),
             .runChecks(let request), .promote(_, let request):
             return request

@@ -1,3 +1,4 @@
+import Foundation
 import Switchyard
 
 extension ConsoleState {
@@ -42,6 +43,40 @@ extension ConsoleState {
             return failoverOutcome(outcome)
         case .lagView:
             if command == .cancel { mode = .browse }
+            return []
+        case .exporting:
+            return []
+        case .exportPrompt(var prompt):
+            switch command {
+            case .cancel:
+                mode = .browse
+                setMessage("export cancelled")
+            case .nextFormat:
+                prompt.format = prompt.format == .csv ? .jsonLines : .csv
+                // The default name follows the format.
+                if let path = prompt.path.value, path.hasSuffix(".csv") || path.hasSuffix(".jsonl") {
+                    prompt.path = TextField(String(path[..<path.lastIndex(of: ".")!]) + (prompt.format == .csv ? ".csv" : ".jsonl"))
+                }
+                mode = .exportPrompt(prompt)
+            case .switchSource:
+                prompt.fromReplica.toggle()
+                mode = .exportPrompt(prompt)
+            case .save:
+                guard let grid, let path = prompt.path.value, !path.isEmpty else {
+                    setMessage("name the file to export to", error: true)
+                    return []
+                }
+                let job = ExportJob(
+                    shape: grid.shape, sort: grid.sort, filter: grid.filter, scope: grid.scope, format: prompt.format,
+                    fromReplica: prompt.fromReplica, path: path)
+                let now = Date()
+                mode = .exporting(ExportStatus(job: job, started: now, updated: now))
+                let request = start("exporting \(grid.shape.table.qualifiedName)")
+                return [.export(job, request: request)]
+            default:
+                _ = prompt.path.handle(key)
+                mode = .exportPrompt(prompt)
+            }
             return []
         case .confirmRefresh(let table, _):
             mode = .browse
@@ -186,7 +221,12 @@ extension ConsoleState {
         case .cancelQuery:
             pending = nil
             busy = nil
-            setMessage("cancelled")
+            if case .exporting(let status) = mode {
+                mode = .browse
+                setMessage("export cancelled: \(status.job.path) is removed")
+            } else {
+                setMessage("cancelled")
+            }
             return [.cancel(request: request)]
         case .quit:
             pending = nil
@@ -280,6 +320,10 @@ extension ConsoleState {
             return []
         case .lagHistory:
             mode = .lagView
+            return []
+        case .export:
+            guard let grid else { return [] }
+            mode = .exportPrompt(ExportPrompt(path: TextField("\(grid.shape.table.schema).\(grid.shape.table.name).csv")))
             return []
         case .refreshView:
             guard let table = Keymap.refreshTarget(self) else { return [] }

@@ -116,6 +116,7 @@ extension ConsoleState {
                     : "conflict: the row changed since you loaded it; nothing was written", error: true)
             return []
         case .failed(let message, let request):
+            if pending == request, case .exporting = mode { mode = .browse }
             let promoting = pendingWrites && busy.map { $0.hasPrefix("promoting") || $0 == "cancelling" } == true
             guard finish(request) else { return [] }
             if case .confirmDelete = mode { mode = .browse }
@@ -163,6 +164,18 @@ extension ConsoleState {
             focus = .grid
             mode = .browse
             return [load(.from(anchor))]
+        case .exportProgress(let rows, let bytes, let at, let request):
+            guard pending == request, case .exporting(var status) = mode else { return [] }
+            status.rows = rows
+            status.bytes = bytes
+            status.updated = at
+            mode = .exporting(status)
+            return []
+        case .exported(let path, let rows, let bytes, let node, let took, let request):
+            guard finish(request) else { return [] }
+            if case .exporting = mode { mode = .browse }
+            setMessage("exported \(rows) rows (\(Renderer.bytes(UInt64(bytes)))) from \(node) to \(path) in \(String(format: "%.1f", took / 1000)) s")
+            return []
         case .viewRefreshed(let table, let took, let request):
             guard finish(request) else { return [] }
             setMessage("refreshed \(table.qualifiedName) in \(Int(took)) ms")

@@ -205,6 +205,46 @@ public struct PickList: Sendable, Equatable {
     public var selected: Int
 }
 
+/// An export to start: format, where to read from, the file.
+public struct ExportPrompt: Sendable, Equatable {
+    public var format: ExportFormat = .csv
+    /// Read from the least-lagging replica within the lag limit, not the primary.
+    public var fromReplica = false
+    public var path: TextField
+}
+
+/// What an export does, for its effect.
+public struct ExportJob: Sendable, Equatable {
+    public var shape: TableShape
+    public var sort: Sort?
+    public var filter: Filter?
+    public var scope: ReferenceScope?
+    public var format: ExportFormat
+    public var fromReplica: Bool
+    public var path: String
+
+    public init(
+        shape: TableShape, sort: Sort?, filter: Filter?, scope: ReferenceScope?, format: ExportFormat, fromReplica: Bool, path: String
+    ) {
+        self.shape = shape
+        self.sort = sort
+        self.filter = filter
+        self.scope = scope
+        self.format = format
+        self.fromReplica = fromReplica
+        self.path = path
+    }
+}
+
+/// A running export's progress.
+public struct ExportStatus: Sendable, Equatable {
+    public var job: ExportJob
+    public var rows = 0
+    public var bytes = 0
+    public var started: Date
+    public var updated: Date
+}
+
 /// The help box: the keys of the mode it was opened from, which it returns to.
 public struct HelpView: Sendable, Equatable {
     public var previous: Mode
@@ -223,6 +263,8 @@ public indirect enum Mode: Sendable, Equatable {
     case confirmRefresh(TableInfo, sql: String)
     /// The full-screen lag history (`L`).
     case lagView
+    case exportPrompt(ExportPrompt)
+    case exporting(ExportStatus)
     case editCell(CellEdit)
     case form(RowForm)
     case confirmDelete(DeleteConfirmation)
@@ -262,6 +304,8 @@ public struct ConsoleState: Sendable, Equatable {
     public var busy: String?
     public var spinner = 0
     public var nodes: [NodeSummary] = []
+    /// How a CSV export writes NULL (`[console] export_null`).
+    public var exportNull = ""
     /// Ten minutes of every node's lag and events, for the `L` view.
     public var lagHistory = LagHistory()
     /// When the newest topology arrived (the lag view's right edge).
@@ -344,6 +388,8 @@ public enum ConsoleEffect: Sendable, Equatable {
     case editExternally(String?)
     case runChecks(request: Int)
     case promote(node: String, request: Int)
+    /// Stream the table (filter, scope, sort) to a file with COPY.
+    case export(ExportJob, request: Int)
     /// `REFRESH MATERIALIZED VIEW` of the table.
     case refreshView(TableInfo, request: Int)
     /// Open the row `values` of `foreignKey` point to.
@@ -385,6 +431,8 @@ public enum ConsoleEvent: Sendable {
     case followed(TableShape, anchor: [String?], label: String, request: Int)
     case referencesLoaded([Referencing], request: Int)
     case viewRefreshed(TableInfo, took: Double, request: Int)
+    case exportProgress(rows: Int, bytes: Int, at: Date = Date(), request: Int)
+    case exported(path: String, rows: Int, bytes: Int, node: String, took: Double, request: Int)
     case referencingOpened(TableShape, scope: ReferenceScope, request: Int)
     /// Open `schema.table` (from `--table`), once the table list is known.
     case openNamed(String)

@@ -145,6 +145,30 @@ public struct DataService: Sendable {
                 let label = values.count == 1 ? "#\(values[0] ?? "NULL")" : "#(\(values.map { $0 ?? "NULL" }.joined(separator: ", ")))"
                 return .followed(target, anchor: anchor, label: label, request: request)
             }
+        case .export(let job, let request):
+            return await attempt(request) {
+                let null = "'" + cluster.configuration.exportNull + "'"
+                let (sql, settings) = SQLBuilder.export(
+                    job.shape, sort: job.sort, filter: job.filter, scope: job.scope, format: job.format, nullLiteral: null)
+                let writer = try ExportWriter(path: job.path) { rows, bytes in
+                    progress(.exportProgress(rows: rows, bytes: bytes, request: request))
+                }
+                let started = ContinuousClock.now
+                do {
+                    // Its own routing context, so the log says what read the rows and why.
+                    let context = RoutingContext(name: "export", readsFromReplicas: job.fromReplica, maxReplicaLag: cluster.configuration.maxReplicaLag)
+                    let (node, _) = try await context.run {
+                        try await cluster.copyOut(
+                            sql, settings: settings, table: job.shape.table.qualifiedName, leastLag: job.fromReplica, sink: { try writer.write($0) })
+                    }
+                    let (rows, bytes) = try writer.finish()
+                    return .exported(path: job.path, rows: job.format == .csv ? max(rows - 1, 0) : rows, bytes: bytes, node: node,
+                                     took: (ContinuousClock.now - started).milliseconds, request: request)
+                } catch {
+                    writer.discard()
+                    throw error
+                }
+            }
         case .refreshView(let table, let request):
             return await attempt(request) {
                 let names = try await cluster.quoteIdentifiers([table.schema, table.name])

@@ -5,7 +5,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
     case tables, grid, pane, browse
     case busy, tooSmall
     case editCell, form, filter, textField
-    case confirmDelete, confirmRefresh, conflict, failover, promote, history, references, pick, lagView, help, confirmQuit
+    case confirmDelete, confirmRefresh, conflict, failover, promote, history, references, pick, lagView, exportPrompt, help, confirmQuit
 
     /// The section title in the help box.
     public var title: String {
@@ -28,6 +28,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
         case .references: return "Referencing tables"
         case .pick: return "Pick list"
         case .lagView: return "Lag history"
+        case .exportPrompt: return "Export"
         case .promote: return "Promotion confirmation"
         case .help: return "Help"
         case .confirmQuit: return "Quit confirmation"
@@ -48,7 +49,7 @@ public enum Command: Sendable, Equatable {
     case logAdminOnly, logPublicOnly, logNextSource
     case rowHistory, tableHistory
     case followReference, showReferences, back
-    case toggle, editInEditor, refreshView, lagHistory
+    case toggle, editInEditor, refreshView, lagHistory, export, nextFormat, switchSource
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -158,6 +159,9 @@ public enum Keymap {
         Binding([.character("M")], [.grid, .tables], .refreshView, hint: "refresh view",
                 help: "REFRESH MATERIALIZED VIEW of the materialized view (asks first, showing the statement)",
                 disabledReason: { Keymap.refreshRefusal($0) }),
+        Binding([.character("x")], [.grid], .export, hint: "export",
+                help: "export the table as shown (filter, sort) to CSV or JSON Lines, streamed with COPY",
+                disabledReason: { Keymap.noColumns($0) }),
         Binding([.character("f")], [.grid], .followReference, hint: "follow", help: "open the row this foreign-key cell references",
                 disabledReason: { Keymap.followRefusal($0) }),
         Binding([.character("R")], [.grid], .showReferences, help: "the tables and rows that reference this row (with counts); Enter opens them",
@@ -180,7 +184,7 @@ public enum Keymap {
         Binding([.character("L")], [.browse], .lagHistory, hint: "lag", help: "every node's lag over the last 10 minutes, with events"),
         Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),
         Binding([.character("?")], [.browse, .failover, .history, .references, .lagView], .help, hint: "keys", help: "this help"),
-        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit], .help,
+        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .exportPrompt, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit], .help,
                 help: "the keys of what you are doing (returns to it)"),
         Binding([.character("q"), .control("c")], [.browse], .quit, hint: "quit", hintKeys: "q", help: "quit"),
 
@@ -238,6 +242,13 @@ public enum Keymap {
         // Quitting with unsaved input.
         Binding([.control("c")], [.editCell, .form, .conflict], .quit, hint: "quit", hintKeys: "Ctrl-C",
                 help: "quit (asks first: the edit is not saved)"),
+
+        // Export.
+        Binding([.tab], [.exportPrompt], .nextFormat, hint: "format", hintKeys: "Tab", help: "CSV or JSON Lines"),
+        Binding([.backTab], [.exportPrompt], .switchSource, hint: "source", hintKeys: "Shift-Tab",
+                help: "read from the primary, or from the least-lagging replica within max_replica_lag_ms"),
+        Binding([.enter], [.exportPrompt], .save, hint: "export", help: "start; Esc cancels it while it runs (the partial file is removed)"),
+        Binding([.escape], [.exportPrompt], .cancel, hint: "cancel", help: "close, nothing exported"),
 
         // Lag history.
         Binding([.escape, .character("q"), .character("L")], [.lagView], .cancel, hint: "close", hintKeys: "Esc", help: "back to the records"),
@@ -375,6 +386,8 @@ public enum Keymap {
         case .references: return [.references, .busy]
         case .pick: return [.pick]
         case .lagView: return [.lagView]
+        case .exportPrompt: return [.exportPrompt, .textField]
+        case .exporting: return [.busy]
         case .confirmQuit: return [.confirmQuit]
         }
     }
@@ -479,6 +492,8 @@ extension ConsoleState {
         case .references: return [.references]
         case .pick: return [.pick]
         case .lagView: return [.lagView]
+        case .exportPrompt: return [.exportPrompt, .textField]
+        case .exporting: return [.busy]
         case .help: return [.help]
         case .confirmQuit: return [.confirmQuit]
         }

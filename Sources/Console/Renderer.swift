@@ -639,6 +639,41 @@ public enum Renderer {
             _ = box("Conflict", lines: lines, in: layout, width: min(layout.width - 6, 100), &screen)
         case .lagView:
             lagView(state, layout, &screen)
+        case .exportPrompt(let prompt):
+            let table = state.grid?.shape.table
+            var scope: [String] = []
+            if let filter = state.grid?.filter, let grid = state.grid { scope.append("filter on \(grid.shape.columns[filter.column].name)") }
+            if let reference = state.grid?.scope { scope.append("where \(reference.label)") }
+            let lines: [(String, StyleRole)] = [
+                ("Export \(table?.qualifiedName ?? "?")\(scope.isEmpty ? "" : " (" + scope.joined(separator: ", ") + ")"), sorted as shown", .normal),
+                ("", .normal),
+                ("Format  \(prompt.format.label)\(prompt.format == .csv ? " (RFC 4180, header, NULL as '\(state.exportNull)')" : " (one JSON object per line)")   Tab", .normal),
+                ("Source  \(prompt.fromReplica ? "least-lagging replica within the lag limit (spares the primary)" : "primary (what you just saved)")   Shift-Tab", .normal),
+                ("File", .normal),
+                ("", .normal),
+                ("Enter: export (streamed, COPY … TO STDOUT)   Esc: cancel", .dim),
+            ]
+            let rect = box("Export", lines: lines, in: layout, width: min(layout.width - 6, 100), &screen)
+            field(prompt.path, x: rect.x + 10, y: rect.y + 5, width: rect.width - 14, &screen)
+        case .exporting(let status):
+            let estimate = max(status.job.shape.table.estimatedRows, 0)
+            let elapsed = max(status.updated.timeIntervalSince(status.started), 0.001)
+            let rate = Double(status.bytes) / elapsed
+            var lines: [(String, StyleRole)] = []
+            let barWidth = min(layout.width - 16, 60)
+            if estimate > 0 {
+                let fraction = min(Double(status.rows) / Double(estimate), 1)
+                let filled = Int(fraction * Double(barWidth))
+                lines.append(("[" + String(repeating: "█", count: filled) + String(repeating: "░", count: barWidth - filled) + "] \(Int(fraction * 100))%", .lag_ok))
+                let rowRate = Double(status.rows) / elapsed
+                let eta = rowRate > 0 ? max(Double(estimate - Int64(status.rows)) / rowRate, 0) : 0
+                lines.append(("\(status.rows) of ~\(shortCount(estimate)) rows   \(bytes(UInt64(status.bytes)))   \(bytes(UInt64(rate)))/s   ETA \(Int(eta.rounded())) s", .normal))
+            } else {
+                lines.append(("\(status.rows) rows   \(bytes(UInt64(status.bytes)))   \(bytes(UInt64(rate)))/s", .normal))
+            }
+            lines.append(("to \(status.job.path)", .dim))
+            lines.append(("Esc cancels (the partial file is removed)", .dim))
+            _ = box("Exporting \(status.job.shape.table.qualifiedName)", lines: lines, in: layout, width: min(layout.width - 6, barWidth + 10), &screen)
         case .pick(let pick):
             let name = state.grid.flatMap { $0.shape.columns.indices.contains(pick.column) ? $0.shape.columns[pick.column].name : nil } ?? "value"
             var lines: [(String, StyleRole)] = []

@@ -76,6 +76,53 @@ public enum SQLBuilder {
         return Statement(sql: sql, parameters: parameters)
     }
 
+    /// The export of what the grid shows — its filter, reference scope and sort, whole
+    /// values — as `COPY (…) TO STDOUT`: CSV (RFC 4180, a header, NULL as `nullText`) or
+    /// JSON Lines (one `row_to_json` object per line, byte for byte). COPY takes no
+    /// parameters, so the filter's values travel as session settings (`set_config` with
+    /// parameters) that the query reads with `current_setting`; nothing a user typed
+    /// becomes SQL text, except `nullText`, quoted as a literal by `literal`.
+    public static func export(
+        _ shape: TableShape, sort: Sort?, filter: Filter?, scope: ReferenceScope?, format: ExportFormat, nullLiteral: String
+    ) -> (sql: String, settings: [(String, String)]) {
+        var parameters: [String?] = []
+        var conditions: [String] = []
+        if let filter {
+            var condition = filterCondition(shape, filter, &parameters)
+            if filter.op == .less || filter.op == .greater {
+                // Typed comparison: the setting is text, the column is not.
+                condition = condition.replacingOccurrences(of: "$\(parameters.count)", with: "$\(parameters.count)::\(shape.columns[filter.column].type)")
+            }
+            conditions.append(condition)
+        }
+        if let scope {
+            conditions += zip(scope.columns, scope.values).map { column, value in
+                parameters.append(value)
+                return shape.columns.indices.contains(column) ? "r.\(shape.columns[column].quoted)::text = $\(parameters.count)" : "false"
+            }
+        }
+        // $n → current_setting('switchyard.export_n'), highest first so $1 does not eat $10.
+        var whereClause = conditions.joined(separator: " and ")
+        for index in stride(from: parameters.count, through: 1, by: -1) {
+            whereClause = whereClause.replacingOccurrences(of: "$\(index)", with: "current_setting('switchyard.export_\(index)')")
+        }
+        let order = sortKeys(shape, sort: sort).map { "\($0.expression) \($0.descending ? "desc" : "asc") nulls last" }.joined(separator: ", ")
+        let columns = shape.columns.map { "r.\($0.quoted)" }.joined(separator: ", ")
+        var select = "select \(columns.isEmpty ? "" : columns) from \(shape.quotedName) as r"
+        if !whereClause.isEmpty { select += " where " + whereClause }
+        if !order.isEmpty { select += " order by " + order }
+        let sql: String
+        switch format {
+        case .csv:
+            sql = "copy (\(select)) to stdout with (format csv, header true, null \(nullLiteral))"
+        case .jsonLines:
+            // CSV with a quote and delimiter JSON never contains raw: each object as is.
+            sql = "copy (select row_to_json(x) from (\(select)) as x) to stdout with (format csv, quote e'\\x01', delimiter e'\\x02')"
+        }
+        let settings = parameters.enumerated().map { ("switchyard.export_\($0.offset + 1)", $0.element ?? "") }
+        return (sql, settings)
+    }
+
     /// `col = $n` for each column of a reference scope (a NULL never matches: no reference).
     static func scopeConditions(_ shape: TableShape, _ scope: ReferenceScope, _ parameters: inout [String?]) -> [String] {
         zip(scope.columns, scope.values).map { column, value in

@@ -216,3 +216,11 @@ public enum PagePosition: Sendable, Equatable {
     /// The page starting at this row (inclusive): a refresh.
     case from([String?])
 }
+
+/// What an export writes.
+public enum ExportFormat: String, Sendable, Equatable, CaseIterable {
+    case csv
+    case jsonLines = "jsonl"
+
+    public var label: String { self == .csv ? "CSV" : "JSON Lines" }
+}

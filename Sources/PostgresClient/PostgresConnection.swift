@@ -177,6 +177,54 @@ public final class PostgresConnection: @unchecked Sendable {
         return try await statement { connection in try await self.send(sql, bindings, on: connection) }
     }
 
+    /// Runs `COPY … TO STDOUT` (simple protocol: COPY takes no parameters) and hands its
+    /// output to `sink` row by row as it arrives, never all of it in memory. Returns the
+    /// row count the server reports. Cancelling the calling task cancels the COPY.
+    public func copyOut(_ sql: String, _ sink: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void) async throws -> Int {
+        try await statement { connection in
+            try self.checkBeforeSending(connection)
+            guard PQsendQuery(connection, sql) == 1 else { throw self.connectionError(connection) }
+            try await self.flush(connection)
+            guard let first = try await self.nextResult(connection) else { throw self.connectionError(connection) }
+            guard PQresultStatus(first) == PGRES_COPY_OUT else {
+                let error: PostgresError = PQresultStatus(first) == PGRES_FATAL_ERROR
+                    ? self.serverError(first, connection: connection)
+                    : PostgresError(kind: .invalidArgument, message: "not a COPY … TO STDOUT statement", node: self.label)
+                PQclear(first)
+                while let rest = try await self.nextResult(connection) { PQclear(rest) }
+                throw error
+            }
+            PQclear(first)
+            while true {
+                var buffer: UnsafeMutablePointer<CChar>?
+                let count = PQgetCopyData(connection, &buffer, 1)
+                if count > 0, let buffer {
+                    defer { PQfreemem(buffer) }
+                    try sink(UnsafeRawBufferPointer(start: buffer, count: Int(count)))
+                } else if count == 0 {
+                    try await SocketPoller.shared.wait(self.registration, for: .read)
+                    guard PQconsumeInput(connection) == 1 else { throw self.connectionError(connection) }
+                } else if count == -1 {
+                    break
+                } else {
+                    throw self.connectionError(connection)
+                }
+            }
+            var rows = 0
+            var failure: PostgresError?
+            while let result = try await self.nextResult(connection) {
+                defer { PQclear(result) }
+                if PQresultStatus(result) == PGRES_COMMAND_OK {
+                    rows = Int(String(cString: PQcmdTuples(result))) ?? 0
+                } else {
+                    failure = failure ?? self.serverError(result, connection: connection)
+                }
+            }
+            if let failure { throw failure }
+            return rows
+        }
+    }
+
     /// How long a cancelled statement may take to stop before its caller is let go and
     /// the connection given up (a hung server answers neither the statement nor the cancel).
     public static let cancelGrace: Duration = .seconds(2)

@@ -307,6 +307,46 @@ public final class Cluster: Sendable {
         }
     }
 
+    /// Streams a `COPY … TO STDOUT` to `sink`, from the node a read in the current context
+    /// goes to — with `leastLag`, the least-lagging replica within `max_replica_lag_ms`
+    /// (the primary when none qualifies). `settings` are set on the session first
+    /// (`set_config`, values as parameters) for the query to read with `current_setting`:
+    /// COPY itself takes no parameters. Logged like any statement; returns node and rows.
+    public func copyOut(
+        _ sql: String, settings: [(String, String)] = [], table: String? = nil, leastLag: Bool = false,
+        sink: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void
+    ) async throws -> (node: String, rows: Int) {
+        let scope = RoutingScope.current
+        let request = RouteRequest(operation: .read, table: table, context: scope?.context)
+        let topology = monitor.topology
+        let decision: RouteDecision
+        if leastLag, let chosen = DefaultRouter(selection: .leastLag, maxReplicaLag: configuration.maxReplicaLag, consistency: .none)
+            .route(request, topology: topology)
+        {
+            decision = chosen
+        } else {
+            decision = try route(request, topology: topology)
+        }
+        let started = ContinuousClock.now
+        do {
+            let rows = try await pools[decision.node]!.withConnection { connection -> Int in
+                for (name, value) in settings { _ = try await connection.query("select set_config($1, $2, false)", [name, value]) }
+                let rows = try await connection.copyOut(sql, sink)
+                for (name, _) in settings { _ = try await connection.query("select set_config($1, '', false)", [name]) }
+                return rows
+            }
+            log.record(
+                context: request.context?.name, operation: .read, node: decision.node, reason: decision.reason,
+                duration: ContinuousClock.now - started, rows: rows, error: nil, sql: sql)
+            return (decision.node, rows)
+        } catch {
+            log.record(
+                context: request.context?.name, operation: .read, node: decision.node, reason: decision.reason,
+                duration: ContinuousClock.now - started, rows: nil, error: error, sql: sql)
+            throw error
+        }
+    }
+
     /// `identifier` quoted for SQL by libpq, on a connection of the primary (or of any
     /// reachable node when there is no primary).
     public func quoteIdentifier(_ identifier: String) async throws -> String {

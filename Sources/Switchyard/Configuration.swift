@@ -170,6 +170,9 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// ("table", the default) or not ("off").
     public var consoleAudit = true
 
+    /// `[console] export_null`: how a CSV export writes NULL (default: empty).
+    public var exportNull = ""
+
     /// `[console] theme` (default "default").
     public var theme = "default"
 
@@ -297,7 +300,15 @@ public struct ClusterConfiguration: Sendable, Equatable {
             config.queryLogKeep = try reader.int(log, "keep", section: "query_log", min: 0, max: 100) ?? config.queryLogKeep
         }
         if let console = try reader.table(root, "console") {
-            try reader.allowOnly(["theme", "follow", "audit"], in: console, section: "console")
+            try reader.allowOnly(["theme", "follow", "audit", "export_null"], in: console, section: "console")
+            if let null = try reader.string(console, "export_null", section: "console") {
+                guard null.count <= 20, !null.unicodeScalars.contains(where: { $0 == "'" || $0 == "\\" || $0.properties.generalCategory == .control }) else {
+                    throw ConfigurationError(
+                        file: file, line: reader.line(of: "export_null"),
+                        message: "[console] export_null must be at most 20 characters without quotes, backslashes or control characters")
+                }
+                config.exportNull = null
+            }
             if let audit = try reader.string(console, "audit", section: "console") {
                 guard ["table", "off"].contains(audit) else {
                     throw ConfigurationError(

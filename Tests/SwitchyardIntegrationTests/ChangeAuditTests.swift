@@ -1,4 +1,6 @@
 import Console
+import LocalCluster
+import Storefront
 import Foundation
 import PostgresClient
 import Switchyard
@@ -288,6 +290,88 @@ extension ClusterTests {
                     #expect(try await schema.primary.query("select qty from \(q).snapshot where id = 1").scalar(Int.self) == 100)
                 }
             }
+        }
+    }
+}
+
+extension ClusterTests {
+    /// Exports streamed with COPY: the same bytes as psql's \copy, filters as settings,
+    /// from the primary or a replica, and cancellable with the partial file removed.
+    @Suite struct ExportTests {
+        @Test func exportsMatchPsqlByteForByteAndCancelCleanly() async throws {
+            let test = try TestCluster.shared()
+            let schema = "export_" + UUID().uuidString.prefix(6).lowercased()
+            try await test.withConnection("pg1") { connection in
+                try await SampleShop.load(on: connection, schema: schema, events: 50_000) { _ in }
+                _ = try await connection.query("analyze \(schema).events")
+            }
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-export-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            try await withRouted { cluster, _ in
+                let service = DataService(cluster: cluster)
+                guard case .tablesLoaded(let tables, _) = await service.perform(.loadTables(request: 1)) else { Issue.record("no tables"); return }
+                let events = try #require(tables.first { $0.schema == schema && $0.name == "events" })
+                guard case .tableOpened(let shape, _) = await service.perform(.openTable(events, request: 2)) else { Issue.record("not opened"); return }
+                for format in ExportFormat.allCases {
+                    let path = folder.appendingPathComponent("events.\(format.rawValue)").path
+                    let job = ExportJob(shape: shape, sort: nil, filter: nil, scope: nil, format: format, fromReplica: format == .jsonLines, path: path)
+                    let outcome = await service.perform(.export(job, request: 3))
+                    guard case .exported(_, let rows, _, let node, _, _) = outcome else { Issue.record("\(String(describing: outcome))"); return }
+                    #expect(rows == 50_000)
+                    #expect(format == .jsonLines ? node != "pg1" : node == "pg1", "read from \(node)")
+                    // psql's \copy of the same query writes the same bytes.
+                    let (sql, _) = SQLBuilder.export(shape, sort: nil, filter: nil, scope: nil, format: format, nullLiteral: "''")
+                    let reference = folder.appendingPathComponent("psql.\(format.rawValue)").path
+                    let command = "\\" + sql.replacingOccurrences(of: "to stdout", with: "to '\(reference)'")
+                    let psql = try await ChildProcess.run(
+                        ["/usr/bin/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", try test.conninfo("pg1"), "-c", command],
+                        environment: ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory()])
+                    #expect(psql.status == 0, "\(psql.output)")
+                    let mine = try Data(contentsOf: URL(fileURLWithPath: path)), theirs = try Data(contentsOf: URL(fileURLWithPath: reference))
+                    #expect(mine == theirs, "\(format): \(mine.count) bytes vs psql's \(theirs.count)")
+                    let attributes = try FileManager.default.attributesOfItem(atPath: path)
+                    #expect((attributes[.posixPermissions] as? Int) == 0o600)
+                }
+                // A filter travels as a setting: the quote in the value cannot end the query.
+                var filtered = ExportJob(shape: shape, sort: nil, filter: Filter(column: 2, op: .equals, value: "view'); drop table x; --"),
+                                         scope: nil, format: .csv, fromReplica: false, path: folder.appendingPathComponent("none.csv").path)
+                guard case .exported(_, let none, _, _, _, _) = await service.perform(.export(filtered, request: 4)) else { Issue.record("filtered"); return }
+                #expect(none == 0)
+                filtered.filter = Filter(column: 0, op: .less, value: "101")
+                filtered.path = folder.appendingPathComponent("first.csv").path
+                guard case .exported(_, let hundred, _, _, _, _) = await service.perform(.export(filtered, request: 5)) else { Issue.record("less"); return }
+                #expect(hundred == 100)
+                // An existing file is never overwritten.
+                guard case .failed(let exists, _) = await service.perform(.export(filtered, request: 6)) else { Issue.record("overwrote"); return }
+                #expect(exists.contains("already exists"))
+
+                // Cancelled half-way (a slow view): the task ends, the partial file is gone.
+                _ = try await test.withConnection("pg1") {
+                    try await $0.execute(script: """
+                        create table \(schema).ticks (id int primary key);
+                        insert into \(schema).ticks select generate_series(1, 20000);
+                        create view \(schema).slow as select id, pg_sleep(0.002)::text as nap from \(schema).ticks;
+                        """)
+                }
+                let slowShape = TableShape(
+                    table: TableInfo(schema: schema, name: "slow", estimatedRows: 20000, kind: .view), quotedName: "\(schema).slow",
+                    columns: [ColumnInfo(name: "id", type: "integer", notNull: false, defaultExpression: nil, primaryKeyPosition: 1, quoted: "id"),
+                              ColumnInfo(name: "nap", type: "text", notNull: false, defaultExpression: nil, primaryKeyPosition: nil, quoted: "nap")])
+                let partial = folder.appendingPathComponent("slow.csv").path
+                let running = Task {
+                    await service.perform(.export(ExportJob(shape: slowShape, sort: nil, filter: nil, scope: nil, format: .csv, fromReplica: false, path: partial), request: 7))
+                }
+                // The file exists as soon as the export starts; the slow rows take 40 s.
+                #expect(await TestCluster.eventually(timeout: .seconds(10)) { FileManager.default.fileExists(atPath: partial) })
+                try await Task.sleep(for: .milliseconds(500))
+                let cancelledAt = ContinuousClock.now
+                running.cancel()
+                _ = await running.value
+                #expect(ContinuousClock.now - cancelledAt < .seconds(3))
+                #expect(!FileManager.default.fileExists(atPath: partial), "the partial file is removed")
+            }
+            _ = try await test.withConnection("pg1") { try await $0.query("drop schema \(schema) cascade") }
         }
     }
 }
