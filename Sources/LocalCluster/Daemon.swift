@@ -50,11 +50,13 @@ enum Daemon {
 
     /// Sends `signal` and waits up to `timeout` for the process to end; true when it did.
     @discardableResult
-    static func stop(_ pid: pid_t, signal: Int32 = SIGTERM, timeout: Duration) async -> Bool {
+    static func stop(_ pid: pid_t, signal: Int32 = SIGTERM, timeout: Duration, program: String? = nil) async -> Bool {
+        // Only while it is still the program we mean: pids are reused.
+        guard isAlive(pid, program: program) else { return true }
         kill(pid, signal)
         let deadline = ContinuousClock.now + timeout
-        while isAlive(pid), ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
-        return !isAlive(pid)
+        while isAlive(pid, program: program), ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        return !isAlive(pid, program: program)
     }
 
     static func shellQuoted(_ text: String) -> String {

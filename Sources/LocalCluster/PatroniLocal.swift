@@ -338,7 +338,7 @@ extension LocalCluster {
         let ordered = manifest.nodes.filter { $0.name != leader } + manifest.nodes.filter { $0.name == leader }
         for node in ordered { try await stopPatroni(node, mode: .fast) }
         if let pid = Daemon.running(etcdFolder.appendingPathComponent("etcd.pid"), program: "etcd") {
-            await Daemon.stop(pid, timeout: .seconds(10))
+            await Daemon.stop(pid, timeout: .seconds(10), program: "etcd")
         }
     }
 
@@ -347,8 +347,8 @@ extension LocalCluster {
     /// (the leader key then expires after Patroni's ttl).
     func stopPatroni(_ node: LocalNode, mode: StopMode) async throws {
         if let pid = Daemon.running(patroniPidFile(node), program: "patroni") {
-            let stopped = await Daemon.stop(pid, signal: mode == .immediate ? SIGKILL : SIGTERM, timeout: .seconds(60))
-            if !stopped { await Daemon.stop(pid, signal: SIGKILL, timeout: .seconds(5)) }
+            let stopped = await Daemon.stop(pid, signal: mode == .immediate ? SIGKILL : SIGTERM, timeout: .seconds(60), program: "patroni")
+            if !stopped { await Daemon.stop(pid, signal: SIGKILL, timeout: .seconds(5), program: "patroni") }
         }
         let binaries = try await serverBinaries()
         let runner = try ProcessRunner.forCurrentUser(workingDirectory: directory)
@@ -372,7 +372,9 @@ extension LocalCluster {
     /// SIGKILL to every Patroni, an immediate stop of every server, SIGKILL to etcd.
     func killPatroniCluster(_ manifest: ClusterManifest) async {
         for node in manifest.nodes {
-            if let pid = Daemon.running(patroniPidFile(node), program: "patroni") { await Daemon.stop(pid, signal: SIGKILL, timeout: .seconds(5)) }
+            if let pid = Daemon.running(patroniPidFile(node), program: "patroni") {
+                await Daemon.stop(pid, signal: SIGKILL, timeout: .seconds(5), program: "patroni")
+            }
         }
         if let binaries = try? await serverBinaries(), let runner = try? ProcessRunner.forCurrentUser(workingDirectory: directory) {
             for node in manifest.nodes where (try? await isRunning(node, binaries: binaries, runner: runner)) == true {
@@ -380,7 +382,7 @@ extension LocalCluster {
             }
         }
         if let pid = Daemon.running(etcdFolder.appendingPathComponent("etcd.pid"), program: "etcd") {
-            await Daemon.stop(pid, signal: SIGKILL, timeout: .seconds(5))
+            await Daemon.stop(pid, signal: SIGKILL, timeout: .seconds(5), program: "etcd")
         }
     }
 

@@ -67,15 +67,28 @@ final class TmuxSession: Sendable {
         return screen
     }
 
+    static func commandLine(_ pid: pid_t) -> String {
+        FileManager.default.contents(atPath: "/proc/\(pid)/cmdline").map { String(decoding: $0, as: UTF8.self) } ?? ""
+    }
+
+    /// Whether `child`'s parent is `parent` (the pane's program is the tmux server's child).
+    static func isParent(_ parent: pid_t, of child: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 && pid_t(fields[1]) == parent
+    }
+
     @discardableResult
     func waitFor(text: String, timeout: Duration = .seconds(15)) async throws -> String {
         try await waitFor("\"\(text)\"", timeout: timeout) { $0.contains(text) }
     }
 
-    /// Kills what runs in the pane (it may ignore SIGHUP), then the tmux server.
+    /// Kills what runs in the pane (it may ignore SIGHUP), then the tmux server — each only
+    /// while it is still ours: a pane program that has exited left its pid to be reused
+    /// (pids wrap at 32768 here), and a stray SIGKILL would hit another test's process.
     func close() {
-        if panePid > 0 { kill(panePid, SIGKILL) }
-        if serverPid > 0 { kill(serverPid, SIGTERM) }
+        if panePid > 0, Self.isParent(serverPid, of: panePid) { kill(panePid, SIGKILL) }
+        if serverPid > 0, Self.commandLine(serverPid).contains("tmux") { kill(serverPid, SIGTERM) }
         let folder = ProcessInfo.processInfo.environment["TMUX_TMPDIR"] ?? "/tmp"
         try? FileManager.default.removeItem(atPath: "\(folder)/tmux-\(getuid())/\(socket)")
     }

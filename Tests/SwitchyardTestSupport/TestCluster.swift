@@ -203,7 +203,11 @@ public final class TestCluster: Sendable {
         for entry in entries {
             let pidFile = directory.appendingPathComponent("\(entry)/data/postmaster.pid").path
             guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
-                let line = text.split(separator: "\n").first, let pid = pid_t(line)
+                let line = text.split(separator: "\n").first, let pid = pid_t(line),
+                // A postmaster killed earlier leaves its pid file; the pid may be another
+                // process's by now (pids wrap).
+                let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                String(decoding: cmdline, as: UTF8.self).contains("postgres")
             else { continue }
             kill(pid, SIGQUIT)
             pids.append(pid)
