@@ -91,9 +91,18 @@ extension LocalCluster {
             try await startEtcd(manifest, program: programs.etcd)
             // The first node alone until it leads, so pg1 is the leader.
             progress("patroni \(nodes[0].name) (bootstrap: initdb, then leader)")
-            try await startPatroni(nodes[0], program: programs.patroni, binaries: binaries, runner: runner)
-            try await waitUntil(timeout: .seconds(120), what: "\(nodes[0].name) to become Patroni's leader", nodes[0]) {
-                try await PatroniClient(endpoints: [nodes[0].restURL!]).isLeader(at: nodes[0].restURL!)
+            // A Patroni that vanished before saying anything is started once more.
+            for attempt in 1...2 {
+                try await startPatroni(nodes[0], program: programs.patroni, binaries: binaries, runner: runner)
+                do {
+                    try await waitUntil(timeout: .seconds(120), what: "\(nodes[0].name) to become Patroni's leader", nodes[0]) {
+                        try await PatroniClient(endpoints: [nodes[0].restURL!]).isLeader(at: nodes[0].restURL!)
+                    }
+                    break
+                } catch let error as LocalClusterError where attempt == 1 && error.message.hasSuffix("stopped: (no output)") {
+                    progress("\(nodes[0].name)'s Patroni vanished at start (\(error.message)); starting it again")
+                    try? FileManager.default.removeItem(at: dataDirectory(nodes[0]))
+                }
             }
             try await createDatabase(on: nodes[0])
             for node in nodes.dropFirst() {
@@ -313,11 +322,21 @@ extension LocalCluster {
         timeout: Duration, what: String, _ node: LocalNode?, detail: () -> String = { "" }, _ condition: () async throws -> Bool
     ) async throws {
         let deadline = ContinuousClock.now + timeout
+        var missing = 0
         while ContinuousClock.now < deadline {
             if (try? await condition()) == true { return }
-            if let node, Daemon.running(patroniPidFile(node), program: "patroni") == nil {
+            // Gone on three looks in a row (0.4 s), not one: a process in the middle of its
+            // execs (setsid → setpriv → python) must not read as stopped.
+            if let node, Daemon.running(patroniPidFile(node), program: "patroni") == nil { missing += 1 } else { missing = 0 }
+            if let node, missing >= 3 {
                 let log = (try? String(contentsOf: patroniLogFile(node), encoding: .utf8)) ?? ""
-                throw LocalClusterError(.commandFailed, "\(node.name)'s Patroni stopped: \(ProcessRunner.tail(log, lines: 4))")
+                let pid = (try? String(contentsOf: patroniPidFile(node), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline").map { String(decoding: $0.map { $0 == 0 ? 32 : $0 }, as: UTF8.self) }
+                let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: " ").dropFirst(2).first.map(String.init)
+                throw LocalClusterError(
+                    .commandFailed,
+                    "\(node.name)'s Patroni (pid \(pid)\(cmdline.map { ", now \"\($0.prefix(80))\"" } ?? ", gone")\(state.map { ", state \($0)" } ?? "")) stopped: "
+                        + ProcessRunner.tail(log, lines: 4))
             }
             try await Task.sleep(for: .milliseconds(200))
         }

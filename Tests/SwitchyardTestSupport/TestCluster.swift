@@ -72,7 +72,9 @@ public final class TestCluster: Sendable {
         Registry.shared.add(directory)
         do {
             let started = ContinuousClock.now
-            let statuses = try await local.up(basePort: basePort, replicas: replicas, engine: .patroni)
+            let statuses = try await local.up(basePort: basePort, replicas: replicas, engine: .patroni) { step in
+                if step.contains("vanished") { print("Patroni test cluster: \(step)") }
+            }
             print("Patroni test cluster: 1 leader + \(replicas) streaming replicas in \(ContinuousClock.now - started)")
             return TestCluster(local: local, nodes: statuses.map(\.node))
         } catch {
