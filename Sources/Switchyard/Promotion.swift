@@ -126,7 +126,7 @@ public enum Promotion {
         // switchover it names them again one loop at a time.
         if (try? await client.dynamicConfiguration().synchronousMode) == true && member.role != "sync_standby" {
             progress("waiting for Patroni to make \(node) a synchronous standby (synchronous_mode)")
-            let deadline = ContinuousClock.now + .seconds(20)
+            let deadline = ContinuousClock.now + .seconds(60)
             var role = member.role
             while role != "sync_standby" && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(200))

@@ -106,6 +106,8 @@ extension ClusterTests {
 
             // The router follows the switchover.
             let cluster = try await test.routed(intervalMs: 250)
+            // Patroni names its synchronous standbys a loop at a time: let it finish first.
+            try await test.local.waitUntilPatroniHealthy(timeout: .seconds(60))
             try await ensuring {
                 let timelineBefore = try #require(view.members.first { $0.name == "pg1" }?.timeline)
                 let promote = try await CommandLineTests.run(["promote", "pg2", "--yes", "--config", config])
