@@ -12,6 +12,8 @@ import Glibc
 /// query log.
 public final class ConsoleApp: Sendable {
     public let cluster: Cluster
+    /// One service for the session: it remembers that the history table exists.
+    private let service: DataService
     public let theme: Theme
     public let initialTable: String?
     /// Other processes' query logs shown in the pane beside this console's own.
@@ -23,6 +25,7 @@ public final class ConsoleApp: Sendable {
 
     public init(cluster: Cluster, theme: Theme, initialTable: String? = nil, follow patterns: [String] = []) {
         self.cluster = cluster
+        self.service = DataService(cluster: cluster, audit: cluster.configuration.consoleAudit)
         self.theme = theme
         self.initialTable = initialTable
         follower = patterns.isEmpty ? nil : QueryLogFollower(patterns: patterns)
@@ -112,7 +115,7 @@ public final class ConsoleApp: Sendable {
             work.withLock { $0.removeValue(forKey: request) }?.cancel()
         default:
             guard let request = effect.request else { return }
-            let service = DataService(cluster: cluster, audit: cluster.configuration.consoleAudit)
+            let service = self.service
             let task = Task {
                 if let event = await service.perform(effect, progress: { self.post($0) }) { self.post(event) }
                 _ = self.work.withLock { $0.removeValue(forKey: request) }

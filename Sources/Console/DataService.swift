@@ -313,23 +313,27 @@ public struct DataService: Sendable {
             """, [table.schema, table.name, quotedName]).scalar(Bool.self) ?? false
     }
 
+    /// The column names of a constraint's `keys` on `relation`, in key order, as JSON.
+    private static func columnNames(_ keys: String, of relation: String) -> String {
+        """
+        array_to_json(array(select a.attname from unnest(c.\(keys)) with ordinality k(n, o)
+                            join pg_attribute a on a.attrelid = c.\(relation) and a.attnum = k.n order by k.o))::text
+        """
+    }
+
+    /// This table's foreign keys: name, referenced table, its columns, the referenced ones.
     static let foreignKeysSQL = """
         select c.conname, fn.nspname, fc.relname, greatest(fc.reltuples, 0)::bigint,
-               array_to_json(array(select a.attname from unnest(c.conkey) with ordinality k(n, o)
-                                   join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.n order by k.o))::text,
-               array_to_json(array(select a.attname from unnest(c.confkey) with ordinality k(n, o)
-                                   join pg_attribute a on a.attrelid = c.confrelid and a.attnum = k.n order by k.o))::text
+               \(columnNames("conkey", of: "conrelid")), \(columnNames("confkey", of: "confrelid"))
         from pg_constraint c join pg_class fc on fc.oid = c.confrelid join pg_namespace fn on fn.oid = fc.relnamespace
         where c.conrelid = $1::regclass and c.contype = 'f'
         order by c.conname
         """
 
+    /// The foreign keys of other tables that reference this one.
     static let referencingSQL = """
         select c.conname, n.nspname, t.relname, greatest(t.reltuples, 0)::bigint,
-               array_to_json(array(select a.attname from unnest(c.conkey) with ordinality k(n, o)
-                                   join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.n order by k.o))::text,
-               array_to_json(array(select a.attname from unnest(c.confkey) with ordinality k(n, o)
-                                   join pg_attribute a on a.attrelid = c.confrelid and a.attnum = k.n order by k.o))::text
+               \(columnNames("conkey", of: "conrelid")), \(columnNames("confkey", of: "confrelid"))
         from pg_constraint c join pg_class t on t.oid = c.conrelid join pg_namespace n on n.oid = t.relnamespace
         where c.confrelid = $1::regclass and c.contype = 'f'
         order by n.nspname, t.relname, c.conname

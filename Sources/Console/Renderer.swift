@@ -156,9 +156,8 @@ public enum Renderer {
             let value = filter.op == .isNull ? "" : " '\(filter.value)'"
             title += "  filter \(shape.columns[filter.column].name) \(filter.op.rawValue)\(value)"
         }
-        if let reason = shape.readOnlyReason {
+        if shape.readOnlyReason != nil {
             title += "  READ-ONLY (\(kindLabel(shape.table.kind)))"
-            _ = reason
         } else if shape.columns.isEmpty {
             title += "  READ-ONLY (no columns)"
         } else if !shape.hasPrimaryKey {

@@ -151,10 +151,8 @@ extension LocalCluster {
         runner: ProcessRunner
     ) throws {
         let etcd = manifest.patroni!
-        func q(_ text: String) -> String {
-            // A JSON string is a YAML double-quoted scalar.
-            String(decoding: try! JSONEncoder().encode(text), as: UTF8.self)
-        }
+        // A TOML basic string (\\, \", \n, \t, \r, \uXXXX) is also a YAML double-quoted scalar.
+        func q(_ text: String) -> String { ConfigFile.string(text) }
         let replicas = manifest.nodes.count - 1
         let yaml = """
             # Written by `switchyard cluster up --ha patroni` for a local development cluster.
