@@ -151,6 +151,11 @@ public enum Promotion {
                 progress("Patroni switchover: \(leader.name) → \(member.name)")
                 let answer = try await client.switchover(leader: leader.name, candidate: member.name)
                 progress("Patroni: \(answer)")
+                // Patroni may hand over to another member when the candidate was too slow
+                // to take the leader key ("Switched over to X instead of Y"): say so now.
+                if answer.contains("instead of") {
+                    throw PromotionError(message: "Patroni did not promote \(node): \(answer)")
+                }
             } else {
                 method = .failover
                 progress("Patroni failover to \(member.name) (no healthy leader\(leader.map { ": \($0.name) \($0.state)" } ?? ""))")
