@@ -44,9 +44,8 @@ public final class ClusterMonitor: Sendable {
         var topology: Topology
         var history: [String: [NodeState]] = [:]
         var rounds = 0
-        /// When each replica was first seen behind, for bounding its lag in seconds.
-        var behindSince: [String: ContinuousClock.Instant] = [:]
-        var previousRound: ContinuousClock.Instant?
+        /// When each replica was last seen caught up, for bounding its lag in seconds.
+        var caughtUpAt: [String: ContinuousClock.Instant] = [:]
     }
 
     private let state: Mutex<State>
@@ -110,11 +109,21 @@ public final class ClusterMonitor: Sendable {
         await rounds.run { await self.round() }
     }
 
+    /// A picture for a one-off report (`check`, `lag`): a replica behind in the first
+    /// round has no lag bound yet (no round saw it caught up), so its lag in seconds is the
+    /// age of its last replayed transaction — an hour after an idle hour, for a few bytes
+    /// it replays a millisecond later. One more round shortly after settles it: caught up
+    /// by then, or behind with the age of what it last replayed.
+    public func probeSettled(pause: Duration = .milliseconds(100)) async -> Topology {
+        let first = await probeNow()
+        guard first.nodes.contains(where: { $0.reachable && $0.role == .replica && ($0.lagBytes ?? 0) > 0 }) else { return first }
+        try? await Task.sleep(for: pause)
+        return await probeNow()
+    }
+
     /// Every new picture, after each round.
     public func updates() -> AsyncStream<Topology> { broadcast.subscribe(bufferingNewest: 1) }
 
-    /// Marks `node` unreachable at once (a statement lost its connection); the next
-    /// successful probe brings it back.
     /// Notes that `node` has replayed at least up to `lsn` (a replay guard said so), so
     /// reads carrying older tokens need not ask again until the next round.
     public func observeReplay(_ node: String, at lsn: LSN) {
@@ -136,6 +145,8 @@ public final class ClusterMonitor: Sendable {
         }
     }
 
+    /// Marks `node` unreachable at once (a statement lost its connection); the next
+    /// successful probe brings it back.
     public func reportUnreachable(_ node: String, error: String) {
         state.withLock { state in
             guard let index = state.topology.nodes.firstIndex(where: { $0.name == node }) else { return }
@@ -177,13 +188,11 @@ public final class ClusterMonitor: Sendable {
         let topology = state.withLock { state -> Topology in
             let now = ContinuousClock.now
             var topology = Self.assemble(
-                names: nodes.map(\.name), samples: samples, at: now, previousRound: state.previousRound,
-                behindSince: &state.behindSince)
+                names: nodes.map(\.name), samples: samples, at: now, caughtUpAt: &state.caughtUpAt)
             if let view {
                 topology.patroni = view
                 topology.fenced = view.fenced(topology.nodes)
             }
-            state.previousRound = now
             state.topology = topology
             state.rounds += 1
             for node in topology.nodes {
@@ -208,12 +217,13 @@ public final class ClusterMonitor: Sendable {
     /// Lag in bytes is the primary's current LSN minus the replica's replay LSN (the
     /// replica's own receive LSN when no single primary answered). Lag in seconds is 0
     /// while no bytes are behind; otherwise the smaller of two upper bounds: the age of the
-    /// last replayed transaction, and the time since the last round that saw the replica
-    /// caught up (the unreplayed WAL is younger than that). The first alone overstates lag
-    /// after an idle spell; the second alone needs history.
+    /// last replayed transaction, and the time since a round last saw the replica caught
+    /// up (everything it misses was written after that). The first alone overstates lag
+    /// after an idle spell; the second needs a round that saw the replica caught up, and
+    /// without one it is no bound at all.
     static func assemble(
         names: [String], samples: [ProbeSample], at instant: ContinuousClock.Instant,
-        previousRound: ContinuousClock.Instant?, behindSince: inout [String: ContinuousClock.Instant]
+        caughtUpAt: inout [String: ContinuousClock.Instant]
     ) -> Topology {
         var states: [NodeState] = []
         let primaries = samples.filter { $0.reachable && $0.inRecovery == false }
@@ -224,7 +234,6 @@ public final class ClusterMonitor: Sendable {
             node.reachable = sample.reachable
             node.error = sample.error
             guard sample.reachable, let inRecovery = sample.inRecovery else {
-                behindSince[name] = nil
                 states.append(node)
                 continue
             }
@@ -241,7 +250,7 @@ public final class ClusterMonitor: Sendable {
                 node.lagBytes = 0
                 node.lagSeconds = 0
                 replication = sample.replication
-                behindSince[name] = nil
+                caughtUpAt[name] = nil
                 states.append(node)
                 continue
             }
@@ -249,13 +258,10 @@ public final class ClusterMonitor: Sendable {
                 let bytes = reference.bytes(after: sample.replayLSN ?? LSN(0))
                 node.lagBytes = bytes
                 if bytes == 0 {
-                    behindSince[name] = nil
+                    caughtUpAt[name] = instant
                     node.lagSeconds = 0
                 } else {
-                    // Caught up at the previous round (or unknown): the gap is younger than it.
-                    let since = behindSince[name] ?? previousRound
-                    if behindSince[name] == nil { behindSince[name] = previousRound ?? instant }
-                    let bound = since.map { (instant - $0).milliseconds / 1000 }
+                    let bound = caughtUpAt[name].map { (instant - $0).milliseconds / 1000 }
                     switch (sample.replayAgeSeconds.map { max($0, 0) }, bound) {
                     case (let age?, let bound?): node.lagSeconds = min(age, bound)
                     case (let age?, nil): node.lagSeconds = age

@@ -56,7 +56,7 @@ public struct FailoverChecker: Sendable {
         let monitor = ClusterMonitor(
             nodes: configuration.nodes, settings: ClusterMonitor.Settings(configuration))
         async let patroniConfiguration = configuration.patroni == nil ? nil : try? await configuration.patroni!.client.dynamicConfiguration()
-        let topology = await monitor.probeNow()
+        let topology = await monitor.probeSettled()
         await monitor.stop()
         var facts = FailoverFacts(round: topology, configuration: configuration)
         facts.patroniConfiguration = await patroniConfiguration

@@ -26,9 +26,11 @@ struct LagCommand: AsyncParsableCommand {
         let monitor = ClusterMonitor(
             nodes: configuration.nodes,
             settings: ClusterMonitor.Settings(configuration))
+        var first = true
         repeat {
             let started = ContinuousClock.now
-            let topology = await monitor.probeNow()
+            let topology = first ? await monitor.probeSettled() : await monitor.probeNow()
+            first = false
             if watch && !json { print("\u{1B}[H\u{1B}[2J", terminator: "") }
             print(json ? try LagReport.json(topology, cluster: configuration.name) : LagReport.table(topology, configuration))
             if watch { try await Task.sleep(until: started + configuration.monitorInterval, clock: .continuous) }

@@ -1,6 +1,7 @@
 import PostgresClient
 @testable import Switchyard
 import LocalCluster
+import PropertyBased
 import Testing
 
 /// The monitor's lag arithmetic on raw samples.
@@ -26,7 +27,7 @@ import Testing
         var behind: [String: ContinuousClock.Instant] = [:]
         let topology = ClusterMonitor.assemble(
             names: ["pg1", "pg2"], samples: [primary(5000), replica(replay: 5000, age: 3600)], at: .now,
-            previousRound: .now - .seconds(1), behindSince: &behind)
+            caughtUpAt: &behind)
         #expect(topology.node("pg2")?.lagBytes == 0)
         #expect(topology.node("pg2")?.lagSeconds == 0)
         #expect(topology.node("pg1")?.lagSeconds == 0)
@@ -34,35 +35,78 @@ import Testing
     }
 
     @Test func lagSecondsAreBoundedByTheLastCaughtUpRound() {
-        var behind: [String: ContinuousClock.Instant] = [:]
+        var caughtUp: [String: ContinuousClock.Instant] = [:]
         let now = ContinuousClock.now
+        _ = ClusterMonitor.assemble(
+            names: ["pg1", "pg2"], samples: [primary(5000), replica(replay: 5000, age: 3599)], at: now - .seconds(1),
+            caughtUpAt: &caughtUp)
         // After an idle hour a write arrives: the replay timestamp is an hour old, but the
         // replica was caught up one second ago, so it is at most a second behind.
         let first = ClusterMonitor.assemble(
             names: ["pg1", "pg2"], samples: [primary(6000), replica(replay: 5000, age: 3600)], at: now,
-            previousRound: now - .seconds(1), behindSince: &behind)
+            caughtUpAt: &caughtUp)
         let seconds = first.node("pg2")?.lagSeconds ?? -1
         #expect(first.node("pg2")?.lagBytes == 1000)
         #expect(seconds > 0.9 && seconds <= 1.0)
         // Still behind three seconds later: the bound grows from the same start.
         let later = ClusterMonitor.assemble(
             names: ["pg1", "pg2"], samples: [primary(9000), replica(replay: 5500, age: 3600)], at: now + .seconds(3),
-            previousRound: now + .seconds(2), behindSince: &behind)
+            caughtUpAt: &caughtUp)
         let laterSeconds = later.node("pg2")?.lagSeconds ?? -1
         #expect(laterSeconds > 3.9 && laterSeconds <= 4.0)
         // A small replay age wins over the bound.
         let fresh = ClusterMonitor.assemble(
             names: ["pg1", "pg2"], samples: [primary(9100), replica(replay: 9000, age: 0.2)], at: now + .seconds(4),
-            previousRound: now + .seconds(3), behindSince: &behind)
+            caughtUpAt: &caughtUp)
         #expect(fresh.node("pg2")?.lagSeconds == 0.2)
+    }
+
+    /// A replica already behind when the monitor starts has no bound until a round sees it
+    /// caught up: its lag is the replay age, however many rounds it stays behind (a
+    /// bound taken from the first round would hide a replica that is hours behind).
+    @Test func aReplicaBehindFromTheFirstRoundIsNotBoundedByThatRound() {
+        var caughtUp: [String: ContinuousClock.Instant] = [:]
+        let now = ContinuousClock.now
+        for round in 0..<5 {
+            let topology = ClusterMonitor.assemble(
+                names: ["pg1", "pg2"], samples: [primary(9000 + UInt64(round)), replica(replay: 5000, age: 7200 + Double(round))],
+                at: now + .milliseconds(250 * round), caughtUpAt: &caughtUp)
+            #expect(topology.node("pg2")?.lagSeconds == 7200 + Double(round))
+        }
+    }
+
+    /// On any run of rounds (replica behind, caught up or unreachable, replay ages
+    /// anywhere): lag in seconds is 0 exactly when no bytes are behind, never more than the
+    /// replay age, and never more than the time since a round last saw the replica
+    /// caught up.
+    @Test func lagSecondsNeverExceedEitherBoundOnAnyRunOfRounds() async {
+        // Per round: 0 caught up, 1-3 behind, 4 unreachable; the replay age; ms since the last round.
+        let round = zip(Gen.int(in: 0...4), Gen.double(in: 0...7200), Gen.int(in: 1...2000))
+        await propertyCheck(count: 2000, input: round.array(of: 1...30)) { rounds in
+            var caughtUp: [String: ContinuousClock.Instant] = [:]
+            var lastCaughtUp: ContinuousClock.Instant?
+            var at = ContinuousClock.now
+            var lsn: UInt64 = 1000
+            for (state, age, step) in rounds {
+                at += .milliseconds(step)
+                lsn += 100
+                let sample = state == 4 ? ProbeSample(reachable: false) : replica(replay: state == 0 ? lsn : lsn - UInt64(state) * 10, age: age)
+                let node = ClusterMonitor.assemble(names: ["pg1", "pg2"], samples: [primary(lsn), sample], at: at, caughtUpAt: &caughtUp).node("pg2")!
+                guard state != 4 else { #expect(node.lagSeconds == nil); continue }
+                let seconds = node.lagSeconds ?? -1
+                #expect((seconds == 0) == (state == 0) || (state != 0 && age == 0))
+                #expect(seconds >= 0 && seconds <= age)
+                if state != 0, let lastCaughtUp { #expect(seconds <= (at - lastCaughtUp).milliseconds / 1000 + 1e-9) }
+                if state == 0 { lastCaughtUp = at }
+            }
+        }
     }
 
     @Test func unreachableNodesAndSplitBrain() {
         var behind: [String: ContinuousClock.Instant] = [:]
         let down = ProbeSample(reachable: false, error: "connection refused")
         let topology = ClusterMonitor.assemble(
-            names: ["pg1", "pg2", "pg3"], samples: [primary(100), down, primary(200)], at: .now, previousRound: nil,
-            behindSince: &behind)
+            names: ["pg1", "pg2", "pg3"], samples: [primary(100), down, primary(200)], at: .now, caughtUpAt: &behind)
         #expect(topology.node("pg2")?.reachable == false)
         #expect(topology.node("pg2")?.role == .unknown)
         #expect(topology.node("pg2")?.error == "connection refused")
@@ -74,7 +118,7 @@ import Testing
         var behind: [String: ContinuousClock.Instant] = [:]
         let topology = ClusterMonitor.assemble(
             names: ["pg1", "pg2"], samples: [ProbeSample(reachable: false), replica(replay: 100, receive: 400, age: 2)],
-            at: .now, previousRound: nil, behindSince: &behind)
+            at: .now, caughtUpAt: &behind)
         #expect(topology.node("pg2")?.lagBytes == 300)
         #expect(topology.node("pg2")?.lagSeconds == 2)
     }
