@@ -6,11 +6,14 @@ public struct LocalNode: Codable, Sendable, Equatable {
     public var port: Int
     /// Patroni's REST API port (clusters made with `--ha patroni`).
     public var restPort: Int?
+    /// The port of the PgBouncer in front of the node (`--pgbouncer`).
+    public var bouncerPort: Int?
 
-    public init(name: String, port: Int, restPort: Int? = nil) {
+    public init(name: String, port: Int, restPort: Int? = nil, bouncerPort: Int? = nil) {
         self.name = name
         self.port = port
         self.restPort = restPort
+        self.bouncerPort = bouncerPort
     }
 
     /// `http://127.0.0.1:R` of the node's Patroni, if it has one.

@@ -7,10 +7,16 @@ public struct ConfigFile: Sendable, Equatable {
     public struct Node: Sendable, Equatable {
         public var name: String
         public var conninfo: String
+        /// Straight to the server when `conninfo` goes through a pooler.
+        public var monitorConninfo: String?
+        /// `transaction` behind a pooler in transaction mode.
+        public var poolMode: String?
 
-        public init(name: String, conninfo: String) {
+        public init(name: String, conninfo: String, monitorConninfo: String? = nil, poolMode: String? = nil) {
             self.name = name
             self.conninfo = conninfo
+            self.monitorConninfo = monitorConninfo
+            self.poolMode = poolMode
         }
     }
 
@@ -38,6 +44,8 @@ public struct ConfigFile: Sendable, Equatable {
         lines += ["[cluster]", "name = \(Self.string(clusterName))"]
         for node in nodes {
             lines += ["", "[[nodes]]", "name = \(Self.string(node.name))", "conninfo = \(Self.string(node.conninfo))"]
+            if let monitorConninfo = node.monitorConninfo { lines.append("monitor_conninfo = \(Self.string(monitorConninfo))") }
+            if let poolMode = node.poolMode { lines.append("pool_mode = \(Self.string(poolMode))") }
         }
         lines += [
             "",

@@ -110,10 +110,31 @@ public final class LocalCluster: Sendable {
 
     /// Creates the cluster (a primary `pg1` on `basePort` and `replicas` streaming
     /// replicas on the following ports), or, when the folder already holds one, starts
-    /// whatever is stopped and adds replicas up to `replicas`. Returns the node statuses.
+    /// whatever is stopped and adds replicas up to `replicas`. With `pgbouncer`, a
+    /// PgBouncer (transaction pooling) in front of each node, on the ports after the
+    /// cluster's; a cluster that has them keeps them. Returns the node statuses.
     @discardableResult
     public func up(
-        basePort: Int = 55432, replicas: Int = 2, engine: Engine? = nil, progress: @Sendable (String) -> Void = { _ in }
+        basePort: Int = 55432, replicas: Int = 2, engine: Engine? = nil, pgbouncer: Bool = false,
+        progress: @Sendable (String) -> Void = { _ in }
+    ) async throws -> [LocalNodeStatus] {
+        if pgbouncer { _ = try Self.locatePgBouncer() }
+        let statuses = try await upServers(basePort: basePort, replicas: replicas, engine: engine, progress: progress)
+        let manifest = try manifest()
+        guard pgbouncer || manifest.nodes.contains(where: { $0.bouncerPort != nil }) else { return statuses }
+        let runner = try ProcessRunner.forCurrentUser(workingDirectory: directory)
+        for node in manifest.nodes where node.bouncerPort != nil && !isBouncerRunning(node) {
+            progress("start PgBouncer for \(node.name) on port \(node.bouncerPort!)")
+            try await startBouncer(node, runner: runner)
+        }
+        try await addBouncers(runner: runner, progress: progress)
+        let nodes = try nodes()
+        try writeConfig(nodes, patroni: manifest.patroni == nil ? [] : nodes.compactMap(\.restURL))
+        return try await status()
+    }
+
+    private func upServers(
+        basePort: Int, replicas: Int, engine: Engine?, progress: @Sendable (String) -> Void
     ) async throws -> [LocalNodeStatus] {
         guard (1...65535).contains(basePort), basePort + replicas <= 65535 else {
             throw LocalClusterError(.invalidArgument, "port \(basePort) is out of range (1-65535)")
@@ -230,7 +251,7 @@ public final class LocalCluster: Sendable {
                 throw LocalClusterError(.notRunning, "no running primary to copy new replicas from")
             }
             let highest = manifest.nodes.compactMap { Int($0.name.dropFirst(2)) }.max() ?? manifest.nodes.count
-            let highestPort = manifest.nodes.map(\.port).max() ?? 55432
+            let highestPort = manifest.nodes.flatMap { [$0.port, $0.bouncerPort].compactMap { $0 } }.max() ?? 55432
             for offset in 1...(replicas - existingReplicas) {
                 let node = LocalNode(name: "pg\(highest + offset)", port: highestPort + offset)
                 guard PortCheck.isFree(node.port) else {
@@ -422,13 +443,19 @@ public final class LocalCluster: Sendable {
     func writeConfig(_ nodes: [LocalNode], patroni: [URL] = []) throws {
         var file = ConfigFile(
             clusterName: "local",
-            nodes: nodes.map { ConfigFile.Node(name: $0.name, conninfo: conninfo(for: $0)) })
+            nodes: nodes.map { node in
+                guard let bounced = bouncerConninfo(for: node) else { return ConfigFile.Node(name: node.name, conninfo: conninfo(for: node)) }
+                return ConfigFile.Node(name: node.name, conninfo: bounced, monitorConninfo: conninfo(for: node), poolMode: "transaction")
+            })
         file.patroniEndpoints = patroni.map(\.absoluteString)
         file.header = [
             "Written by `switchyard cluster up` for this local development cluster.",
             "Roles are discovered with pg_is_in_recovery(), so this stays true after a failover.",
         ]
         if !patroni.isEmpty { file.header.append("Patroni manages the nodes: promote goes through its REST API.") }
+        if nodes.contains(where: { $0.bouncerPort != nil }) {
+            file.header.append("App traffic goes through each node's PgBouncer (transaction pooling); probes go straight to the servers.")
+        }
         try file.write(to: configURL.path)
     }
 
@@ -444,6 +471,7 @@ public final class LocalCluster: Sendable {
     /// Stops every running node (replicas first), keeping the data.
     public func down(mode: StopMode = .fast) async throws {
         let manifest = try manifest()
+        for node in manifest.nodes.reversed() { await stopBouncer(node, mode: mode) }
         if manifest.patroni != nil { return try await downPatroni(manifest, mode: mode) }
         let binaries = try await serverBinaries()
         let runner = try ProcessRunner.forCurrentUser(workingDirectory: directory)
@@ -454,9 +482,10 @@ public final class LocalCluster: Sendable {
         }
     }
 
-    /// Stops one node. Stopping a stopped node is not an error.
+    /// Stops one node (its bouncer first). Stopping a stopped node is not an error.
     public func stop(node name: String, mode: StopMode = .fast) async throws {
         let node = try node(named: name)
+        await stopBouncer(node, mode: mode)
         if try manifest().patroni != nil { return try await stopPatroni(node, mode: mode) }
         let binaries = try await serverBinaries()
         let runner = try ProcessRunner.forCurrentUser(workingDirectory: directory)
@@ -466,9 +495,14 @@ public final class LocalCluster: Sendable {
             what: "stopping \(node.name)")
     }
 
-    /// Starts one node and waits until it accepts connections.
+    /// Starts one node (and its bouncer) and waits until it accepts connections.
     public func start(node name: String) async throws {
         let node = try node(named: name)
+        try await startServer(node)
+        if node.bouncerPort != nil { try await startBouncer(node, runner: try ProcessRunner.forCurrentUser(workingDirectory: directory)) }
+    }
+
+    private func startServer(_ node: LocalNode) async throws {
         if try manifest().patroni != nil { return try await startPatroni(node) }
         let binaries = try await serverBinaries()
         let runner = try ProcessRunner.forCurrentUser(workingDirectory: directory)
@@ -572,6 +606,7 @@ public final class LocalCluster: Sendable {
         let members = manifest.patroni == nil ? nil : await patroniMembers(manifest)
         for node in manifest.nodes {
             var status = LocalNodeStatus(node: node, running: try await isRunning(node, binaries: binaries, runner: runner))
+            if node.bouncerPort != nil { status.bouncerRunning = isBouncerRunning(node) }
             if manifest.patroni != nil {
                 status.patroni = members.map { $0[node.name].map { "\($0.role) \($0.state)" } ?? "not a member" } ?? "Patroni not answering"
             }
@@ -620,4 +655,6 @@ public struct LocalNodeStatus: Sendable, Equatable {
     public var problem: String?
     /// Patroni's role and state for the node (clusters with `--ha patroni`).
     public var patroni: String?
+    /// Whether the node's PgBouncer runs (clusters with `--pgbouncer`).
+    public var bouncerRunning: Bool?
 }

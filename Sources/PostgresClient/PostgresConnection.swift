@@ -299,11 +299,15 @@ public final class PostgresConnection: @unchecked Sendable {
         if kind != .cancelled { cancel() }
     }
 
-    /// Runs one statement in its own transaction, then reads `pg_current_wal_lsn()`
+    /// Runs one statement in its own transaction, then reads `pg_current_wal_insert_lsn()`
     /// after it committed, in one round trip (libpq pipeline mode, a sync after each).
     ///
     /// The LSN is where a reader must have replayed to see this write: a
-    /// read-your-writes token. It is nil when the server cannot say (a replica).
+    /// read-your-writes token. It is nil when the server cannot say (a replica). The
+    /// insert position is past the commit record even with `synchronous_commit = off`
+    /// (the write position may not be yet), and it is the server's, not the session's:
+    /// behind a transaction pooler that runs the second segment on another server
+    /// session of the same node, the token is just as safe.
     public func queryReturningCommitLSN(_ sql: String, _ parameters: [any PostgresEncodable] = []) async throws
         -> (result: PostgresResult, lsn: LSN?)
     {
@@ -719,7 +723,7 @@ public final class PostgresConnection: @unchecked Sendable {
     {
         try checkBeforeSending(connection)
         // The LSN is read in a segment of its own, after the statement's commit.
-        let outcomes = try await pipeline([[(sql, bindings)], [("select pg_catalog.pg_current_wal_lsn()", [])]], on: connection)
+        let outcomes = try await pipeline([[(sql, bindings)], [("select pg_catalog.pg_current_wal_insert_lsn()", [])]], on: connection)
         let result = try outcomes[0].get()
         let lsn = (try? outcomes[1].get())?.first.flatMap { try? $0.decode(0, as: LSN?.self) } ?? nil
         return (result, lsn)

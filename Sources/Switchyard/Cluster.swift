@@ -36,6 +36,8 @@ public final class Cluster: Sendable {
     public let routers: [any Router]
     public let defaultRouter: DefaultRouter
     private let pools: [String: ConnectionPool]
+    /// Nodes reached through a pooler in transaction mode.
+    private let transactionPooled: Set<String>
 
     public init(configuration: ClusterConfiguration, routers: [any Router] = [], log: QueryLog? = nil) throws {
         self.configuration = configuration
@@ -56,9 +58,14 @@ public final class Cluster: Sendable {
             pools[node.name] = ConnectionPool(
                 node: node.name, conninfo: node.conninfo, maxConnections: configuration.poolMaxConnections,
                 checkoutTimeout: configuration.poolCheckoutTimeout,
-                options: ConnectOptions(connectTimeout: configuration.connectTimeout, statementCacheCapacity: configuration.statementCache))
+                // Behind a transaction pooler, a prepared statement would live on whichever
+                // server session ran it: every statement goes unnamed.
+                options: ConnectOptions(
+                    connectTimeout: configuration.connectTimeout,
+                    statementCacheCapacity: node.poolMode == .transaction ? 0 : configuration.statementCache))
         }
         self.pools = pools
+        transactionPooled = Set(configuration.nodes.filter { $0.poolMode == .transaction }.map(\.name))
     }
 
     /// Starts the monitor and waits for its first round, so routing knows the roles.
@@ -103,6 +110,11 @@ public final class Cluster: Sendable {
         _ operation: StatementKind, _ sql: String, _ parameters: [any PostgresEncodable] = [], table: String? = nil,
         hints: [String: String] = [:]
     ) async throws -> RoutedResult {
+        if SessionStatements.controlsTransaction(sql) {
+            throw RoutingError(
+                kind: .refused,
+                message: "\(sql.prefix(40)): each statement may run on another pooled connection; use Cluster.transaction { … } for a transaction")
+        }
         let scope = RoutingScope.current
         var session = scope?.session.snapshot
         if let scope, let token = session?.uncheckedToken {
@@ -114,6 +126,7 @@ public final class Cluster: Sendable {
             lastWrite: session?.lastWrite, pinnedUntil: session?.pinnedUntil)
         let topology = monitor.topology
         let decision = try route(request, topology: topology)
+        try refuseSessionState(sql, on: decision.node)
         do {
             return try await perform(request, decision, sql, parameters, scope: scope)
         } catch let error as PostgresError
@@ -140,6 +153,14 @@ public final class Cluster: Sendable {
         }
     }
 
+
+    /// Refuses, for a node behind a transaction pooler, a statement that would leave state
+    /// on a server session the pooler lends to others.
+    func refuseSessionState(_ sql: String, on node: String) throws {
+        guard transactionPooled.contains(node), let why = SessionStatements.poolerRefusal(sql) else { return }
+        throw RoutingError(kind: .refused, message: "\(node) is reached through a transaction pooler: \(why)")
+    }
+
     /// A token carried in from outside may be ahead of anything the primary wrote: forged,
     /// from another cluster, or from a primary that failed over before its replicas got
     /// that far. Such a token would send every read to the primary forever, so it is
@@ -149,7 +170,7 @@ public final class Cluster: Sendable {
         if token.lsn > position {
             // The sample may predate the write that made the token: ask the primary itself.
             let asked = try? await pools[primary.name]?.withConnection { connection in
-                try await connection.query("select pg_catalog.pg_current_wal_lsn()::text").scalar(String.self)
+                try await connection.query("select pg_catalog.pg_current_wal_insert_lsn()::text").scalar(String.self)
             }
             guard let current = asked.flatMap({ $0 }).flatMap(LSN.init) else { return }
             position = current
@@ -309,9 +330,11 @@ public final class Cluster: Sendable {
 
     /// Streams a `COPY … TO STDOUT` to `sink`, from the node a read in the current context
     /// goes to — with `leastLag`, the least-lagging replica within `max_replica_lag_ms`
-    /// (the primary when none qualifies). `settings` are set on the session first
-    /// (`set_config`, values as parameters) for the query to read with `current_setting`:
-    /// COPY itself takes no parameters. Logged like any statement; returns node and rows.
+    /// (the primary when none qualifies). `settings` are set for the COPY's transaction
+    /// (`set_config(…, true)`, values as parameters) for the query to read with
+    /// `current_setting`: COPY itself takes no parameters. Transaction-local, they never
+    /// outlive the export, also through a transaction pooler. Logged like any statement;
+    /// returns node and rows.
     public func copyOut(
         _ sql: String, settings: [(String, String)] = [], table: String? = nil, leastLag: Bool = false,
         sink: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void
@@ -330,10 +353,17 @@ public final class Cluster: Sendable {
         let started = ContinuousClock.now
         do {
             let rows = try await pools[decision.node]!.withConnection { connection -> Int in
-                for (name, value) in settings { _ = try await connection.query("select set_config($1, $2, false)", [name, value]) }
-                let rows = try await connection.copyOut(sql, sink)
-                for (name, _) in settings { _ = try await connection.query("select set_config($1, '', false)", [name]) }
-                return rows
+                guard !settings.isEmpty else { return try await connection.copyOut(sql, sink) }
+                _ = try await connection.query("begin read only")
+                do {
+                    for (name, value) in settings { _ = try await connection.query("select set_config($1, $2, true)", [name, value]) }
+                    let rows = try await connection.copyOut(sql, sink)
+                    _ = try await connection.query("commit")
+                    return rows
+                } catch {
+                    await connection.rollback()
+                    throw error
+                }
             }
             log.record(
                 context: request.context?.name, operation: .read, node: decision.node, reason: decision.reason,
@@ -401,12 +431,14 @@ public final class Cluster: Sendable {
         let trace: RequestTrace?
 
         public func query(_ sql: String, _ parameters: [any PostgresEncodable] = []) async throws -> PostgresResult {
-            try await record(.read, sql, parameters) { try await connection.query(sql, parameters) }
+            try cluster.refuseSessionState(sql, on: node)
+            return try await record(.read, sql, parameters) { try await connection.query(sql, parameters) }
         }
 
         @discardableResult
         public func execute(_ sql: String, _ parameters: [any PostgresEncodable] = []) async throws -> PostgresResult {
-            try await record(.write, sql, parameters) { try await connection.query(sql, parameters) }
+            try cluster.refuseSessionState(sql, on: node)
+            return try await record(.write, sql, parameters) { try await connection.query(sql, parameters) }
         }
 
         func record<R: Sendable>(

@@ -18,19 +18,29 @@ public final class ClusterMonitor: Sendable {
         public var historyLength: Int
         /// Patroni's REST API, read every round beside the probes.
         public var patroni: PatroniSettings?
+        /// Who is probed each round (config `monitor.strategy`, default primary-view).
+        public var strategy: Strategy
+        /// With primary-view: one replica is probed itself, in turn, this often (config
+        /// `monitor.replica_probe_interval_ms`, default 1 s).
+        public var replicaProbeInterval: Duration
 
         public init(
-            interval: Duration = .seconds(1), connectTimeout: Duration = .seconds(2), historyLength: Int = 120, patroni: PatroniSettings? = nil
+            interval: Duration = .seconds(1), connectTimeout: Duration = .seconds(2), historyLength: Int = 120, patroni: PatroniSettings? = nil,
+            strategy: Strategy = .primaryView, replicaProbeInterval: Duration = .seconds(1)
         ) {
             self.interval = interval
             self.connectTimeout = connectTimeout
             self.historyLength = historyLength
             self.patroni = patroni
+            self.strategy = strategy
+            self.replicaProbeInterval = replicaProbeInterval
         }
 
-        /// The interval and Patroni settings of a config file.
+        /// The monitor settings of a config file.
         public init(_ configuration: ClusterConfiguration) {
-            self.init(interval: configuration.monitorInterval, patroni: configuration.patroni)
+            self.init(
+                interval: configuration.monitorInterval, patroni: configuration.patroni, strategy: configuration.monitorStrategy,
+                replicaProbeInterval: configuration.replicaProbeInterval)
         }
 
         /// How long one node's probe may take before it counts as unreachable.
@@ -46,6 +56,7 @@ public final class ClusterMonitor: Sendable {
         var rounds = 0
         /// When each replica was last seen caught up, for bounding its lag in seconds.
         var caughtUpAt: [String: ContinuousClock.Instant] = [:]
+        var plan = ProbePlan.Memory()
     }
 
     private let state: Mutex<State>
@@ -59,7 +70,7 @@ public final class ClusterMonitor: Sendable {
         self.settings = settings
         state = Mutex(State(topology: Topology(nodes: nodes.map { NodeState(name: $0.name) }, sampledAt: .now)))
         var connections: [String: ProbeConnection] = [:]
-        for node in nodes { connections[node.name] = ProbeConnection(node: node, connectTimeout: settings.connectTimeout) }
+        for node in nodes { connections[node.name] = ProbeConnection(node: node.direct, connectTimeout: settings.connectTimeout) }
         self.connections = connections
     }
 
@@ -68,6 +79,9 @@ public final class ClusterMonitor: Sendable {
 
     /// Rounds completed since start.
     public var roundCount: Int { state.withLock { $0.rounds } }
+
+    /// Probe statements sent to each node since start.
+    public var statementsSent: [String: Int] { connections.mapValues(\.statementsSent) }
 
     /// The last samples of `node`, oldest first (at most `historyLength`).
     public func history(of node: String) -> [NodeState] { state.withLock { $0.history[node] ?? [] } }
@@ -157,33 +171,18 @@ public final class ClusterMonitor: Sendable {
 
     private func round() async -> Topology {
         async let patroniView = patroniRound()
-        let deadline = settings.probeDeadline
-        let interval = settings.interval
-        let limit = ProbeConnection.answerLimit(deadline: deadline, interval: interval)
-        let samples = await withTaskGroup(of: (Int, ProbeSample)?.self) { group in
-            for (index, node) in nodes.enumerated() {
-                let connection = connections[node.name]!
-                group.addTask { (index, await connection.probe(deadline: deadline, interval: interval)) }
-            }
-            // One timer for the round: probes on open connections still waiting when it
-            // fires are ended (a hung node); new connections keep their own deadline.
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                return nil
-            }
-            var samples = [ProbeSample?](repeating: nil, count: nodes.count)
-            var received = 0
-            while received < nodes.count, let next = await group.next() {
-                guard let (index, sample) = next else {
-                    for (index, node) in nodes.enumerated() where samples[index] == nil { connections[node.name]!.abandon(limit: limit) }
-                    continue
-                }
-                samples[index] = sample
-                received += 1
-            }
-            group.cancelAll()
-            return samples.map { $0! }
+        let names = nodes.map(\.name)
+        let first = state.withLock { state in
+            ProbePlan.firstPhase(names: names, previous: state.topology, strategy: settings.strategy, memory: state.plan)
         }
+        var direct = await probe(first)
+        let (more, fromView) = state.withLock { state in
+            ProbePlan.secondPhase(
+                names: names, probed: direct, memory: &state.plan, at: .now, replicaProbeInterval: settings.replicaProbeInterval)
+        }
+        if !more.isEmpty { direct.merge(await probe(more)) { $1 } }
+        state.withLock { ProbePlan.remember(names: names, direct: direct, memory: &$0.plan) }
+        let samples = names.indices.map { direct[$0] ?? fromView[$0]! }
         let view = await patroniView
         let topology = state.withLock { state -> Topology in
             let now = ContinuousClock.now
@@ -207,9 +206,39 @@ public final class ClusterMonitor: Sendable {
         return topology
     }
 
+    /// Probes the nodes at `indices` at once, under one deadline for the lot.
+    private func probe(_ indices: [Int]) async -> [Int: ProbeSample] {
+        guard !indices.isEmpty else { return [:] }
+        let deadline = settings.probeDeadline
+        let interval = settings.interval
+        let limit = ProbeConnection.answerLimit(deadline: deadline, interval: interval)
+        return await withTaskGroup(of: (Int, ProbeSample)?.self) { group in
+            for index in indices {
+                let connection = connections[nodes[index].name]!
+                group.addTask { (index, await connection.probe(deadline: deadline, interval: interval)) }
+            }
+            // One timer for the round: probes on open connections still waiting when it
+            // fires are ended (a hung node); new connections keep their own deadline.
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return nil
+            }
+            var samples: [Int: ProbeSample] = [:]
+            while samples.count < indices.count, let next = await group.next() {
+                guard let (index, sample) = next else {
+                    for index in indices where samples[index] == nil { connections[nodes[index].name]!.abandon(limit: limit) }
+                    continue
+                }
+                samples[index] = sample
+            }
+            group.cancelAll()
+            return samples
+        }
+    }
+
     private func patroniRound() async -> PatroniView? {
         guard let patroni = settings.patroni else { return nil }
-        return await patroni.client.view(endpoints: nodes.map { ($0.name, Conninfo.endpoint($0.conninfo)) })
+        return await patroni.client.view(endpoints: nodes.map { ($0.name, Conninfo.endpoint($0.monitorConninfo)) })
     }
 
     /// Turns one round of raw samples into node states with lag (pure; unit-tested).
@@ -242,6 +271,7 @@ public final class ClusterMonitor: Sendable {
             node.receiveLSN = sample.receiveLSN
             node.replayLSN = sample.replayLSN
             node.walReceiverStatus = sample.walReceiverStatus
+            node.source = sample.source
             node.upstream = sample.upstream
             node.configuredUpstream = sample.configuredUpstream
             node.timeline = sample.timeline

@@ -136,6 +136,10 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var monitorInterval: Duration = .seconds(1)
     public var warnLag: Duration = .milliseconds(200)
     public var criticalLag: Duration = .seconds(1)
+    /// `[monitor] strategy` (default `primary-view`) and `replica_probe_interval_ms` (1 s):
+    /// see ``ClusterMonitor/Strategy``.
+    public var monitorStrategy: ClusterMonitor.Strategy = .primaryView
+    public var replicaProbeInterval: Duration = .seconds(1)
 
     /// `[pool] max_connections` per node (default 8), `checkout_timeout_ms` (5 s),
     /// `connect_timeout_s` (3 s).
@@ -237,7 +241,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
             guard let node = value.table else {
                 throw ConfigurationError(file: file, line: reader.line(of: "nodes"), message: "nodes[\(index)] is not a table")
             }
-            try reader.allowOnly(["name", "conninfo"], in: node, section: "nodes")
+            try reader.allowOnly(["name", "conninfo", "monitor_conninfo", "pool_mode"], in: node, section: "nodes")
             guard let name = try reader.string(node, "name", section: "nodes"), !name.isEmpty else {
                 throw ConfigurationError(file: file, line: reader.line(ofTableArray: "nodes", index: index),
                                          message: "node \(index + 1) has no name")
@@ -250,7 +254,17 @@ public struct ClusterConfiguration: Sendable, Equatable {
                 throw ConfigurationError(file: file, line: reader.line(of: "name", value: name),
                                          message: "node name \"\(name)\" is used twice")
             }
-            config.nodes.append(NodeEndpoint(name: name, conninfo: conninfo))
+            let monitorConninfo = try reader.string(node, "monitor_conninfo", section: "nodes")
+            var poolMode = NodeEndpoint.PoolMode.session
+            if let mode = try reader.string(node, "pool_mode", section: "nodes") {
+                guard let parsed = NodeEndpoint.PoolMode(rawValue: mode) else {
+                    throw ConfigurationError(
+                        file: file, line: reader.line(of: "pool_mode", value: mode),
+                        message: "pool_mode \"\(mode)\" of node \"\(name)\" is not one of session, transaction")
+                }
+                poolMode = parsed
+            }
+            config.nodes.append(NodeEndpoint(name: name, conninfo: conninfo, monitorConninfo: monitorConninfo, poolMode: poolMode))
         }
         if config.nodes.isEmpty {
             throw ConfigurationError(file: file, message: "no [[nodes]]: add one table per node with name and conninfo")
@@ -273,7 +287,18 @@ public struct ClusterConfiguration: Sendable, Equatable {
             config.pinWindow = try reader.milliseconds(routing, "pin_window_ms", section: "routing", min: 0) ?? config.pinWindow
         }
         if let monitor = try reader.table(root, "monitor") {
-            try reader.allowOnly(["interval_ms", "warn_lag_ms", "critical_lag_ms"], in: monitor, section: "monitor")
+            try reader.allowOnly(
+                ["interval_ms", "warn_lag_ms", "critical_lag_ms", "strategy", "replica_probe_interval_ms"], in: monitor, section: "monitor")
+            if let strategy = try reader.string(monitor, "strategy", section: "monitor") {
+                guard let parsed = ClusterMonitor.Strategy(rawValue: strategy) else {
+                    throw ConfigurationError(
+                        file: file, line: reader.line(of: "strategy", value: strategy),
+                        message: "strategy \"\(strategy)\" is not one of \(ClusterMonitor.Strategy.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                config.monitorStrategy = parsed
+            }
+            config.replicaProbeInterval =
+                try reader.milliseconds(monitor, "replica_probe_interval_ms", section: "monitor", min: 50) ?? config.replicaProbeInterval
             config.monitorInterval = try reader.milliseconds(monitor, "interval_ms", section: "monitor", min: 50) ?? config.monitorInterval
             config.warnLag = try reader.milliseconds(monitor, "warn_lag_ms", section: "monitor", min: 0) ?? config.warnLag
             config.criticalLag = try reader.milliseconds(monitor, "critical_lag_ms", section: "monitor", min: 0) ?? config.criticalLag

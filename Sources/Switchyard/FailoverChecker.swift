@@ -68,7 +68,7 @@ public struct FailoverChecker: Sendable {
             throw PostgresError(kind: .invalidArgument, message: "unknown node \(name)")
         }
         return try await PostgresConnection.connect(
-            node.conninfo, label: name, options: ConnectOptions(connectTimeout: .seconds(3), statementTimeout: .seconds(5), fallbackApplicationName: "switchyard check"))
+            node.monitorConninfo, label: name, options: ConnectOptions(connectTimeout: .seconds(3), statementTimeout: .seconds(5), fallbackApplicationName: "switchyard check"))
     }
 
     private static func describe(_ error: Error) -> String { (error as? PostgresError)?.message ?? "\(error)" }

@@ -46,7 +46,7 @@ public struct FailoverFacts: Sendable, Equatable {
     public init(round topology: Topology, configuration: ClusterConfiguration, testedFrom: String = ProcessInfo.processInfo.hostName) {
         self.init(
             cluster: configuration.name, testedFrom: testedFrom, nodes: topology.nodes,
-            endpoints: Dictionary(configuration.nodes.map { ($0.name, Conninfo.endpoint($0.conninfo)) }, uniquingKeysWith: { a, _ in a }),
+            endpoints: Dictionary(configuration.nodes.map { ($0.name, Conninfo.endpoint($0.monitorConninfo)) }, uniquingKeysWith: { a, _ in a }),
             connectedStandbys: Set(topology.replication.map(\.applicationName)))
         replication = topology.replication
         patroni = topology.patroni

@@ -17,7 +17,12 @@ struct ProbeSample: Sendable {
     var upstream: String?
     var configuredUpstream: String?
     var timeline: Int?
+    /// The name this replica's WAL receiver gives the primary (`application_name` in
+    /// `primary_conninfo`, else `cluster_name`): its row in `pg_stat_replication`.
+    var senderName: String?
     var replication: [ReplicationPeer] = []
+    /// From a probe of the node itself, or filled in from the primary's view of it.
+    var source: NodeState.Source = .direct
 }
 
 /// The monitor's own connection to one node; reconnects when lost.
@@ -25,17 +30,23 @@ final class ProbeConnection: Sendable {
     let node: NodeEndpoint
     let connectTimeout: Duration
     private let connection = Mutex<PostgresConnection?>(nil)
-    /// The last `primary_conninfo` seen and its host:port: it rarely changes, and parsing
-    /// it (to keep no password) is most of a probe's CPU.
     /// Set when the round's deadline ended the probe in progress.
     private let abandonedByRound = Mutex(false)
-    private let upstreamCache = Mutex<(raw: String, endpoint: String)?>(nil)
+    /// The last `primary_conninfo` seen, its host:port and application_name: it rarely
+    /// changes, and parsing it (to keep no password) is most of a probe's CPU.
+    private let upstreamCache = Mutex<(raw: String, endpoint: String, name: String?)?>(nil)
+    /// Probe statements sent to this node (for `bench monitor`).
+    private let sent = Mutex(0)
+    var statementsSent: Int { sent.withLock { $0 } }
 
     init(node: NodeEndpoint, connectTimeout: Duration) {
         self.node = node
         self.connectTimeout = connectTimeout
     }
 
+    /// One statement per probe. On a primary it also returns `pg_stat_replication` (as
+    /// JSON: one statement, one round trip), which is what lets the monitor leave the
+    /// replicas alone between changes.
     static let probeSQL = """
         select pg_is_in_recovery(),
                case when not pg_is_in_recovery() then pg_current_wal_lsn() end,
@@ -47,17 +58,23 @@ final class ProbeConnection: Sendable {
                r.sender_host || ':' || r.sender_port,
                case when pg_is_in_recovery() then r.received_tli
                     else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end,
-               case when pg_is_in_recovery() then (select setting from pg_settings where name = 'primary_conninfo') end
+               case when pg_is_in_recovery() then (select setting from pg_settings where name = 'primary_conninfo') end,
+               current_setting('cluster_name'),
+               case when not pg_is_in_recovery() then
+                   (select json_agg(json_build_object(
+                        'applicationName', s.application_name, 'clientAddress', s.client_addr::text, 'state', s.state,
+                        'sentLSN', s.sent_lsn::text, 'flushLSN', s.flush_lsn::text, 'replayLSN', s.replay_lsn::text,
+                        'replayLagSeconds', extract(epoch from s.replay_lag)::float8, 'syncState', s.sync_state)
+                        order by s.application_name)
+                    from pg_stat_replication as s where s.application_name is not null)
+               end
         from (select 1) as one left join pg_stat_wal_receiver as r on true
         """
     // Least privilege: without pg_read_all_stats the WAL receiver's row shows only its
-    // pid (state "unknown"); without pg_read_all_settings primary_conninfo is simply
-    // absent from pg_settings (upstream unknown). Neither makes the node look down.
-
-    static let replicationSQL = """
-        select application_name, client_addr::text, state, sent_lsn, replay_lsn, sync_state
-        from pg_stat_replication order by application_name
-        """
+    // pid (state "unknown") and pg_stat_replication rows only their name (positions
+    // null: the monitor then probes those replicas itself); without pg_read_all_settings
+    // primary_conninfo is simply absent from pg_settings (upstream unknown). Neither
+    // makes the node look down.
 
     private struct Backoff {
         var attempts = 0
@@ -160,8 +177,9 @@ final class ProbeConnection: Sendable {
         return try await probe(on: current)
     }
 
-    /// The probe statements on an open connection.
+    /// The probe statement on an open connection.
     private func probe(on current: PostgresConnection) async throws -> ProbeSample {
+        sent.withLock { $0 += 1 }
         guard let row = try await current.query(Self.probeSQL).first else {
             throw PostgresError(kind: .decoding, message: "probe returned no row", node: node.name)
         }
@@ -175,22 +193,26 @@ final class ProbeConnection: Sendable {
         sample.walReceiverStatus = try row.decode(6, as: String?.self)
         sample.upstream = try row.decode(7, as: String?.self)
         sample.timeline = try row.decode(8, as: Int?.self)
-        // Only host and port are kept: primary_conninfo may hold a password.
-        sample.configuredUpstream = try row.decode(9, as: String?.self).flatMap { raw in
-            guard !raw.isEmpty else { return nil }
-            if let cached = upstreamCache.withLock({ $0 }), cached.raw == raw { return cached.endpoint }
-            let endpoint = Conninfo.endpoint(raw)
-            upstreamCache.withLock { $0 = (raw, endpoint) }
-            return endpoint
+        let clusterName = try row.decode(10, as: String?.self).flatMap { $0.isEmpty ? nil : $0 }
+        // Only host, port and application_name are kept: primary_conninfo may hold a password.
+        if let raw = try row.decode(9, as: String?.self), !raw.isEmpty {
+            let parsed: (raw: String, endpoint: String, name: String?)
+            if let cached = upstreamCache.withLock({ $0 }), cached.raw == raw {
+                parsed = cached
+            } else {
+                parsed = (raw, Conninfo.endpoint(raw), Conninfo.parse(raw)?.last { $0.key == "application_name" }?.value)
+                upstreamCache.withLock { $0 = parsed }
+            }
+            sample.configuredUpstream = parsed.endpoint
+            sample.senderName = parsed.name ?? clusterName ?? "walreceiver"
+        } else if sample.inRecovery == true {
+            sample.senderName = clusterName ?? "walreceiver"
         }
-        if sample.inRecovery == false {
-            // Rows a role without pg_read_all_stats cannot see into are left out.
-            sample.replication = try await current.query(Self.replicationSQL).rows.compactMap { row in
-                guard let name = try row.decode(0, as: String?.self) else { return nil }
-                return ReplicationPeer(
-                    applicationName: name, clientAddress: try row.decode(1, as: String?.self),
-                    state: try row.decode(2, as: String?.self), sentLSN: try row.decode(3, as: LSN?.self),
-                    replayLSN: try row.decode(4, as: LSN?.self), syncState: try row.decode(5, as: String?.self))
+        if sample.inRecovery == false, let json = try row.decode(11, as: String?.self) {
+            do {
+                sample.replication = try JSONDecoder().decode([ReplicationPeer].self, from: Data(json.utf8))
+            } catch {
+                throw PostgresError(kind: .decoding, message: "pg_stat_replication: \(error)", node: node.name)
             }
         }
         return sample

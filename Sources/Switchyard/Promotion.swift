@@ -227,7 +227,7 @@ public enum Promotion {
     /// Points `replica`'s WAL receiver at `primary`: its `primary_conninfo` with the new
     /// host and port (user, password and the rest kept), `ALTER SYSTEM` and a reload.
     static func repoint(_ replica: NodeEndpoint, to primary: NodeEndpoint) async throws {
-        let target = Conninfo.parse(primary.conninfo) ?? []
+        let target = Conninfo.parse(primary.monitorConninfo) ?? []
         func value(_ key: String) -> String? { target.first { $0.key == key }?.value }
         let host = value("host") ?? value("hostaddr") ?? "localhost"
         let port = value("port") ?? "5432"
@@ -250,7 +250,7 @@ public enum Promotion {
 
     static func withConnection<T: Sendable>(_ node: NodeEndpoint, _ body: (PostgresConnection) async throws -> T) async throws -> T {
         let connection = try await PostgresConnection.connect(
-            node.conninfo, label: node.name,
+            node.monitorConninfo, label: node.name,
             options: ConnectOptions(connectTimeout: .seconds(5), statementTimeout: .seconds(70), fallbackApplicationName: "switchyard promote"))
         return try await connection.closing(body)
     }

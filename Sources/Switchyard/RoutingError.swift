@@ -9,6 +9,9 @@ public struct RoutingError: Error, Sendable, CustomStringConvertible, Equatable 
         case unknownNode(String)
         /// A router sent a write somewhere other than the primary.
         case writeNotOnPrimary(node: String)
+        /// The statement cannot run as asked: transaction control outside
+        /// `Cluster.transaction`, or session state through a transaction pooler.
+        case refused
     }
 
     public var kind: Kind

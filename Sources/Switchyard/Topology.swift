@@ -17,8 +17,9 @@ public struct NodeState: Sendable, Codable, Equatable {
     public var replayLSN: LSN?
     /// Bytes of WAL the replica has still to replay, against the primary's current LSN.
     public var lagBytes: UInt64?
-    /// Seconds behind: `now() - pg_last_xact_replay_timestamp()`, only while bytes are
-    /// behind; an idle, caught-up replica reads 0.
+    /// Seconds behind while bytes are behind (an idle, caught-up replica reads 0): the age
+    /// of the last replayed transaction (`replay_lag` when read from the primary's view),
+    /// bounded by the time since a round saw it caught up.
     public var lagSeconds: Double?
     /// `pg_stat_wal_receiver.status` (`streaming` when healthy).
     public var walReceiverStatus: String?
@@ -31,6 +32,16 @@ public struct NodeState: Sendable, Codable, Equatable {
     public var replayPaused: Bool?
     /// Why the last probe failed.
     public var error: String?
+    /// Where this round's positions came from.
+    public var source: Source = .direct
+
+    public enum Source: String, Sendable, Codable {
+        /// The monitor asked the node itself.
+        case direct
+        /// The primary's `pg_stat_replication` row for it (the rest from the node's last
+        /// direct probe).
+        case primaryView = "primary-view"
+    }
 
     public init(name: String) {
         self.name = name
@@ -48,8 +59,28 @@ public struct ReplicationPeer: Sendable, Codable, Equatable {
     public var clientAddress: String?
     public var state: String?
     public var sentLSN: LSN?
+    /// What the standby last reported flushed and replayed: only as fresh as its last
+    /// feedback message (on an idle standby, up to `wal_receiver_status_interval` old).
+    public var flushLSN: LSN?
     public var replayLSN: LSN?
+    /// `replay_lag`: measured when the standby reports replaying WAL the primary timed,
+    /// so live under steady writes, stale or null when idle.
+    public var replayLagSeconds: Double?
     public var syncState: String?
+
+    public init(
+        applicationName: String, clientAddress: String? = nil, state: String? = nil, sentLSN: LSN? = nil, flushLSN: LSN? = nil,
+        replayLSN: LSN? = nil, replayLagSeconds: Double? = nil, syncState: String? = nil
+    ) {
+        self.applicationName = applicationName
+        self.clientAddress = clientAddress
+        self.state = state
+        self.sentLSN = sentLSN
+        self.flushLSN = flushLSN
+        self.replayLSN = replayLSN
+        self.replayLagSeconds = replayLagSeconds
+        self.syncState = syncState
+    }
 }
 
 /// The monitor's latest view of the whole cluster, as the router reads it.

@@ -12,7 +12,10 @@ struct ClusterCommand: AsyncParsableCommand {
             Nodes are pg1 (primary), pg2, pg3, … on 127.0.0.1, ports P, P+1, …; database \
             `app`, user `postgres` with a random password in D/pgpass (scram-sha-256). The \
             folder holds the data, each node's log and a switchyard.toml for the other \
-            commands. With --ha patroni, a local etcd and one Patroni per node manage them.
+            commands. With --ha patroni, a local etcd and one Patroni per node manage them. \
+            With --pgbouncer, a PgBouncer in transaction-pooling mode fronts each node \
+            (ports after the cluster's); switchyard.toml sends app traffic through it and \
+            probes straight to the servers (monitor_conninfo).
             """,
         subcommands: [Up.self, Down.self, Status.self, Delay.self, Stop.self, Start.self, Rejoin.self]
     )
@@ -49,6 +52,8 @@ extension ClusterCommand {
                 "Let an HA engine manage the nodes: patroni (with a local etcd; needs the patroni and etcd-server packages).",
                 valueName: "engine"))
         var ha: LocalCluster.Engine?
+        @Flag(help: "Put a PgBouncer (transaction pooling; needs the pgbouncer package) in front of each node.")
+        var pgbouncer = false
 
         func validate() throws {
             guard (0...16).contains(replicas) else { throw ValidationError("--replicas must be between 0 and 16") }
@@ -58,7 +63,7 @@ extension ClusterCommand {
         func run() async throws {
             let cluster = directory.cluster
             let started = Date()
-            let statuses = try await cluster.up(basePort: port, replicas: replicas, engine: ha) { step in
+            let statuses = try await cluster.up(basePort: port, replicas: replicas, engine: ha, pgbouncer: pgbouncer) { step in
                 print("  \(step)")
             }
             print(StatusTable.render(statuses))
@@ -66,6 +71,10 @@ extension ClusterCommand {
             print("config: \(cluster.configURL.path)")
             if let primary = statuses.first(where: { $0.role == .primary }) {
                 print("connect: psql \"\(cluster.conninfo(for: primary.node))\"")
+                if let bounced = cluster.bouncerConninfo(for: primary.node) {
+                    print("through PgBouncer: psql \"\(bounced)\"")
+                    print("PgBouncer console: psql \"\(cluster.bouncerConninfo(for: primary.node, database: "pgbouncer")!)\" -c 'show pools'")
+                }
             }
             if let endpoints = try? cluster.patroniEndpoints(), !endpoints.isEmpty {
                 print("patroni: \(endpoints.map(\.absoluteString).joined(separator: " "))")
@@ -160,9 +169,14 @@ extension ClusterCommand {
 enum StatusTable {
     static func render(_ statuses: [LocalNodeStatus]) -> String {
         let patroni = statuses.contains { $0.patroni != nil }
+        let bouncers = statuses.contains { $0.node.bouncerPort != nil }
         let header = ["NODE", "PORT", "RUNNING", "ROLE", "IN RECOVERY", "LSN", "WAL RECEIVER"] + (patroni ? ["PATRONI"] : [])
+            + (bouncers ? ["PGBOUNCER"] : [])
         let rows = statuses.map { status -> [String] in
-            let extra = patroni ? [status.patroni ?? "-"] : []
+            var extra = patroni ? [status.patroni ?? "-"] : []
+            if bouncers {
+                extra.append(status.node.bouncerPort.map { "\($0) \(status.bouncerRunning == true ? "running" : "stopped")" } ?? "-")
+            }
             return [
                 status.node.name, String(status.node.port), status.running ? "yes" : "no",
                 status.problem == nil ? status.role.rawValue : "unknown",

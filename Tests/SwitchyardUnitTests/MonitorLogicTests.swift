@@ -144,3 +144,99 @@ import Testing
         #expect(probe.attempts == 3, "after the backoff it tries again")
     }
 }
+
+/// Which nodes a primary-view round asks itself, on generated pictures.
+@Suite struct ProbePlanTests {
+    static let names = ["pg1", "pg2", "pg3", "pg4"]
+
+    static func replicaSample(replay: UInt64, name: String) -> ProbeSample {
+        var sample = ProbeSample(reachable: true)
+        sample.inRecovery = true
+        sample.replayLSN = LSN(replay)
+        sample.receiveLSN = LSN(replay)
+        sample.timeline = 1
+        sample.senderName = name
+        sample.walReceiverStatus = "streaming"
+        return sample
+    }
+
+    /// Whatever the primary's view says (stale, missing, not streaming) and whatever was
+    /// remembered: every node is either probed or filled in from the view, and a filled-in
+    /// replay position is never ahead of where the replica truly is.
+    @Test func aPositionFromTheViewIsNeverAheadOfTheTruth() async {
+        // Per replica: true replay behind the primary (0-300), how stale the view is, how
+        // stale the last direct probe was, and the row's fate (0 streaming, 1 missing, 2 catchup, 3 renamed).
+        let replica = zip(Gen.int(in: 0...300), Gen.int(in: 0...300), Gen.int(in: 0...300), Gen.int(in: 0...3), Gen.int(in: 0...300))
+        await propertyCheck(count: 3000, input: replica.array(of: 3...3), Gen.int(in: 0...3)) { replicas, primaryFate in
+            let current: UInt64 = 10_000
+            var memory = ProbePlan.Memory()
+            memory.lastTurn = .now
+            var primary = ProbeSample(reachable: primaryFate != 3)
+            primary.inRecovery = primaryFate == 2
+            primary.currentLSN = LSN(current)
+            var truth: [String: UInt64] = [:]
+            for (offset, (behind, viewStale, directStale, fate, previousStale)) in replicas.enumerated() {
+                let name = Self.names[offset + 1]
+                let trueReplay = current - UInt64(behind)
+                truth[name] = trueReplay
+                memory.lastDirect[name] = Self.replicaSample(replay: trueReplay - min(UInt64(directStale), trueReplay), name: name)
+                let viewReplay = trueReplay - min(UInt64(viewStale), trueReplay)
+                memory.viewReplay[name] = LSN(viewReplay - min(UInt64(previousStale), viewReplay))
+                if fate != 1 {
+                    primary.replication.append(ReplicationPeer(
+                        applicationName: fate == 3 ? "other\(offset)" : name, state: fate == 2 ? "catchup" : "streaming",
+                        flushLSN: LSN(current), replayLSN: LSN(viewReplay), replayLagSeconds: 0.01))
+                }
+            }
+            let (probe, fromView) = ProbePlan.secondPhase(
+                names: Self.names, probed: [0: primary], memory: &memory, at: .now, replicaProbeInterval: .seconds(1))
+            #expect(Set(probe).isDisjoint(with: fromView.keys))
+            #expect(Set(probe).union(fromView.keys) == [1, 2, 3])
+            if primaryFate >= 2 { #expect(fromView.isEmpty) }
+            for (index, sample) in fromView {
+                let name = Self.names[index]
+                #expect(sample.replayLSN!.value <= truth[name]!, "\(name): \(sample.replayLSN!) past \(truth[name]!)")
+                #expect(sample.source == .primaryView)
+                let fate = replicas[index - 1].3
+                #expect(fate == 0, "\(name) filled in from a row that is \(fate)")
+            }
+        }
+    }
+
+    @Test func aQuietClusterCostsTheCallerOneStatementPerRound() {
+        var memory = ProbePlan.Memory()
+        var previous = Topology(nodes: Self.names.map { name in
+            var node = NodeState(name: name)
+            node.reachable = true
+            node.role = name == "pg1" ? .primary : .replica
+            return node
+        })
+        #expect(ProbePlan.firstPhase(names: Self.names, previous: previous, strategy: .primaryView, memory: memory) == [0, 1, 2, 3])
+        for name in Self.names.dropFirst() { memory.lastDirect[name] = Self.replicaSample(replay: 500, name: name) }
+        #expect(ProbePlan.firstPhase(names: Self.names, previous: previous, strategy: .primaryView, memory: memory) == [0])
+        #expect(ProbePlan.firstPhase(names: Self.names, previous: previous, strategy: .everyNode, memory: memory) == [0, 1, 2, 3])
+        var primary = ProbeSample(reachable: true)
+        primary.inRecovery = false
+        primary.currentLSN = LSN(500)
+        primary.replication = Self.names.dropFirst().map { ReplicationPeer(applicationName: $0, state: "streaming", replayLSN: LSN(400)) }
+        let start = ContinuousClock.now
+        var probed: [[Int]] = []
+        for round in 0..<8 {
+            let (probe, fromView) = ProbePlan.secondPhase(
+                names: Self.names, probed: [0: primary], memory: &memory, at: start + .milliseconds(250 * round),
+                replicaProbeInterval: .seconds(1))
+            probed.append(probe)
+            // Caught up by the last direct probe, though the view still says 400.
+            for sample in fromView.values { #expect(sample.replayLSN == LSN(500)) }
+        }
+        // One replica in turn each second, none in between.
+        #expect(probed == [[1], [], [], [], [2], [], [], []])
+        // A replica that leaves the primary's list is asked at once.
+        primary.replication.removeFirst()
+        let (probe, _) = ProbePlan.secondPhase(
+            names: Self.names, probed: [0: primary], memory: &memory, at: start + .milliseconds(2100), replicaProbeInterval: .seconds(1))
+        #expect(probe.contains(1))
+        previous.nodes[2].reachable = false
+        #expect(ProbePlan.firstPhase(names: Self.names, previous: previous, strategy: .primaryView, memory: memory) == [0, 2])
+    }
+}

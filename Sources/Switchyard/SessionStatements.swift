@@ -1,0 +1,210 @@
+/// Statements that leave state behind on the server session, and statements that open or
+/// close a transaction (pure; property-tested).
+///
+/// Behind a pooler in transaction mode (PgBouncer's `pool_mode = transaction`) the server
+/// session is lent for one transaction: a `SET`, a prepared statement, a `LISTEN` or a
+/// session advisory lock would stay with whichever client borrows that session next, and
+/// the next statement of ours may run on another one. The router refuses such
+/// statements for transaction-pooled nodes, with what to do instead.
+public enum SessionStatements {
+    /// Why `sql` cannot go through a transaction pooler, or nil when it can.
+    public static func poolerRefusal(_ sql: String) -> String? {
+        let tokens = SQLTokens.words(sql)
+        let words = tokens.map { $0.lowercased() }
+        if let first = words.first {
+            let second = words.count > 1 ? words[1] : ""
+            switch first {
+            case "set":
+                if second == "local" || second == "transaction" || second == "constraints" { break }
+                return "SET changes the server session, which a transaction pooler lends to other clients: use SET LOCAL inside a transaction"
+            case "reset", "discard":
+                return "\(first.uppercased()) acts on the server session, which a transaction pooler lends to other clients"
+            case "listen", "unlisten":
+                return "LISTEN needs a session of its own: a transaction pooler hands the next transaction to another one; connect straight to the server (monitor_conninfo) for notifications"
+            case "load":
+                return "LOAD changes the server session, which a transaction pooler lends to other clients"
+            case "prepare" where second != "transaction", "deallocate":
+                return "named prepared statements live on one server session: through a transaction pooler send the statement with parameters (it goes unnamed)"
+            case "declare" where words.contains("hold"):
+                return "a cursor WITH HOLD outlives its transaction on one server session: through a transaction pooler, use it inside one transaction, without HOLD"
+            case "create":
+                let temporary = words.prefix(4).contains("temp") || words.prefix(4).contains("temporary")
+                if temporary, !joined(words).contains("on commit drop") {
+                    return "a temporary table lives on one server session: through a transaction pooler, create it inside a transaction with ON COMMIT DROP"
+                }
+            default:
+                break
+            }
+        }
+        for (index, word) in words.enumerated() {
+            switch word {
+            case "pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared":
+                return "\(word)() holds its lock for the server session, which a transaction pooler lends to other clients: use \(word.replacingOccurrences(of: "advisory_lock", with: "advisory_xact_lock"))() inside a transaction"
+            case "set_config":
+                // set_config(name, value, is_local): only a literal true keeps it in the transaction.
+                if !isTrue(argument(2, ofCallAt: index, in: words)) {
+                    return "set_config(…, false) changes the server session, which a transaction pooler lends to other clients: use set_config(name, value, true) inside a transaction"
+                }
+            default:
+                break
+            }
+        }
+        return nil
+    }
+
+    /// Whether `sql` begins, ends or prepares a transaction: these need one connection for
+    /// the whole transaction, which `Cluster.transaction` gives and single statements do not.
+    public static func controlsTransaction(_ sql: String) -> Bool {
+        // Cheap on the hot path: a statement that starts with none of the letters of
+        // these keywords is not lexed at all.
+        guard let first = sql.unicodeScalars.first(where: { !$0.properties.isWhitespace }),
+            "bBsScCeErRaApP-/".unicodeScalars.contains(first)
+        else { return false }
+        let words = SQLTokens.words(sql, limit: 2).map { $0.lowercased() }
+        switch words.first {
+        case "begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release": return true
+        case "prepare": return words.count > 1 && words[1] == "transaction"
+        default: return false
+        }
+    }
+
+    private static func joined(_ words: [String]) -> String { words.joined(separator: " ") }
+
+    /// The tokens of argument `position` (from 0) of the call whose name is at `index`.
+    static func argument(_ position: Int, ofCallAt index: Int, in words: [String]) -> [String] {
+        guard index + 1 < words.count, words[index + 1] == "(" else { return [] }
+        var depth = 0
+        var current = 0
+        var tokens: [String] = []
+        for word in words[(index + 1)...] {
+            switch word {
+            case "(":
+                depth += 1
+                if depth == 1 { continue }
+            case ")":
+                depth -= 1
+                if depth == 0 { return current == position ? tokens : [] }
+            case "," where depth == 1:
+                if current == position { return tokens }
+                current += 1
+                continue
+            default:
+                break
+            }
+            if current == position { tokens.append(word) }
+        }
+        return []
+    }
+
+    private static func isTrue(_ tokens: [String]) -> Bool {
+        tokens.count == 1 && ["true", "'t'", "'true'", "'on'", "'yes'", "'1'"].contains(tokens[0])
+    }
+}
+
+/// A small SQL lexer: words (identifiers and keywords), and string literals as one token
+/// each, with comments, quoted identifiers' quotes and punctuation dropped — so "set"
+/// inside a literal or a comment is never taken for the keyword.
+enum SQLTokens {
+    /// The tokens of `sql` that matter for ``SessionStatements``: bare words, and
+    /// literals kept with their quotes (`'t'`) so a literal never reads as a keyword. The
+    /// commas and parentheses of a call become `,` `(` `)` tokens.
+    static func words(_ sql: String, limit: Int = .max) -> [String] {
+        let scalars = Array(sql.unicodeScalars)
+        var tokens: [String] = []
+        var index = 0
+        func peek(_ offset: Int) -> Unicode.Scalar? { index + offset < scalars.count ? scalars[index + offset] : nil }
+        while index < scalars.count, tokens.count < limit {
+            let scalar = scalars[index]
+            if scalar == "-" && peek(1) == "-" {
+                while index < scalars.count && scalars[index] != "\n" && scalars[index] != "\r" { index += 1 }
+            } else if scalar == "/" && peek(1) == "*" {
+                // Block comments nest in PostgreSQL.
+                var depth = 0
+                repeat {
+                    if scalars[index] == "/" && peek(1) == "*" { depth += 1; index += 2 }
+                    else if scalars[index] == "*" && peek(1) == "/" { depth -= 1; index += 2 }
+                    else { index += 1 }
+                } while depth > 0 && index < scalars.count
+            } else if scalar == "'" || ((scalar == "e" || scalar == "E") && peek(1) == "'") {
+                let escapes = scalar != "'"
+                if escapes { index += 1 }
+                var text = "'"
+                index += 1
+                while index < scalars.count {
+                    let current = scalars[index]
+                    if escapes && current == "\\" { index += 2; continue }
+                    if current == "'" {
+                        if peek(1) == "'" { text.unicodeScalars.append("'"); index += 2; continue }
+                        index += 1
+                        break
+                    }
+                    text.unicodeScalars.append(current)
+                    index += 1
+                }
+                tokens.append(text.lowercased() + "'")
+            } else if scalar == "\"" {
+                var text = ""
+                index += 1
+                while index < scalars.count {
+                    if scalars[index] == "\"" {
+                        if peek(1) == "\"" { text.unicodeScalars.append("\""); index += 2; continue }
+                        index += 1
+                        break
+                    }
+                    text.unicodeScalars.append(scalars[index])
+                    index += 1
+                }
+                // A quoted identifier is a name, never a keyword.
+                tokens.append("\"" + text + "\"")
+            } else if scalar == "$", let tagEnd = dollarTagEnd(scalars, from: index) {
+                let tag = Array(scalars[index...tagEnd])
+                index = tagEnd + 1
+                while index < scalars.count {
+                    if scalars[index] == "$", index + tag.count <= scalars.count, Array(scalars[index..<(index + tag.count)]) == tag {
+                        index += tag.count
+                        break
+                    }
+                    index += 1
+                }
+                tokens.append("'$'")
+            } else if scalar.properties.isAlphabetic || scalar == "_" {
+                var word = ""
+                while index < scalars.count,
+                    scalars[index].properties.isAlphabetic || scalars[index] == "_" || ("0"..."9").contains(scalars[index])
+                        || scalars[index] == "$"
+                {
+                    word.unicodeScalars.append(scalars[index])
+                    index += 1
+                }
+                tokens.append(word)
+            } else if scalar == "," || scalar == "(" || scalar == ")" {
+                tokens.append(String(scalar))
+                index += 1
+            } else if scalar == "$" || ("0"..."9").contains(scalar) {
+                // A parameter ($3) or a number: one token, never true.
+                var word = ""
+                repeat {
+                    word.unicodeScalars.append(scalars[index])
+                    index += 1
+                } while index < scalars.count && (("0"..."9").contains(scalars[index]) || scalars[index] == ".")
+                tokens.append(word)
+            } else {
+                index += 1
+            }
+        }
+        return tokens
+    }
+
+    /// The index of the closing `$` of a dollar-quote tag starting at `start` (`$$`,
+    /// `$tag$`), or nil when the `$` starts no tag (a parameter like `$1`).
+    private static func dollarTagEnd(_ scalars: [Unicode.Scalar], from start: Int) -> Int? {
+        var index = start + 1
+        while index < scalars.count {
+            let scalar = scalars[index]
+            if scalar == "$" { return index }
+            guard scalar.properties.isAlphabetic || scalar == "_" || (index > start + 1 && ("0"..."9").contains(scalar)) else { return nil }
+            index += 1
+        }
+        return nil
+    }
+}
