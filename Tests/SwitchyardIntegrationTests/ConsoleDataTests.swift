@@ -62,9 +62,10 @@ extension ClusterTests {
             }
         }
 
-        @Test func aCancelledSaveSaysWhetherItWasInTime() async throws {
+        @Test(arguments: TestCluster.Path.allCases)
+        func aCancelledSaveSaysWhetherItWasInTime(path: TestCluster.Path) async throws {
             try await TestCluster.shared().withSchema { schema in
-                try await withRouted { cluster, test in
+                try await withRouted(path: path) { cluster, test in
                     _ = try await schema.primary.execute(script: """
                         create table \(schema.quoted).items (id int primary key, v text);
                         insert into \(schema.quoted).items values (1, 'a');

@@ -104,7 +104,7 @@ extension ClusterTests {
         }
 
         /// A table `items` in a fresh schema, a config with a JSON Lines query log.
-        static func fixture() async throws -> Fixture {
+        static func fixture(path: TestCluster.Path = .direct) async throws -> Fixture {
             let cluster = try TestCluster.shared()
             let schema = "console_" + UUID().uuidString.prefix(6).lowercased()
             try await cluster.withConnection("pg1") { connection in
@@ -119,7 +119,7 @@ extension ClusterTests {
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-console-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             let logPath = folder.appendingPathComponent("queries.jsonl").path
-            let configPath = try cluster.writeConfig(in: folder, name: "console-test", queryLogFile: logPath)
+            let configPath = try cluster.writeConfig(in: folder, name: "console-test", queryLogFile: logPath, path: path)
             return Fixture(configPath: configPath, logPath: logPath, schema: schema)
         }
 
@@ -355,8 +355,9 @@ extension ClusterTests {
             #expect(after.subtracting(before).isEmpty, "the editor's file was left behind")
         }
 
-        @Test func editingACellWritesOnThePrimaryAndEveryStatementIsLoggedThere() async throws {
-            let fixture = try await Self.fixture()
+        @Test(arguments: TestCluster.Path.allCases)
+        func editingACellWritesOnThePrimaryAndEveryStatementIsLoggedThere(path: TestCluster.Path) async throws {
+            let fixture = try await Self.fixture(path: path)
             let tmux = try await Self.launch(fixture)
             defer { tmux.close() }
             try await tmux.waitFor(text: "alpha")
@@ -380,8 +381,9 @@ extension ClusterTests {
             #expect(lines.contains { $0.contains("\"operation\":\"write\"") && $0.contains("update") })
         }
 
-        @Test func aConcurrentChangeShowsAConflictAndOverwritesNothing() async throws {
-            let fixture = try await Self.fixture()
+        @Test(arguments: TestCluster.Path.allCases)
+        func aConcurrentChangeShowsAConflictAndOverwritesNothing(path: TestCluster.Path) async throws {
+            let fixture = try await Self.fixture(path: path)
             let tmux = try await Self.launch(fixture)
             defer { tmux.close() }
             try await tmux.waitFor(text: "alpha")
@@ -497,8 +499,9 @@ extension ClusterTests {
 }
 
 extension ClusterTests.ConsoleTerminalTests {
-    @Test func escapeCancelsAWaitingQueryOnTheServer() async throws {
-        let fixture = try await Self.fixture()
+    @Test(arguments: TestCluster.Path.allCases)
+    func escapeCancelsAWaitingQueryOnTheServer(path: TestCluster.Path) async throws {
+        let fixture = try await Self.fixture(path: path)
         let tmux = try await Self.launch(fixture)
         defer { tmux.close() }
         try await tmux.waitFor(text: "alpha")

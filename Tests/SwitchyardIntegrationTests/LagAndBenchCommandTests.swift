@@ -79,9 +79,11 @@ extension ClusterTests {
             #expect(!run.output.contains("hunter2"))
         }
 
-        @Test func consistencyBenchFindsStaleReadsOnlyWithoutProtection() async throws {
+        /// Through the bouncers too: the token is read on the same node, so 0 stale under LSN.
+        @Test(arguments: TestCluster.Path.allCases)
+        func consistencyBenchFindsStaleReadsOnlyWithoutProtection(path: TestCluster.Path) async throws {
             let cluster = try TestCluster.shared()
-            let config = cluster.local.configURL.path
+            let config = cluster.configPath(path)
             let delay = try await CommandLineTests.run(["cluster", "delay", "pg3", "200", "--dir", cluster.local.directory.path])
             #expect(delay.status == 0, "\(delay.output)")
             try await ensuring {

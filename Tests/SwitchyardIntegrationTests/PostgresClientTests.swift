@@ -171,8 +171,11 @@ extension ClusterTests {
             }
         }
 
-        @Test func cancelStopsALongQueryFromAnotherTask() async throws {
-            let connection = try await TestCluster.shared().connect("pg1")
+        /// Also through PgBouncer, which forwards the cancel request to the server session
+        /// that runs the statement.
+        @Test(arguments: TestCluster.Path.allCases)
+        func cancelStopsALongQueryFromAnotherTask(path: TestCluster.Path) async throws {
+            let connection = try await TestCluster.shared().connect("pg1", path: path)
             let clock = ContinuousClock()
             let start = clock.now
             let sleeper = Task { try await connection.query("select pg_sleep(30)") }

@@ -7,7 +7,7 @@ struct RealClusterTrait: SuiteTrait, TestScoping {
     func provideScope(
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
-        let cluster = try await TestCluster.start(replicas: 2)
+        let cluster = try await TestCluster.start(replicas: 2, pgbouncer: true)
         do {
             try await TestCluster.$current.withValue(cluster) { try await function() }
         } catch {

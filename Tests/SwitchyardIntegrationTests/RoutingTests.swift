@@ -9,10 +9,16 @@ extension TestCluster {
     /// A routed `Cluster` over this test cluster, started, with a fast monitor.
     func routed(
         selection: ReplicaSelection = .roundRobin, readYourWrites: Bool = true, pinWindowMs: Int = 0,
-        intervalMs: Int = 250, routers: [any Router] = [], logFile: String? = nil, logCapacity: Int = 100_000
+        intervalMs: Int = 250, routers: [any Router] = [], logFile: String? = nil, logCapacity: Int = 100_000, path: Path = .direct
     ) async throws -> Cluster {
         var configuration = ClusterConfiguration(
-            name: "test", nodes: try nodes.map { NodeEndpoint(name: $0.name, conninfo: try conninfo($0.name)) })
+            name: "test",
+            nodes: try nodes.map { node in
+                guard path == .pgbouncer else { return NodeEndpoint(name: node.name, conninfo: try conninfo(node.name)) }
+                return NodeEndpoint(
+                    name: node.name, conninfo: try conninfo(node.name, path: .pgbouncer), monitorConninfo: try conninfo(node.name),
+                    poolMode: .transaction)
+            })
         configuration.replicaSelection = selection
         configuration.readYourWrites = readYourWrites
         configuration.pinWindow = .milliseconds(pinWindowMs)
@@ -29,10 +35,11 @@ extension TestCluster {
 /// Runs `body` with a started routed cluster and shuts it down afterwards.
 func withRouted<T: Sendable>(
     selection: ReplicaSelection = .roundRobin, readYourWrites: Bool = true, routers: [any Router] = [],
-    logFile: String? = nil, _ body: (Cluster, TestCluster) async throws -> T
+    logFile: String? = nil, path: TestCluster.Path = .direct, _ body: (Cluster, TestCluster) async throws -> T
 ) async throws -> T {
     let test = try TestCluster.shared()
-    let cluster = try await test.routed(selection: selection, readYourWrites: readYourWrites, routers: routers, logFile: logFile)
+    let cluster = try await test.routed(
+        selection: selection, readYourWrites: readYourWrites, routers: routers, logFile: logFile, path: path)
     do {
         let value = try await body(cluster, test)
         await cluster.shutdown()
@@ -82,8 +89,9 @@ extension ClusterTests {
             return table
         }
 
-        @Test func adminContextKeepsEverythingOnThePrimary() async throws {
-            try await withRouted { cluster, test in
+        @Test(arguments: TestCluster.Path.allCases)
+        func adminContextKeepsEverythingOnThePrimary(path: TestCluster.Path) async throws {
+            try await withRouted(path: path) { cluster, test in
                 let table = try await Self.makeTable(cluster, test)
                 cluster.log.clear()
                 try await RoutingContext.admin.run {
@@ -103,8 +111,9 @@ extension ClusterTests {
             }
         }
 
-        @Test func publicReadsLandOnReplicasAndWritesOnThePrimary() async throws {
-            try await withRouted { cluster, test in
+        @Test(arguments: TestCluster.Path.allCases)
+        func publicReadsLandOnReplicasAndWritesOnThePrimary(path: TestCluster.Path) async throws {
+            try await withRouted(path: path) { cluster, test in
                 let table = try await Self.makeTable(cluster, test)
                 cluster.log.clear()
                 try await RoutingContext.public.run {
@@ -227,8 +236,9 @@ extension ClusterTests {
             }
         }
 
-        @Test func lsnTokenMakesReadBacksFreshWhileOtherReadsUseReplicas() async throws {
-            try await withRouted(selection: .random) { cluster, test in
+        @Test(arguments: TestCluster.Path.allCases)
+        func lsnTokenMakesReadBacksFreshWhileOtherReadsUseReplicas(path: TestCluster.Path) async throws {
+            try await withRouted(selection: .random, path: path) { cluster, test in
                 let table = try await Self.makeTable(cluster, test)
                 try await test.local.delay(node: "pg3", milliseconds: 200)
                 do {
@@ -305,8 +315,9 @@ extension ClusterTests {
             }
         }
 
-        @Test func hammeredReadBacksAreNeverStaleAndReplicasServeSomeThroughTheGuard() async throws {
-            try await withRouted(selection: .random) { cluster, test in
+        @Test(arguments: TestCluster.Path.allCases)
+        func hammeredReadBacksAreNeverStaleAndReplicasServeSomeThroughTheGuard(path: TestCluster.Path) async throws {
+            try await withRouted(selection: .random, path: path) { cluster, test in
                 let table = try await Self.makeTable(cluster, test)
                 try await test.local.delay(node: "pg3", milliseconds: 200)
                 do {
@@ -422,8 +433,9 @@ extension ClusterTests {
             }
         }
 
-        @Test func aCancelledTransactionRollsBackAndLeavesThePoolClean() async throws {
-            try await withRouted { cluster, test in
+        @Test(arguments: TestCluster.Path.allCases)
+        func aCancelledTransactionRollsBackAndLeavesThePoolClean(path: TestCluster.Path) async throws {
+            try await withRouted(path: path) { cluster, test in
                 let table = try await Self.makeTable(cluster, test)
                 let locked = AsyncStream<Void>.makeStream()
                 let holder = Task {
@@ -609,8 +621,46 @@ extension ClusterTests {
             }
         }
 
-        @Test func transactionReadsHitThePrimaryAndThrowRollsBack() async throws {
-            try await withRouted { cluster, test in
+        /// A single statement that opens a transaction would leave its pooled connection
+        /// inside it: refused on every path, with what to use. Behind a transaction pooler,
+        /// statements that leave state on the server session are refused too; their
+        /// transaction-scoped forms work.
+        @Test(arguments: TestCluster.Path.allCases)
+        func statementsThatNeedASessionAreRefusedWithTheReason(path: TestCluster.Path) async throws {
+            try await withRouted(path: path) { cluster, test in
+                let begin = await #expect(throws: RoutingError.self) { try await cluster.execute("begin") }
+                #expect(begin?.kind == .refused)
+                #expect(begin?.message.contains("Cluster.transaction") == true)
+                for sql in ["set search_path = nowhere", "select set_config('search_path', 'nowhere', false)", "listen x",
+                            "select pg_advisory_lock(7)", "prepare q as select 1"] {
+                    if path == .pgbouncer {
+                        let error = await #expect(throws: RoutingError.self, "\(sql)") { try await cluster.execute(sql) }
+                        #expect(error?.message.contains("transaction pooler") == true, "\(error?.message ?? "")")
+                    }
+                }
+                // Transaction-scoped settings work on both paths and end with the transaction.
+                let seen = try await cluster.transaction { tx in
+                    try await tx.execute("set local application_name = 'in-transaction'")
+                    _ = try await tx.query("select set_config('switchyard.test', 'yes', true)")
+                    return try await tx.query("select current_setting('application_name') || '/' || current_setting('switchyard.test')")
+                        .scalar(String.self)
+                }
+                #expect(seen == "in-transaction/yes")
+                if path == .pgbouncer {
+                    await #expect(throws: RoutingError.self) {
+                        try await cluster.transaction { tx in try await tx.execute("set search_path = nowhere") }
+                    }
+                }
+                // Many more statements than pooled server sessions: every one goes unnamed,
+                // so none finds a prepared statement missing on another session.
+                let table = try await Self.makeTable(cluster, test)
+                for i in 1...60 { _ = try await cluster.query("select note from \(table) where id = $1", [i % 20 + 1]) }
+            }
+        }
+
+        @Test(arguments: TestCluster.Path.allCases)
+        func transactionReadsHitThePrimaryAndThrowRollsBack(path: TestCluster.Path) async throws {
+            try await withRouted(path: path) { cluster, test in
                 let table = try await Self.makeTable(cluster, test)
                 cluster.log.clear()
                 struct Abort: Error {}

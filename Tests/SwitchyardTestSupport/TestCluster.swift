@@ -34,18 +34,36 @@ public final class TestCluster: Sendable {
         return current
     }
 
-    public static func start(replicas: Int = 2) async throws -> TestCluster {
+    /// The way a test reaches the nodes: straight to PostgreSQL, or through the PgBouncer
+    /// (transaction pooling) in front of each node. Tests that must hold on both take it
+    /// as an argument.
+    public enum Path: String, CaseIterable, Sendable, CustomStringConvertible {
+        case direct, pgbouncer
+        public var description: String { rawValue }
+    }
+
+    /// With `pgbouncer`, each node also gets a PgBouncer (`cluster up --pgbouncer`); the
+    /// cluster's own `switchyard.toml` stays the direct one, the bouncer path's is
+    /// ``configPath(_:)``.
+    public static func start(replicas: Int = 2, pgbouncer: Bool = false) async throws -> TestCluster {
         sweepAbandoned()
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         // A short path: the data folders live here.
         let directory = root.appendingPathComponent("run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        guard let basePort = PortCheck.freeRange(count: replicas + 1) else {
-            throw LocalClusterError(.portInUse, "no \(replicas + 1) free consecutive ports found for the test cluster")
+        let ports = (replicas + 1) * (pgbouncer ? 2 : 1)
+        guard let basePort = PortCheck.freeRange(count: ports) else {
+            throw LocalClusterError(.portInUse, "no \(ports) free consecutive ports found for the test cluster")
         }
         let local = LocalCluster(directory: directory)
         Registry.shared.add(directory)
         do {
-            let statuses = try await local.up(basePort: basePort, replicas: replicas)
+            var statuses = try await local.up(basePort: basePort, replicas: replicas)
+            if pgbouncer {
+                let direct = try Data(contentsOf: local.configURL)
+                statuses = try await local.up(basePort: basePort, replicas: replicas, pgbouncer: true)
+                try FileManager.default.moveItem(at: local.configURL, to: directory.appendingPathComponent("switchyard-pgbouncer.toml"))
+                try direct.write(to: local.configURL)
+            }
             let cluster = TestCluster(local: local, nodes: statuses.map(\.node))
             try await cluster.waitForStreaming()
             return cluster
@@ -100,14 +118,27 @@ public final class TestCluster: Sendable {
 
     public func node(_ name: String) throws -> LocalNode { try local.node(named: name) }
 
-    public func conninfo(_ name: String, database: String? = nil) throws -> String {
-        try local.conninfo(node: name, database: database)
+    public func conninfo(_ name: String, database: String? = nil, path: Path = .direct) throws -> String {
+        guard path == .pgbouncer else { return try local.conninfo(node: name, database: database) }
+        guard let bounced = local.bouncerConninfo(for: try node(name), database: database) else {
+            throw LocalClusterError(.notRunning, "\(name) has no PgBouncer: start the cluster with pgbouncer: true")
+        }
+        return bounced
     }
 
-    public func connect(_ name: String, options: ConnectOptions = ConnectOptions(connectTimeout: .seconds(5))) async throws
-        -> PostgresConnection
-    {
-        try await PostgresConnection.connect(try conninfo(name), label: name, options: options)
+    /// The `switchyard.toml` of `path`: the cluster's own, or its PgBouncer twin (app
+    /// traffic through the bouncers, probes straight to the servers).
+    public func configPath(_ path: Path) -> String {
+        path == .direct ? local.configURL.path : local.directory.appendingPathComponent("switchyard-pgbouncer.toml").path
+    }
+
+    public func connect(
+        _ name: String, path: Path = .direct, options: ConnectOptions = ConnectOptions(connectTimeout: .seconds(5))
+    ) async throws -> PostgresConnection {
+        // Behind a transaction pooler every statement goes unnamed.
+        var options = options
+        if path == .pgbouncer { options.statementCacheCapacity = 0 }
+        return try await PostgresConnection.connect(try conninfo(name, path: path), label: name, options: options)
     }
 
     /// Runs `body` with a connection to `name`, closing it afterwards.
@@ -138,9 +169,14 @@ public final class TestCluster: Sendable {
     /// Writes a `switchyard.toml` for this cluster in `folder` with a fast monitor and,
     /// optionally, a JSON Lines query log; returns its path.
     public func writeConfig(
-        in folder: URL, name: String, intervalMs: Int = 250, queryLogFile: String? = nil
+        in folder: URL, name: String, intervalMs: Int = 250, queryLogFile: String? = nil, path: Path = .direct
     ) throws -> String {
-        var file = ConfigFile(clusterName: name, nodes: try nodes.map { ConfigFile.Node(name: $0.name, conninfo: try conninfo($0.name)) })
+        var file = ConfigFile(clusterName: name, nodes: try nodes.map { node in
+            guard path == .pgbouncer else { return ConfigFile.Node(name: node.name, conninfo: try conninfo(node.name)) }
+            return ConfigFile.Node(
+                name: node.name, conninfo: try conninfo(node.name, path: .pgbouncer), monitorConninfo: try conninfo(node.name),
+                poolMode: "transaction")
+        })
         file.monitorInterval = .milliseconds(intervalMs)
         file.queryLogFile = queryLogFile
         file.patroniEndpoints = ((try? local.patroniEndpoints()) ?? []).map(\.absoluteString)
