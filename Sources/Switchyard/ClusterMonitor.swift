@@ -21,12 +21,12 @@ public final class ClusterMonitor: Sendable {
         /// Who is probed each round (config `monitor.strategy`, default primary-view).
         public var strategy: Strategy
         /// With primary-view: one replica is probed itself, in turn, this often (config
-        /// `monitor.replica_probe_interval_ms`, default 1 s).
+        /// `monitor.replica_probe_interval_ms`, default 2 s).
         public var replicaProbeInterval: Duration
 
         public init(
             interval: Duration = .seconds(1), connectTimeout: Duration = .seconds(2), historyLength: Int = 120, patroni: PatroniSettings? = nil,
-            strategy: Strategy = .primaryView, replicaProbeInterval: Duration = .seconds(1)
+            strategy: Strategy = .primaryView, replicaProbeInterval: Duration = .seconds(2)
         ) {
             self.interval = interval
             self.connectTimeout = connectTimeout
@@ -82,6 +82,9 @@ public final class ClusterMonitor: Sendable {
 
     /// Probe statements sent to each node since start.
     public var statementsSent: [String: Int] { connections.mapValues(\.statementsSent) }
+
+    /// Probe connections opened to each node since start.
+    public var connectionsOpened: [String: Int] { connections.mapValues(\.connectionsOpened) }
 
     /// The last samples of `node`, oldest first (at most `historyLength`).
     public func history(of node: String) -> [NodeState] { state.withLock { $0.history[node] ?? [] } }

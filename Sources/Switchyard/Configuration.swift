@@ -136,10 +136,10 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var monitorInterval: Duration = .seconds(1)
     public var warnLag: Duration = .milliseconds(200)
     public var criticalLag: Duration = .seconds(1)
-    /// `[monitor] strategy` (default `primary-view`) and `replica_probe_interval_ms` (1 s):
+    /// `[monitor] strategy` (default `primary-view`) and `replica_probe_interval_ms` (2 s):
     /// see ``ClusterMonitor/Strategy``.
     public var monitorStrategy: ClusterMonitor.Strategy = .primaryView
-    public var replicaProbeInterval: Duration = .seconds(1)
+    public var replicaProbeInterval: Duration = .seconds(2)
 
     /// `[pool] max_connections` per node (default 8), `checkout_timeout_ms` (5 s),
     /// `connect_timeout_s` (3 s).

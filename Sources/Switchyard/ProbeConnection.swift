@@ -35,9 +35,11 @@ final class ProbeConnection: Sendable {
     /// The last `primary_conninfo` seen, its host:port and application_name: it rarely
     /// changes, and parsing it (to keep no password) is most of a probe's CPU.
     private let upstreamCache = Mutex<(raw: String, endpoint: String, name: String?)?>(nil)
-    /// Probe statements sent to this node (for `bench monitor`).
+    /// Probe statements sent to this node and connections opened to it (for `bench monitor`).
     private let sent = Mutex(0)
+    private let opened = Mutex(0)
     var statementsSent: Int { sent.withLock { $0 } }
+    var connectionsOpened: Int { opened.withLock { $0 } }
 
     init(node: NodeEndpoint, connectTimeout: Duration) {
         self.node = node
@@ -173,6 +175,7 @@ final class ProbeConnection: Sendable {
                 options: ConnectOptions(connectTimeout: connectTimeout, statementTimeout: .seconds(2),
                                         fallbackApplicationName: "switchyard monitor"))
             connection.withLock { $0 = current }
+            opened.withLock { $0 += 1 }
         }
         return try await probe(on: current)
     }

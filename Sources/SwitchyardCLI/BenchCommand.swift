@@ -1,6 +1,7 @@
 import ArgumentParser
 import Console
 import Foundation
+import LocalCluster
 import PostgresClient
 import Switchyard
 
@@ -68,62 +69,69 @@ extension BenchCommand {
 
     struct Monitor: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "CPU the cluster monitor costs this process: per probe round, per node, and as a share of one core.",
+            abstract: "What one process's monitor costs the cluster and how well it sees it, per strategy.",
             discussion: """
-                Runs only the monitor (one probe connection per node) for S seconds at the given \
-                interval and reads the process's CPU time (getrusage) before and after. Try it \
-                on `switchyard cluster up --replicas 8`. Build with -c release for meaningful \
-                figures.
+                For each strategy (every-node, primary-view): the statements per second the \
+                servers count from this process's monitor (pg_stat_database commits in the \
+                probes' database, less the measuring reads' own) on a quiet cluster, the CPU \
+                it costs this process; with --lag NODE:MS, the lag it shows for NODE delayed \
+                by MS under steady writes (a commit every 10 ms) against MS; with --promote \
+                NODE on a local cluster (--dir), how soon it sees NODE promoted (the node is \
+                rejoined with pg_rewind afterwards). Try it on `switchyard cluster up \
+                --replicas 8`. Build with -c release for meaningful CPU figures.
                 """)
 
         @OptionGroup var config: ConfigOption
         @OptionGroup var logging: LoggingOptions
-        @Option(help: "Seconds to run.") var seconds = 10.0
+        @Option(help: "Seconds for each measurement.") var seconds = 10.0
         @Option(help: "Milliseconds between probe rounds.") var intervalMs = 250
+        @Option(help: "primary-view: milliseconds between the direct probes of replicas in turn.") var replicaProbeIntervalMs = 2000
+        @Option(help: "Strategies to measure, comma-separated.") var strategies = "every-node,primary-view"
+        @Option(help: ArgumentHelp("Delay this replica by MS and measure the lag shown.", valueName: "NODE:MS")) var lag: String?
+        @Option(help: ArgumentHelp("Promote this replica of the local cluster in --dir, then rejoin it.", valueName: "NODE")) var promote: String?
+        @Option(name: .customLong("dir"), help: ArgumentHelp("The local cluster's folder (for --promote).", valueName: "D")) var directory: String?
         @Flag(help: "Print JSON.") var json = false
+
+        var parsedStrategies: [ClusterMonitor.Strategy] {
+            strategies.split(separator: ",").compactMap { ClusterMonitor.Strategy(rawValue: $0.trimmingCharacters(in: .whitespaces)) }
+        }
+
+        var parsedLag: (String, Int)? {
+            guard let lag, let colon = lag.lastIndex(of: ":"), let ms = Int(lag[lag.index(after: colon)...]) else { return nil }
+            return (String(lag[..<colon]), ms)
+        }
 
         func validate() throws {
             try validateSeconds(seconds)
             guard (10...3_600_000).contains(intervalMs) else { throw ValidationError("--interval-ms must be between 10 and 3600000") }
-        }
-
-        struct Report: Encodable {
-            var nodes: Int
-            var intervalMs: Int
-            var seconds: Double
-            var rounds: Int
-            var cpuMsPerRound: Double
-            var cpuMsPerRoundPerNode: Double
-            var percentOfOneCore: Double
+            guard (50...3_600_000).contains(replicaProbeIntervalMs) else {
+                throw ValidationError("--replica-probe-interval-ms must be between 50 and 3600000")
+            }
+            guard !parsedStrategies.isEmpty, parsedStrategies.count == strategies.split(separator: ",").count else {
+                throw ValidationError(
+                    "--strategies must name \(ClusterMonitor.Strategy.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(strategies)\"")
+            }
+            if lag != nil {
+                guard let (_, ms) = parsedLag, (1...60_000).contains(ms) else {
+                    throw ValidationError("--lag must be NODE:MS with MS between 1 and 60000, e.g. pg3:300")
+                }
+            }
+            if promote != nil, directory == nil { throw ValidationError("--promote needs the local cluster's folder: --dir D") }
         }
 
         func run() async throws {
             try logging.bootstrap()
-            let configuration = try config.load()
-            let monitor = ClusterMonitor(nodes: configuration.nodes, settings: ClusterMonitor.Settings(interval: .milliseconds(intervalMs)))
-            // The first round opens the probe connections; measure the steady state after it.
-            await monitor.probeNow()
-            let clock = ContinuousClock()
-            let cpuBefore = Self.cpuSeconds()
-            let roundsBefore = monitor.roundCount
-            let started = clock.now
-            monitor.start()
-            try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
-            await monitor.stop()
-            let wall = (clock.now - started).seconds
-            let cpu = Self.cpuSeconds() - cpuBefore
-            let rounds = max(monitor.roundCount - roundsBefore, 1)
-            let nodes = configuration.nodes.count
-            let report = Report(
-                nodes: nodes, intervalMs: intervalMs, seconds: wall, rounds: rounds, cpuMsPerRound: 1000 * cpu / Double(rounds),
-                cpuMsPerRoundPerNode: 1000 * cpu / Double(rounds * nodes), percentOfOneCore: 100 * cpu / wall)
-            if json {
-                try printJSON(report)
-            } else {
-                print(String(
-                    format: "monitor, %d nodes every %d ms, %.1f s: %d rounds, %.3f ms CPU a round (%.3f ms a node), %.2f %% of one core",
-                    nodes, intervalMs, wall, rounds, report.cpuMsPerRound, report.cpuMsPerRoundPerNode, report.percentOfOneCore))
+            let local = directory.map { LocalCluster(directory: URL(fileURLWithPath: $0)) }
+            let configuration = try local.flatMap { config.path == nil ? try ClusterConfiguration.load(path: $0.configURL.path) : nil }
+                ?? config.load()
+            let bench = MonitorBench(
+                configuration: configuration, interval: .milliseconds(intervalMs), replicaProbeInterval: .milliseconds(replicaProbeIntervalMs),
+                seconds: seconds, lag: parsedLag.map { (node: $0.0, milliseconds: $0.1) },
+                promote: promote.flatMap { node in local.map { (node: node, cluster: $0) } })
+            let reports = try await bench.run(strategies: parsedStrategies) { step in
+                if !json { FileHandle.standardError.write(Data("\(step)\n".utf8)) }
             }
+            if json { try printJSON(reports) } else { print(MonitorBench.table(reports)) }
         }
 
         /// User CPU time of this process so far.

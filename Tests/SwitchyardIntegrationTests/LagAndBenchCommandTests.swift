@@ -139,15 +139,27 @@ extension ClusterTests {
             }
         }
 
-        @Test func monitorBenchReportsCPUPerRound() async throws {
+        @Test func monitorBenchCountsEachStrategysStatementsOnTheServers() async throws {
             let config = try TestCluster.shared().local.configURL.path
-            let run = try await CommandLineTests.run(["bench", "monitor", "--config", config, "--seconds", "1", "--interval-ms", "100", "--json"])
+            let run = try await CommandLineTests.run([
+                "bench", "monitor", "--config", config, "--seconds", "2", "--interval-ms", "100", "--replica-probe-interval-ms", "1000", "--json",
+            ])
             #expect(run.status == 0, "\(run.output)")
-            let report = try #require(JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any])
-            #expect(report["nodes"] as? Int == 3)
-            #expect((report["rounds"] as? Int ?? 0) >= 5)
-            #expect((report["cpuMsPerRound"] as? Double ?? 0) > 0)
-            #expect((report["percentOfOneCore"] as? Double ?? 0) > 0)
+            let reports = try #require(JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [[String: Any]])
+            let byStrategy = Dictionary(uniqueKeysWithValues: reports.map { ($0["strategy"] as? String ?? "?", $0) })
+            #expect(Set(byStrategy.keys) == ["every-node", "primary-view"])
+            for report in reports {
+                #expect(report["nodes"] as? Int == 3)
+                #expect((report["rounds"] as? Int ?? 0) >= 10)
+                #expect((report["cpuMsPerRound"] as? Double ?? 0) > 0)
+                #expect((report["serverStatementsPerSecond"] as? Double ?? 0) > 0)
+            }
+            // 100 ms rounds: every node 10/s against the primary's 10/s and the replicas' turns.
+            let every = try #require(byStrategy["every-node"]?["serverStatementsPerSecondByNode"] as? [String: Double])
+            let view = try #require(byStrategy["primary-view"]?["serverStatementsPerSecondByNode"] as? [String: Double])
+            #expect(every.values.allSatisfy { $0 > 7 }, "\(every)")
+            #expect((view["pg1"] ?? 0) > 7, "\(view)")
+            #expect((view["pg2"] ?? 0) + (view["pg3"] ?? 0) < 3, "\(view)")
         }
 
         @Test func httpBenchComparesTheMiddlewareWithItsBaselineUnderWrk() async throws {

@@ -1,0 +1,286 @@
+import Foundation
+import LocalCluster
+import PostgresClient
+import Switchyard
+
+/// `bench monitor`: what one process's monitor costs the cluster (statements per second,
+/// counted by the servers), its CPU, how close its lag is to an injected delay under
+/// steady writes, and how soon it sees a promotion — for each strategy, same run.
+struct MonitorBench {
+    let configuration: ClusterConfiguration
+    let interval: Duration
+    let replicaProbeInterval: Duration
+    let seconds: Double
+    /// A replica to delay, and by how much, for the lag-accuracy figure.
+    let lag: (node: String, milliseconds: Int)?
+    /// A local cluster's replica to promote (and rejoin afterwards), for the detection figure.
+    let promote: (node: String, cluster: LocalCluster)?
+
+    struct LagAccuracy: Encodable {
+        var node: String
+        var injectedMs: Int
+        var samples: Int
+        var meanMs: Double
+        var meanAbsErrorMs: Double
+        var p95AbsErrorMs: Double
+        var maxAbsErrorMs: Double
+        /// Rounds in which the node's positions came from the primary's view.
+        var fromPrimaryViewPercent: Double
+    }
+
+    struct Report: Encodable {
+        var strategy: String
+        var nodes: Int
+        var intervalMs: Int
+        var replicaProbeIntervalMs: Int
+        var seconds: Double
+        var rounds: Int
+        /// Statements the servers counted (`pg_stat_database` commits and rollbacks in the
+        /// probes' database, less the measuring connections' own), per second.
+        var serverStatementsPerSecond: Double
+        var serverStatementsPerSecondByNode: [String: Double]
+        /// Statements the monitor sent, by its own count, per second.
+        var sentStatementsPerSecond: Double
+        var cpuMsPerRound: Double
+        var percentOfOneCore: Double
+        var lagAccuracy: LagAccuracy?
+        var promotionDetectedMs: Double?
+    }
+
+    func run(strategies: [ClusterMonitor.Strategy], progress: (String) -> Void) async throws -> [Report] {
+        var reports: [Report] = []
+        for strategy in strategies {
+            progress("\(strategy.rawValue): statements and CPU over \(seconds) s on the quiet cluster…")
+            var report = try await measureLoad(strategy)
+            if let lag {
+                progress("\(strategy.rawValue): lag of \(lag.node) delayed \(lag.milliseconds) ms under steady writes…")
+                report.lagAccuracy = try await measureLag(strategy, node: lag.node, delay: lag.milliseconds)
+            }
+            if let promote {
+                progress("\(strategy.rawValue): promoting \(promote.node), then rejoining it…")
+                report.promotionDetectedMs = try await measurePromotion(strategy, node: promote.node, cluster: promote.cluster)
+            }
+            reports.append(report)
+        }
+        return reports
+    }
+
+    func monitor(_ strategy: ClusterMonitor.Strategy) -> ClusterMonitor {
+        ClusterMonitor(
+            nodes: configuration.nodes,
+            settings: ClusterMonitor.Settings(
+                interval: interval, patroni: configuration.patroni, strategy: strategy, replicaProbeInterval: replicaProbeInterval))
+    }
+
+    // MARK: Load
+
+    func measureLoad(_ strategy: ClusterMonitor.Strategy) async throws -> Report {
+        // Backends flush their statistics for sure only as they exit, so the count runs
+        // from before the monitor starts to after it stopped, less what does not belong to
+        // the steady state: each measuring read's own commits, and each probe
+        // connection's start (its statement_timeout setting), taken once here.
+        let first = try await committed()
+        let second = try await committed()
+        for node in configuration.nodes {
+            let monitorConnection = try await PostgresConnection.connect(
+                node.monitorConninfo, label: node.name, options: ConnectOptions(connectTimeout: .seconds(5), statementTimeout: .seconds(2)))
+            await monitorConnection.close()
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let third = try await committed()
+        var readCost: [String: Int] = [:]
+        var connectionCost: [String: Int] = [:]
+        for node in configuration.nodes {
+            let read = max((second[node.name] ?? 0) - (first[node.name] ?? 0), 0)
+            readCost[node.name] = read
+            connectionCost[node.name] = max((third[node.name] ?? 0) - (second[node.name] ?? 0) - read, 0)
+        }
+
+        let monitor = monitor(strategy)
+        let before = try await committed()
+        let cpuBefore = BenchCommand.Monitor.cpuSeconds()
+        let clock = ContinuousClock()
+        let started = clock.now
+        monitor.start()
+        try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+        let cpu = BenchCommand.Monitor.cpuSeconds() - cpuBefore
+        let rounds = max(monitor.roundCount, 1)
+        let sentByNode = monitor.statementsSent
+        let opened = monitor.connectionsOpened
+        await monitor.stop()
+        let wall = (clock.now - started).seconds
+        let sent = sentByNode.values.reduce(0, +)
+        try await Task.sleep(for: .milliseconds(300))
+        let after = try await committed()
+        var byNode: [String: Double] = [:]
+        for node in configuration.nodes {
+            let delta = (after[node.name] ?? 0) - (before[node.name] ?? 0) - (readCost[node.name] ?? 0)
+                - (opened[node.name] ?? 0) * (connectionCost[node.name] ?? 0)
+            byNode[node.name] = Double(max(delta, 0)) / wall
+        }
+        return Report(
+            strategy: strategy.rawValue, nodes: configuration.nodes.count, intervalMs: Int(interval.milliseconds),
+            replicaProbeIntervalMs: Int(replicaProbeInterval.milliseconds), seconds: wall, rounds: rounds,
+            serverStatementsPerSecond: byNode.values.reduce(0, +), serverStatementsPerSecondByNode: byNode,
+            sentStatementsPerSecond: Double(sent) / wall, cpuMsPerRound: 1000 * cpu / Double(rounds), percentOfOneCore: 100 * cpu / wall)
+    }
+
+    /// Transactions committed or rolled back so far in each node's probe database.
+    func committed() async throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for node in configuration.nodes {
+            counts[node.name] = try await direct(node.name) { connection in
+                try await connection.query(
+                    "select (xact_commit + xact_rollback)::int8 from pg_stat_database where datname = current_database()"
+                ).scalar(Int.self) ?? 0
+            }
+        }
+        return counts
+    }
+
+    func direct<T: Sendable>(_ name: String, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        guard let node = configuration.nodes.first(where: { $0.name == name }) else {
+            throw BenchError(message: "no node \(name) in the configuration")
+        }
+        let connection = try await PostgresConnection.connect(
+            node.monitorConninfo, label: name,
+            options: ConnectOptions(connectTimeout: .seconds(5), statementTimeout: .seconds(30), fallbackApplicationName: "switchyard bench"))
+        return try await connection.closing(body)
+    }
+
+    // MARK: Lag accuracy
+
+    func measureLag(_ strategy: ClusterMonitor.Strategy, node: String, delay: Int) async throws -> LagAccuracy {
+        let monitor = monitor(strategy)
+        let topology = await monitor.probeNow()
+        guard let primary = topology.primary?.name else { throw BenchError(message: "no primary to write to") }
+        guard topology.node(node)?.role == .replica else { throw BenchError(message: "\(node) is not a replica") }
+        let table = "switchyard_bench_monitor_\(getpid())"
+        try await direct(primary) { _ = try await $0.query("create table if not exists \(table) (id int primary key, at timestamptz)") }
+        try await direct(primary) { _ = try await $0.query("insert into \(table) values (1, now()) on conflict do nothing") }
+        try await setDelay(node, milliseconds: delay)
+        // Steady writes: a commit every 10 ms.
+        let writer = Task {
+            let connection = try await PostgresConnection.connect(
+                configuration.nodes.first { $0.name == primary }!.monitorConninfo, label: primary,
+                options: ConnectOptions(connectTimeout: .seconds(5), fallbackApplicationName: "switchyard bench"))
+            defer { Task { await connection.close() } }
+            while !Task.isCancelled {
+                _ = try await connection.query("update \(table) set at = now() where id = 1")
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        var samples: [(ms: Double, view: Bool)] = []
+        do {
+            monitor.start()
+            // Let the delay settle in before measuring.
+            try await Task.sleep(for: .milliseconds(2 * delay + 1000))
+            let end = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+            for await topology in monitor.updates() {
+                if let state = topology.node(node), let ms = state.lagMilliseconds { samples.append((ms, state.source == .primaryView)) }
+                if ContinuousClock.now >= end { break }
+            }
+        } catch {
+            await cleanUpLag(monitor, writer, node: node, primary: primary, table: table)
+            throw error
+        }
+        await cleanUpLag(monitor, writer, node: node, primary: primary, table: table)
+        guard !samples.isEmpty else { throw BenchError(message: "the monitor gave no lag for \(node)") }
+        let errors = samples.map { abs($0.ms - Double(delay)) }.sorted()
+        return LagAccuracy(
+            node: node, injectedMs: delay, samples: samples.count, meanMs: samples.map(\.ms).reduce(0, +) / Double(samples.count),
+            meanAbsErrorMs: errors.reduce(0, +) / Double(errors.count), p95AbsErrorMs: errors[min(errors.count - 1, errors.count * 95 / 100)],
+            maxAbsErrorMs: errors.last!, fromPrimaryViewPercent: 100 * Double(samples.filter(\.view).count) / Double(samples.count))
+    }
+
+    private func cleanUpLag(_ monitor: ClusterMonitor, _ writer: Task<Void, Error>, node: String, primary: String, table: String) async {
+        writer.cancel()
+        _ = await writer.result
+        await monitor.stop()
+        try? await setDelay(node, milliseconds: 0)
+        _ = try? await direct(primary) { try await $0.query("drop table if exists \(table)") }
+    }
+
+    /// `recovery_min_apply_delay` on `node` (0 resets it), applied with a reload.
+    func setDelay(_ node: String, milliseconds: Int) async throws {
+        try await direct(node) { connection in
+            if milliseconds == 0 {
+                _ = try await connection.query("alter system reset recovery_min_apply_delay")
+            } else {
+                _ = try await connection.query("alter system set recovery_min_apply_delay = '\(milliseconds)ms'")
+            }
+            _ = try await connection.query("select pg_reload_conf()")
+            let expected = milliseconds == 0 ? "0" : "\(milliseconds)ms"
+            let deadline = ContinuousClock.now + .seconds(5)
+            while try await connection.query("show recovery_min_apply_delay").scalar(String.self) != expected, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+
+    // MARK: Promotion
+
+    /// Promotes `node` (split brain on purpose: the old primary keeps running), times how
+    /// long until the monitor sees it as a primary, then rejoins it to the old primary.
+    func measurePromotion(_ strategy: ClusterMonitor.Strategy, node: String, cluster: LocalCluster) async throws -> Double {
+        let monitor = monitor(strategy)
+        let topology = await monitor.probeNow()
+        guard topology.node(node)?.role == .replica else { throw BenchError(message: "\(node) is not a replica") }
+        monitor.start()
+        // A few rounds of steady state first.
+        try await Task.sleep(for: interval * 4)
+        let clock = ContinuousClock()
+        var detected: Duration?
+        do {
+            try await direct(node) { _ = try await $0.query("select pg_promote(true, 60)") }
+            let promoted = clock.now
+            let deadline = promoted + .seconds(30)
+            while clock.now < deadline {
+                if monitor.topology.node(node)?.role == .primary {
+                    detected = clock.now - promoted
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        } catch {
+            await monitor.stop()
+            try? await cluster.rejoin(node: node)
+            throw error
+        }
+        await monitor.stop()
+        try await cluster.rejoin(node: node)
+        guard let detected else { throw BenchError(message: "the monitor did not see \(node)'s promotion within 30 s") }
+        return detected.milliseconds
+    }
+
+    // MARK: Output
+
+    static func table(_ reports: [Report]) -> String {
+        let header = ["STRATEGY", "NODES", "INTERVAL", "STMTS/S (SERVERS)", "SENT/S", "CPU MS/ROUND", "% CORE", "LAG MEAN", "|ERR| MEAN/P95/MAX",
+                      "FROM VIEW", "PROMOTION SEEN"]
+        let rows = reports.map { report -> [String] in
+            let lag = report.lagAccuracy
+            return [
+                report.strategy, String(report.nodes), "\(report.intervalMs) ms",
+                String(format: "%.1f", report.serverStatementsPerSecond), String(format: "%.1f", report.sentStatementsPerSecond),
+                String(format: "%.3f", report.cpuMsPerRound), String(format: "%.2f", report.percentOfOneCore),
+                lag.map { String(format: "%.0f ms (%d)", $0.meanMs, $0.injectedMs) } ?? "-",
+                lag.map { String(format: "%.0f/%.0f/%.0f ms", $0.meanAbsErrorMs, $0.p95AbsErrorMs, $0.maxAbsErrorMs) } ?? "-",
+                lag.map { String(format: "%.0f %%", $0.fromPrimaryViewPercent) } ?? "-",
+                report.promotionDetectedMs.map { String(format: "%.0f ms", $0) } ?? "-",
+            ]
+        }
+        var lines = [TextTable.render(header: header, rows: rows)]
+        for report in reports {
+            let nodes = report.serverStatementsPerSecondByNode.sorted { $0.key < $1.key }
+                .map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", ")
+            lines.append("\(report.strategy) statements/s by node: \(nodes)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
