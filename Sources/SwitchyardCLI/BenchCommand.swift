@@ -37,6 +37,8 @@ extension BenchCommand {
         @Option(help: "Concurrent clients; a comma-separated list (e.g. 1,4,16,64) measures each.") var clients = "8"
         @Option(help: "Milliseconds per slice.") var sliceMs = 100
         @Option(help: "Rows read at random besides the clients' own.") var rows = 1000
+        @Flag(help: "Also run every policy straight to the servers (monitor_conninfo), in the same slices: what a pooler costs.")
+        var compareDirect = false
         @Flag(help: "Print JSON.") var json = false
 
         var clientCounts: [Int] { clients.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
@@ -54,6 +56,9 @@ extension BenchCommand {
             try logging.bootstrap()
             let configuration = try config.load()
             let bench = ConsistencyBench(base: configuration, clients: clientCounts.max()!, rows: rows, seconds: seconds)
+            if compareDirect, !bench.hasPooler {
+                throw ValidationError("--compare-direct: no node has a monitor_conninfo other than its conninfo, so there is nothing to compare")
+            }
             try await bench.prepare()
             var reports: [ConsistencyBench.Report] = []
             for count in clientCounts {
@@ -61,7 +66,7 @@ extension BenchCommand {
                     FileHandle.standardError.write(Data(
                         "\(count) clients: \(ConsistencyBench.Policy.allCases.count) policies × \(seconds) s in \(sliceMs) ms slices…\n".utf8))
                 }
-                reports += try await bench.run(clients: count, slice: .milliseconds(sliceMs))
+                reports += try await bench.run(clients: count, slice: .milliseconds(sliceMs), compareDirect: compareDirect)
             }
             print(json ? try ConsistencyBench.json(reports) : ConsistencyBench.table(reports))
         }

@@ -18,8 +18,15 @@ struct ConsistencyBench {
         case lsn = "lsn-read-your-writes"
     }
 
+    /// How the bench's clients reach the nodes: the configured `conninfo` (through a
+    /// pooler, when the config has one), or straight to the servers (`monitor_conninfo`).
+    enum Path: String, Encodable {
+        case configured, direct
+    }
+
     struct Report: Encodable {
         var policy: Policy
+        var path: Path
         var clients: Int
         var seconds: Double
         var slices: Int
@@ -76,8 +83,14 @@ struct ConsistencyBench {
         await cluster.shutdown()
     }
 
-    func configuration(for policy: Policy) -> ClusterConfiguration {
+    /// Whether the configured path differs from the direct one (a pooler in between).
+    var hasPooler: Bool { base.nodes.contains { $0.conninfo != $0.monitorConninfo || $0.poolMode == .transaction } }
+
+    func configuration(for policy: Policy, path: Path = .configured) -> ClusterConfiguration {
         var configuration = base
+        if path == .direct {
+            configuration.nodes = base.nodes.map { NodeEndpoint(name: $0.name, conninfo: $0.monitorConninfo) }
+        }
         configuration.replicaSelection = .random
         configuration.queryLogCapacity = 1000
         configuration.queryLogFile = nil
@@ -119,12 +132,16 @@ struct ConsistencyBench {
     }
 
     /// Every policy with `clients` clients, interleaved in slices of `slice`, until each
-    /// has had `seconds`.
-    func run(clients: Int, slice: Duration = .milliseconds(100), policies: [Policy] = Policy.allCases) async throws -> [Report] {
+    /// has had `seconds`; with `compareDirect`, each policy also straight to the servers,
+    /// in the same rotation.
+    func run(
+        clients: Int, slice: Duration = .milliseconds(100), policies: [Policy] = Policy.allCases, compareDirect: Bool = false
+    ) async throws -> [Report] {
+        let variants = policies.map { ($0, Path.configured) } + (compareDirect ? policies.map { ($0, Path.direct) } : [])
         var clusters: [Cluster] = []
         do {
-            for policy in policies {
-                let cluster = try Cluster(configuration: configuration(for: policy))
+            for (policy, path) in variants {
+                let cluster = try Cluster(configuration: configuration(for: policy, path: path))
                 await cluster.start()
                 clusters.append(cluster)
             }
@@ -132,30 +149,31 @@ struct ConsistencyBench {
             for cluster in clusters { await cluster.shutdown() }
             throw error
         }
-        // Warm-up: open each policy's connections before anything counts.
-        for (index, policy) in policies.enumerated() {
-            _ = await self.slice(policy, cluster: clusters[index], clients: clients, for: slice)
+        // Warm-up: open each variant's connections before anything counts.
+        for (index, variant) in variants.enumerated() {
+            _ = await self.slice(variant.0, cluster: clusters[index], clients: clients, for: slice)
         }
         let rounds = max(Int((seconds / slice.seconds).rounded()), 3)
-        var totals = [ClientResult](repeating: ClientResult(), count: policies.count)
-        var elapsed = [Double](repeating: 0, count: policies.count)
-        var rates = [[Double]](repeating: [], count: policies.count)
+        var totals = [ClientResult](repeating: ClientResult(), count: variants.count)
+        var elapsed = [Double](repeating: 0, count: variants.count)
+        var rates = [[Double]](repeating: [], count: variants.count)
         for round in 0..<rounds {
-            for step in 0..<policies.count {
-                let index = (round + step) % policies.count
-                let (result, took) = await self.slice(policies[index], cluster: clusters[index], clients: clients, for: slice)
+            for step in 0..<variants.count {
+                let index = (round + step) % variants.count
+                let (result, took) = await self.slice(variants[index].0, cluster: clusters[index], clients: clients, for: slice)
                 totals[index].add(result)
                 elapsed[index] += took
                 rates[index].append(Double(result.operations) / took)
             }
         }
         for cluster in clusters { await cluster.shutdown() }
-        return policies.indices.map { index in
-            Self.report(policies[index], clients: clients, total: totals[index], seconds: elapsed[index], rates: rates[index])
+        return variants.indices.map { index in
+            Self.report(
+                variants[index].0, path: variants[index].1, clients: clients, total: totals[index], seconds: elapsed[index], rates: rates[index])
         }
     }
 
-    static func report(_ policy: Policy, clients: Int, total: ClientResult, seconds: Double, rates: [Double]) -> Report {
+    static func report(_ policy: Policy, path: Path, clients: Int, total: ClientResult, seconds: Double, rates: [Double]) -> Report {
         let latencies = total.latencies.sorted()
         func percentile(_ p: Double) -> Double {
             latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]
@@ -164,7 +182,7 @@ struct ConsistencyBench {
         let mean = rates.reduce(0, +) / Double(max(rates.count, 1))
         let spread = (rates.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(rates.count - 1, 1))).squareRoot()
         return Report(
-            policy: policy, clients: clients, seconds: seconds, slices: rates.count, operations: total.operations,
+            policy: policy, path: path, clients: clients, seconds: seconds, slices: rates.count, operations: total.operations,
             reads: total.reads, readsOnReplicas: total.readsOnReplicas, readBacks: total.readBacks,
             readBacksOnReplicas: total.readBacksOnReplicas, staleReadBacks: total.stale, writes: total.writes, errors: total.errors,
             p50Ms: percentile(0.5), p99Ms: percentile(0.99), opsPerSecond: Double(total.operations) / max(seconds, 1e-9),
@@ -257,11 +275,12 @@ struct ConsistencyBench {
     }
 
     static func table(_ reports: [Report]) -> String {
-        let header = ["CLIENTS", "POLICY", "READS", "READ-BACKS", "STALE", "ALL READS ON REPLICAS", "READ-BACKS ON REPLICAS",
-                      "OPS/S", "± (SLICES)", "P50 MS", "P99 MS", "ERRORS"]
+        let paths = Set(reports.map(\.path)).count > 1
+        let header = ["CLIENTS", "POLICY"] + (paths ? ["PATH"] : []) + ["READS", "READ-BACKS", "STALE", "ALL READS ON REPLICAS",
+                      "READ-BACKS ON REPLICAS", "OPS/S", "± (SLICES)", "P50 MS", "P99 MS", "ERRORS"]
         let rows = reports.map { report -> [String] in
-            [
-                String(report.clients), report.policy.rawValue, String(report.reads), String(report.readBacks),
+            [String(report.clients), report.policy.rawValue] + (paths ? [report.path.rawValue] : []) + [
+                String(report.reads), String(report.readBacks),
                 String(report.staleReadBacks),
                 String(format: "%.1f %%", report.allReadsReplicaSharePercent),
                 String(format: "%.1f %%", report.readBackReplicaSharePercent),
@@ -272,7 +291,7 @@ struct ConsistencyBench {
         }
         var lines = [TextTable.render(header: header, rows: rows)]
         for clients in Set(reports.map(\.clients)).sorted() {
-            let group = reports.filter { $0.clients == clients }
+            let group = reports.filter { $0.clients == clients && $0.path == .configured }
             guard let naive = group.first(where: { $0.policy == .naive }) else { continue }
             for other in [Policy.lsn, .perReadCheck] {
                 guard let report = group.first(where: { $0.policy == other }) else { continue }
@@ -280,6 +299,14 @@ struct ConsistencyBench {
                     format: "%d clients, %@ vs naive: throughput %.1f %%, all-reads replica share %.1f %% vs %.1f %%",
                     clients, other.rawValue, 100 * report.opsPerSecond / max(naive.opsPerSecond, 1),
                     report.allReadsReplicaSharePercent, naive.allReadsReplicaSharePercent))
+            }
+            for report in group {
+                guard let direct = reports.first(where: { $0.clients == clients && $0.path == .direct && $0.policy == report.policy }) else {
+                    continue
+                }
+                lines.append(String(
+                    format: "%d clients, %@ through the configured path vs direct: throughput %.1f %%, p50 %.2f vs %.2f ms",
+                    clients, report.policy.rawValue, 100 * report.opsPerSecond / max(direct.opsPerSecond, 1), report.p50Ms, direct.p50Ms))
             }
         }
         return lines.joined(separator: "\n")

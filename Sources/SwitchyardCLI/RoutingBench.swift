@@ -37,6 +37,10 @@ struct RoutingBench {
         var pooledConnections: Int
         var pooledConnectionsRSSMegabytes: Double?
         var node: String
+        /// With a pooler in the configured path: routed `SELECT 1` straight to the server
+        /// (`monitor_conninfo`), in the same slices, and the pooled path's share of it.
+        var directRoutedSelectsPerSecond: Double?
+        var pooledVsDirect: Double?
 
         func table() -> String {
             var lines = [
@@ -53,6 +57,11 @@ struct RoutingBench {
                 lines.append(String(format: "pgbench (1 client, simple protocol) %.0f/s, raw/pgbench %.3f", pgbenchSelectsPerSecond, rawVsPgbench))
             } else {
                 lines.append("pgbench: not found (install postgresql-contrib or put pgbench on PATH)")
+            }
+            if let directRoutedSelectsPerSecond, let pooledVsDirect {
+                lines.append(String(
+                    format: "through the pooler vs straight to the server: routed %.0f/s vs %.0f/s, %.3f", routedSelectsPerSecond,
+                    directRoutedSelectsPerSecond, pooledVsDirect))
             }
             if let pooledConnectionsRSSMegabytes {
                 lines.append(String(format: "%d pooled connections: %.1f MB resident beyond the process baseline", pooledConnections, pooledConnectionsRSSMegabytes))
@@ -73,17 +82,27 @@ struct RoutingBench {
         configuration.queryLogFile = nil
         let cluster = try Cluster(configuration: configuration)
         await cluster.start()
+        // With a pooler in the way, the same cluster straight to the servers, to compare.
+        var direct: Cluster?
+        if configuration.nodes.contains(where: { $0.conninfo != $0.monitorConninfo }) {
+            var straight = configuration
+            straight.nodes = configuration.nodes.map { NodeEndpoint(name: $0.name, conninfo: $0.monitorConninfo) }
+            direct = try Cluster(configuration: straight)
+            await direct?.start()
+        }
         do {
-            let report = try await measure(cluster)
+            let report = try await measure(cluster, direct: direct)
             await cluster.shutdown()
+            await direct?.shutdown()
             return report
         } catch {
             await cluster.shutdown()
+            await direct?.shutdown()
             throw error
         }
     }
 
-    private func measure(_ cluster: Cluster) async throws -> Report {
+    private func measure(_ cluster: Cluster, direct: Cluster?) async throws -> Report {
         let topology = cluster.monitor.topology
         guard let primary = topology.primary, let endpoint = configuration.nodes.first(where: { $0.name == primary.name })
         else { throw RoutingError.noPrimary(topology) }
@@ -108,9 +127,11 @@ struct RoutingBench {
         // slices so that drift on a busy machine hits both alike.
         let slices = max(Int(seconds / 0.25), 2)
         let slice = Duration.milliseconds(Int(seconds * 1000) / slices)
-        let raw = try await PostgresConnection.connect(endpoint.conninfo, label: endpoint.name)
+        let raw = try await PostgresConnection.connect(
+            endpoint.conninfo, label: endpoint.name,
+            options: ConnectOptions(statementCacheCapacity: endpoint.poolMode == .transaction ? 0 : configuration.statementCache))
         let pgbench = await Self.pgbenchPath()
-        var rawCount = 0.0, routedCount = 0.0, pgbenchCount = 0.0
+        var rawCount = 0.0, routedCount = 0.0, pgbenchCount = 0.0, directCount = 0.0
         var rawUser = 0.0, routedUser = 0.0
         var rawCPU = 0.0, routedCPU = 0.0, rawCalls = 0.0, routedCalls = 0.0, rawHandOffs = 0, routedHandOffs = 0
         try await RoutingContext.admin.run {
@@ -133,6 +154,7 @@ struct RoutingBench {
                 routedHandOffs += PostgresConnection.handOffs - handOffs
                 routedCalls += routedRate * (slice / 2).seconds
                 routedCount += routedRate
+                if let direct { directCount += try await Self.loop(for: slice / 2) { _ = try await direct.query("select 1") } }
                 if let pgbench {
                     pgbenchCount += try await Self.pgbench(pgbench, conninfo: endpoint.conninfo, transactions: max(Int(rawRate * (slice / 2).seconds), 100))
                 }
@@ -165,7 +187,9 @@ struct RoutingBench {
             routedUserMicrosecondsPerSelect: 1e6 * routedUser / max(routedCalls, 1), poolCheckoutNs: poolNs, rawHandOffsPerSelect: Double(rawHandOffs) / max(rawCalls, 1),
             routedHandOffsPerSelect: Double(routedHandOffs) / max(routedCalls, 1), logRecordNs: logNs,
             pgbenchSelectsPerSecond: pgbenchRate, rawVsPgbench: pgbenchRate.map { rawRate / $0 }, pooledConnections: pooled,
-            pooledConnectionsRSSMegabytes: memory, node: primary.name)
+            pooledConnectionsRSSMegabytes: memory, node: primary.name,
+            directRoutedSelectsPerSecond: direct == nil ? nil : directCount / Double(slices),
+            pooledVsDirect: direct == nil ? nil : routed / max(directCount / Double(slices), 1))
     }
 
     /// pgbench on PATH, else beside the server's programs.
