@@ -1,6 +1,7 @@
 import Foundation
 import LocalCluster
 import PostgresClient
+import Switchyard
 import SwitchyardTestSupport
 import Testing
 
@@ -82,6 +83,62 @@ extension ClusterTests {
             #expect(statuses.map(\.inRecovery) == [false, true, true])
             #expect(statuses.dropFirst().allSatisfy { $0.walReceiver == "streaming" })
             #expect(statuses.allSatisfy { $0.lsn != nil })
+        }
+
+        /// `--pgbouncer`: a bouncer per node in transaction mode, its admin console open to
+        /// the cluster's superuser, stopped and started with its node, and a config whose
+        /// nodes go through it with probes straight to the servers.
+        @Test func bouncersFrontTheNodesAndFollowThemThroughStopAndStart() async throws {
+            let cluster = try TestCluster.shared()
+            let directory = cluster.local.directory.path
+            let status = try await CommandLineTests.run(["cluster", "status", "--dir", directory])
+            #expect(status.status == 0, "\(status.output)")
+            #expect(status.output.contains("PGBOUNCER"))
+            #expect(status.output.split(separator: "\n").filter { $0.hasPrefix("pg") && $0.contains(" running") }.count == 3, "\(status.output)")
+            // The bouncer makes a pool for a database when a client first asks for it.
+            #expect(try await cluster.connect("pg1", path: .pgbouncer).closing { try await $0.query("select 1").scalar(Int.self) } == 1)
+            let admin = try await PostgresConnection.connect(
+                try cluster.conninfo("pg1", database: "pgbouncer", path: .pgbouncer), label: "pgbouncer",
+                options: ConnectOptions(connectTimeout: .seconds(5), statementCacheCapacity: 0))
+            let pools = try await admin.closing { try await $0.execute(script: "show pools") }
+            let modes = try pools.rows.compactMap { row -> String? in
+                guard let column = pools.columns.firstIndex(where: { $0.name == "pool_mode" }) else { return nil }
+                return try row.decode(column, as: String?.self)
+            }
+            #expect(modes.contains("transaction"), "\(modes)")
+
+            try await cluster.local.stop(node: "pg3")
+            do {
+                let stopped = try await cluster.local.status().first { $0.node.name == "pg3" }
+                #expect(stopped?.bouncerRunning == false)
+                await #expect(throws: PostgresError.self) { _ = try await cluster.connect("pg3", path: .pgbouncer) }
+            } catch {
+                try? await cluster.local.start(node: "pg3")
+                throw error
+            }
+            try await cluster.local.start(node: "pg3")
+            #expect(try await cluster.local.status().first { $0.node.name == "pg3" }?.bouncerRunning == true)
+            let through = try await cluster.connect("pg3", path: .pgbouncer).closing {
+                try await $0.query("select pg_is_in_recovery()").scalar(Bool.self)
+            }
+            #expect(through == true)
+            try await cluster.waitForStreaming()
+
+            // `up --pgbouncer` on the running cluster: nothing to start, the config rewritten.
+            let direct = try Data(contentsOf: cluster.local.configURL)
+            try await ensuring {
+                let up = try await CommandLineTests.run(["cluster", "up", "--dir", directory, "--pgbouncer"])
+                #expect(up.status == 0, "\(up.output)")
+                #expect(up.output.contains("PgBouncer console: psql"))
+                let configuration = try ClusterConfiguration.load(path: cluster.local.configURL.path)
+                for node in configuration.nodes {
+                    #expect(node.poolMode == .transaction)
+                    #expect(node.conninfo.contains("port=\(try cluster.node(node.name).bouncerPort!)"))
+                    #expect(node.monitorConninfo.contains("port=\(try cluster.node(node.name).port)"))
+                }
+            } finally: {
+                try? direct.write(to: cluster.local.configURL)
+            }
         }
 
         @Test func stoppedReplicaCatchesUpAfterStart() async throws {

@@ -222,13 +222,14 @@ public final class TestCluster: Sendable {
 
     // MARK: Cleanup of what a crashed run left
 
-    /// Kills the Patroni and etcd daemons (SIGKILL: Patroni would restart its server) and
-    /// the postmasters (SIGQUIT: immediate shutdown) under `directory`. Synchronous, so a
-    /// `defer` can call it.
+    /// Kills the Patroni, etcd and PgBouncer daemons (SIGKILL: Patroni would restart its
+    /// server) and the postmasters (SIGQUIT: immediate shutdown) under `directory`.
+    /// Synchronous, so a `defer` can call it.
     public static func killServers(in directory: URL) {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         var pids: [pid_t] = []
-        for (entry, program) in entries.map({ ($0, $0 == "etcd" ? "etcd" : "patroni") }) {
+        let daemons = entries.map { ($0, $0 == "etcd" ? "etcd" : "patroni") } + entries.map { ($0, "pgbouncer") }
+        for (entry, program) in daemons {
             let pidFile = directory.appendingPathComponent("\(entry)/\(program).pid").path
             guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
                 let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
