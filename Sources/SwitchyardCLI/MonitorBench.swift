@@ -45,6 +45,8 @@ struct MonitorBench {
         var percentOfOneCore: Double
         var lagAccuracy: LagAccuracy?
         var promotionDetectedMs: Double?
+        /// Whether the cluster was quiet before the count (else other work is in it).
+        var quiet = true
     }
 
     func run(strategies: [ClusterMonitor.Strategy], progress: (String) -> Void) async throws -> [Report] {
@@ -79,6 +81,7 @@ struct MonitorBench {
         // from before the monitor starts to after it stopped, less what does not belong to
         // the steady state: each measuring read's own commits, and each probe
         // connection's start (its statement_timeout setting), taken once here.
+        let quiet = try await waitForQuiet()
         let first = try await committed()
         let second = try await committed()
         for node in configuration.nodes {
@@ -122,7 +125,23 @@ struct MonitorBench {
             strategy: strategy.rawValue, nodes: configuration.nodes.count, intervalMs: Int(interval.milliseconds),
             replicaProbeIntervalMs: Int(replicaProbeInterval.milliseconds), seconds: wall, rounds: rounds,
             serverStatementsPerSecond: byNode.values.reduce(0, +), serverStatementsPerSecondByNode: byNode,
-            sentStatementsPerSecond: Double(sent) / wall, cpuMsPerRound: 1000 * cpu / Double(rounds), percentOfOneCore: 100 * cpu / wall)
+            sentStatementsPerSecond: Double(sent) / wall, cpuMsPerRound: 1000 * cpu / Double(rounds), percentOfOneCore: 100 * cpu / wall,
+            quiet: quiet)
+    }
+
+    /// Waits (up to 20 s) until no node counts more than a few transactions a second:
+    /// idle backends of earlier work flush their statistics up to 10 s late, and would be
+    /// counted as the monitor's. False when the cluster never quieted.
+    func waitForQuiet() async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(20)
+        var previous = try await committed()
+        while ContinuousClock.now < deadline {
+            try await Task.sleep(for: .seconds(1))
+            let next = try await committed()
+            defer { previous = next }
+            if next.allSatisfy({ $0.value - (previous[$0.key] ?? 0) <= 3 }) { return true }
+        }
+        return false
     }
 
     /// Transactions committed or rolled back so far in each node's probe database.
@@ -275,6 +294,7 @@ struct MonitorBench {
             let nodes = report.serverStatementsPerSecondByNode.sorted { $0.key < $1.key }
                 .map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", ")
             lines.append("\(report.strategy) statements/s by node: \(nodes)")
+            if !report.quiet { lines.append("\(report.strategy): the cluster was busy before the count; its figures include other work") }
         }
         return lines.joined(separator: "\n")
     }

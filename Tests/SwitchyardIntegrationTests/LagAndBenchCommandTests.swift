@@ -153,6 +153,7 @@ extension ClusterTests {
                 #expect((report["rounds"] as? Int ?? 0) >= 10)
                 #expect((report["cpuMsPerRound"] as? Double ?? 0) > 0)
                 #expect((report["serverStatementsPerSecond"] as? Double ?? 0) > 0)
+                #expect(report["quiet"] as? Bool == true, "other work on the cluster would be counted as the monitor's")
             }
             // 100 ms rounds: every node 10/s against the primary's 10/s and the replicas' turns.
             let every = try #require(byStrategy["every-node"]?["serverStatementsPerSecondByNode"] as? [String: Double])
