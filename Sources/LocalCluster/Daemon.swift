@@ -42,7 +42,9 @@ enum Daemon {
             let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
             if state == "Z" || state == "X" { return false }
         }
-        if let program, let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") {
+        // While a process execs (setsid → setpriv → the program), its command line can
+        // read empty for an instant: that says nothing about whose process it is.
+        if let program, let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !cmdline.isEmpty {
             return String(decoding: cmdline.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(program)
         }
         return true

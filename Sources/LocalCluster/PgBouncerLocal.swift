@@ -98,29 +98,21 @@ extension LocalCluster {
             FileManager.default.createFile(atPath: log.path, contents: nil, attributes: [.posixPermissions: 0o600])
             try runner.giveToServerUser(log)
         }
-        var attempt = 1
-        while true {
-            let pid = try await Daemon.start(
-                [program, bouncerConfigFile(node).path], log: log, pidFile: bouncerPidFile(node), user: runner.serverUser,
-                environment: ["PATH": "/usr/sbin:/usr/bin:/bin", "LC_ALL": "C.UTF-8"], workingDirectory: directory)
-            let deadline = ContinuousClock.now + .seconds(10)
-            while ContinuousClock.now < deadline {
-                if !PortCheck.isFree(port) { return }
-                guard Daemon.isAlive(pid, program: "pgbouncer") else { break }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-            let alive = Daemon.isAlive(pid, program: "pgbouncer")
-            // Seen once under a full test run: a bouncer gone at once without a word in its
-            // log. Once more before giving up, like the other daemons.
-            if !alive, text.isEmpty, attempt == 1, PortCheck.isFree(port) {
-                attempt += 1
-                continue
-            }
-            let state = alive ? "running, not listening on \(port) after 10 s" : "exited"
-            throw LocalClusterError(
-                .commandFailed, "\(node.name)'s PgBouncer (pid \(pid)) \(state): \(ProcessRunner.tail(text, lines: 3)) (\(log.path))")
+        let pid = try await Daemon.start(
+            [program, bouncerConfigFile(node).path], log: log, pidFile: bouncerPidFile(node), user: runner.serverUser,
+            environment: ["PATH": "/usr/sbin:/usr/bin:/bin", "LC_ALL": "C.UTF-8"], workingDirectory: directory)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if !PortCheck.isFree(port) { return }
+            // Not by its command line: while setsid and setpriv exec their way to pgbouncer,
+            // /proc/PID/cmdline can read empty for an instant. The pid is a second old.
+            guard Daemon.isAlive(pid) else { break }
+            try await Task.sleep(for: .milliseconds(50))
         }
+        let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        let state = Daemon.isAlive(pid) ? "running, not listening on \(port) after 10 s" : "exited"
+        throw LocalClusterError(
+            .commandFailed, "\(node.name)'s PgBouncer (pid \(pid)) \(state): \(ProcessRunner.tail(text, lines: 3)) (\(log.path))")
     }
 
     /// Stops `node`'s bouncer (SIGINT: at once, closing its connections; `immediate`: SIGKILL).
