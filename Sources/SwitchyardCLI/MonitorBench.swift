@@ -101,14 +101,19 @@ struct MonitorBench {
 
         let monitor = monitor(strategy)
         let before = try await committed()
+        // The opening round asks every node and opens the connections: not the steady
+        // state. Its statements are taken off the servers' count below.
+        await monitor.probeNow()
+        let opening = monitor.statementsSent
         let cpuBefore = BenchCommand.Monitor.cpuSeconds()
+        let roundsBefore = monitor.roundCount
         let clock = ContinuousClock()
         let started = clock.now
         monitor.start()
         try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
         let cpu = BenchCommand.Monitor.cpuSeconds() - cpuBefore
-        let rounds = max(monitor.roundCount, 1)
-        let sentByNode = monitor.statementsSent
+        let rounds = max(monitor.roundCount - roundsBefore, 1)
+        let sentByNode = monitor.statementsSent.merging(opening) { all, first in all - first }
         let opened = monitor.connectionsOpened
         await monitor.stop()
         let wall = (clock.now - started).seconds
@@ -118,7 +123,7 @@ struct MonitorBench {
         var byNode: [String: Double] = [:]
         for node in configuration.nodes {
             let delta = (after[node.name] ?? 0) - (before[node.name] ?? 0) - (readCost[node.name] ?? 0)
-                - (opened[node.name] ?? 0) * (connectionCost[node.name] ?? 0)
+                - (opened[node.name] ?? 0) * (connectionCost[node.name] ?? 0) - (opening[node.name] ?? 0)
             byNode[node.name] = Double(max(delta, 0)) / wall
         }
         return Report(
