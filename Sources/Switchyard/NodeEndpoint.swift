@@ -26,6 +26,7 @@ public struct NodeEndpoint: Sendable, Equatable {
         self.poolMode = poolMode
     }
 
-    /// The endpoint the monitor probes and the failover checks connect to.
-    var direct: NodeEndpoint { NodeEndpoint(name: name, conninfo: monitorConninfo) }
+    /// The node straight to its server (`monitor_conninfo` as the only path): what the
+    /// monitor probes and what a comparison without the pooler uses.
+    public var direct: NodeEndpoint { NodeEndpoint(name: name, conninfo: monitorConninfo) }
 }

@@ -60,7 +60,9 @@ public enum SessionStatements {
         guard let first = sql.unicodeScalars.first(where: { !$0.properties.isWhitespace }),
             "bBsScCeErRaApP-/".unicodeScalars.contains(first)
         else { return false }
-        let words = SQLTokens.words(sql, limit: 2).map { $0.lowercased() }
+        // The first two words are near the start (a comment longer than this before them
+        // is not worth lexing a huge statement for on every call).
+        let words = SQLTokens.words(String(sql.unicodeScalars.prefix(4096)), limit: 2).map { $0.lowercased() }
         switch words.first {
         case "begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release": return true
         case "prepare": return words.count > 1 && words[1] == "transaction"

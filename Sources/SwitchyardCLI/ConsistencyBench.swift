@@ -89,7 +89,7 @@ struct ConsistencyBench {
     func configuration(for policy: Policy, path: Path = .configured) -> ClusterConfiguration {
         var configuration = base
         if path == .direct {
-            configuration.nodes = base.nodes.map { NodeEndpoint(name: $0.name, conninfo: $0.monitorConninfo) }
+            configuration.nodes = base.nodes.map(\.direct)
         }
         configuration.replicaSelection = .random
         configuration.queryLogCapacity = 1000

@@ -86,7 +86,7 @@ struct RoutingBench {
         var direct: Cluster?
         if configuration.nodes.contains(where: { $0.conninfo != $0.monitorConninfo }) {
             var straight = configuration
-            straight.nodes = configuration.nodes.map { NodeEndpoint(name: $0.name, conninfo: $0.monitorConninfo) }
+            straight.nodes = configuration.nodes.map(\.direct)
             direct = try Cluster(configuration: straight)
             await direct?.start()
         }
