@@ -55,13 +55,43 @@ public enum SessionStatements {
     /// Whether `sql` begins, ends or prepares a transaction: these need one connection for
     /// the whole transaction, which `Cluster.transaction` gives and single statements do not.
     public static func controlsTransaction(_ sql: String) -> Bool {
-        // Cheap on the hot path: a statement that starts with none of the letters of
-        // these keywords is not lexed at all.
-        guard let first = sql.unicodeScalars.first(where: { !$0.properties.isWhitespace }),
-            "bBsScCeErRaApP-/".unicodeScalars.contains(first)
-        else { return false }
+        // On the hot path (every routed statement): the first word read in place, without
+        // lexing or allocating, unless the statement opens with a comment or `prepare`.
+        var word: UInt64 = 0
+        var length = 0
+        for byte in sql.utf8 {
+            if length == 0 && (byte == 0x20 || (0x09...0x0D).contains(byte)) { continue }
+            let lower = byte | 0x20
+            guard (0x61...0x7A).contains(lower) else {
+                // Anything but a letter first (a comment, punctuation), or a word that goes
+                // on (digits, `_`, `$`, non-ASCII letters): the lexer decides.
+                if length == 0 { return lexedControlsTransaction(sql) }
+                if byte >= 0x80 || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "$") || (0x30...0x39).contains(byte) {
+                    return lexedControlsTransaction(sql)
+                }
+                break
+            }
+            guard length < 12 else { return false }
+            word = word << 5 | UInt64(lower - 0x60)
+            length += 1
+        }
+        if controlWords.contains(word) { return true }
+        return word == preparePacked && lexedControlsTransaction(sql)
+    }
+
+    /// Up to 12 lowercase ASCII letters in one integer, 5 bits each, as the scan above
+    /// builds it.
+    private static func packed(_ word: String) -> UInt64 {
+        word.utf8.prefix(12).reduce(0) { $0 << 5 | UInt64($1 - 0x60) }
+    }
+
+    private static let controlWords: Set<UInt64> = Set(
+        ["begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"].map(packed))
+    private static let preparePacked = packed("prepare")
+
+    static func lexedControlsTransaction(_ sql: String) -> Bool {
         // The first two words are near the start (a comment longer than this before them
-        // is not worth lexing a huge statement for on every call).
+        // is not worth lexing a huge statement for).
         let words = SQLTokens.words(String(sql.unicodeScalars.prefix(4096)), limit: 2).map { $0.lowercased() }
         switch words.first {
         case "begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release": return true

@@ -41,6 +41,16 @@ import Testing
         }
     }
 
+    /// The allocation-free first-word scan says what the lexer says, on any text.
+    @Test func theFastScanAgreesWithTheLexer() async {
+        let word = Gen.element(of: ["begin", "BEGIN", "commit", "end", "savepoint", "release", "prepare transaction", "prepare q", "select",
+                                    "rollback", "abort", "start", "starts", "begin_x", "beginé", "end1", "--c\n", "/*c*/", " ", "\t", ";"]).map { $0! }
+        let text = Gen<String>.frequency((3, word.array(of: 1...4).map { $0.joined(separator: " ") }), (1, NastyText.string))
+        await propertyCheck(count: 3000, input: text) { sql in
+            #expect(SessionStatements.controlsTransaction(sql) == SessionStatements.lexedControlsTransaction(sql), "\(sql.debugDescription)")
+        }
+    }
+
     /// Any text: an answer, never a crash; a statement that is refused stays refused with
     /// comments and whitespace around it, and text inside a literal, a quoted identifier
     /// or a comment never makes a safe statement refused.
