@@ -166,24 +166,31 @@ enum SQLTokens {
                     let current = scalars[index]
                     if escapes && current == "\\" { index += 2; continue }
                     if current == "'" {
-                        if peek(1) == "'" { text.unicodeScalars.append("'"); index += 2; continue }
+                        if peek(1) == "'" {
+                            if text.unicodeScalars.count <= 9 { text.unicodeScalars.append("'") }
+                            index += 2
+                            continue
+                        }
                         index += 1
                         break
                     }
-                    text.unicodeScalars.append(current)
+                    if text.unicodeScalars.count <= 9 { text.unicodeScalars.append(current) }
                     index += 1
                 }
-                tokens.append(text.lowercased() + "'")
+                // Only short literals matter (`'t'`, `'on'`); a long one is kept as `'…'`, so a
+                // megabyte value is never copied.
+                tokens.append(text.unicodeScalars.count <= 8 ? text.lowercased() + "'" : "'…'")
             } else if scalar == "\"" {
                 var text = ""
                 index += 1
                 while index < scalars.count {
                     if scalars[index] == "\"" {
-                        if peek(1) == "\"" { text.unicodeScalars.append("\""); index += 2; continue }
+                        if peek(1) == "\"" { index += 2; continue }
                         index += 1
                         break
                     }
-                    text.unicodeScalars.append(scalars[index])
+                    // Names are at most 63 bytes to the server; more is never needed here.
+                    if text.unicodeScalars.count < 64 { text.unicodeScalars.append(scalars[index]) }
                     index += 1
                 }
                 // A quoted identifier is a name, never a keyword.

@@ -188,11 +188,17 @@ struct MonitorBench {
             let connection = try await PostgresConnection.connect(
                 configuration.nodes.first { $0.name == primary }!.monitorConninfo, label: primary,
                 options: ConnectOptions(connectTimeout: .seconds(5), fallbackApplicationName: "switchyard bench"))
-            defer { Task { await connection.close() } }
-            while !Task.isCancelled {
-                _ = try await connection.query("update \(table) set at = now() where id = 1")
-                try await Task.sleep(for: .milliseconds(10))
+            do {
+                while !Task.isCancelled {
+                    _ = try await connection.query("update \(table) set at = now() where id = 1")
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+            } catch is CancellationError {
+            } catch {
+                await connection.close()
+                throw error
             }
+            await connection.close()
         }
         var samples: [(ms: Double, view: Bool)] = []
         do {

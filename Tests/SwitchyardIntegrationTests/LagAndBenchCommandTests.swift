@@ -88,37 +88,52 @@ extension ClusterTests {
             #expect(delay.status == 0, "\(delay.output)")
             try await ensuring {
                 let run = try await CommandLineTests.run(
-                    ["bench", "consistency", "--config", config, "--seconds", "1", "--slice-ms", "100", "--clients", "1,4", "--rows", "200", "--json"])
+                    ["bench", "consistency", "--config", config, "--seconds", "1", "--slice-ms", "100", "--clients", "1,4", "--rows", "200", "--json"]
+                        + (path == .pgbouncer ? ["--compare-direct"] : []))
                 #expect(run.status == 0, "\(run.output)")
                 let start = try #require(run.output.firstIndex(of: "["))
                 let reports = try #require(
                     JSONSerialization.jsonObject(with: Data(run.output[start...].utf8)) as? [[String: Any]])
-                // Every policy at every client count, each measured in interleaved slices.
-                #expect(reports.count == 10)
+                // Every policy at every client count (through the bouncers: and straight to
+                // the servers, same slices), each measured in interleaved slices.
+                let paths = path == .pgbouncer ? ["configured", "direct"] : ["configured"]
+                #expect(reports.count == 10 * paths.count)
+                #expect(Set(reports.compactMap { $0["path"] as? String }) == Set(paths))
                 #expect(Set(reports.compactMap { $0["clients"] as? Int }) == [1, 4])
                 for report in reports {
                     #expect((report["slices"] as? Int ?? 0) >= 3)
                     #expect(report["opsPerSecondSpread"] is Double)
                     #expect((report["allReadsReplicaSharePercent"] as? Double ?? -1) >= 0)
                 }
-                let byPolicy = Dictionary(uniqueKeysWithValues: reports.filter { $0["clients"] as? Int == 4 }.map { ($0["policy"] as? String ?? "?", $0) })
-                #expect(Set(byPolicy.keys) == ["naive-random", "admin-context", "pin-window-2s", "per-read-lsn-check", "lsn-read-your-writes"])
-                for protected in ["admin-context", "pin-window-2s", "per-read-lsn-check", "lsn-read-your-writes"] {
-                    #expect(byPolicy[protected]?["staleReadBacks"] as? Int == 0, "\(protected) returned stale read-backs")
-                    #expect((byPolicy[protected]?["readBacks"] as? Int ?? 0) > 0)
+                for measured in paths {
+                    let byPolicy = Dictionary(uniqueKeysWithValues: reports.filter { $0["clients"] as? Int == 4 && $0["path"] as? String == measured }
+                        .map { ($0["policy"] as? String ?? "?", $0) })
+                    #expect(Set(byPolicy.keys) == ["naive-random", "admin-context", "pin-window-2s", "per-read-lsn-check", "lsn-read-your-writes"])
+                    for protected in ["admin-context", "pin-window-2s", "per-read-lsn-check", "lsn-read-your-writes"] {
+                        #expect(byPolicy[protected]?["staleReadBacks"] as? Int == 0, "\(protected) (\(measured)) returned stale read-backs")
+                        #expect((byPolicy[protected]?["readBacks"] as? Int ?? 0) > 0)
+                    }
+                    #expect((byPolicy["naive-random"]?["staleReadBacks"] as? Int ?? 0) > 0, "naive routing should show stale reads")
+                    #expect(byPolicy["admin-context"]?["readsOnReplicas"] as? Int == 0)
+                    #expect((byPolicy["lsn-read-your-writes"]?["replicaSharePercent"] as? Double ?? 0) > 90)
                 }
-                #expect((byPolicy["naive-random"]?["staleReadBacks"] as? Int ?? 0) > 0, "naive routing should show stale reads")
-                #expect(byPolicy["admin-context"]?["readsOnReplicas"] as? Int == 0)
-                #expect((byPolicy["lsn-read-your-writes"]?["replicaSharePercent"] as? Double ?? 0) > 90)
                 #expect(reports.allSatisfy { $0["errors"] as? Int == 0 })
+                if path == .direct {
+                    // Nothing to compare without a pooler: refused before any work.
+                    let refused = try await CommandLineTests.run(["bench", "consistency", "--config", config, "--compare-direct"])
+                    #expect(refused.status != 0)
+                    #expect(refused.output.contains("nothing to compare"), "\(refused.output)")
+                }
         
             } finally: {
                 _ = try? await CommandLineTests.run(["cluster", "delay", "pg3", "0", "--dir", cluster.local.directory.path])
             }
         }
 
-        @Test func routingBenchReportsFigures() async throws {
-            let config = try TestCluster.shared().local.configURL.path
+        /// Through the bouncers it also runs routed `SELECT 1` straight to the server, in the same slices.
+        @Test(arguments: TestCluster.Path.allCases)
+        func routingBenchReportsFigures(path: TestCluster.Path) async throws {
+            let config = try TestCluster.shared().configPath(path)
             let run = try await CommandLineTests.run(["bench", "routing", "--config", config, "--seconds", "1", "--decisions", "20000", "--json"])
             #expect(run.status == 0, "\(run.output)")
             let report = try #require(JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any])
@@ -136,6 +151,12 @@ extension ClusterTests {
             if FileManager.default.isExecutableFile(atPath: "/usr/bin/pgbench") {
                 #expect((report["pgbenchSelectsPerSecond"] as? Double ?? 0) > 0)
                 #expect((report["rawVsPgbench"] as? Double ?? 0) > 0)
+            }
+            if path == .pgbouncer {
+                #expect((report["directRoutedSelectsPerSecond"] as? Double ?? 0) > 0)
+                #expect((report["pooledVsDirect"] as? Double ?? 0) > 0)
+            } else {
+                #expect(report["pooledVsDirect"] == nil)
             }
         }
 

@@ -10,7 +10,10 @@ import Testing
             name, conninfo, intervalMs in
             var file = ConfigFile(
                 clusterName: name,
-                nodes: [ConfigFile.Node(name: "pg1", conninfo: conninfo), ConfigFile.Node(name: name + "-2", conninfo: "host=x")])
+                nodes: [
+                    ConfigFile.Node(name: "pg1", conninfo: conninfo),
+                    ConfigFile.Node(name: name + "-2", conninfo: "host=x port=6432", monitorConninfo: conninfo, poolMode: "transaction"),
+                ])
             file.monitorInterval = .milliseconds(intervalMs)
             file.queryLogFile = "/tmp/\(name).jsonl"
             file.header = ["about \(name)"]
@@ -19,6 +22,10 @@ import Testing
                 #expect(parsed.name == name)
                 #expect(parsed.nodes.map(\.name) == ["pg1", name + "-2"])
                 #expect(parsed.nodes.first?.conninfo == conninfo)
+                #expect(parsed.nodes.first?.monitorConninfo == conninfo)
+                #expect(parsed.nodes.first?.poolMode == .session)
+                #expect(parsed.nodes.last?.monitorConninfo == conninfo)
+                #expect(parsed.nodes.last?.poolMode == .transaction)
                 #expect(parsed.monitorInterval == .milliseconds(intervalMs))
                 #expect(parsed.queryLogFile == "/tmp/\(name).jsonl")
             } catch {
