@@ -642,7 +642,11 @@ public final class PostgresConnection: @unchecked Sendable {
         var expected: [Expected] = []
         var keys: [StatementCache.Key] = []
         var evicted: [String] = []
-        for segment in segments {
+        // The segment each expected result belongs to, and each segment's statements.
+        var segmentOf: [Int] = []
+        var slotsOf: [Range<Int>] = []
+        for (segmentIndex, segment) in segments.enumerated() {
+            slotsOf.append(keys.count..<(keys.count + segment.count))
             for (sql, bindings) in segment {
                 let slot = keys.count
                 let key = StatementCache.Key(sql: sql, types: bindings.map(\.typeOID))
@@ -664,9 +668,11 @@ public final class PostgresConnection: @unchecked Sendable {
                             PQsendQueryPrepared(connection, name, count, values, lengths, formats, 0) == 1
                         else { throw connectionError(connection) }
                         expected.append(.prepare(slot: slot))
+                        segmentOf.append(segmentIndex)
                     }
                 }
                 expected.append(.result(slot: slot))
+                segmentOf.append(segmentIndex)
             }
             guard PQpipelineSync(connection) == 1 else { throw connectionError(connection) }
         }
@@ -675,15 +681,26 @@ public final class PostgresConnection: @unchecked Sendable {
             guard PQsendQueryParams(connection, "deallocate \(name)", 0, nil, nil, nil, nil, 0) == 1,
                 PQpipelineSync(connection) == 1
             else { throw connectionError(connection) }
+            segmentOf.append(slotsOf.count)
+            slotsOf.append(0..<0)
             expected.append(.ignore)
         }
         try await flush(connection)
         var outcomes = [Result<PostgresResult, PostgresError>?](repeating: nil, count: keys.count)
         var index = 0
-        try await readPipeline(connection, syncs: segments.count + evicted.count) { result, _ in
-            defer { index += 1 }
-            guard index < expected.count else { return }
+        try await readPipeline(connection, syncs: segments.count + evicted.count) { result, segment in
             let status = PQresultStatus(result)
+            guard index < expected.count, segmentOf[index] == segment else {
+                // More than the segment's statements answered: the error of its implicit
+                // COMMIT at the sync (a deferred constraint, a serialization failure). None
+                // of the segment's statements took effect: each reports it.
+                if status == PGRES_FATAL_ERROR, segment < slotsOf.count {
+                    let error = self.serverError(result, connection: connection)
+                    for slot in slotsOf[segment] { outcomes[slot] = .failure(error) }
+                }
+                return
+            }
+            defer { index += 1 }
             switch expected[index] {
             case .ignore:
                 break

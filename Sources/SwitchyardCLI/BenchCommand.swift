@@ -39,7 +39,13 @@ extension BenchCommand {
         @Option(help: "Rows read at random besides the clients' own.") var rows = 1000
         @Flag(help: "Also run every policy straight to the servers (monitor_conninfo), in the same slices: what a pooler costs.")
         var compareDirect = false
+        @Option(help: "Policies to run, comma-separated (default: all).")
+        var policies = ConsistencyBench.Policy.allCases.map(\.rawValue).joined(separator: ",")
         @Flag(help: "Print JSON.") var json = false
+
+        var parsedPolicies: [ConsistencyBench.Policy] {
+            policies.split(separator: ",").compactMap { ConsistencyBench.Policy(rawValue: $0.trimmingCharacters(in: .whitespaces)) }
+        }
 
         var clientCounts: [Int] { clients.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
@@ -50,6 +56,11 @@ extension BenchCommand {
             else { throw ValidationError("--clients must be numbers between 1 and 256, separated by commas, not \"\(clients)\"") }
             guard (50...10_000).contains(sliceMs) else { throw ValidationError("--slice-ms must be between 50 and 10000") }
             guard (1...10_000_000).contains(rows) else { throw ValidationError("--rows must be between 1 and 10000000") }
+            let names = policies.split(separator: ",")
+            guard !names.isEmpty, parsedPolicies.count == names.count else {
+                throw ValidationError(
+                    "--policies must name some of \(ConsistencyBench.Policy.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(policies)\"")
+            }
         }
 
         func run() async throws {
@@ -64,9 +75,10 @@ extension BenchCommand {
             for count in clientCounts {
                 if !json {
                     FileHandle.standardError.write(Data(
-                        "\(count) clients: \(ConsistencyBench.Policy.allCases.count) policies × \(seconds) s in \(sliceMs) ms slices…\n".utf8))
+                        "\(count) clients: \(parsedPolicies.count) policies × \(seconds) s in \(sliceMs) ms slices…\n".utf8))
                 }
-                reports += try await bench.run(clients: count, slice: .milliseconds(sliceMs), compareDirect: compareDirect)
+                reports += try await bench.run(
+                    clients: count, slice: .milliseconds(sliceMs), policies: parsedPolicies, compareDirect: compareDirect)
             }
             print(json ? try ConsistencyBench.json(reports) : ConsistencyBench.table(reports))
         }

@@ -354,6 +354,41 @@ extension ClusterTests {
             }
         }
 
+        /// A write whose transaction fails only at its commit (a deferred constraint) is an
+        /// error, not a success with a token; a statement that cannot run inside a
+        /// transaction block still runs, and still yields a token.
+        @Test(arguments: TestCluster.Path.allCases)
+        func writesFailingAtCommitFailAndTransactionlessStatementsRun(path: TestCluster.Path) async throws {
+            try await withRouted(path: path) { cluster, test in
+                let table = try await Self.makeTable(cluster, test, rows: 3)
+                let child = table + "_child"
+                try await cluster.execute(
+                    "create table \(child) (id int primary key, parent int references \(table) (id) deferrable initially deferred)")
+                try await RoutingContext.public.run {
+                    await #expect(throws: PostgresError.self) {
+                        try await cluster.execute("insert into \(child) values (1, 999)")
+                    }
+                    #expect(Cluster.currentToken == nil, "a failed write gave a token")
+                    try await cluster.execute("insert into \(child) values (2, 1)")
+                    let token = try #require(Cluster.currentToken)
+                    try await cluster.execute("vacuum \(child)")
+                    try await cluster.execute("create index concurrently on \(child) (parent)")
+                    let after = try #require(Cluster.currentToken)
+                    #expect(after.lsn > token.lsn)
+                }
+                // Without a context (on the primary, no token), first on its connection and again.
+                for _ in 1...2 {
+                    await #expect(throws: PostgresError.self) {
+                        try await cluster.execute("insert into \(child) values (3, 998)")
+                    }
+                }
+                let rows = try await cluster.query("select id from \(child) order by id").rows.map { try $0.decode(0, as: Int.self) }
+                #expect(rows == [2])
+                let indexes = try await cluster.query("select count(*) from pg_indexes where tablename = $1", [child]).scalar(Int.self)
+                #expect(indexes == 2)
+            }
+        }
+
         @Test func tokenTravelsAsAString() async throws {
             try await withRouted(selection: .random) { cluster, test in
                 let table = try await Self.makeTable(cluster, test)
