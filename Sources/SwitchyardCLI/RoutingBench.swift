@@ -22,6 +22,10 @@ struct RoutingBench {
         /// The user-space part of the above.
         var rawUserMicrosecondsPerSelect: Double
         var routedUserMicrosecondsPerSelect: Double
+        /// The middle layer: a pooled connection of the primary's pool (checkout, the
+        /// statement, return), no routing — what routing adds is routed less pooled.
+        var pooledSelectsPerSecond: Double
+        var pooledCPUMicrosecondsPerSelect: Double
         /// What the routed path adds, piece by piece (no statement sent): pool checkout
         /// and return (with its liveness poll), and one query-log record.
         var poolCheckoutNs: Double
@@ -50,6 +54,10 @@ struct RoutingBench {
                 String(format: "CPU of this process per SELECT 1: raw %.1f µs (user %.1f), routed %.1f µs (user %.1f)",
                        rawCPUMicrosecondsPerSelect, rawUserMicrosecondsPerSelect, routedCPUMicrosecondsPerSelect,
                        routedUserMicrosecondsPerSelect),
+                String(
+                    format: "CPU per SELECT 1 by layer: raw %.1f µs, + pool %.1f µs (%.0f/s), + routing %.1f µs",
+                    rawCPUMicrosecondsPerSelect, pooledCPUMicrosecondsPerSelect - rawCPUMicrosecondsPerSelect, pooledSelectsPerSecond,
+                    routedCPUMicrosecondsPerSelect - pooledCPUMicrosecondsPerSelect),
                 String(format: "routed path pieces: pool checkout + return %.0f ns, query-log record %.0f ns", poolCheckoutNs, logRecordNs),
                 String(format: "hand-offs per SELECT 1: raw %.3f, routed %.3f", rawHandOffsPerSelect, routedHandOffsPerSelect),
             ]
@@ -131,7 +139,9 @@ struct RoutingBench {
             endpoint.conninfo, label: endpoint.name,
             options: ConnectOptions(statementCacheCapacity: endpoint.poolMode == .transaction ? 0 : configuration.statementCache))
         let pgbench = await Self.pgbenchPath()
+        let pool = cluster.pool(primary.name)!
         var rawCount = 0.0, routedCount = 0.0, pgbenchCount = 0.0, directCount = 0.0
+        var pooledCount = 0.0, pooledCPU = 0.0, pooledCalls = 0.0
         var rawUser = 0.0, routedUser = 0.0
         var rawCPU = 0.0, routedCPU = 0.0, rawCalls = 0.0, routedCalls = 0.0, rawHandOffs = 0, routedHandOffs = 0
         try await RoutingContext.admin.run {
@@ -154,6 +164,11 @@ struct RoutingBench {
                 routedHandOffs += PostgresConnection.handOffs - handOffs
                 routedCalls += routedRate * (slice / 2).seconds
                 routedCount += routedRate
+                cpu = BenchCommand.Monitor.cpuSeconds()
+                let pooledRate = try await Self.loop(for: slice / 2) { _ = try await pool.withConnection { try await $0.query("select 1") } }
+                pooledCPU += BenchCommand.Monitor.cpuSeconds() - cpu
+                pooledCalls += pooledRate * (slice / 2).seconds
+                pooledCount += pooledRate
                 if let direct { directCount += try await Self.loop(for: slice / 2) { _ = try await direct.query("select 1") } }
                 if let pgbench {
                     pgbenchCount += try await Self.pgbench(pgbench, conninfo: endpoint.conninfo, transactions: max(Int(rawRate * (slice / 2).seconds), 100))
@@ -162,7 +177,6 @@ struct RoutingBench {
         }
         await raw.close()
         // The routed path's pieces, without a statement.
-        let pool = cluster.pool(primary.name)!
         let pieces = 20_000
         var started = clock.now
         for _ in 0..<pieces { try await pool.withConnection { _ in } }
@@ -184,7 +198,9 @@ struct RoutingBench {
             rawSelectsPerSecond: rawRate, routedSelectsPerSecond: routed, ratio: routed / rawRate,
             rawCPUMicrosecondsPerSelect: 1e6 * rawCPU / max(rawCalls, 1), routedCPUMicrosecondsPerSelect: 1e6 * routedCPU / max(routedCalls, 1),
             rawUserMicrosecondsPerSelect: 1e6 * rawUser / max(rawCalls, 1),
-            routedUserMicrosecondsPerSelect: 1e6 * routedUser / max(routedCalls, 1), poolCheckoutNs: poolNs, rawHandOffsPerSelect: Double(rawHandOffs) / max(rawCalls, 1),
+            routedUserMicrosecondsPerSelect: 1e6 * routedUser / max(routedCalls, 1),
+            pooledSelectsPerSecond: pooledCount / Double(slices), pooledCPUMicrosecondsPerSelect: 1e6 * pooledCPU / max(pooledCalls, 1),
+            poolCheckoutNs: poolNs, rawHandOffsPerSelect: Double(rawHandOffs) / max(rawCalls, 1),
             routedHandOffsPerSelect: Double(routedHandOffs) / max(routedCalls, 1), logRecordNs: logNs,
             pgbenchSelectsPerSecond: pgbenchRate, rawVsPgbench: pgbenchRate.map { rawRate / $0 }, pooledConnections: pooled,
             pooledConnectionsRSSMegabytes: memory, node: primary.name,

@@ -123,6 +123,17 @@ extension ClusterTests {
                     let refused = try await CommandLineTests.run(["bench", "consistency", "--config", config, "--compare-direct"])
                     #expect(refused.status != 0)
                     #expect(refused.output.contains("nothing to compare"), "\(refused.output)")
+                    // Some policies only, in the order given; an unknown name is refused.
+                    let two = try await CommandLineTests.run(
+                        ["bench", "consistency", "--config", config, "--seconds", "0.5", "--clients", "2", "--rows", "200", "--json",
+                         "--policies", "naive-random,lsn-read-your-writes"])
+                    #expect(two.status == 0, "\(two.output)")
+                    let twoStart = try #require(two.output.firstIndex(of: "["))
+                    let twoReports = try #require(JSONSerialization.jsonObject(with: Data(two.output[twoStart...].utf8)) as? [[String: Any]])
+                    #expect(twoReports.compactMap { $0["policy"] as? String } == ["naive-random", "lsn-read-your-writes"])
+                    let unknown = try await CommandLineTests.run(["bench", "consistency", "--config", config, "--policies", "naive-random,fastest"])
+                    #expect(unknown.status != 0)
+                    #expect(unknown.output.contains("--policies must name some of"), "\(unknown.output)")
                 }
         
             } finally: {
@@ -143,6 +154,8 @@ extension ClusterTests {
             #expect(report["node"] as? String == "pg1")
             // Where the routed path's time goes.
             #expect((report["routedCPUMicrosecondsPerSelect"] as? Double ?? 0) > 0)
+            #expect((report["pooledSelectsPerSecond"] as? Double ?? 0) > 0)
+            #expect((report["pooledCPUMicrosecondsPerSelect"] as? Double ?? 0) > 0)
             #expect((report["poolCheckoutNs"] as? Double ?? 0) > 0)
             #expect((report["logRecordNs"] as? Double ?? 0) > 0)
             #expect((report["routedHandOffsPerSelect"] as? Double ?? -1) >= 0)
