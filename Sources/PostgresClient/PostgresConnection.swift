@@ -337,12 +337,20 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Fails unless replay has reached $1; says how far replay got either way. Its error
-    /// arm depends on the replayed position, so the planner cannot fold it into an error
-    /// at plan time.
+    /// arms depend on what it reads at run time, so the planner cannot fold them into an
+    /// error at plan time.
+    ///
+    /// It also fails unless the session reads committed: guard and read share one
+    /// transaction, and under repeatable read its snapshot is taken when the guard
+    /// starts — before the guard looks at the replay position — and the read would see
+    /// that older picture although the guard passed.
     static let replayGuard = """
-        select case when r >= $1::pg_lsn then r::text \
+        select case when i <> 'read committed' then \
+        ('switchyard: the replay guard needs read committed, not ' || i)::pg_lsn::text \
+        when r >= $1::pg_lsn then r::text \
         else ('switchyard: replayed ' || coalesce(r::text, 'nothing (not a standby)') || ' < ' || $1)::pg_lsn::text end \
-        from (select pg_catalog.pg_last_wal_replay_lsn() as r) as replay
+        from (select pg_catalog.pg_last_wal_replay_lsn() as r, \
+        pg_catalog.current_setting('transaction_isolation') as i) as replay
         """
 
     /// Runs a script of one or more statements with no parameters (simple protocol),

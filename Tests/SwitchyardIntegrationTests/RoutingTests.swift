@@ -354,6 +354,49 @@ extension ClusterTests {
             }
         }
 
+        /// With a stricter default isolation the guard's statement would take the
+        /// transaction's snapshot before it looks at the replay position, and the read
+        /// would share it: under repeatable read no read-back may be stale either.
+        @Test func readBacksStayFreshUnderRepeatableReadByDefault() async throws {
+            let test = try TestCluster.shared()
+            var configuration = ClusterConfiguration(
+                name: "rr",
+                nodes: try test.nodes.map { node in
+                    NodeEndpoint(
+                        name: node.name,
+                        conninfo: try test.conninfo(node.name) + " options='-c default_transaction_isolation=repeatable\\\\ read'")
+                })
+            configuration.replicaSelection = .random
+            configuration.monitorInterval = .milliseconds(250)
+            let cluster = try Cluster(configuration: configuration)
+            await cluster.start()
+            try await ensuring {
+                let table = try await Self.makeTable(cluster, test)
+                #expect(try await cluster.query("show transaction_isolation").scalar(String.self) == "repeatable read")
+                let results = try await withThrowingTaskGroup(of: (stale: Int, onReplicas: Int).self) { group in
+                    for visitor in 1...4 {
+                        group.addTask {
+                            var stale = 0, onReplicas = 0
+                            for i in 1...500 {
+                                try await RoutingContext.public.run {
+                                    try await cluster.execute("update \(table) set version = $1 where id = $2", [i, visitor])
+                                    let routed = try await cluster.run(.read, "select version from \(table) where id = $1", [visitor])
+                                    if try routed.result.scalar(Int.self) != i { stale += 1 }
+                                    if routed.node != "pg1" { onReplicas += 1 }
+                                }
+                            }
+                            return (stale, onReplicas)
+                        }
+                    }
+                    return try await group.reduce(into: [(stale: Int, onReplicas: Int)]()) { $0.append($1) }
+                }
+                let stale = results.map(\.stale).reduce(0, +)
+                #expect(stale == 0, "\(stale) of 2000 read-backs were stale under repeatable read")
+            } finally: {
+                await cluster.shutdown()
+            }
+        }
+
         /// A write whose transaction fails only at its commit (a deferred constraint) is an
         /// error, not a success with a token; a statement that cannot run inside a
         /// transaction block still runs, and still yields a token.
