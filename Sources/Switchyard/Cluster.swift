@@ -124,14 +124,15 @@ public final class Cluster: Sendable {
         let request = RouteRequest(
             operation: operation, table: table, hints: hints, context: scope?.context, token: session?.token,
             lastWrite: session?.lastWrite, pinnedUntil: session?.pinnedUntil)
-        let topology = monitor.topology
-        let decision = try route(request, topology: topology)
+        // One reference to the monitor's picture, not a copy of it.
+        let shared = monitor.sharedTopology
+        let (decision, pool) = try route(request, in: shared.topology)
         try refuseSessionState(sql, on: decision.node)
         do {
-            return try await perform(request, decision, sql, parameters, scope: scope)
+            return try await perform(request, decision, pool: pool, sql, parameters, scope: scope)
         } catch let error as PostgresError
             where operation == .read && error.isConnectionError
-            && (error.nothingSent || topology.node(decision.node)?.role == .replica)
+            && (error.nothingSent || shared.topology.node(decision.node)?.role == .replica)
         {
             // One retry elsewhere, only where it is safe: the read never reached the server,
             // or it ran on a replica, which cannot change anything (a standby refuses
@@ -145,7 +146,8 @@ public final class Cluster: Sendable {
                 then: decision.reason)
             routingLogger.notice(
                 "read retried on another node", metadata: ["failed": "\(decision.node)", "retry": "\(retry.node)", "error": "\(error.message)"])
-            return try await perform(request, RouteDecision(node: retry.node, reason: reason), sql, parameters, scope: scope)
+            return try await perform(
+                request, RouteDecision(node: retry.node, reason: reason), pool: pools[retry.node]!, sql, parameters, scope: scope)
         } catch let error as PostgresError where operation == .write && error.sqlState == "25006" {
             // Read-only: the node was demoted since the last round. Later writes fail fast.
             monitor.reportReadOnly(decision.node)
@@ -185,7 +187,12 @@ public final class Cluster: Sendable {
 
     /// Where `request` would go now. Throws when no node can take it.
     public func route(_ request: RouteRequest, topology: Topology? = nil) throws -> RouteDecision {
-        let topology = topology ?? monitor.topology
+        if let topology { return try route(request, in: topology).decision }
+        return try route(request, in: monitor.sharedTopology.topology).decision
+    }
+
+    /// Where `request` goes in `topology`, and that node's pool.
+    func route(_ request: RouteRequest, in topology: Topology) throws -> (decision: RouteDecision, pool: ConnectionPool) {
         var decision: RouteDecision?
         var routerName = "DefaultRouter"
         for router in routers {
@@ -197,7 +204,7 @@ public final class Cluster: Sendable {
         }
         if decision == nil { decision = defaultRouter.route(request, topology: topology) }
         guard let decision else { throw RoutingError.noPrimary(topology) }
-        guard pools[decision.node] != nil else {
+        guard let pool = pools[decision.node] else {
             throw RoutingError(kind: .unknownNode(decision.node), message: "\(routerName) chose unknown node \"\(decision.node)\"")
         }
         if request.operation == .write {
@@ -208,17 +215,16 @@ public final class Cluster: Sendable {
                     message: "\(routerName) sent a write to \(decision.node), which is not the primary (\(primary.name))")
             }
         }
-        return decision
+        return (decision, pool)
     }
 
     private func perform(
-        _ request: RouteRequest, _ decision: RouteDecision, _ sql: String, _ parameters: [any PostgresEncodable],
+        _ request: RouteRequest, _ decision: RouteDecision, pool: ConnectionPool, _ sql: String, _ parameters: [any PostgresEncodable],
         scope: RoutingScope?
     ) async throws -> RoutedResult {
-        let pool = pools[decision.node]!
         let started = ContinuousClock.now
         if let position = decision.replayGuard, request.operation == .read {
-            return try await guardedRead(request, decision, position: position, sql, parameters, scope: scope)
+            return try await guardedRead(request, decision, pool: pool, position: position, sql, parameters, scope: scope)
         }
         do {
             let result = try await Self.againIfNothingSent { try await pool.withConnection { connection -> PostgresResult in
@@ -274,10 +280,9 @@ public final class Cluster: Sendable {
     /// A read on a replica that may not have replayed the token yet: sent with a replay
     /// guard; served there when the guard passes, by the primary when it does not.
     private func guardedRead(
-        _ request: RouteRequest, _ decision: RouteDecision, position: LSN, _ sql: String, _ parameters: [any PostgresEncodable],
-        scope: RoutingScope?
+        _ request: RouteRequest, _ decision: RouteDecision, pool: ConnectionPool, position: LSN, _ sql: String,
+        _ parameters: [any PostgresEncodable], scope: RoutingScope?
     ) async throws -> RoutedResult {
-        let pool = pools[decision.node]!
         let started = ContinuousClock.now
         let outcome: PostgresConnection.GuardedResult
         do {
@@ -300,7 +305,7 @@ public final class Cluster: Sendable {
                 reason: .fallback(
                     context: request.context?.name ?? "-",
                     skipped: [SkippedNode(node: decision.node, why: .behindToken(replayed, position))]))
-            return try await perform(request, fallback, sql, parameters, scope: scope)
+            return try await perform(request, fallback, pool: pools[primary.name]!, sql, parameters, scope: scope)
         }
     }
 

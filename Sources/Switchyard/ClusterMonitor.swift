@@ -51,12 +51,22 @@ public final class ClusterMonitor: Sendable {
     public let settings: Settings
 
     private struct State {
-        var topology: Topology
+        var topology: Topology {
+            didSet { shared = SharedTopology(topology) }
+        }
+        /// The same picture behind one reference: a statement takes that reference
+        /// instead of copying every field (and every node) of the picture.
+        private(set) var shared: SharedTopology
         var history: [String: [NodeState]] = [:]
         var rounds = 0
         /// When each replica was last seen caught up, for bounding its lag in seconds.
         var caughtUpAt: [String: ContinuousClock.Instant] = [:]
         var plan = ProbePlan.Memory()
+
+        init(topology: Topology) {
+            self.topology = topology
+            shared = SharedTopology(topology)
+        }
     }
 
     private let state: Mutex<State>
@@ -74,8 +84,11 @@ public final class ClusterMonitor: Sendable {
         self.connections = connections
     }
 
-    /// The latest picture. Cheap: routers call it for every statement.
+    /// The latest picture.
     public var topology: Topology { state.withLock { $0.topology } }
+
+    /// The latest picture, shared rather than copied: what each statement's routing reads.
+    var sharedTopology: SharedTopology { state.withLock { $0.shared } }
 
     /// Rounds completed since start.
     public var roundCount: Int { state.withLock { $0.rounds } }
@@ -307,4 +320,11 @@ public final class ClusterMonitor: Sendable {
         }
         return Topology(nodes: states, sampledAt: instant, replication: replication)
     }
+}
+
+/// A ``Topology`` that no one changes, behind one reference.
+final class SharedTopology: Sendable {
+    let topology: Topology
+
+    init(_ topology: Topology) { self.topology = topology }
 }

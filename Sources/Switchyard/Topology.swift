@@ -108,14 +108,15 @@ public struct Topology: Sendable {
     /// The one reachable primary, or nil when there is none, more than one, or the one
     /// there is is fenced (Patroni names another leader).
     public var primary: NodeState? {
-        // On every statement's path: one pass, no array.
-        var found: NodeState?
-        for node in nodes where node.reachable && node.role == .primary {
+        // On every statement's path: one pass, no array, no node copied but the one.
+        var found: Int?
+        for index in nodes.indices where nodes[index].reachable && nodes[index].role == .primary {
             if found != nil { return nil }
-            found = node
+            found = index
         }
-        if let found, !fenced.isEmpty, fenced[found.name] != nil { return nil }
-        return found
+        guard let found else { return nil }
+        if !fenced.isEmpty, fenced[nodes[found].name] != nil { return nil }
+        return nodes[found]
     }
 
     public func node(_ name: String) -> NodeState? { nodes.first { $0.name == name } }
