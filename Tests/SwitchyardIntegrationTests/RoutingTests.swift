@@ -315,6 +315,29 @@ extension ClusterTests {
             }
         }
 
+        /// 4 visitors × 500: each saves its own row of `table` and at once reads it back in
+        /// the same public request. Read-backs that showed an older version, and those a
+        /// replica served.
+        static func hammerReadBacks(_ cluster: Cluster, table: String) async throws -> (stale: Int, onReplicas: Int) {
+            try await withThrowingTaskGroup(of: (stale: Int, onReplicas: Int).self) { group in
+                for visitor in 1...4 {
+                    group.addTask {
+                        var stale = 0, onReplicas = 0
+                        for i in 1...500 {
+                            try await RoutingContext.public.run {
+                                try await cluster.execute("update \(table) set version = $1 where id = $2", [i, visitor])
+                                let routed = try await cluster.run(.read, "select version from \(table) where id = $1", [visitor])
+                                if try routed.result.scalar(Int.self) != i { stale += 1 }
+                                if routed.node != "pg1" { onReplicas += 1 }
+                            }
+                        }
+                        return (stale, onReplicas)
+                    }
+                }
+                return try await group.reduce(into: (stale: 0, onReplicas: 0)) { $0.stale += $1.stale; $0.onReplicas += $1.onReplicas }
+            }
+        }
+
         @Test(arguments: TestCluster.Path.allCases)
         func hammeredReadBacksAreNeverStaleAndReplicasServeSomeThroughTheGuard(path: TestCluster.Path) async throws {
             try await withRouted(selection: .random, path: path) { cluster, test in
@@ -322,26 +345,7 @@ extension ClusterTests {
                 try await test.local.delay(node: "pg3", milliseconds: 200)
                 do {
                     cluster.log.clear()
-                    // 4 visitors × 500: each saves its own row and at once reads it back.
-                    let results = try await withThrowingTaskGroup(of: (stale: Int, onReplicas: Int).self) { group in
-                        for visitor in 1...4 {
-                            group.addTask {
-                                var stale = 0, onReplicas = 0
-                                for i in 1...500 {
-                                    try await RoutingContext.public.run {
-                                        try await cluster.execute("update \(table) set version = $1 where id = $2", [i, visitor])
-                                        let routed = try await cluster.run(.read, "select version from \(table) where id = $1", [visitor])
-                                        if try routed.result.scalar(Int.self) != i { stale += 1 }
-                                        if routed.node != "pg1" { onReplicas += 1 }
-                                    }
-                                }
-                                return (stale, onReplicas)
-                            }
-                        }
-                        return try await group.reduce(into: [(stale: Int, onReplicas: Int)]()) { $0.append($1) }
-                    }
-                    let stale = results.map(\.stale).reduce(0, +)
-                    let onReplicas = results.map(\.onReplicas).reduce(0, +)
+                    let (stale, onReplicas) = try await Self.hammerReadBacks(cluster, table: table)
                     #expect(stale == 0, "\(stale) of 2000 read-backs were stale")
                     #expect(onReplicas > 0, "no read-back was served by a replica")
                     let guarded = cluster.log.entries.filter { $0.reason.contains("replay guard") }
@@ -373,24 +377,7 @@ extension ClusterTests {
             try await ensuring {
                 let table = try await Self.makeTable(cluster, test)
                 #expect(try await cluster.query("show transaction_isolation").scalar(String.self) == "repeatable read")
-                let results = try await withThrowingTaskGroup(of: (stale: Int, onReplicas: Int).self) { group in
-                    for visitor in 1...4 {
-                        group.addTask {
-                            var stale = 0, onReplicas = 0
-                            for i in 1...500 {
-                                try await RoutingContext.public.run {
-                                    try await cluster.execute("update \(table) set version = $1 where id = $2", [i, visitor])
-                                    let routed = try await cluster.run(.read, "select version from \(table) where id = $1", [visitor])
-                                    if try routed.result.scalar(Int.self) != i { stale += 1 }
-                                    if routed.node != "pg1" { onReplicas += 1 }
-                                }
-                            }
-                            return (stale, onReplicas)
-                        }
-                    }
-                    return try await group.reduce(into: [(stale: Int, onReplicas: Int)]()) { $0.append($1) }
-                }
-                let stale = results.map(\.stale).reduce(0, +)
+                let (stale, _) = try await Self.hammerReadBacks(cluster, table: table)
                 #expect(stale == 0, "\(stale) of 2000 read-backs were stale under repeatable read")
             } finally: {
                 await cluster.shutdown()
