@@ -340,12 +340,13 @@ public final class PostgresConnection: @unchecked Sendable {
     /// arms depend on what it reads at run time, so the planner cannot fold them into an
     /// error at plan time.
     ///
-    /// It also fails unless the session reads committed: guard and read share one
+    /// It also fails unless the session reads committed (PostgreSQL runs read uncommitted
+    /// as read committed): guard and read share one
     /// transaction, and under repeatable read its snapshot is taken when the guard
     /// starts — before the guard looks at the replay position — and the read would see
     /// that older picture although the guard passed.
     static let replayGuard = """
-        select case when i <> 'read committed' then \
+        select case when i not in ('read committed', 'read uncommitted') then \
         ('switchyard: the replay guard needs read committed, not ' || i)::pg_lsn::text \
         when r >= $1::pg_lsn then r::text \
         else ('switchyard: replayed ' || coalesce(r::text, 'nothing (not a standby)') || ' < ' || $1)::pg_lsn::text end \

@@ -405,8 +405,8 @@ public final class Cluster: Sendable {
     /// returns, rolled back when it throws.
     public func transaction<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         let scope = RoutingScope.current
-        let topology = monitor.topology
-        guard let primary = topology.primary else { throw RoutingError.noPrimary(topology) }
+        let shared = monitor.sharedTopology
+        guard let primary = shared.topology.primary else { throw RoutingError.noPrimary(shared.topology) }
         let pool = pools[primary.name]!
         return try await pool.withConnection { connection in
             let transaction = Transaction(

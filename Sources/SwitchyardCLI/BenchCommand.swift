@@ -57,9 +57,9 @@ extension BenchCommand {
             guard (50...10_000).contains(sliceMs) else { throw ValidationError("--slice-ms must be between 50 and 10000") }
             guard (1...10_000_000).contains(rows) else { throw ValidationError("--rows must be between 1 and 10000000") }
             let names = policies.split(separator: ",")
-            guard !names.isEmpty, parsedPolicies.count == names.count else {
+            guard !names.isEmpty, parsedPolicies.count == names.count, Set(parsedPolicies).count == names.count else {
                 throw ValidationError(
-                    "--policies must name some of \(ConsistencyBench.Policy.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(policies)\"")
+                    "--policies must name some of, once each, \(ConsistencyBench.Policy.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(policies)\"")
             }
         }
 

@@ -131,8 +131,8 @@ struct RoutingBench {
         precondition(sink > 0)
         perCall.sort()
 
-        // Throughput: one client, back to back, raw and routed alternating in short
-        // slices so that drift on a busy machine hits both alike.
+        // Throughput: one client, back to back, raw, pooled and routed alternating in
+        // short slices so that drift on a busy machine hits them alike.
         let slices = max(Int(seconds / 0.25), 2)
         let slice = Duration.milliseconds(Int(seconds * 1000) / slices)
         let raw = try await PostgresConnection.connect(
@@ -140,38 +140,22 @@ struct RoutingBench {
             options: ConnectOptions(statementCacheCapacity: endpoint.poolMode == .transaction ? 0 : configuration.statementCache))
         let pgbench = await Self.pgbenchPath()
         let pool = cluster.pool(primary.name)!
-        var rawCount = 0.0, routedCount = 0.0, pgbenchCount = 0.0, directCount = 0.0
-        var pooledCount = 0.0, pooledCPU = 0.0, pooledCalls = 0.0
-        var rawUser = 0.0, routedUser = 0.0
-        var rawCPU = 0.0, routedCPU = 0.0, rawCalls = 0.0, routedCalls = 0.0, rawHandOffs = 0, routedHandOffs = 0
+        var rawArm = Arm(), routedArm = Arm(), pooledArm = Arm()
+        var pgbenchCount = 0.0, directCount = 0.0
         try await RoutingContext.admin.run {
-            for _ in 0..<slices {
-                var cpu = BenchCommand.Monitor.cpuSeconds()
-                var user = BenchCommand.Monitor.userSeconds()
-                var handOffs = PostgresConnection.handOffs
-                let rawRate = try await Self.loop(for: slice / 2) { _ = try await raw.query("select 1") }
-                rawCPU += BenchCommand.Monitor.cpuSeconds() - cpu
-                rawUser += BenchCommand.Monitor.userSeconds() - user
-                user = BenchCommand.Monitor.userSeconds()
-                rawHandOffs += PostgresConnection.handOffs - handOffs
-                handOffs = PostgresConnection.handOffs
-                rawCalls += rawRate * (slice / 2).seconds
-                rawCount += rawRate
-                cpu = BenchCommand.Monitor.cpuSeconds()
-                let routedRate = try await Self.loop(for: slice / 2) { _ = try await cluster.query("select 1") }
-                routedCPU += BenchCommand.Monitor.cpuSeconds() - cpu
-                routedUser += BenchCommand.Monitor.userSeconds() - user
-                routedHandOffs += PostgresConnection.handOffs - handOffs
-                routedCalls += routedRate * (slice / 2).seconds
-                routedCount += routedRate
-                cpu = BenchCommand.Monitor.cpuSeconds()
-                let pooledRate = try await Self.loop(for: slice / 2) { _ = try await pool.withConnection { try await $0.query("select 1") } }
-                pooledCPU += BenchCommand.Monitor.cpuSeconds() - cpu
-                pooledCalls += pooledRate * (slice / 2).seconds
-                pooledCount += pooledRate
+            for round in 0..<slices {
+                // The three layers in a rotating order, so none always runs first.
+                for step in 0..<3 {
+                    switch (round + step) % 3 {
+                    case 0: try await rawArm.measure(for: slice / 2) { _ = try await raw.query("select 1") }
+                    case 1: try await routedArm.measure(for: slice / 2) { _ = try await cluster.query("select 1") }
+                    default: try await pooledArm.measure(for: slice / 2) { _ = try await pool.withConnection { try await $0.query("select 1") } }
+                    }
+                }
                 if let direct { directCount += try await Self.loop(for: slice / 2) { _ = try await direct.query("select 1") } }
                 if let pgbench {
-                    pgbenchCount += try await Self.pgbench(pgbench, conninfo: endpoint.conninfo, transactions: max(Int(rawRate * (slice / 2).seconds), 100))
+                    pgbenchCount += try await Self.pgbench(
+                        pgbench, conninfo: endpoint.conninfo, transactions: max(Int(rawArm.lastRate * (slice / 2).seconds), 100))
                 }
             }
         }
@@ -188,20 +172,19 @@ struct RoutingBench {
                 duration: .microseconds(50), rows: 1, error: nil, sql: "select 1")
         }
         let logNs = (clock.now - started).nanoseconds / Double(pieces)
-        let rawRate = rawCount / Double(slices)
-        let routed = routedCount / Double(slices)
+        let rawRate = rawArm.rates / Double(slices)
+        let routed = routedArm.rates / Double(slices)
         let pgbenchRate = pgbench == nil ? nil : pgbenchCount / Double(slices)
         let pooled = 200
         let memory = try await Self.residentGrowth(opening: pooled, conninfo: endpoint.conninfo)
         return Report(
             decisionMedianNs: perCall[perCall.count / 2], decisionP99Ns: perCall[min(perCall.count - 1, perCall.count * 99 / 100)],
             rawSelectsPerSecond: rawRate, routedSelectsPerSecond: routed, ratio: routed / rawRate,
-            rawCPUMicrosecondsPerSelect: 1e6 * rawCPU / max(rawCalls, 1), routedCPUMicrosecondsPerSelect: 1e6 * routedCPU / max(routedCalls, 1),
-            rawUserMicrosecondsPerSelect: 1e6 * rawUser / max(rawCalls, 1),
-            routedUserMicrosecondsPerSelect: 1e6 * routedUser / max(routedCalls, 1),
-            pooledSelectsPerSecond: pooledCount / Double(slices), pooledCPUMicrosecondsPerSelect: 1e6 * pooledCPU / max(pooledCalls, 1),
-            poolCheckoutNs: poolNs, rawHandOffsPerSelect: Double(rawHandOffs) / max(rawCalls, 1),
-            routedHandOffsPerSelect: Double(routedHandOffs) / max(routedCalls, 1), logRecordNs: logNs,
+            rawCPUMicrosecondsPerSelect: rawArm.cpuMicrosecondsPerCall, routedCPUMicrosecondsPerSelect: routedArm.cpuMicrosecondsPerCall,
+            rawUserMicrosecondsPerSelect: rawArm.userMicrosecondsPerCall, routedUserMicrosecondsPerSelect: routedArm.userMicrosecondsPerCall,
+            pooledSelectsPerSecond: pooledArm.rates / Double(slices), pooledCPUMicrosecondsPerSelect: pooledArm.cpuMicrosecondsPerCall,
+            poolCheckoutNs: poolNs, rawHandOffsPerSelect: rawArm.handOffsPerCall,
+            routedHandOffsPerSelect: routedArm.handOffsPerCall, logRecordNs: logNs,
             pgbenchSelectsPerSecond: pgbenchRate, rawVsPgbench: pgbenchRate.map { rawRate / $0 }, pooledConnections: pooled,
             pooledConnectionsRSSMegabytes: memory, node: primary.name,
             directRoutedSelectsPerSecond: direct == nil ? nil : directCount / Double(slices),
@@ -270,6 +253,27 @@ struct RoutingBench {
     }
 
     /// Runs `body` back to back for `duration`; calls per second.
+    /// One layer's loop over all slices: its rates, and this process's CPU and hand-offs
+    /// while it ran.
+    struct Arm {
+        var rates = 0.0, lastRate = 0.0, calls = 0.0, cpu = 0.0, user = 0.0, handOffs = 0
+
+        mutating func measure(for duration: Duration, _ body: () async throws -> Void) async throws {
+            let (cpuBefore, userBefore, handOffsBefore) =
+                (BenchCommand.Monitor.cpuSeconds(), BenchCommand.Monitor.userSeconds(), PostgresConnection.handOffs)
+            lastRate = try await RoutingBench.loop(for: duration, body)
+            cpu += BenchCommand.Monitor.cpuSeconds() - cpuBefore
+            user += BenchCommand.Monitor.userSeconds() - userBefore
+            handOffs += PostgresConnection.handOffs - handOffsBefore
+            calls += lastRate * duration.seconds
+            rates += lastRate
+        }
+
+        var cpuMicrosecondsPerCall: Double { 1e6 * cpu / max(calls, 1) }
+        var userMicrosecondsPerCall: Double { 1e6 * user / max(calls, 1) }
+        var handOffsPerCall: Double { Double(handOffs) / max(calls, 1) }
+    }
+
     static func loop(for duration: Duration, _ body: () async throws -> Void) async throws -> Double {
         let clock = ContinuousClock()
         let started = clock.now

@@ -134,6 +134,9 @@ extension ClusterTests {
                     let unknown = try await CommandLineTests.run(["bench", "consistency", "--config", config, "--policies", "naive-random,fastest"])
                     #expect(unknown.status != 0)
                     #expect(unknown.output.contains("--policies must name some of"), "\(unknown.output)")
+                    let twice = try await CommandLineTests.run(["bench", "consistency", "--config", config, "--policies", "naive-random,naive-random"])
+                    #expect(twice.status != 0)
+                    #expect(twice.output.contains("once each"), "\(twice.output)")
                 }
         
             } finally: {

@@ -358,6 +358,23 @@ extension ClusterTests {
             }
         }
 
+        /// The guard passes on a replica that has replayed the position only in a session
+        /// that reads committed (read uncommitted is the same in PostgreSQL), never under
+        /// repeatable read, whose snapshot would predate its look at the replay position.
+        @Test func theReplayGuardPassesOnlyWhereEachStatementHasItsOwnSnapshot() async throws {
+            let test = try TestCluster.shared()
+            for (isolation, passes) in [("read committed", true), ("read uncommitted", true), ("repeatable read", false)] {
+                let outcome = try await test.withConnection("pg2") { connection in
+                    _ = try await connection.query("select set_config('default_transaction_isolation', $1, false)", [isolation])
+                    return try await connection.query("select 1", ifReplayed: LSN(0))
+                }
+                switch outcome {
+                case .served: #expect(passes, "the guard passed under \(isolation)")
+                case .behind: #expect(!passes, "the guard refused under \(isolation)")
+                }
+            }
+        }
+
         /// With a stricter default isolation the guard's statement would take the
         /// transaction's snapshot before it looks at the replay position, and the read
         /// would share it: under repeatable read no read-back may be stale either.
