@@ -8,22 +8,28 @@ final class Broadcast<Element: Sendable>: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Subscribers now, readable without the lock on every sender's path.
+    private let count = Atomic<Int>(0)
 
     func subscribe(bufferingNewest limit: Int) -> AsyncStream<Element> {
         let (stream, continuation) = AsyncStream<Element>.makeStream(bufferingPolicy: .bufferingNewest(limit))
         let id = state.withLock { state in
             state.next += 1
             state.subscribers[state.next] = continuation
+            count.store(state.subscribers.count, ordering: .relaxed)
             return state.next
         }
         continuation.onTermination = { [weak self] _ in
-            _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
+            self?.state.withLock { state in
+                state.subscribers.removeValue(forKey: id)
+                self?.count.store(state.subscribers.count, ordering: .relaxed)
+            }
         }
         return stream
     }
 
     /// Whether anyone listens (so a sender can skip building a value nobody reads).
-    var hasSubscribers: Bool { state.withLock { !$0.subscribers.isEmpty } }
+    var hasSubscribers: Bool { count.load(ordering: .relaxed) > 0 }
 
     func send(_ value: Element) {
         let subscribers = state.withLock { $0.subscribers.isEmpty ? [] : Array($0.subscribers.values) }
@@ -33,7 +39,10 @@ final class Broadcast<Element: Sendable>: Sendable {
     /// Ends every subscription.
     func finish() {
         let subscribers = state.withLock { state in
-            defer { state.subscribers.removeAll() }
+            defer {
+                state.subscribers.removeAll()
+                count.store(0, ordering: .relaxed)
+            }
             return Array(state.subscribers.values)
         }
         subscribers.forEach { $0.finish() }

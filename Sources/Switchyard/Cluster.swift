@@ -36,6 +36,8 @@ public final class Cluster: Sendable {
     public let routers: [any Router]
     public let defaultRouter: DefaultRouter
     private let pools: [String: ConnectionPool]
+    /// The same pools in config order, the order of the monitor's nodes.
+    private let poolsInOrder: [ConnectionPool]
     /// Nodes reached through a pooler in transaction mode.
     private let transactionPooled: Set<String>
 
@@ -65,6 +67,7 @@ public final class Cluster: Sendable {
                     statementCacheCapacity: node.poolMode == .transaction ? 0 : configuration.statementCache))
         }
         self.pools = pools
+        poolsInOrder = configuration.nodes.map { pools[$0.name]! }
         transactionPooled = Set(configuration.nodes.filter { $0.poolMode == .transaction }.map(\.name))
     }
 
@@ -126,7 +129,7 @@ public final class Cluster: Sendable {
             lastWrite: session?.lastWrite, pinnedUntil: session?.pinnedUntil)
         // One reference to the monitor's picture, not a copy of it.
         let shared = monitor.sharedTopology
-        let (decision, pool) = try route(request, in: shared.topology)
+        let (decision, pool) = try route(request, in: shared)
         try refuseSessionState(sql, on: decision.node)
         do {
             return try await perform(request, decision, pool: pool, sql, parameters, scope: scope)
@@ -159,7 +162,7 @@ public final class Cluster: Sendable {
     /// Refuses, for a node behind a transaction pooler, a statement that would leave state
     /// on a server session the pooler lends to others.
     func refuseSessionState(_ sql: String, on node: String) throws {
-        guard transactionPooled.contains(node), let why = SessionStatements.poolerRefusal(sql) else { return }
+        guard !transactionPooled.isEmpty, transactionPooled.contains(node), let why = SessionStatements.poolerRefusal(sql) else { return }
         throw RoutingError(kind: .refused, message: "\(node) is reached through a transaction pooler: \(why)")
     }
 
@@ -188,7 +191,19 @@ public final class Cluster: Sendable {
     /// Where `request` would go now. Throws when no node can take it.
     public func route(_ request: RouteRequest, topology: Topology? = nil) throws -> RouteDecision {
         if let topology { return try route(request, in: topology).decision }
-        return try route(request, in: monitor.sharedTopology.topology).decision
+        return try route(request, in: monitor.sharedTopology).decision
+    }
+
+    /// Where `request` goes in the monitor's `shared` picture, and that node's pool. With no
+    /// custom router, a statement that can only go to the primary takes the primary the
+    /// round already found, without a pass over the nodes or a lookup by name.
+    func route(_ request: RouteRequest, in shared: SharedTopology) throws -> (decision: RouteDecision, pool: ConnectionPool) {
+        if routers.isEmpty, let reason = DefaultRouter.primaryOnly(request) {
+            guard let index = shared.primaryIndex, let name = shared.primaryName else { throw RoutingError.noPrimary(shared.topology) }
+            let pool = index < poolsInOrder.count && poolsInOrder[index].node == name ? poolsInOrder[index] : pools[name]
+            if let pool { return (RouteDecision(node: name, reason: reason), pool) }
+        }
+        return try route(request, in: shared.topology)
     }
 
     /// Where `request` goes in `topology`, and that node's pool.

@@ -325,6 +325,14 @@ public final class ClusterMonitor: Sendable {
 /// A ``Topology`` that no one changes, behind one reference.
 final class SharedTopology: Sendable {
     let topology: Topology
+    /// The primary's place in `topology.nodes` and its name, found once per round rather
+    /// than on every statement.
+    let primaryIndex: Int?
+    let primaryName: String?
 
-    init(_ topology: Topology) { self.topology = topology }
+    init(_ topology: Topology) {
+        self.topology = topology
+        primaryIndex = topology.primaryIndex
+        primaryName = primaryIndex.map { topology.nodes[$0].name }
+    }
 }

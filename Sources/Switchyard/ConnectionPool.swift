@@ -83,7 +83,7 @@ public final class ConnectionPool: Sendable {
         let (id, now) = shell.withLock { shell -> (PoolState.WaiterID, Result<Grant, Error>?) in
             shell.nextWaiter += 1
             let id = shell.nextWaiter
-            switch shell.machine.checkoutWithoutWaiting(id)?.first {
+            switch shell.machine.checkoutWithoutWaiting(id) {
             case .lease(let connection, _)?: return (id, .success(.connection(shell.connections[connection]!, connection)))
             case .open?: return (id, .success(.open(id)))
             case .fail(_, let failure)?: return (id, .failure(error(for: failure)))

@@ -58,23 +58,26 @@ public struct PoolState: Sendable, Equatable {
     /// A caller wants a connection.
     /// `checkout` when the waiter would not have to wait (an idle connection, a free
     /// slot, or a closed pool); nil, changing nothing, when it would.
-    public mutating func checkoutWithoutWaiting(_ waiter: WaiterID) -> [Action]? {
+    public mutating func checkoutWithoutWaiting(_ waiter: WaiterID) -> Action? {
         if !isClosed, idle.isEmpty, openCount >= maxConnections { return nil }
-        return checkout(waiter)
+        return checkoutAction(waiter)
     }
 
-    public mutating func checkout(_ waiter: WaiterID) -> [Action] {
-        if isClosed { return [.fail(waiter, .closed)] }
+    public mutating func checkout(_ waiter: WaiterID) -> [Action] { [checkoutAction(waiter)] }
+
+    /// A checkout always answers with exactly one action (no array on the hot path).
+    private mutating func checkoutAction(_ waiter: WaiterID) -> Action {
+        if isClosed { return .fail(waiter, .closed) }
         if let connection = idle.popLast() {
             leased.insert(connection)
-            return [.lease(connection, to: waiter)]
+            return .lease(connection, to: waiter)
         }
         if openCount < maxConnections {
             opening += 1
-            return [.open(for: waiter)]
+            return .open(for: waiter)
         }
         waiters.append(waiter)
-        return [.wait(waiter)]
+        return .wait(waiter)
     }
 
     /// A connection opened for a waiter; it is the waiter's now.

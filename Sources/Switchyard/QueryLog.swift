@@ -172,7 +172,9 @@ public final class QueryLog: Sendable {
             }
             return Self.withoutValues(text, parameters)
         }
-        let record = state.withLock { state -> Record in
+        // The record is copied out only for a reader: a file or a subscriber.
+        let wanted = file != nil || broadcast.hasSubscribers
+        let record = state.withLock { state -> Record? in
             let record = Record(
                 id: state.nextID, time: Date(), context: context, operation: operation, node: node, reason: reason,
                 durationMs: duration.milliseconds, rows: rows, error: errorText, sql: sql)
@@ -181,11 +183,11 @@ public final class QueryLog: Sendable {
                 state.ring.append(record)
             } else {
                 state.ring[state.start] = record
-                state.start = (state.start + 1) % capacity
+                state.start = state.start + 1 == capacity ? 0 : state.start + 1
             }
-            return record
+            return wanted ? record : nil
         }
-        guard file != nil || broadcast.hasSubscribers else { return }
+        guard let record else { return }
         var entry = record.entry
         broadcast.send(entry)
         if let file {

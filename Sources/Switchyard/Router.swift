@@ -191,27 +191,33 @@ public struct DefaultRouter: Router {
         topology.nodes.contains { $0.reachable && $0.role == .primary }
     }
 
+    /// Why `request` goes to the primary whatever the replicas' state — no context, a
+    /// write, or a context that reads from the primary — or nil when replicas may serve it.
+    static func primaryOnly(_ request: RouteRequest) -> RouteReason? {
+        guard let context = request.context else { return .noContext }
+        guard request.operation == .read, context.readsFromReplicas else {
+            return .primaryContext(context: context.name, operation: request.operation)
+        }
+        return nil
+    }
+
     /// Routes, treating the nodes in `excluded` as unusable (retries).
     public func route(_ request: RouteRequest, topology: Topology, excluding excluded: [String]) -> RouteDecision? {
         // Without exactly one reachable primary, only replica reads can be placed; the
         // cluster turns a nil into a clear error (no primary, or split brain).
-        let primary = topology.primary
-        guard let context = request.context else { return primary.map { RouteDecision(node: $0.name, reason: .noContext) } }
-        guard request.operation == .read, context.readsFromReplicas else {
-            return primary.map {
-                RouteDecision(node: $0.name, reason: .primaryContext(context: context.name, operation: request.operation))
-            }
-        }
+        let primary = topology.primaryIndex.map { topology.nodes[$0].name }
+        if let reason = Self.primaryOnly(request) { return primary.map { RouteDecision(node: $0, reason: reason) } }
+        guard let context = request.context else { return nil }
         if let pinnedUntil = request.pinnedUntil, ContinuousClock.now < pinnedUntil, let lastWrite = request.lastWrite {
             return primary.map {
-                RouteDecision(node: $0.name, reason: .pinned(context: context.name, sinceWriteMs: (ContinuousClock.now - lastWrite).milliseconds))
+                RouteDecision(node: $0, reason: .pinned(context: context.name, sinceWriteMs: (ContinuousClock.now - lastWrite).milliseconds))
             }
         }
         if case .pinWindow(let window) = consistency, let lastWrite = request.lastWrite {
             let since = ContinuousClock.now - lastWrite
             if since < window {
                 return primary.map {
-                    RouteDecision(node: $0.name, reason: .pinned(context: context.name, sinceWriteMs: since.milliseconds))
+                    RouteDecision(node: $0, reason: .pinned(context: context.name, sinceWriteMs: since.milliseconds))
                 }
             }
         }
@@ -254,7 +260,7 @@ public struct DefaultRouter: Router {
                     node: candidate.name, reason: .guarded(context: context.name, selection: selection, token: token.lsn),
                     replayGuard: token.lsn)
             }
-            return primary.map { RouteDecision(node: $0.name, reason: .fallback(context: context.name, skipped: skipped)) }
+            return primary.map { RouteDecision(node: $0, reason: .fallback(context: context.name, skipped: skipped)) }
         }
         let chosen: NodeState
         switch selection {

@@ -107,8 +107,10 @@ public struct Topology: Sendable {
 
     /// The one reachable primary, or nil when there is none, more than one, or the one
     /// there is is fenced (Patroni names another leader).
-    public var primary: NodeState? {
-        // On every statement's path: one pass, no array, no node copied but the one.
+    public var primary: NodeState? { primaryIndex.map { nodes[$0] } }
+
+    /// Where ``primary`` is in ``nodes``: one pass, no array, no node copied.
+    var primaryIndex: Int? {
         var found: Int?
         for index in nodes.indices where nodes[index].reachable && nodes[index].role == .primary {
             if found != nil { return nil }
@@ -116,7 +118,7 @@ public struct Topology: Sendable {
         }
         guard let found else { return nil }
         if !fenced.isEmpty, fenced[nodes[found].name] != nil { return nil }
-        return nodes[found]
+        return found
     }
 
     public func node(_ name: String) -> NodeState? { nodes.first { $0.name == name } }
