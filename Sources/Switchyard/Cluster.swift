@@ -119,17 +119,26 @@ public final class Cluster: Sendable {
                 message: "\(sql.prefix(40)): each statement may run on another pooled connection; use Cluster.transaction { … } for a transaction")
         }
         let scope = RoutingScope.current
-        var session = scope?.session.snapshot
-        if let scope, let token = session?.uncheckedToken {
-            await check(token, of: scope.session)
-            session = scope.session.snapshot
-        }
-        let request = RouteRequest(
-            operation: operation, table: table, hints: hints, context: scope?.context, token: session?.token,
-            lastWrite: session?.lastWrite, pinnedUntil: session?.pinnedUntil)
         // One reference to the monitor's picture, not a copy of it.
         let shared = monitor.sharedTopology
-        let (decision, pool) = try route(request, in: shared)
+        let request: RouteRequest
+        let decision: RouteDecision
+        let pool: ConnectionPool
+        if routers.isEmpty, let reason = DefaultRouter.primaryOnly(operation, context: scope?.context) {
+            // Bound for the primary whatever the session holds: no token to check or read.
+            request = RouteRequest(operation: operation, table: table, hints: hints, context: scope?.context)
+            (decision, pool) = try primaryRoute(reason, in: shared)
+        } else {
+            var session = scope?.session.snapshot
+            if let scope, let token = session?.uncheckedToken {
+                await check(token, of: scope.session)
+                session = scope.session.snapshot
+            }
+            request = RouteRequest(
+                operation: operation, table: table, hints: hints, context: scope?.context, token: session?.token,
+                lastWrite: session?.lastWrite, pinnedUntil: session?.pinnedUntil)
+            (decision, pool) = try route(request, in: shared)
+        }
         try refuseSessionState(sql, on: decision.node)
         do {
             return try await perform(request, decision, pool: pool, sql, parameters, scope: scope)
@@ -194,16 +203,21 @@ public final class Cluster: Sendable {
         return try route(request, in: monitor.sharedTopology).decision
     }
 
-    /// Where `request` goes in the monitor's `shared` picture, and that node's pool. With no
-    /// custom router, a statement that can only go to the primary takes the primary the
-    /// round already found, without a pass over the nodes or a lookup by name.
+    /// Where `request` goes in the monitor's `shared` picture, and that node's pool.
     func route(_ request: RouteRequest, in shared: SharedTopology) throws -> (decision: RouteDecision, pool: ConnectionPool) {
-        if routers.isEmpty, let reason = DefaultRouter.primaryOnly(request) {
-            guard let index = shared.primaryIndex, let name = shared.primaryName else { throw RoutingError.noPrimary(shared.topology) }
-            let pool = index < poolsInOrder.count && poolsInOrder[index].node == name ? poolsInOrder[index] : pools[name]
-            if let pool { return (RouteDecision(node: name, reason: reason), pool) }
+        if routers.isEmpty, let reason = DefaultRouter.primaryOnly(request.operation, context: request.context) {
+            return try primaryRoute(reason, in: shared)
         }
         return try route(request, in: shared.topology)
+    }
+
+    /// The primary the monitor's round found, and its pool by position: no pass over the
+    /// nodes, no lookup by name.
+    private func primaryRoute(_ reason: RouteReason, in shared: SharedTopology) throws -> (decision: RouteDecision, pool: ConnectionPool) {
+        guard let index = shared.primaryIndex, let name = shared.primaryName,
+            let pool = index < poolsInOrder.count && poolsInOrder[index].node == name ? poolsInOrder[index] : pools[name]
+        else { throw RoutingError.noPrimary(shared.topology) }
+        return (RouteDecision(node: name, reason: reason), pool)
     }
 
     /// Where `request` goes in `topology`, and that node's pool.

@@ -193,10 +193,10 @@ public struct DefaultRouter: Router {
 
     /// Why `request` goes to the primary whatever the replicas' state — no context, a
     /// write, or a context that reads from the primary — or nil when replicas may serve it.
-    static func primaryOnly(_ request: RouteRequest) -> RouteReason? {
-        guard let context = request.context else { return .noContext }
-        guard request.operation == .read, context.readsFromReplicas else {
-            return .primaryContext(context: context.name, operation: request.operation)
+    static func primaryOnly(_ operation: StatementKind, context: RoutingContext?) -> RouteReason? {
+        guard let context else { return .noContext }
+        guard operation == .read, context.readsFromReplicas else {
+            return .primaryContext(context: context.name, operation: operation)
         }
         return nil
     }
@@ -206,7 +206,7 @@ public struct DefaultRouter: Router {
         // Without exactly one reachable primary, only replica reads can be placed; the
         // cluster turns a nil into a clear error (no primary, or split brain).
         let primary = topology.primaryIndex.map { topology.nodes[$0].name }
-        if let reason = Self.primaryOnly(request) { return primary.map { RouteDecision(node: $0, reason: reason) } }
+        if let reason = Self.primaryOnly(request.operation, context: request.context) { return primary.map { RouteDecision(node: $0, reason: reason) } }
         guard let context = request.context else { return nil }
         if let pinnedUntil = request.pinnedUntil, ContinuousClock.now < pinnedUntil, let lastWrite = request.lastWrite {
             return primary.map {

@@ -26,6 +26,7 @@ struct RoutingBench {
         /// statement, return), no routing — what routing adds is routed less pooled.
         var pooledSelectsPerSecond: Double
         var pooledCPUMicrosecondsPerSelect: Double
+        var pooledUserMicrosecondsPerSelect: Double
         /// What the routed path adds, piece by piece (no statement sent): pool checkout
         /// and return (with its liveness poll), and one query-log record.
         var poolCheckoutNs: Double
@@ -55,9 +56,10 @@ struct RoutingBench {
                        rawCPUMicrosecondsPerSelect, rawUserMicrosecondsPerSelect, routedCPUMicrosecondsPerSelect,
                        routedUserMicrosecondsPerSelect),
                 String(
-                    format: "CPU per SELECT 1 by layer: raw %.1f µs, + pool %.1f µs (%.0f/s), + routing %.1f µs",
+                    format: "CPU per SELECT 1 by layer: raw %.1f µs, + pool %.1f µs (%.0f/s), + routing %.1f µs; user time: raw %.1f µs, + pool %.1f µs, + routing %.1f µs",
                     rawCPUMicrosecondsPerSelect, pooledCPUMicrosecondsPerSelect - rawCPUMicrosecondsPerSelect, pooledSelectsPerSecond,
-                    routedCPUMicrosecondsPerSelect - pooledCPUMicrosecondsPerSelect),
+                    routedCPUMicrosecondsPerSelect - pooledCPUMicrosecondsPerSelect, rawUserMicrosecondsPerSelect,
+                    pooledUserMicrosecondsPerSelect - rawUserMicrosecondsPerSelect, routedUserMicrosecondsPerSelect - pooledUserMicrosecondsPerSelect),
                 String(format: "routed path pieces: pool checkout + return %.0f ns, query-log record %.0f ns", poolCheckoutNs, logRecordNs),
                 String(format: "hand-offs per SELECT 1: raw %.3f, routed %.3f", rawHandOffsPerSelect, routedHandOffsPerSelect),
             ]
@@ -186,6 +188,7 @@ struct RoutingBench {
             rawCPUMicrosecondsPerSelect: rawArm.cpuMicrosecondsPerCall, routedCPUMicrosecondsPerSelect: routedArm.cpuMicrosecondsPerCall,
             rawUserMicrosecondsPerSelect: rawArm.userMicrosecondsPerCall, routedUserMicrosecondsPerSelect: routedArm.userMicrosecondsPerCall,
             pooledSelectsPerSecond: pooledArm.rates / Double(slices), pooledCPUMicrosecondsPerSelect: pooledArm.cpuMicrosecondsPerCall,
+            pooledUserMicrosecondsPerSelect: pooledArm.userMicrosecondsPerCall,
             poolCheckoutNs: poolNs, rawHandOffsPerSelect: rawArm.handOffsPerCall,
             routedHandOffsPerSelect: routedArm.handOffsPerCall, logRecordNs: logNs,
             pgbenchSelectsPerSecond: pgbenchRate, rawVsPgbench: pgbenchRate.map { rawRate / $0 }, pooledConnections: pooled,

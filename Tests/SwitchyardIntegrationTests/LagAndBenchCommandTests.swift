@@ -159,6 +159,7 @@ extension ClusterTests {
             #expect((report["routedCPUMicrosecondsPerSelect"] as? Double ?? 0) > 0)
             #expect((report["pooledSelectsPerSecond"] as? Double ?? 0) > 0)
             #expect((report["pooledCPUMicrosecondsPerSelect"] as? Double ?? 0) > 0)
+            #expect((report["pooledUserMicrosecondsPerSelect"] as? Double ?? 0) > 0)
             #expect((report["poolCheckoutNs"] as? Double ?? 0) > 0)
             #expect((report["logRecordNs"] as? Double ?? 0) > 0)
             #expect((report["routedHandOffsPerSelect"] as? Double ?? -1) >= 0)
