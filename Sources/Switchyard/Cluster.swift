@@ -119,21 +119,21 @@ public final class Cluster: Sendable {
                 message: "\(sql.prefix(40)): each statement may run on another pooled connection; use Cluster.transaction { … } for a transaction")
         }
         let scope = RoutingScope.current
+        // A carried-in token is settled before any statement, writes included: a write
+        // moves the token only forward, so one left ahead of the primary would hide the
+        // write's own position from the read-backs that follow.
+        if let scope, let token = scope.session.uncheckedToken { await check(token, of: scope.session) }
         // One reference to the monitor's picture, not a copy of it.
         let shared = monitor.sharedTopology
         let request: RouteRequest
         let decision: RouteDecision
         let pool: ConnectionPool
         if routers.isEmpty, let reason = DefaultRouter.primaryOnly(operation, context: scope?.context) {
-            // Bound for the primary whatever the session holds: no token to check or read.
+            // Bound for the primary whatever the session holds: nothing of it to read.
             request = RouteRequest(operation: operation, table: table, hints: hints, context: scope?.context)
             (decision, pool) = try primaryRoute(reason, in: shared)
         } else {
-            var session = scope?.session.snapshot
-            if let scope, let token = session?.uncheckedToken {
-                await check(token, of: scope.session)
-                session = scope.session.snapshot
-            }
+            let session = scope?.session.snapshot
             request = RouteRequest(
                 operation: operation, table: table, hints: hints, context: scope?.context, token: session?.token,
                 lastWrite: session?.lastWrite, pinnedUntil: session?.pinnedUntil)

@@ -102,14 +102,13 @@ public final class ConsistencySession: Sendable {
     /// Everything routing reads, under one lock.
     struct Snapshot {
         var token: ConsistencyToken?
-        var uncheckedToken: ConsistencyToken?
         var lastWrite: ContinuousClock.Instant?
         var pinnedUntil: ContinuousClock.Instant?
     }
 
     var snapshot: Snapshot {
         state.withLock {
-            Snapshot(token: $0.token, uncheckedToken: $0.tokenChecked ? nil : $0.token, lastWrite: $0.lastWrite, pinnedUntil: $0.pinnedUntil)
+            Snapshot(token: $0.token, lastWrite: $0.lastWrite, pinnedUntil: $0.pinnedUntil)
         }
     }
 

@@ -489,6 +489,14 @@ extension ClusterTests {
                     return Cluster.currentToken
                 }
                 #expect(kept == real)
+                // Writing first: the forged token must not outlive the write and hide its
+                // position from the read-back.
+                let afterWrite = try await RoutingContext.public.run(token: forged) { () -> ConsistencyToken? in
+                    try await cluster.execute("update \(table) set version = 8 where id = 1")
+                    return Cluster.currentToken
+                }
+                #expect(afterWrite != nil && afterWrite != forged, "after a write: \(String(describing: afterWrite))")
+                #expect((afterWrite?.lsn ?? LSN(0)) >= real.lsn)
             }
         }
 
