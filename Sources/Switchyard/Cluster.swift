@@ -125,20 +125,12 @@ public final class Cluster: Sendable {
         if let scope, let token = scope.session.uncheckedToken { await check(token, of: scope.session) }
         // One reference to the monitor's picture, not a copy of it.
         let shared = monitor.sharedTopology
-        let request: RouteRequest
-        let decision: RouteDecision
-        let pool: ConnectionPool
-        if routers.isEmpty, let reason = DefaultRouter.primaryOnly(operation, context: scope?.context) {
-            // Bound for the primary whatever the session holds: nothing of it to read.
-            request = RouteRequest(operation: operation, table: table, hints: hints, context: scope?.context)
-            (decision, pool) = try primaryRoute(reason, in: shared)
-        } else {
-            let session = scope?.session.snapshot
-            request = RouteRequest(
-                operation: operation, table: table, hints: hints, context: scope?.context, token: session?.token,
-                lastWrite: session?.lastWrite, pinnedUntil: session?.pinnedUntil)
-            (decision, pool) = try route(request, in: shared)
-        }
+        // A statement bound for the primary whatever the session holds needs nothing of it.
+        let session = primaryBound(operation, scope?.context) ? nil : scope?.session.snapshot
+        let request = RouteRequest(
+            operation: operation, table: table, hints: hints, context: scope?.context, token: session?.token,
+            lastWrite: session?.lastWrite, pinnedUntil: session?.pinnedUntil)
+        let (decision, pool) = try route(request, in: shared)
         try refuseSessionState(sql, on: decision.node)
         do {
             return try await perform(request, decision, pool: pool, sql, parameters, scope: scope)
@@ -201,6 +193,12 @@ public final class Cluster: Sendable {
     public func route(_ request: RouteRequest, topology: Topology? = nil) throws -> RouteDecision {
         if let topology { return try route(request, in: topology).decision }
         return try route(request, in: monitor.sharedTopology).decision
+    }
+
+    /// Whether a statement goes to the primary whatever the replicas' state and the
+    /// session's token: no custom router, and the default policy's answer is the primary.
+    private func primaryBound(_ operation: StatementKind, _ context: RoutingContext?) -> Bool {
+        routers.isEmpty && DefaultRouter.primaryOnly(operation, context: context) != nil
     }
 
     /// Where `request` goes in the monitor's `shared` picture, and that node's pool.
