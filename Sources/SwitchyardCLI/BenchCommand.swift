@@ -267,3 +267,12 @@ func validateSeconds(_ seconds: Double) throws {
         throw ValidationError("--seconds must be a number above 0 and at most 86400, not \(seconds)")
     }
 }
+
+extension Array where Element == Double {
+    /// Sample standard deviation: how far the slices of one measurement spread.
+    var spread: Double {
+        guard count > 1 else { return 0 }
+        let mean = reduce(0, +) / Double(count)
+        return (map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(count - 1)).squareRoot()
+    }
+}

@@ -179,14 +179,12 @@ struct ConsistencyBench {
             latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]
         }
         func percent(_ part: Int, _ whole: Int) -> Double { whole == 0 ? 0 : 100 * Double(part) / Double(whole) }
-        let mean = rates.reduce(0, +) / Double(max(rates.count, 1))
-        let spread = (rates.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(rates.count - 1, 1))).squareRoot()
         return Report(
             policy: policy, path: path, clients: clients, seconds: seconds, slices: rates.count, operations: total.operations,
             reads: total.reads, readsOnReplicas: total.readsOnReplicas, readBacks: total.readBacks,
             readBacksOnReplicas: total.readBacksOnReplicas, staleReadBacks: total.stale, writes: total.writes, errors: total.errors,
             p50Ms: percentile(0.5), p99Ms: percentile(0.99), opsPerSecond: Double(total.operations) / max(seconds, 1e-9),
-            opsPerSecondSpread: spread, replicaSharePercent: percent(total.readsOnReplicas, total.reads),
+            opsPerSecondSpread: rates.spread, replicaSharePercent: percent(total.readsOnReplicas, total.reads),
             readBackReplicaSharePercent: percent(total.readBacksOnReplicas, total.readBacks),
             allReadsReplicaSharePercent: percent(total.readsOnReplicas + total.readBacksOnReplicas, total.reads + total.readBacks))
     }

@@ -173,12 +173,10 @@ extension BenchCommand {
 
         static func summary(_ slices: [WrkSlice]) -> Variant {
             let rates = slices.map { Double($0.requests) / max($0.seconds, 0.001) }
-            let mean = rates.reduce(0, +) / Double(max(rates.count, 1))
-            let spread = (rates.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(rates.count - 1, 1))).squareRoot()
             func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
             return Variant(
                 requestsPerSecond: Double(slices.map(\.requests).reduce(0, +)) / slices.map(\.seconds).reduce(0, +),
-                requestsPerSecondSpread: spread, p99Ms: median(slices.map(\.p99Ms)), p50Ms: median(slices.map(\.p50Ms)),
+                requestsPerSecondSpread: rates.spread, p99Ms: median(slices.map(\.p99Ms)), p50Ms: median(slices.map(\.p50Ms)),
                 errors: slices.map(\.errors).reduce(0, +), slices: slices.count)
         }
 

@@ -16,6 +16,13 @@ struct RoutingBench {
         var rawSelectsPerSecond: Double
         var routedSelectsPerSecond: Double
         var ratio: Double
+        /// Spread (standard deviation) across slices of each rate, and of routed/raw
+        /// taken round by round.
+        var rawSelectsPerSecondSpread: Double
+        var routedSelectsPerSecondSpread: Double
+        var pooledSelectsPerSecondSpread: Double
+        var ratioSpread: Double
+        var slices: Int
         /// This process's CPU time (user + system) per statement in each loop.
         var rawCPUMicrosecondsPerSelect: Double
         var routedCPUMicrosecondsPerSelect: Double
@@ -50,14 +57,16 @@ struct RoutingBench {
         func table() -> String {
             var lines = [
                 String(format: "routing decision: median %.0f ns, p99 %.0f ns (public read, batches of 1000)", decisionMedianNs, decisionP99Ns),
-                String(format: "SELECT 1 on %@: raw PostgresClient %.0f/s, routed (admin context) %.0f/s, routed/raw %.3f",
-                       node, rawSelectsPerSecond, routedSelectsPerSecond, ratio),
+                String(format: "SELECT 1 on %@: raw PostgresClient %.0f ± %.0f/s, routed (admin context) %.0f ± %.0f/s, routed/raw %.3f ± %.3f (%d slices)",
+                       node, rawSelectsPerSecond, rawSelectsPerSecondSpread, routedSelectsPerSecond, routedSelectsPerSecondSpread, ratio,
+                       ratioSpread, slices),
                 String(format: "CPU of this process per SELECT 1: raw %.1f µs (user %.1f), routed %.1f µs (user %.1f)",
                        rawCPUMicrosecondsPerSelect, rawUserMicrosecondsPerSelect, routedCPUMicrosecondsPerSelect,
                        routedUserMicrosecondsPerSelect),
                 String(
-                    format: "CPU per SELECT 1 by layer: raw %.1f µs, + pool %.1f µs (%.0f/s), + routing %.1f µs; user time: raw %.1f µs, + pool %.1f µs, + routing %.1f µs",
+                    format: "CPU per SELECT 1 by layer: raw %.1f µs, + pool %.1f µs (%.0f ± %.0f/s), + routing %.1f µs; user time: raw %.1f µs, + pool %.1f µs, + routing %.1f µs",
                     rawCPUMicrosecondsPerSelect, pooledCPUMicrosecondsPerSelect - rawCPUMicrosecondsPerSelect, pooledSelectsPerSecond,
+                    pooledSelectsPerSecondSpread,
                     routedCPUMicrosecondsPerSelect - pooledCPUMicrosecondsPerSelect, rawUserMicrosecondsPerSelect,
                     pooledUserMicrosecondsPerSelect - rawUserMicrosecondsPerSelect, routedUserMicrosecondsPerSelect - pooledUserMicrosecondsPerSelect),
                 String(format: "routed path pieces: pool checkout + return %.0f ns, query-log record %.0f ns", poolCheckoutNs, logRecordNs),
@@ -185,6 +194,9 @@ struct RoutingBench {
         return Report(
             decisionMedianNs: perCall[perCall.count / 2], decisionP99Ns: perCall[min(perCall.count - 1, perCall.count * 99 / 100)],
             rawSelectsPerSecond: rawRate, routedSelectsPerSecond: routed, ratio: routed / rawRate,
+            rawSelectsPerSecondSpread: rawArm.samples.spread, routedSelectsPerSecondSpread: routedArm.samples.spread,
+            pooledSelectsPerSecondSpread: pooledArm.samples.spread,
+            ratioSpread: zip(routedArm.samples, rawArm.samples).map { $0 / Swift.max($1, 1) }.spread, slices: slices,
             rawCPUMicrosecondsPerSelect: rawArm.cpuMicrosecondsPerCall, routedCPUMicrosecondsPerSelect: routedArm.cpuMicrosecondsPerCall,
             rawUserMicrosecondsPerSelect: rawArm.userMicrosecondsPerCall, routedUserMicrosecondsPerSelect: routedArm.userMicrosecondsPerCall,
             pooledSelectsPerSecond: pooledArm.rates / Double(slices), pooledCPUMicrosecondsPerSelect: pooledArm.cpuMicrosecondsPerCall,
@@ -258,11 +270,12 @@ struct RoutingBench {
         return during.map { $0 - before }
     }
 
-    /// Runs `body` back to back for `duration`; calls per second.
     /// One layer's loop over all slices: its rates, and this process's CPU and hand-offs
     /// while it ran.
     struct Arm {
         var rates = 0.0, lastRate = 0.0, calls = 0.0, cpu = 0.0, user = 0.0, handOffs = 0
+        /// Each slice's rate.
+        var samples: [Double] = []
 
         mutating func measure(for duration: Duration, _ body: () async throws -> Void) async throws {
             let (cpuBefore, userBefore, handOffsBefore) =
@@ -273,6 +286,7 @@ struct RoutingBench {
             handOffs += PostgresConnection.handOffs - handOffsBefore
             calls += lastRate * duration.seconds
             rates += lastRate
+            samples.append(lastRate)
         }
 
         var cpuMicrosecondsPerCall: Double { 1e6 * cpu / max(calls, 1) }
@@ -280,6 +294,7 @@ struct RoutingBench {
         var handOffsPerCall: Double { Double(handOffs) / max(calls, 1) }
     }
 
+    /// Runs `body` back to back for `duration`; calls per second.
     static func loop(for duration: Duration, _ body: () async throws -> Void) async throws -> Double {
         let clock = ContinuousClock()
         let started = clock.now

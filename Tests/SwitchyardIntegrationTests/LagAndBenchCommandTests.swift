@@ -154,6 +154,12 @@ extension ClusterTests {
             #expect((report["decisionMedianNs"] as? Double ?? 0) > 0)
             #expect((report["rawSelectsPerSecond"] as? Double ?? 0) > 0)
             #expect((report["routedSelectsPerSecond"] as? Double ?? 0) > 0)
+            // Every rate with its spread across the slices (four in one second).
+            #expect(report["slices"] as? Int == 4)
+            #expect((report["rawSelectsPerSecondSpread"] as? Double ?? 0) > 0)
+            #expect((report["routedSelectsPerSecondSpread"] as? Double ?? 0) > 0)
+            #expect((report["pooledSelectsPerSecondSpread"] as? Double ?? 0) > 0)
+            #expect((report["ratioSpread"] as? Double ?? 0) > 0)
             #expect(report["node"] as? String == "pg1")
             // Where the routed path's time goes.
             #expect((report["routedCPUMicrosecondsPerSelect"] as? Double ?? 0) > 0)
