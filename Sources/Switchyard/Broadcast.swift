@@ -20,9 +20,10 @@ final class Broadcast<Element: Sendable>: Sendable {
             return state.next
         }
         continuation.onTermination = { [weak self] _ in
-            self?.state.withLock { state in
+            guard let self else { return }
+            state.withLock { state in
                 state.subscribers.removeValue(forKey: id)
-                self?.count.store(state.subscribers.count, ordering: .relaxed)
+                count.store(state.subscribers.count, ordering: .relaxed)
             }
         }
         return stream

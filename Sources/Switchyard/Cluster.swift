@@ -209,8 +209,9 @@ public final class Cluster: Sendable {
         return try route(request, in: shared.topology)
     }
 
-    /// The primary the monitor's round found, and its pool by position: no pass over the
-    /// nodes, no lookup by name.
+    /// The primary the monitor's round found, and its pool by position (the monitor keeps
+    /// the nodes in config order; by name should that ever differ): no pass over the
+    /// nodes, no hash lookup.
     private func primaryRoute(_ reason: RouteReason, in shared: SharedTopology) throws -> (decision: RouteDecision, pool: ConnectionPool) {
         guard let index = shared.primaryIndex, let name = shared.primaryName,
             let pool = index < poolsInOrder.count && poolsInOrder[index].node == name ? poolsInOrder[index] : pools[name]
