@@ -53,7 +53,7 @@ let package = Package(
             name: "SwitchyardHummingbird",
             dependencies: [
                 "Switchyard", .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "HTTPTypes", package: "swift-http-types"), .product(name: "Logging", package: "swift-log"),
             ]
         ),
 

@@ -10,6 +10,20 @@ public struct ConnectOptions: Sendable {
     public var connectTimeout: Duration?
     /// `statement_timeout` set right after connecting; nil leaves it.
     public var statementTimeout: Duration?
+    /// How long any one statement may take, kept by this process whatever the server
+    /// does (a server whose packets vanish enforces nothing): when it passes, the server is
+    /// asked to cancel (the caller gets a `timedOut` error); a server that answers neither
+    /// within ``PostgresConnection/cancelGrace`` more is given up (`connectionLost`). Nil:
+    /// no bound. A task can override it for its statements with
+    /// ``PostgresConnection/withStatementBound(_:_:)``.
+    public var statementBound: Duration?
+    /// libpq's `tcp_user_timeout`: how long sent data may stay unacknowledged before the
+    /// kernel gives the connection up, and TCP keepalives (`keepalives_idle`,
+    /// `keepalives_interval`, `keepalives_count`) for a connection that waits in silence.
+    /// A partitioned node then costs seconds, not TCP's quarter of an hour of
+    /// retransmissions. The conninfo's own settings win; nil leaves libpq's defaults.
+    public var tcpUserTimeout: Duration?
+    public var keepalives: (idle: Duration, interval: Duration, count: Int)?
     /// `application_name` shown in `pg_stat_activity` unless the conninfo sets one.
     public var fallbackApplicationName: String
     /// Statements kept prepared on the server, per connection (parsed and planned once,
@@ -17,12 +31,24 @@ public struct ConnectOptions: Sendable {
     /// transaction mode that does not track prepared statements (PgBouncer before 1.21).
     public var statementCacheCapacity: Int
 
+    /// `tcp_user_timeout` unless told otherwise: sent data unacknowledged for this long
+    /// ends the connection.
+    public static let defaultTCPUserTimeout: Duration = .seconds(10)
+    /// Keepalives unless told otherwise: the first probe after 10 s of silence, then every
+    /// 3 s, the connection given up after 3 unanswered.
+    public static let defaultKeepalives: (idle: Duration, interval: Duration, count: Int) = (.seconds(10), .seconds(3), 3)
+
     public init(
         connectTimeout: Duration? = nil, statementTimeout: Duration? = nil, fallbackApplicationName: String = "switchyard",
-        statementCacheCapacity: Int = 128
+        statementCacheCapacity: Int = 128, statementBound: Duration? = nil,
+        tcpUserTimeout: Duration? = ConnectOptions.defaultTCPUserTimeout,
+        keepalives: (idle: Duration, interval: Duration, count: Int)? = ConnectOptions.defaultKeepalives
     ) {
         self.connectTimeout = connectTimeout
         self.statementTimeout = statementTimeout
+        self.statementBound = statementBound
+        self.tcpUserTimeout = tcpUserTimeout
+        self.keepalives = keepalives
         self.fallbackApplicationName = fallbackApplicationName
         self.statementCacheCapacity = statementCacheCapacity
     }
@@ -72,10 +98,18 @@ public final class PostgresConnection: @unchecked Sendable {
     private var statementNumber: UInt64 = 0  // guarded by lock
     private var running = false  // guarded by lock: a statement holds the connection
     private var checkedAlive = false  // guarded by lock: `looksAlive()` just polled; the next send need not
+    private var deadline: ContinuousClock.Instant?  // guarded by lock: the running statement's bound
+    private var runningBound: Duration = .zero  // guarded by lock: the bound that set `deadline`
+    private var boundReached = false  // guarded by lock: the running statement passed its deadline
+    private var cancelWaiters: [CheckedContinuation<Void, Never>] = []  // guarded by lock
+    /// The statement bound from ``ConnectOptions/statementBound``.
+    private let bound: Duration?
 
     private init(
-        conninfo: String, label: String, connection: OpaquePointer, registration: SocketPoller.Registration, cacheCapacity: Int
+        conninfo: String, label: String, connection: OpaquePointer, registration: SocketPoller.Registration, cacheCapacity: Int,
+        bound: Duration?
     ) {
+        self.bound = bound
         self.cache = StatementCache(capacity: cacheCapacity)
         self.conninfo = conninfo
         self.label = label
@@ -86,6 +120,7 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     deinit {
+        StatementDeadlines.shared.remove(self)
         if let connection = pgconn {
             SocketPoller.shared.unregister(registration)
             PQfinish(connection)
@@ -103,8 +138,21 @@ public final class PostgresConnection: @unchecked Sendable {
         let pointer: PGConnPointer = try await onThread(name: "pg connect \(name)") {
             // Later keywords override earlier ones: the fallback name cannot override the
             // conninfo, the timeout must.
-            var keywords = ["fallback_application_name", "dbname"]
-            var values = [options.fallbackApplicationName, conninfo]
+            var keywords = ["fallback_application_name"]
+            var values = [options.fallbackApplicationName]
+            if let timeout = options.tcpUserTimeout {
+                keywords.append("tcp_user_timeout")
+                values.append(String(max(timeout.wholeMilliseconds, 1)))
+            }
+            if let keepalives = options.keepalives {
+                keywords += ["keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count"]
+                values += [
+                    "1", String(max(Int(keepalives.idle.components.seconds), 1)),
+                    String(max(Int(keepalives.interval.components.seconds), 1)), String(max(keepalives.count, 1)),
+                ]
+            }
+            keywords.append("dbname")
+            values.append(conninfo)
             if let timeout = options.connectTimeout {
                 keywords.append("connect_timeout")
                 values.append(String(max(Int(timeout.components.seconds), 1)))
@@ -137,7 +185,8 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         let connection = PostgresConnection(
             conninfo: conninfo, label: name, connection: pointer.pointer, registration: registration,
-            cacheCapacity: options.statementCacheCapacity)
+            cacheCapacity: options.statementCacheCapacity, bound: options.statementBound)
+        StatementDeadlines.shared.add(connection)
         if let timeout = options.statementTimeout {
             do {
                 _ = try await connection.query("select set_config('statement_timeout', $1, false)", ["\(max(Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000), 0))ms"])
@@ -244,30 +293,100 @@ public final class PostgresConnection: @unchecked Sendable {
         await serial.acquire()
         defer { serial.release() }
         let connection = try liveConnection()
+        let bound = Self.boundOverride ?? self.bound
         let number: UInt64 = lock.withLock {
             statementNumber += 1
             running = true
+            boundReached = false
+            if let bound, bound > .zero {
+                deadline = .now + bound
+                runningBound = bound
+            } else {
+                deadline = nil
+            }
             return statementNumber
         }
         SocketPoller.shared.reset(registration)
         Self.inFlight.add(1, ordering: .relaxed)
-        defer {
-            Self.inFlight.subtract(1, ordering: .relaxed)
-            lock.withLock {
-                running = false
-                checkedAlive = false
+        let outcome: Result<T, Error>
+        if cancellable {
+            outcome = await withTaskCancellationHandler {
+                do { return .success(try await body(connection)) } catch { return .failure(error) }
+            } onCancel: {
+                self.cancel()
+                self.giveUp(number, after: Self.cancelGrace, message: "cancelled; the server did not answer within \(Self.cancelGrace), connection given up")
             }
-            noteTransactionState(connection)
-        }
-        guard cancellable else {
+        } else {
             giveUp(number, after: Self.rollbackDeadline, message: "the server did not answer ROLLBACK within \(Self.rollbackDeadline), connection given up")
-            return try await body(connection)
+            do { outcome = .success(try await body(connection)) } catch { outcome = .failure(error) }
         }
-        return try await withTaskCancellationHandler {
-            try await body(connection)
-        } onCancel: {
-            self.cancel()
-            self.giveUp(number, after: Self.cancelGrace, message: "cancelled; the server did not answer within \(Self.cancelGrace), connection given up")
+        Self.inFlight.subtract(1, ordering: .relaxed)
+        let cancelInFlight = lock.withLock {
+            running = false
+            checkedAlive = false
+            deadline = nil
+            return cancelling && !broken  // a broken connection is never handed on
+        }
+        noteTransactionState(connection)
+        // A cancel request still on its way would hit whatever this connection runs next
+        // (another borrower's statement): the connection is handed on only once it landed.
+        if cancelInFlight { await cancelLanded() }
+        return try outcome.get()
+    }
+
+    /// A task's own statement bound for the statements it runs in `body`, overriding
+    /// ``ConnectOptions/statementBound`` (`.zero`: no bound).
+    public static func withStatementBound<T>(
+        _ bound: Duration, isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> T
+    ) async rethrows -> T {
+        try await $boundOverride.withValue(bound, operation: body, isolation: isolation)
+    }
+
+    @TaskLocal static var boundOverride: Duration?
+
+    /// Called about every 50 ms by ``StatementDeadlines``: a statement past its bound is
+    /// cancelled on the server; one whose server answers neither within ``cancelGrace``
+    /// more is given up.
+    func expire(at now: ContinuousClock.Instant) {
+        enum Step { case none, cancel, abandon(UInt64, Duration) }
+        let step: Step = lock.withLock {
+            guard running, let deadline, now >= deadline else { return .none }
+            if !boundReached {
+                boundReached = true
+                return .cancel
+            }
+            guard now >= deadline + Self.cancelGrace else { return .none }
+            self.deadline = nil
+            return .abandon(statementNumber, runningBound)
+        }
+        switch step {
+        case .none: return
+        case .cancel: cancel()
+        case .abandon(let number, let bound):
+            abandon(
+                number, kind: .connectionLost,
+                message: "no answer within the statement bound of \(bound) and \(Self.cancelGrace) after the cancel; connection given up")
+        }
+    }
+
+    /// Waits until the cancel request in flight has been delivered (or ``cancelGrace``
+    /// passed: then the connection is given up, its fate unknown).
+    private func cancelLanded() async {
+        let once = ResumeOnceVoid()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            once.set(continuation)
+            let waiting = lock.withLock { () -> Bool in
+                guard cancelling else { return false }
+                cancelWaiters.append(continuation)
+                return true
+            }
+            guard waiting else {
+                once.resume()
+                return
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + Self.cancelGrace.timeInterval) { [weak self] in
+                if once.resume() { self?.markBroken() }
+            }
         }
     }
 
@@ -399,8 +518,10 @@ public final class PostgresConnection: @unchecked Sendable {
     /// blocks, without a timeout, on a server that does not answer), at most one at a
     /// time per connection, and no lock is held while it waits.
     public func cancel() {
+        // Only a statement in progress is cancelled: a request sent after it ended would
+        // land on the next one.
         let handle: CancelHandle? = lock.withLock {
-            guard !closed, !cancelling, let cancelHandle else { return nil }
+            guard !closed, running, !cancelling, let cancelHandle else { return nil }
             cancelling = true
             return cancelHandle
         }
@@ -408,7 +529,13 @@ public final class PostgresConnection: @unchecked Sendable {
         let thread = Thread { [weak self] in
             var buffer = [CChar](repeating: 0, count: 256)
             _ = PQcancel(handle.pointer, &buffer, Int32(buffer.count))
-            self?.lock.withLock { self?.cancelling = false }
+            guard let self else { return }
+            let waiters = self.lock.withLock {
+                self.cancelling = false
+                defer { self.cancelWaiters = [] }
+                return self.cancelWaiters
+            }
+            for waiter in waiters { waiter.resume() }
         }
         thread.name = "pg cancel \(label)"
         thread.stackSize = 256 << 10
@@ -424,6 +551,7 @@ public final class PostgresConnection: @unchecked Sendable {
             return was
         }
         guard !wasClosed else { return }
+        StatementDeadlines.shared.remove(self)
         await serial.acquire()
         if let connection = pgconn {
             SocketPoller.shared.unregister(registration)
@@ -906,7 +1034,9 @@ public final class PostgresConnection: @unchecked Sendable {
             kind = .connectionLost
             if message.isEmpty { message = cleanMessage(String(cString: PQerrorMessage(connection))) }
         } else if sqlState == "57014" {
-            kind = .cancelled
+            let (reached, bound) = lock.withLock { (boundReached, runningBound) }
+            kind = reached ? .timedOut : .cancelled
+            if reached { message = "statement bound of \(bound) reached; cancelled on the server (\(message))" }
         }
         if message.isEmpty { message = "unknown error" }
         return PostgresError(
@@ -947,6 +1077,65 @@ private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<Uns
     return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
 }
 
+/// Resumes a continuation once, whoever comes first: the cancel thread or the timer.
+final class ResumeOnceVoid: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<Void, Never>?
+    private var done = false
+
+    func set(_ continuation: CheckedContinuation<Void, Never>) { lock.withLock { self.continuation = continuation } }
+
+    /// True for the caller that resumed it.
+    @discardableResult
+    func resume() -> Bool {
+        let taken: CheckedContinuation<Void, Never>? = lock.withLock {
+            guard !done else { return nil }
+            done = true
+            defer { continuation = nil }
+            return continuation
+        }
+        taken?.resume()
+        return taken != nil
+    }
+}
+
+/// Keeps every connection's statement bound with one thread for the process: about every
+/// 50 ms it looks at each open connection's running statement (a lock and a comparison),
+/// so a statement costs no timer of its own.
+final class StatementDeadlines: @unchecked Sendable {
+    static let shared = StatementDeadlines()
+
+    private struct Weak { weak var connection: PostgresConnection? }
+    private let lock = NSLock()
+    private var connections: [ObjectIdentifier: Weak] = [:]  // guarded by lock
+    private var started = false  // guarded by lock
+
+    func add(_ connection: PostgresConnection) {
+        let start = lock.withLock { () -> Bool in
+            connections[ObjectIdentifier(connection)] = Weak(connection: connection)
+            defer { started = true }
+            return !started
+        }
+        guard start else { return }
+        let thread = Thread { [self] in
+            while true {
+                usleep(50_000)
+                let now = ContinuousClock.now
+                let live = lock.withLock { connections.values.compactMap(\.connection) }
+                for connection in live { connection.expire(at: now) }
+            }
+        }
+        thread.name = "pg statement bounds"
+        thread.stackSize = 256 << 10
+        thread.start()
+    }
+
+    func remove(_ connection: PostgresConnection) {
+        let id = ObjectIdentifier(connection)
+        lock.withLock { _ = connections.removeValue(forKey: id) }
+    }
+}
+
 /// libpq's cancel object, freed when the last user lets go of it (a cancel request in
 /// flight may outlive the connection).
 final class CancelHandle: @unchecked Sendable {
@@ -967,5 +1156,6 @@ func onThread<T: Sendable>(name: String, _ body: @escaping @Sendable () throws -
 }
 
 extension Duration {
+    var wholeMilliseconds: Int { Int(components.seconds) * 1000 + Int(components.attoseconds / 1_000_000_000_000_000) }
     var timeInterval: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

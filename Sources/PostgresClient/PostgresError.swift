@@ -14,6 +14,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         case server
         /// The statement was cancelled (SQLSTATE 57014).
         case cancelled
+        /// The statement passed its bound (``ConnectOptions/statementBound``) and the server
+        /// cancelled it (SQLSTATE 57014): it rolled back.
+        case timedOut
         /// The connection was already closed by this process.
         case closed
         /// A result value could not be converted to the requested Swift type.
@@ -50,6 +53,10 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         self.hint = hint
         self.node = node
     }
+
+    /// The statement was sent and the connection broke before its answer came: whether
+    /// it ran (a write: whether it committed) is unknown.
+    public var outcomeUnknown: Bool { kind == .connectionLost && !nothingSent }
 
     /// True when the connection itself is unusable: failed, lost or closed.
     public var isConnectionError: Bool {

@@ -175,12 +175,22 @@ public struct Storefront: Sendable {
 
     /// Runs a statement within ``requestDeadline``, turning database trouble into a JSON
     /// 503 (or 422 for a value the database refused) instead of a stack trace or a hang.
+    /// The statement is cancelled before the deadline with time left to hear how it
+    /// ended: a write that committed anyway is reported as done (with its token), one
+    /// whose fate nobody could learn says so instead of "try again".
     private func run<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        switch await withDeadline(requestDeadline, body) {
+        let grace = min(requestDeadline / 2, PostgresConnection.cancelGrace + .milliseconds(500))
+        switch await withDeadline(requestDeadline - grace, grace: grace, body) {
         case .value(let value):
             return value
         case .timedOut:
-            throw StoreError(.serviceUnavailable, "the database did not answer within \(formatDuration(requestDeadline)); try again")
+            throw StoreError(.serviceUnavailable, "the database did not answer within \(formatDuration(requestDeadline)); nothing was changed; try again")
+        case .unknown:
+            throw StoreError(
+                .serviceUnavailable,
+                "the database did not answer within \(formatDuration(requestDeadline)); whether a change was saved is unknown: check before trying again")
+        case .failed(let error as PostgresError) where error.outcomeUnknown:
+            throw StoreError(.serviceUnavailable, "the database connection was lost; whether a change was saved is unknown: check before trying again")
         case .failed(let error as PostgresError):
             if error.isConnectionError || error.kind == .cancelled || error.kind == .closed {
                 throw StoreError(.serviceUnavailable, "the database is not answering; try again")

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresClient
+import Synchronization
 
 /// A statement's result with where it ran and why.
 public struct RoutedResult: Sendable {
@@ -40,6 +41,8 @@ public final class Cluster: Sendable {
     private let poolsInOrder: [ConnectionPool]
     /// Nodes reached through a pooler in transaction mode.
     private let transactionPooled: Set<String>
+    /// Ends statements waiting on nodes the monitor finds silent.
+    private let silenceWatcher = Mutex<Task<Void, Never>?>(nil)
 
     public init(configuration: ClusterConfiguration, routers: [any Router] = [], log: QueryLog? = nil) throws {
         self.configuration = configuration
@@ -64,7 +67,8 @@ public final class Cluster: Sendable {
                 // server session ran it: every statement goes unnamed.
                 options: ConnectOptions(
                     connectTimeout: configuration.connectTimeout,
-                    statementCacheCapacity: node.poolMode == .transaction ? 0 : configuration.statementCache))
+                    statementCacheCapacity: node.poolMode == .transaction ? 0 : configuration.statementCache,
+                    statementBound: configuration.statementBound, tcpUserTimeout: configuration.tcpUserTimeout))
         }
         self.pools = pools
         poolsInOrder = configuration.nodes.map { pools[$0.name]! }
@@ -72,13 +76,28 @@ public final class Cluster: Sendable {
     }
 
     /// Starts the monitor and waits for its first round, so routing knows the roles.
+    ///
+    /// From then on, when a round finds a node silent (no answer: a partition, a hung
+    /// host), the statements still waiting on it are ended at once: reads on a replica
+    /// are retried elsewhere, a write says its outcome is unknown. None waits on TCP.
     public func start() async {
         await monitor.probeNow()
+        let updates = monitor.updates()
+        let watcher = Task { [weak self] in
+            for await topology in updates {
+                guard let self else { return }
+                for node in topology.nodes where node.isSilent {
+                    self.pools[node.name]?.abandonRunning("\(node.name) stopped answering (\(node.error ?? "no answer")); connection given up")
+                }
+            }
+        }
+        silenceWatcher.withLock { $0?.cancel(); $0 = watcher }
         monitor.start()
     }
 
     /// Stops the monitor and closes every connection.
     public func shutdown() async {
+        silenceWatcher.withLock { $0?.cancel(); $0 = nil }
         await monitor.stop()
         for pool in pools.values { await pool.close() }
         log.close()
@@ -94,24 +113,36 @@ public final class Cluster: Sendable {
 
     /// Runs a read, routed by the task's context.
     public func query(
-        _ sql: String, _ parameters: [any PostgresEncodable] = [], table: String? = nil, hints: [String: String] = [:]
+        _ sql: String, _ parameters: [any PostgresEncodable] = [], table: String? = nil, hints: [String: String] = [:],
+        timeout: Duration? = nil
     ) async throws -> PostgresResult {
-        try await run(.read, sql, parameters, table: table, hints: hints).result
+        try await run(.read, sql, parameters, table: table, hints: hints, timeout: timeout).result
     }
 
     /// Runs a write on the primary. In a context with read-your-writes, the commit's WAL
     /// position becomes the context's token.
     @discardableResult
     public func execute(
-        _ sql: String, _ parameters: [any PostgresEncodable] = [], table: String? = nil, hints: [String: String] = [:]
+        _ sql: String, _ parameters: [any PostgresEncodable] = [], table: String? = nil, hints: [String: String] = [:],
+        timeout: Duration? = nil
     ) async throws -> PostgresResult {
-        try await run(.write, sql, parameters, table: table, hints: hints).result
+        try await run(.write, sql, parameters, table: table, hints: hints, timeout: timeout).result
     }
 
-    /// Like `query`/`execute`, also telling where the statement ran and why.
+    /// Like `query`/`execute`, also telling where the statement ran and why. `timeout`
+    /// overrides `[pool] statement_timeout_ms` for this statement (`.zero`: no bound).
     public func run(
         _ operation: StatementKind, _ sql: String, _ parameters: [any PostgresEncodable] = [], table: String? = nil,
-        hints: [String: String] = [:]
+        hints: [String: String] = [:], timeout: Duration? = nil
+    ) async throws -> RoutedResult {
+        guard let timeout else { return try await routed(operation, sql, parameters, table: table, hints: hints) }
+        return try await PostgresConnection.withStatementBound(timeout) {
+            try await routed(operation, sql, parameters, table: table, hints: hints)
+        }
+    }
+
+    private func routed(
+        _ operation: StatementKind, _ sql: String, _ parameters: [any PostgresEncodable], table: String?, hints: [String: String]
     ) async throws -> RoutedResult {
         if SessionStatements.controlsTransaction(sql) {
             throw RoutingError(
@@ -119,10 +150,7 @@ public final class Cluster: Sendable {
                 message: "\(sql.prefix(40)): each statement may run on another pooled connection; use Cluster.transaction { … } for a transaction")
         }
         let scope = RoutingScope.current
-        // A carried-in token is settled before any statement, writes included: a write
-        // moves the token only forward, so one left ahead of the primary would hide the
-        // write's own position from the read-backs that follow.
-        if let scope, let token = scope.session.uncheckedToken { await check(token, of: scope.session) }
+        await settle(scope)
         // One reference to the monitor's picture, not a copy of it.
         let shared = monitor.sharedTopology
         // A statement bound for the primary whatever the session holds needs nothing of it.
@@ -142,16 +170,10 @@ public final class Cluster: Sendable {
             // or it ran on a replica, which cannot change anything (a standby refuses
             // nextval() and every write). A read the primary may have run (a volatile
             // function, nextval()) is not repeated behind the caller's back.
-            guard let retry = defaultRouter.route(request, topology: monitor.topology, excluding: [decision.node]),
-                retry.node != decision.node
-            else { throw error }
-            let reason = RouteReason.retry(
-                failed: decision.node, error: error.kind == .connectionLost ? "connection lost" : "unreachable",
-                then: decision.reason)
+            let (retry, retryPool) = try retryRoute(request, after: decision, failedWith: error)
             routingLogger.notice(
                 "read retried on another node", metadata: ["failed": "\(decision.node)", "retry": "\(retry.node)", "error": "\(error.message)"])
-            return try await perform(
-                request, RouteDecision(node: retry.node, reason: reason), pool: pools[retry.node]!, sql, parameters, scope: scope)
+            return try await perform(request, retry, pool: retryPool, sql, parameters, scope: scope)
         } catch let error as PostgresError where operation == .write && error.sqlState == "25006" {
             // Read-only: the node was demoted since the last round. Later writes fail fast.
             monitor.reportReadOnly(decision.node)
@@ -160,6 +182,27 @@ public final class Cluster: Sendable {
     }
 
 
+    /// Where a read goes after it failed on `failed.node` with a connection error: the
+    /// same router chain (custom routers first) over the monitor's current picture with
+    /// that node marked down, so the retry keeps everything a decision carries — a replay
+    /// guard above all: a session holding a token must not be retried unguarded on a
+    /// replica the monitor last saw behind it. Throws `error` when no other node can take it.
+    func retryRoute(
+        _ request: RouteRequest, after failed: RouteDecision, failedWith error: PostgresError
+    ) throws -> (decision: RouteDecision, pool: ConnectionPool) {
+        var topology = monitor.topology
+        if let index = topology.nodes.firstIndex(where: { $0.name == failed.node }) {
+            topology.nodes[index].reachable = false
+            topology.nodes[index].error = "failed this statement"
+        }
+        guard let found = try? route(request, in: topology), found.decision.node != failed.node else { throw error }
+        var retry = found.decision
+        retry.reason = .retry(
+            failed: failed.node, error: error.kind == .connectionLost ? "connection lost" : error.kind == .timedOut ? "timed out" : "unreachable",
+            then: failed.reason)
+        return (retry, found.pool)
+    }
+
     /// Refuses, for a node behind a transaction pooler, a statement that would leave state
     /// on a server session the pooler lends to others.
     func refuseSessionState(_ sql: String, on node: String) throws {
@@ -167,13 +210,18 @@ public final class Cluster: Sendable {
         throw RoutingError(kind: .refused, message: "\(node) is reached through a transaction pooler: \(why)")
     }
 
-    /// A token carried in from outside may be ahead of anything the primary wrote: forged,
-    /// from another cluster, or from a primary that failed over before its replicas got
-    /// that far. Such a token would send every read to the primary forever, so it is
-    /// dropped (and logged) when the primary, asked afresh, is still behind it.
-    private func check(_ token: ConsistencyToken, of session: ConsistencySession) async {
+    /// The step every statement path (`run`, `transaction`, `copyOut`) takes first: a
+    /// token carried in from outside may be ahead of anything the primary wrote — forged,
+    /// planted beside the real one, from another cluster, or from a primary that failed
+    /// over before its replicas got that far. Such a token would send every read to the
+    /// primary forever, or hide a real one; so the carried-in candidates are settled
+    /// against the primary's position before the scope's first statement: the highest one
+    /// the primary has reached is kept, the others are dropped (and logged). A write
+    /// moves the token only forward, so this runs before writes too.
+    func settle(_ scope: RoutingScope?) async {
+        guard let scope, let highest = scope.session.uncheckedToken else { return }
         guard let primary = monitor.topology.primary, var position = primary.currentLSN else { return }  // decide later
-        if token.lsn > position {
+        if highest.lsn > position {
             // The sample may predate the write that made the token: ask the primary itself.
             let asked = try? await pools[primary.name]?.withConnection { connection in
                 try await connection.query("select pg_catalog.pg_current_wal_insert_lsn()::text").scalar(String.self)
@@ -181,11 +229,11 @@ public final class Cluster: Sendable {
             guard let current = asked.flatMap({ $0 }).flatMap(LSN.init) else { return }
             position = current
         }
-        let keep = token.lsn <= position
-        session.settle(token, keep: keep)
-        if !keep {
+        let dropped = scope.session.settle(primaryAt: position)
+        if !dropped.isEmpty {
             routingLogger.warning(
-                "dropped a consistency token ahead of the primary", metadata: ["token": "\(token)", "primary_lsn": "\(position)"])
+                "dropped consistency tokens ahead of the primary",
+                metadata: ["tokens": "\(dropped.map(\.description).joined(separator: ","))", "primary_lsn": "\(position)"])
         }
     }
 
@@ -302,6 +350,11 @@ public final class Cluster: Sendable {
         if let error = error as? PostgresError, error.kind == .connectionFailed {
             monitor.reportUnreachable(decision.node, error: error.message)
         }
+        if request.operation == .write, var error = error as? PostgresError, error.outcomeUnknown {
+            // Sent, and no answer came: the caller must not take it as "not written".
+            error.message += "; the write's outcome is unknown (it may have committed)"
+            return error
+        }
         return error
     }
 
@@ -373,6 +426,7 @@ public final class Cluster: Sendable {
         sink: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void
     ) async throws -> (node: String, rows: Int) {
         let scope = RoutingScope.current
+        await settle(scope)
         let request = RouteRequest(operation: .read, table: table, context: scope?.context)
         let topology = monitor.topology
         let decision: RouteDecision
@@ -433,6 +487,7 @@ public final class Cluster: Sendable {
     /// returns, rolled back when it throws.
     public func transaction<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         let scope = RoutingScope.current
+        await settle(scope)
         let shared = monitor.sharedTopology
         guard let primary = shared.topology.primary else { throw RoutingError.noPrimary(shared.topology) }
         let pool = pools[primary.name]!

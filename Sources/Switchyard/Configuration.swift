@@ -146,6 +146,15 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var poolMaxConnections = 8
     public var poolCheckoutTimeout: Duration = .seconds(5)
     public var connectTimeout: Duration = .seconds(3)
+    /// `[pool] statement_timeout_ms` (default 30 s; 0: none): the bound on any one
+    /// statement, kept by this process (a silent server enforces nothing): the server is
+    /// asked to cancel, and a server that answers neither is given up 2 s later. Override
+    /// per call with `timeout:`.
+    public var statementBound: Duration? = .seconds(30)
+    /// `[pool] tcp_user_timeout_ms` (default 10 s; 0: the system's) and TCP keepalives
+    /// (on: 10 s idle, 3 s interval, 3 probes): a partitioned node costs seconds, not
+    /// TCP's minutes of retransmissions. A conninfo's own settings win.
+    public var tcpUserTimeout: Duration? = .seconds(10)
     /// `[pool] statement_cache` (default 128): statements each connection keeps prepared;
     /// 0 behind a pooler in transaction mode that does not track prepared statements.
     public var statementCache = 128
@@ -309,7 +318,15 @@ public struct ClusterConfiguration: Sendable, Equatable {
             }
         }
         if let pool = try reader.table(root, "pool") {
-            try reader.allowOnly(["max_connections", "checkout_timeout_ms", "connect_timeout_s", "statement_cache"], in: pool, section: "pool")
+            try reader.allowOnly(
+                ["max_connections", "checkout_timeout_ms", "connect_timeout_s", "statement_cache", "statement_timeout_ms", "tcp_user_timeout_ms"],
+                in: pool, section: "pool")
+            if let bound = try reader.milliseconds(pool, "statement_timeout_ms", section: "pool", min: 0) {
+                config.statementBound = bound > .zero ? bound : nil
+            }
+            if let timeout = try reader.milliseconds(pool, "tcp_user_timeout_ms", section: "pool", min: 0) {
+                config.tcpUserTimeout = timeout > .zero ? timeout : nil
+            }
             config.statementCache = try reader.int(pool, "statement_cache", section: "pool", min: 0, max: 100_000) ?? config.statementCache
             config.poolMaxConnections = try reader.int(pool, "max_connections", section: "pool", min: 1, max: 10_000) ?? config.poolMaxConnections
             config.poolCheckoutTimeout = try reader.milliseconds(pool, "checkout_timeout_ms", section: "pool", min: 1) ?? config.poolCheckoutTimeout

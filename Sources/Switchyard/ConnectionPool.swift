@@ -154,6 +154,15 @@ public final class ConnectionPool: Sendable {
         perform { $0.machine.release(id, health: health) }
     }
 
+    /// Ends every statement waiting on this pool's connections now: their callers get a
+    /// `connectionLost` error with `message` (a read on a replica is then retried
+    /// elsewhere; a write's outcome is unknown) and the connections are given up. For a
+    /// node that stopped answering, whose statements would otherwise wait on TCP.
+    public func abandonRunning(_ message: String) {
+        let connections = shell.withLock { Array($0.connections.values) }
+        for connection in connections { connection.abandonStatement(message) }
+    }
+
     /// Closes idle connections (e.g. after the node went down); in-use ones close when
     /// they come back broken.
     public func drainIdle() async {

@@ -145,7 +145,7 @@ final class ProbeConnection: Sendable {
         case .failed(let failure):
             await dropConnection()
             error = Self.describe(failure)
-        case .timedOut:
+        case .timedOut, .unknown:
             connection.withLock { $0 = nil }
             error = "no answer within \(formatDuration(limit))"
         }

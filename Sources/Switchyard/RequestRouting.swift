@@ -62,15 +62,18 @@ public struct HTTPRouting: Sendable, Equatable {
     /// Starts handling one request: its context, and the token its cookie carries.
     public func begin(_ facts: RequestFacts) -> RoutedRequest {
         let cookie = Self.cookieValues(named: cookieName, in: facts.values(of: "cookie"))
-        // The first value that parses wins; a forged or garbled one is simply not a token.
-        let token = cookie.lazy.compactMap { $0.utf8.count <= 64 ? ConsistencyToken($0) : nil }.first
+        // Every value that parses is a candidate: a cookie of the same name can be planted
+        // beside the real one (a sibling subdomain may set it), in front of it or behind
+        // it. The first statement keeps the highest the primary has reached; a garbled
+        // value is simply not a token.
+        let tokens = cookie.compactMap { $0.utf8.count <= 64 ? ConsistencyToken($0) : nil }
         let secure =
             facts.isHTTPS
             || (trustForwardedProto
                 && facts.value(of: "x-forwarded-proto")?.split(separator: ",").first?
                     .trimmingCharacters(in: .whitespaces).lowercased() == "https")
         return RoutedRequest(
-            routing: self, context: context(for: facts), incomingToken: token, hadCookie: !cookie.isEmpty, secure: secure)
+            routing: self, context: context(for: facts), incomingTokens: tokens, hadCookie: !cookie.isEmpty, secure: secure)
     }
 
     /// The values of every cookie called `name` in `Cookie` header values, in order.
@@ -282,22 +285,25 @@ extension String {
 public final class RoutedRequest: Sendable {
     public let routing: HTTPRouting
     public let context: RoutingContext
-    /// The token the visitor's cookie carried, if it parsed.
-    public let incomingToken: ConsistencyToken?
+    /// The highest token the visitor's cookies carried, if any parsed.
+    public var incomingToken: ConsistencyToken? { incomingTokens.max { $0.lsn < $1.lsn } }
+    /// Every token the request's cookies of ``HTTPRouting/cookieName`` carried, in order.
+    public let incomingTokens: [ConsistencyToken]
     /// The request carried the token cookie at all (even one that did not parse).
     public let hadCookie: Bool
     /// The cookie gets `Secure`.
     public let secure: Bool
     let scope: RoutingScope
 
-    init(routing: HTTPRouting, context: RoutingContext, incomingToken: ConsistencyToken?, hadCookie: Bool, secure: Bool) {
+    init(routing: HTTPRouting, context: RoutingContext, incomingTokens: [ConsistencyToken], hadCookie: Bool, secure: Bool) {
         self.routing = routing
         self.context = context
-        self.incomingToken = incomingToken
+        self.incomingTokens = incomingTokens
         self.hadCookie = hadCookie
         self.secure = secure
         scope = RoutingScope(
-            context: context, session: ConsistencySession(token: incomingToken), trace: routing.serverTiming ? RequestTrace() : nil)
+            context: context, session: ConsistencySession(candidates: incomingTokens),
+            trace: routing.serverTiming ? RequestTrace() : nil)
     }
 
     /// Runs `body` with this request's context and consistency session bound.
@@ -305,20 +311,24 @@ public final class RoutedRequest: Sendable {
         try await RoutingScope.$current.withValue(scope, operation: body, isolation: isolation)
     }
 
-    /// The token after the handler ran: the incoming one, a newer one from a write, or
-    /// nil when the incoming one was dropped (ahead of the primary: forged or stale).
+    /// The token after the handler ran: the highest incoming one the primary had reached,
+    /// a newer one from a write, or nil when every incoming one was dropped (ahead of the
+    /// primary: forged or stale).
     public var token: ConsistencyToken? { scope.session.token }
 
     /// The `Set-Cookie` value to send, if the visitor's token changed.
+    ///
+    /// A valid token is never cleared because a garbled or planted cookie came with it:
+    /// the cookie is set to the token kept (and so repaired when the browser sent several),
+    /// and cleared only when no incoming token survived.
     public var setCookie: String? {
-        let token = token
-        if let token, token != incomingToken {
-            return cookie(value: token.description, maxAge: routing.cookieMaxAge)
+        // Nothing ran that settled the incoming tokens: nothing was learned, nothing to say.
+        guard scope.session.uncheckedToken == nil else { return nil }
+        if let token = scope.session.token {
+            return incomingTokens == [token] ? nil : cookie(value: token.description, maxAge: routing.cookieMaxAge)
         }
-        if token == nil, hadCookie {
-            return cookie(value: "", maxAge: 0)  // forget a token that was dropped or garbled
-        }
-        return nil
+        // No incoming token survived (dropped as ahead of the primary, or garbled).
+        return hadCookie ? cookie(value: "", maxAge: 0) : nil
     }
 
     private func cookie(value: String, maxAge: Int) -> String {

@@ -83,20 +83,33 @@ public struct ConsistencyToken: Sendable, Hashable, CustomStringConvertible, Cod
 }
 
 /// What one routing scope has written: the newest token, and when it last wrote.
+///
+/// A session may start from tokens carried in from outside (a cookie, a job payload).
+/// Until one of them is checked against the primary's position they are *candidates*:
+/// routing honours the highest, and the first statement settles them — the highest one
+/// the primary has reached is kept, any ahead of it (forged, planted by a sibling
+/// domain's cookie, or from before a failover that lost WAL) is dropped.
 public final class ConsistencySession: Sendable {
     private struct State {
         var token: ConsistencyToken?
         var lastWrite: ContinuousClock.Instant?
-        /// False for a token carried in from outside until it was checked against the
-        /// primary's position: a forged or stale one must not pin reads forever.
-        var tokenChecked: Bool
+        /// Carried-in tokens not yet checked against the primary, highest first; empty
+        /// once settled. While any is here, ``token`` is the highest of them.
+        var candidates: [ConsistencyToken]
         var pinnedUntil: ContinuousClock.Instant?
     }
 
     private let state: Mutex<State>
 
-    public init(token: ConsistencyToken? = nil) {
-        state = Mutex(State(token: token, lastWrite: nil, tokenChecked: token == nil))
+    public convenience init(token: ConsistencyToken? = nil) {
+        self.init(candidates: token.map { [$0] } ?? [])
+    }
+
+    /// A session starting from every token a request carried (several cookies of one
+    /// name, say): the highest one the primary has reached wins when settled.
+    public init(candidates: [ConsistencyToken]) {
+        let sorted = Array(Set(candidates)).sorted { $0.lsn > $1.lsn }
+        state = Mutex(State(token: sorted.first, lastWrite: nil, candidates: sorted))
     }
 
     /// Everything routing reads, under one lock.
@@ -112,15 +125,22 @@ public final class ConsistencySession: Sendable {
         }
     }
 
-    /// The carried-in token that still needs checking, if any.
-    var uncheckedToken: ConsistencyToken? { state.withLock { $0.tokenChecked ? nil : $0.token } }
+    /// The highest carried-in token that still needs checking, if any.
+    var uncheckedToken: ConsistencyToken? { state.withLock { $0.candidates.first } }
 
-    /// Settles the carried-in token `token`: kept (checked) or dropped.
-    func settle(_ token: ConsistencyToken, keep: Bool) {
+    /// Settles the carried-in tokens against the primary's position `position`: the
+    /// highest candidate at or below it becomes the token, the others are dropped.
+    /// Returns the candidates dropped (ahead of the primary).
+    @discardableResult
+    func settle(primaryAt position: LSN) -> [ConsistencyToken] {
         state.withLock { state in
-            guard state.token == token, !state.tokenChecked else { return }
-            state.tokenChecked = true
-            if !keep { state.token = nil }
+            guard !state.candidates.isEmpty else { return [] }
+            let dropped = state.candidates.filter { $0.lsn > position }
+            if state.token == state.candidates.first {
+                state.token = state.candidates.first { $0.lsn <= position }
+            }
+            state.candidates = []
+            return dropped
         }
     }
 
@@ -137,13 +157,18 @@ public final class ConsistencySession: Sendable {
         state.withLock { $0.pinnedUntil = max($0.pinnedUntil ?? instant, instant) }
     }
 
-    /// Records a committed write; tokens only move forward.
+    /// Records a committed write; tokens only move forward. The write's position is the
+    /// primary's own: carried-in candidates not yet settled are settled by it (any ahead
+    /// of it cannot be real, any below it is older than this write).
     func recordWrite(_ lsn: LSN?, at instant: ContinuousClock.Instant) {
         state.withLock { state in
             state.lastWrite = instant
-            if let lsn, lsn > (state.token?.lsn ?? LSN(0)) {
+            guard let lsn else { return }
+            if !state.candidates.isEmpty {
+                state.candidates = []
                 state.token = ConsistencyToken(lsn: lsn)
-                state.tokenChecked = true
+            } else if lsn > (state.token?.lsn ?? LSN(0)) {
+                state.token = ConsistencyToken(lsn: lsn)
             }
         }
     }

@@ -49,6 +49,14 @@ public struct NodeState: Sendable, Codable, Equatable {
         role = .unknown
     }
 
+    /// Unreachable because it stopped answering (a probe got no answer in time, or a
+    /// connection attempt timed out) — a partition or a hung host — rather than because it
+    /// refused: statements still waiting on it will wait in vain.
+    public var isSilent: Bool {
+        guard !reachable, let error else { return false }
+        return error.hasPrefix("no answer") || error.contains("timeout expired")
+    }
+
     /// Lag in milliseconds for routing decisions (0 on a primary).
     public var lagMilliseconds: Double? { lagSeconds.map { $0 * 1000 } }
 }

@@ -1,6 +1,7 @@
 public import HTTPTypes
 public import Hummingbird
 public import Switchyard
+import Logging
 
 /// Binds each request's routing context (chosen by ``HTTPRouting``'s rules) and carries
 /// the visitor's read-your-writes token in a cookie, so a page that reads back what the
@@ -16,8 +17,15 @@ public import Switchyard
 /// }
 /// ```
 ///
-/// The handler's statements (and its child tasks') see the context; an error response
-/// still gets the cookie, because a write may have committed before the handler failed.
+/// The handler's statements (and its child tasks') see the context; so do the statements
+/// a streamed response body runs while it is written. Every response leaving through this
+/// middleware carries the cookie, error responses included — a write may have committed
+/// before the handler failed: an `HTTPResponseError` keeps its own response, any other
+/// error becomes the 500 Hummingbird would have sent (the error logged), with the cookie.
+///
+/// What a streamed body cannot carry: its headers are on their way before the body
+/// runs, so a token from a write made while streaming reaches no cookie. Write before
+/// you stream.
 public struct SwitchyardMiddleware<Context: RequestContext>: RouterMiddleware {
     public let routing: HTTPRouting
     /// Only these fields are copied out of a request.
@@ -28,18 +36,23 @@ public struct SwitchyardMiddleware<Context: RequestContext>: RouterMiddleware {
         headerNames = routing.consultedHeaders.compactMap { HTTPField.Name($0) }
     }
 
-    @inlinable
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let routed = routing.begin(facts(of: request))
+        var response: Response
         do {
-            var response = try await routed.run { try await next(request, context) }
-            Self.add(routed.responseHeaders(), to: &response.headers)
-            return response
+            response = try await routed.run { try await next(request, context) }
         } catch let error as any HTTPResponseError {
-            var response = try error.response(from: request, context: context)
-            Self.add(routed.responseHeaders(), to: &response.headers)
-            return response
+            response = try error.response(from: request, context: context)
+        } catch {
+            context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+            response = Response(status: .internalServerError)
         }
+        Self.add(routed.responseHeaders(), to: &response.headers)
+        let body = response.body
+        response.body = ResponseBody(contentLength: body.contentLength) { writer in
+            try await routed.run { try await body.write(writer) }
+        }
+        return response
     }
 
     /// What the routing core needs from a Hummingbird request.
