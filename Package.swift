@@ -87,6 +87,9 @@ let package = Package(
             path: "Tests/SwitchyardTestSupport"
         ),
 
+        // `switchyard verify`: a randomized workload under faults, and its history checker.
+        .target(name: "Verify", dependencies: ["Switchyard", "PostgresClient", "LocalCluster"]),
+
         // The `switchyard` command (its folder differs from `Switchyard` by more than case).
         .executableTarget(
             name: "SwitchyardCLI",
@@ -96,6 +99,7 @@ let package = Package(
                 "Console",
                 "LocalCluster",
                 "Storefront",
+                "Verify",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -105,7 +109,7 @@ let package = Package(
         .testTarget(
             name: "SwitchyardUnitTests",
             dependencies: [
-                "PostgresClient", "Switchyard", "Console", "LocalCluster", "CNCurses", "SwitchyardHummingbird", "PatroniREST",
+                "PostgresClient", "Switchyard", "Console", "LocalCluster", "CNCurses", "SwitchyardHummingbird", "PatroniREST", "Verify",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             exclude: ["Golden"]
@@ -114,7 +118,7 @@ let package = Package(
         .testTarget(
             name: "SwitchyardIntegrationTests",
             dependencies: [
-                "PostgresClient", "Switchyard", "Console", "LocalCluster", "SwitchyardTestSupport", "SwitchyardCLI", "Storefront", "PatroniREST",
+                "PostgresClient", "Switchyard", "Console", "LocalCluster", "SwitchyardTestSupport", "SwitchyardCLI", "Storefront", "PatroniREST", "Verify",
                 "SwitchyardHummingbird", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]

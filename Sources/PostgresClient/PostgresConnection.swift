@@ -901,6 +901,40 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// Runs a read on a standby and says how far it had replayed once the read's
+    /// snapshot was taken (read right after the read, in the same round trip): everything
+    /// the read saw is at or below that position, so a session that carries it on never
+    /// reads anything older afterwards (monotonic reads). With `position`, the read is
+    /// guarded as ``query(_:_:ifReplayed:)`` does.
+    public func queryReportingReplay(_ sql: String, _ parameters: [any PostgresEncodable] = [], ifReplayed position: LSN? = nil)
+        async throws -> GuardedResult
+    {
+        let bindings = parameters.map(\.postgresBinding)
+        return try await statement { connection in
+            try self.checkBeforeSending(connection)
+            var segment: [(sql: String, bindings: [PostgresBinding])] = []
+            if let position { segment.append((Self.replayGuard, [PostgresBinding.text(position.description)])) }
+            segment.append((sql, bindings))
+            segment.append(("select pg_catalog.pg_last_wal_replay_lsn()", []))
+            let outcomes = try await self.pipeline([segment], on: connection)
+            var next = 0
+            if let position {
+                next = 1
+                switch outcomes[0] {
+                case .success(let guardResult):
+                    let replayed = (guardResult.first.flatMap { try? $0.decode(0, as: String?.self) } ?? nil).flatMap(LSN.init)
+                    guard let replayed, replayed >= position else { return .behind(replayed: replayed) }
+                case .failure(let error):
+                    if error.isConnectionError { throw error }
+                    return .behind(replayed: Self.replayedPosition(inGuardError: error.message))
+                }
+            }
+            let result = try outcomes[next].get()
+            let after = (try? outcomes[next + 1].get())?.first.flatMap { try? $0.decode(0, as: LSN?.self) } ?? nil
+            return .served(result, replayed: after)
+        }
+    }
+
     /// The replayed position the guard's error names, e.g. `0/3000148` in
     /// `invalid input syntax for type pg_lsn: "switchyard: replayed 0/3000148 < 0/3000200"`.
     static func replayedPosition(inGuardError message: String) -> LSN? {

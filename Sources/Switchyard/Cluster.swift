@@ -299,8 +299,12 @@ public final class Cluster: Sendable {
         scope: RoutingScope?
     ) async throws -> RoutedResult {
         let started = ContinuousClock.now
-        if let position = decision.replayGuard, request.operation == .read {
-            return try await guardedRead(request, decision, pool: pool, position: position, sql, parameters, scope: scope)
+        if request.operation == .read {
+            let monotonic = monotonicReads(request, on: decision.node, scope: scope)
+            if decision.replayGuard != nil || monotonic {
+                return try await guardedRead(
+                    request, decision, pool: pool, position: decision.replayGuard, reportingReplay: monotonic, sql, parameters, scope: scope)
+            }
         }
         do {
             let result = try await Self.againIfNothingSent { try await pool.withConnection { connection -> PostgresResult in
@@ -312,6 +316,12 @@ public final class Cluster: Sendable {
                     }
                     let result = try await connection.query(sql, parameters)
                     scope.session.recordWrite(nil, at: .now)
+                    return result
+                }
+                if let scope, monotonicSession(request, scope) {
+                    // Read on the primary: it saw everything up to the primary's position.
+                    let (result, lsn) = try await connection.queryReturningCommitLSN(sql, parameters)
+                    if let lsn { scope.session.observe(lsn) }
                     return result
                 }
                 return try await connection.query(sql, parameters)
@@ -358,26 +368,48 @@ public final class Cluster: Sendable {
         return error
     }
 
-    /// A read on a replica that may not have replayed the token yet: sent with a replay
-    /// guard; served there when the guard passes, by the primary when it does not.
+    /// Whether a read on `node` must report the replica's replay position for the
+    /// session (`monotonic_reads`): a session's read on a replica.
+    private func monotonicReads(_ request: RouteRequest, on node: String, scope: RoutingScope?) -> Bool {
+        monotonicSession(request, scope) && node != monitor.sharedTopology.primaryName
+    }
+
+    /// A session under `monotonic_reads` whose reads may go to replicas: its reads on the
+    /// primary too carry the position they saw on (a later replica read must not be older).
+    private func monotonicSession(_ request: RouteRequest, _ scope: RoutingScope?) -> Bool {
+        configuration.monotonicReads && configuration.consistency == .lsn && scope != nil
+            && request.operation == .read && request.context?.readsFromReplicas == true
+    }
+
+    /// A read on a replica that may not have replayed the token yet (`position`): sent
+    /// with a replay guard; served there when the guard passes, by the primary when it
+    /// does not. With `reportingReplay`, the replica also says how far it had replayed
+    /// after the read, and the session's token moves up to that (monotonic reads).
     private func guardedRead(
-        _ request: RouteRequest, _ decision: RouteDecision, pool: ConnectionPool, position: LSN, _ sql: String,
-        _ parameters: [any PostgresEncodable], scope: RoutingScope?
+        _ request: RouteRequest, _ decision: RouteDecision, pool: ConnectionPool, position: LSN?, reportingReplay: Bool,
+        _ sql: String, _ parameters: [any PostgresEncodable], scope: RoutingScope?
     ) async throws -> RoutedResult {
         let started = ContinuousClock.now
         let outcome: PostgresConnection.GuardedResult
         do {
             outcome = try await Self.againIfNothingSent {
-                try await pool.withConnection { try await $0.query(sql, parameters, ifReplayed: position) }
+                try await pool.withConnection { connection in
+                    if reportingReplay { return try await connection.queryReportingReplay(sql, parameters, ifReplayed: position) }
+                    return try await connection.query(sql, parameters, ifReplayed: position!)
+                }
             }
         } catch {
             throw failed(request, decision, error, sql, parameters, since: started, scope: scope)
         }
         switch outcome {
         case .served(let result, let replayed):
-            if let replayed { monitor.observeReplay(decision.node, at: replayed) }
+            if let replayed {
+                monitor.observeReplay(decision.node, at: replayed)
+                if reportingReplay { scope?.session.observe(replayed) }
+            }
             return served(request, decision, result, sql, since: started, scope: scope)
         case .behind(let replayed):
+            let position = position ?? LSN(0)
             if let replayed { monitor.observeReplay(decision.node, at: replayed) }
             let topology = monitor.topology
             guard let primary = topology.primary else { throw RoutingError.noPrimary(topology) }

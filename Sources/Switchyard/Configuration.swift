@@ -128,6 +128,12 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// Read-backs not yet known to be replayed go to a replica with a replay guard (one
     /// round trip; primary if behind) rather than straight to the primary.
     public var replayGuard = true
+    /// `[routing] monotonic_reads` (default false): a session never reads anything older
+    /// than it already read. Each replica read also reports how far that replica had
+    /// replayed (same round trip) and the session's token moves up to it, so later reads
+    /// go only where that much is replayed (guarded, or the primary). Costs a statement
+    /// per replica read and more guarded reads.
+    public var monotonicReads = false
     /// `[routing] pin_window_ms` (default 0): when > 0, read-your-writes pins a context
     /// that wrote to the primary for this long instead of comparing WAL positions.
     public var pinWindow: Duration = .zero
@@ -280,8 +286,9 @@ public struct ClusterConfiguration: Sendable, Equatable {
         }
 
         if let routing = try reader.table(root, "routing") {
-            try reader.allowOnly(["replica_selection", "max_replica_lag_ms", "read_your_writes", "replay_guard", "pin_window_ms"],
+            try reader.allowOnly(["replica_selection", "max_replica_lag_ms", "read_your_writes", "replay_guard", "pin_window_ms", "monotonic_reads"],
                                  in: routing, section: "routing")
+            config.monotonicReads = try reader.bool(routing, "monotonic_reads", section: "routing") ?? config.monotonicReads
             if let selection = try reader.string(routing, "replica_selection", section: "routing") {
                 guard let parsed = ReplicaSelection(rawValue: selection) else {
                     throw ConfigurationError(

@@ -46,6 +46,16 @@ public struct RoutingContext: Sendable, Hashable, CustomStringConvertible {
         let scope = RoutingScope(context: self, session: ConsistencySession(token: token))
         return try await RoutingScope.$current.withValue(scope, operation: body, isolation: isolation)
     }
+
+    /// Runs `body` in this context starting from every token carried in (several cookies
+    /// of one name, say): the first statement keeps the highest the primary has reached.
+    @discardableResult
+    public func run<T>(
+        tokens: [ConsistencyToken], isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> T
+    ) async rethrows -> T {
+        let scope = RoutingScope(context: self, session: ConsistencySession(candidates: tokens))
+        return try await RoutingScope.$current.withValue(scope, operation: body, isolation: isolation)
+    }
 }
 
 /// The task-local binding: a context and the consistency session it writes into.
@@ -155,6 +165,14 @@ public final class ConsistencySession: Sendable {
     /// Keeps reads on the primary until `instant`.
     func pin(until instant: ContinuousClock.Instant) {
         state.withLock { $0.pinnedUntil = max($0.pinnedUntil ?? instant, instant) }
+    }
+
+    /// Notes that a read saw data up to `lsn` (monotonic reads): later reads go only
+    /// where that much is replayed.
+    func observe(_ lsn: LSN) {
+        state.withLock { state in
+            if lsn > (state.token?.lsn ?? LSN(0)) { state.token = ConsistencyToken(lsn: lsn) }
+        }
     }
 
     /// Records a committed write; tokens only move forward. The write's position is the
