@@ -101,7 +101,7 @@ public final class PostgresConnection: @unchecked Sendable {
     private var deadline: ContinuousClock.Instant?  // guarded by lock: the running statement's bound
     private var runningBound: Duration = .zero  // guarded by lock: the bound that set `deadline`
     private var boundReached = false  // guarded by lock: the running statement passed its deadline
-    private var cancelWaiters: [CheckedContinuation<Void, Never>] = []  // guarded by lock
+    private var cancelWaiters: [ResumeOnceVoid] = []  // guarded by lock
     /// The statement bound from ``ConnectOptions/statementBound``.
     private let bound: Duration?
 
@@ -377,7 +377,7 @@ public final class PostgresConnection: @unchecked Sendable {
             once.set(continuation)
             let waiting = lock.withLock { () -> Bool in
                 guard cancelling else { return false }
-                cancelWaiters.append(continuation)
+                cancelWaiters.append(once)
                 return true
             }
             guard waiting else {
