@@ -88,7 +88,12 @@ let package = Package(
         ),
 
         // `switchyard verify`: a randomized workload under faults, and its history checker.
-        .target(name: "Verify", dependencies: ["Switchyard", "PostgresClient", "LocalCluster"]),
+        .target(
+            name: "Verify",
+            dependencies: [
+                "Switchyard", "PostgresClient", "LocalCluster", "Storefront", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
 
         // The `switchyard` command (its folder differs from `Switchyard` by more than case).
         .executableTarget(

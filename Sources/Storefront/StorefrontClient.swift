@@ -47,13 +47,17 @@ public final class StorefrontVisitor: Sendable {
         try await send("PUT", path, body: try JSONSerialization.data(withJSONObject: json))
     }
 
-    public func send(_ method: String, _ path: String, body: Data?, contentType: String = "application/json") async throws -> Response {
+    /// Sends a request with the visitor's cookies; `plantedCookies` (`name=value`) go in
+    /// front of them, as cookies a sibling domain set would.
+    public func send(
+        _ method: String, _ path: String, body: Data?, contentType: String = "application/json", plantedCookies: [String] = []
+    ) async throws -> Response {
         guard let url = URL(string: path, relativeTo: baseURL) else { throw URLError(.badURL) }
         var request = URLRequest(url: url)
         request.httpMethod = method
         request.httpBody = body
         if body != nil { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
-        let cookie = cookies.withLock { $0.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: "; ") }
+        let cookie = (plantedCookies + cookies.withLock { $0.map { "\($0.key)=\($0.value)" }.sorted() }).joined(separator: "; ")
         if !cookie.isEmpty { request.setValue(cookie, forHTTPHeaderField: "Cookie") }
         let (data, response) = try await session.data(for: request)
         guard let http = response as? HTTPURLResponse else { throw URLError(.badServerResponse) }

@@ -27,11 +27,17 @@ struct VerifyCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Faults to inject, comma-separated.", valueName: "LIST"))
     var faults = "kill-replica,stop-replica,delay-replica,blackhole-replica"
     @Flag(help: "Route without monotonic_reads and do not check monotonic reads.") var noMonotonicReads = false
+    @Flag(help: "Drive the sample storefront over HTTP (visitors keep the token cookie) instead of the library.") var http = false
+    @Option(help: ArgumentHelp("With --http: the storefront's answer deadline (ms); a later answer is a violation.", valueName: "MS"))
+    var deadlineMs = 5000
+    @Option(help: ArgumentHelp("Also write every operation (and fault window) as JSON Lines to this new file.", valueName: "FILE"))
+    var history: String?
     @Flag(help: "Print the report as JSON.") var json = false
 
     func validate() throws {
         guard seconds >= 5 else { throw ValidationError("--seconds must be at least 5") }
         guard (1...256).contains(clients) else { throw ValidationError("--clients takes 1 to 256") }
+        guard (500...60_000).contains(deadlineMs) else { throw ValidationError("--deadline-ms takes 500 to 60000") }
         do { _ = try Fault.parse(faults) } catch { throw ValidationError("\(error)") }
     }
 
@@ -45,6 +51,9 @@ struct VerifyCommand: AsyncParsableCommand {
         if let seed { options.seed = seed }
         options.faults = try Fault.parse(faults)
         options.monotonicReads = !noMonotonicReads
+        options.http = http
+        options.historyFile = history
+        options.requestDeadline = .milliseconds(deadlineMs)
         let json = self.json
         let report = try await VerifyRun(local: local, configuration: configuration, options: options).run { line in
             if !json { print(line) }

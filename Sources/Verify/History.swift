@@ -121,6 +121,8 @@ public struct Violation: Codable, Sendable, Equatable {
         case readError = "read-error"
         /// A transaction read back something other than what it had just written.
         case transactionReadBack = "transaction-read-back"
+        /// An answer came after the deadline it was promised within.
+        case lateAnswer = "late-answer"
     }
 
     public var kind: Kind

@@ -21,9 +21,17 @@ public struct HistoryChecker: Sendable {
     /// the fault's effects outlast the command that ended it by a little.
     public var faultSlack: Double
 
-    public init(monotonicReads: Bool = true, faultSlack: Double = 2) {
+    /// Keys are registers (each write overwrites): an acknowledged write is lost when the
+    /// key's final value is below it. Otherwise keys keep every value written (append).
+    public var registers: Bool
+    /// When set, an operation that took longer than this (seconds) to answer is a violation.
+    public var deadline: Double?
+
+    public init(monotonicReads: Bool = true, faultSlack: Double = 2, registers: Bool = false, deadline: Double? = nil) {
         self.monotonicReads = monotonicReads
         self.faultSlack = faultSlack
+        self.registers = registers
+        self.deadline = deadline
     }
 
     public struct Report: Sendable, Equatable {
@@ -49,6 +57,9 @@ public struct HistoryChecker: Sendable {
                     faults: windows.map { "\($0.fault) \($0.target)" }))
             }
             for (index, operation) in history.enumerated() {
+                if let deadline, operation.end - operation.start > deadline {
+                    violation(.lateAnswer, index, String(format: "answered after %.1f s, past the %.1f s deadline", operation.end - operation.start, deadline))
+                }
                 switch (operation.kind, operation.outcome) {
                 case (.write, .ok):
                     if let value = operation.value {
@@ -84,8 +95,12 @@ public struct HistoryChecker: Sendable {
                 }
             }
         }
+        var finalMax: [Int: Int] = [:]
+        if registers { for row in final { finalMax[row.key] = max(finalMax[row.key] ?? Int.min, row.value) } }
         for operation in operations where operation.writes && operation.outcome == .ok {
-            guard let value = operation.value, !final.contains(KeyValue(key: operation.key, value: value)) else { continue }
+            guard let value = operation.value else { continue }
+            let kept = registers ? (finalMax[operation.key] ?? Int.min) >= value : final.contains(KeyValue(key: operation.key, value: value))
+            guard !kept else { continue }
             let window = faults.first { $0.contains(operation.end, slack: faultSlack) }
             lost.append(LostWrite(operation: operation.id, client: operation.client, key: operation.key, value: value, fault: window?.fault))
             if window?.mayLoseWrites != true {

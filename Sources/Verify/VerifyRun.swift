@@ -1,6 +1,7 @@
 import Foundation
 import LocalCluster
 import PostgresClient
+import Storefront
 import Switchyard
 
 /// What `switchyard verify` runs.
@@ -13,6 +14,14 @@ public struct VerifyOptions: Sendable {
     public var monotonicReads = true
     /// Keys each client owns.
     public var keysPerClient = 4
+    /// Drive the sample storefront over HTTP (visitors with cookie jars) instead of the
+    /// library; keys are customers, values their names.
+    public var http = false
+    /// Where to write the whole history as JSON Lines (one operation a line, then one
+    /// line per fault window), for a closer look; nil: nowhere.
+    public var historyFile: String?
+    /// The storefront's answer deadline (`--http`): an answer later than this is a violation.
+    public var requestDeadline: Duration = .seconds(5)
 
     public init() {}
 }
@@ -60,6 +69,7 @@ public struct VerifyRun: Sendable {
         configuration.monotonicReads = options.monotonicReads
         configuration.readYourWrites = true
         configuration.pinWindow = .zero
+        configuration.http.serverTiming = true
         self.configuration = configuration
         self.options = options
     }
@@ -69,6 +79,8 @@ public struct VerifyRun: Sendable {
         await cluster.start()
         defer { Task { await cluster.shutdown() } }
         try await prepare(cluster)
+        let shop = options.http ? try await VerifyStorefront.start(cluster: cluster, requestDeadline: options.requestDeadline) : nil
+        defer { if let shop { Task { await shop.stop() } } }
         let recorder = Recorder()
         let tossing = Flag()
         let injector = FaultInjector(local: local, tossing: tossing)
@@ -84,7 +96,8 @@ public struct VerifyRun: Sendable {
                 group.addTask {
                     var client = Client(
                         id: client, cluster: cluster, recorder: recorder, tossing: tossing, keysPerClient: self.options.keysPerClient,
-                        clients: self.options.clients, random: SplitMix(seed: self.options.seed &+ UInt64(client) &* 0x9E37_79B9))
+                        clients: self.options.clients, random: SplitMix(seed: self.options.seed &+ UInt64(client) &* 0x9E37_79B9),
+                        http: shop.map { HTTPOperations(visitor: StorefrontVisitor(baseURL: $0.baseURL), client: client, recorder: recorder) })
                     while clock.now < deadline { await client.step(now: now) }
                 }
             }
@@ -94,10 +107,15 @@ public struct VerifyRun: Sendable {
             try await group.waitForAll()
         }
         progress("workload done; checking the final state on the primary")
-        let final = try await finalState(cluster)
+        let keys = options.clients * options.keysPerClient
+        let final = shop == nil ? try await finalState(cluster) : try await VerifyStorefront.finalState(cluster, keys: keys)
         let operations = recorder.operations
         let faults = windows.windows
-        let report = HistoryChecker(monotonicReads: options.monotonicReads).check(operations, faults: faults, final: final)
+        let checker = HistoryChecker(
+            monotonicReads: options.monotonicReads, registers: shop != nil,
+            deadline: shop == nil ? nil : options.requestDeadline.seconds + 0.5)
+        let report = checker.check(operations, faults: faults, final: final)
+        if let path = options.historyFile { try Self.writeHistory(operations, faults: faults, to: path) }
         return VerifyReport(
             seed: options.seed, seconds: seconds, clients: options.clients, operations: operations.count,
             violations: report.violations, lostWrites: report.lostWrites,
@@ -159,6 +177,25 @@ public struct VerifyRun: Sendable {
         return state
     }
 
+    /// The history as JSON Lines, in a new file (0600; an existing one is not overwritten).
+    static func writeHistory(_ operations: [VerifyOperation], faults: [FaultWindow], to path: String) throws {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw VerifyError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var buffer = Data()
+        for operation in operations {
+            buffer.append(try encoder.encode(operation))
+            buffer.append(0x0A)
+        }
+        for fault in faults {
+            buffer.append(try encoder.encode(fault))
+            buffer.append(0x0A)
+        }
+        try handle.write(contentsOf: buffer)
+    }
+
     static func figures(_ operations: [VerifyOperation], faults: [FaultWindow], seconds: Double, nodes: [String], cluster: Cluster)
         -> VerifyReport.Figures
     {
@@ -190,6 +227,8 @@ struct Client {
     let keysPerClient: Int
     let clients: Int
     var random: SplitMix
+    /// Over HTTP through the storefront, when set; else through the library.
+    let http: HTTPOperations?
     var sequence = 0
     var carried: ConsistencyToken?
     var unit = 0
@@ -204,6 +243,22 @@ struct Client {
         let roll = random.next() % 100
         let other = Int(random.next() % UInt64(clients * keysPerClient))
         let next = sequence + 1
+        if let http {
+            // A visitor: the cookie jar carries the token between requests.
+            let planted = tossing.isSet ? [HTTPOperations.planted[Int(random.next() % 2)]] : []
+            var wrote = false
+            if roll < 40 || roll >= 90 {
+                let outcome = await http.write(own, value: next, unit: unit, planted: planted, now: now)
+                wrote = outcome == .ok || outcome == .unknown
+                if outcome == .ok { await http.read(.read, own, unit: unit, planted: planted, now: now) }
+            } else if roll < 70 {
+                await http.read(.read, own, unit: unit, planted: planted, now: now)
+            } else {
+                await http.read(.readOther, other, unit: unit, planted: planted, now: now)
+            }
+            if wrote { sequence = next }
+            return
+        }
         let context = RoutingContext.public
         let this = self
         let unit = self.unit
