@@ -19,6 +19,30 @@ public enum Fault: String, CaseIterable, Sendable, Codable {
     /// Clients carry a planted token cookie beside their real one (ahead of the primary,
     /// or ancient), as a sibling subdomain can plant it.
     case cookieToss = "cookie-toss"
+    /// `pg_promote()` on a replica while the primary runs on (plain clusters): split
+    /// brain until the monitor sees two primaries. Healed by stopping the old primary and
+    /// rejoining it and the other replicas under the promoted one (`pg_rewind`): what the
+    /// old primary acknowledged after the promotion is lost, and counted.
+    case promoteReplica = "promote-replica"
+    /// Patroni clusters: a switchover from the leader to a replica (`POST /switchover`),
+    /// healed when every member streams from the new leader. No acknowledged write may be lost.
+    case switchover
+    /// Patroni clusters: the leader's Patroni and server killed (SIGKILL, immediate stop);
+    /// Patroni fails over once the leader key expires, and the old leader rejoins when
+    /// started again. Whether acknowledged writes survive depends on the replication mode
+    /// (none lost in synchronous mode): losses are counted and explained, not violations.
+    case killLeader = "kill-leader"
+
+    /// Acknowledged writes may be lost while it lasts: losses are counted, not violations.
+    var mayLoseWrites: Bool { self == .promoteReplica || self == .killLeader }
+
+    /// The fault acts on the primary (else on a replica).
+    var targetsPrimary: Bool { self == .switchover || self == .killLeader }
+
+    /// Faults that need Patroni, and those a Patroni cluster does not take (Patroni itself
+    /// would repair them behind the schedule's back).
+    var needsPatroni: Bool { self == .switchover || self == .killLeader }
+    var plainOnly: Bool { self == .promoteReplica || self == .killReplica }
 
     /// How long the fault lasts at most.
     var hold: Duration {
@@ -27,6 +51,9 @@ public enum Fault: String, CaseIterable, Sendable, Codable {
         case .delayReplica, .pauseReplay: .seconds(3)
         case .blackholeReplica: .seconds(5)
         case .cookieToss: .seconds(4)
+        case .promoteReplica: .seconds(3)
+        case .switchover: .seconds(1)
+        case .killLeader: .seconds(14)
         }
     }
 
@@ -54,9 +81,30 @@ struct FaultInjector: Sendable {
     /// Whether the cookie-toss fault is on (read by the clients).
     let tossing: Flag
 
-    /// Starts `fault` on `node`; returns what heals it.
-    func inject(_ fault: Fault, on node: LocalNode) async throws -> @Sendable () async throws -> Void {
+    /// Starts `fault` on `node` (a replica of `primary`, beside `others`); returns what heals it.
+    func inject(_ fault: Fault, on node: LocalNode, primary: LocalNode, others: [LocalNode]) async throws
+        -> @Sendable () async throws -> Void
+    {
         switch fault {
+        case .switchover:
+            _ = try await local.patroniClient().switchover(leader: primary.name, candidate: others.first?.name ?? node.name)
+            return { try await self.local.waitUntilPatroniHealthy() }
+        case .killLeader:
+            try await local.stop(node: primary.name, mode: .immediate)
+            return {
+                try await self.local.start(node: primary.name)
+                try await self.local.waitUntilPatroniHealthy()
+            }
+        case .promoteReplica:
+            try await sql(node, "select pg_catalog.pg_promote()")
+            return {
+                // The promoted node wins; the old primary and the other replicas follow it.
+                try await self.local.stop(node: primary.name, mode: .fast)
+                for other in others {
+                    do { try await self.local.rejoin(node: other.name) } catch let error as LocalClusterError where "\(error)".contains("already") {}
+                }
+                try await self.local.rejoin(node: primary.name)
+            }
         case .killReplica:
             let pidFile = local.dataDirectory(node).appendingPathComponent("postmaster.pid").path
             let text = try String(contentsOfFile: pidFile, encoding: .utf8)

@@ -43,6 +43,20 @@ public struct HistoryChecker: Sendable {
     public func check(_ operations: [VerifyOperation], faults: [FaultWindow], final: Set<KeyValue>) -> Report {
         var violations: [Violation] = []
         var lost: [LostWrite] = []
+        var finalMax: [Int: Int] = [:]
+        if registers { for row in final { finalMax[row.key] = max(finalMax[row.key] ?? Int.min, row.value) } }
+        func isKept(_ operation: VerifyOperation, _ value: Int) -> Bool {
+            registers ? (finalMax[operation.key] ?? Int.min) >= value : final.contains(KeyValue(key: operation.key, value: value))
+        }
+        // Writes lost in the window of a fault that may lose them: counted once, as lost;
+        // reads that saw them, or miss them afterwards, are that same loss, not more.
+        var explained = Set<KeyValue>()
+        for operation in operations where operation.writes && operation.outcome == .ok {
+            guard let value = operation.value, !isKept(operation, value),
+                faults.first(where: { $0.contains(operation.end, slack: faultSlack) })?.mayLoseWrites == true
+            else { continue }
+            explained.insert(KeyValue(key: operation.key, value: value))
+        }
         let byClient = Dictionary(grouping: operations, by: \.client)
         for client in byClient.keys.sorted() {
             let history = byClient[client]!.sorted { ($0.start, $0.id) < ($1.start, $1.id) }
@@ -62,12 +76,12 @@ public struct HistoryChecker: Sendable {
                 }
                 switch (operation.kind, operation.outcome) {
                 case (.write, .ok):
-                    if let value = operation.value {
+                    if let value = operation.value, !explained.contains(KeyValue(key: operation.key, value: value)) {
                         written[operation.key] = max(written[operation.key] ?? Int.min, value)
                         seen[operation.key] = max(seen[operation.key] ?? Int.min, value)
                     }
                 case (.transaction, .ok):
-                    if let value = operation.value {
+                    if let value = operation.value, !explained.contains(KeyValue(key: operation.key, value: value)) {
                         if operation.observed != value {
                             violation(.transactionReadBack, index, "transaction wrote \(value) and read back \(describe(operation.observed))")
                         }
@@ -85,9 +99,14 @@ public struct HistoryChecker: Sendable {
                             .monotonicReads, index,
                             "read \(describe(operation.observed)) of key \(operation.key) on \(operation.node ?? "?") after seeing \(before)")
                     }
-                    if let observed = operation.observed { seen[operation.key] = max(seen[operation.key] ?? Int.min, observed) }
+                    if let observed = operation.observed, !explained.contains(KeyValue(key: operation.key, value: observed)) {
+                        seen[operation.key] = max(seen[operation.key] ?? Int.min, observed)
+                    }
                 case (.read, .failed), (.readOther, .failed):
-                    if operation.errorClass == .connection {
+                    // In a split brain (a fault that may lose writes) the router refuses to
+                    // pick a primary: a read no replica could take has nowhere safe to go.
+                    let splitBrain = faults.contains { $0.mayLoseWrites && ($0.contains(operation.start, slack: faultSlack)) }
+                    if operation.errorClass == .connection && !splitBrain {
                         violation(.readError, index, "read failed on \(operation.node ?? "?"): \(operation.error ?? "?")")
                     }
                 default:
@@ -95,12 +114,8 @@ public struct HistoryChecker: Sendable {
                 }
             }
         }
-        var finalMax: [Int: Int] = [:]
-        if registers { for row in final { finalMax[row.key] = max(finalMax[row.key] ?? Int.min, row.value) } }
         for operation in operations where operation.writes && operation.outcome == .ok {
-            guard let value = operation.value else { continue }
-            let kept = registers ? (finalMax[operation.key] ?? Int.min) >= value : final.contains(KeyValue(key: operation.key, value: value))
-            guard !kept else { continue }
+            guard let value = operation.value, !isKept(operation, value) else { continue }
             let window = faults.first { $0.contains(operation.end, slack: faultSlack) }
             lost.append(LostWrite(operation: operation.id, client: operation.client, key: operation.key, value: value, fault: window?.fault))
             if window?.mayLoseWrites != true {

@@ -75,6 +75,11 @@ public struct VerifyRun: Sendable {
     }
 
     public func run(progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> VerifyReport {
+        let patroni = local.engine == .patroni
+        for fault in options.faults {
+            if fault.needsPatroni && !patroni { throw VerifyError("\(fault.rawValue) needs a Patroni cluster (cluster up --ha patroni)") }
+            if fault.plainOnly && patroni { throw VerifyError("\(fault.rawValue) is for plain clusters: Patroni repairs it by itself") }
+        }
         let cluster = try Cluster(configuration: configuration, log: QueryLog(capacity: 1000))
         await cluster.start()
         defer { Task { await cluster.shutdown() } }
@@ -98,7 +103,13 @@ public struct VerifyRun: Sendable {
                         id: client, cluster: cluster, recorder: recorder, tossing: tossing, keysPerClient: self.options.keysPerClient,
                         clients: self.options.clients, random: SplitMix(seed: self.options.seed &+ UInt64(client) &* 0x9E37_79B9),
                         http: shop.map { HTTPOperations(visitor: StorefrontVisitor(baseURL: $0.baseURL), client: client, recorder: recorder) })
-                    while clock.now < deadline { await client.step(now: now) }
+                    while clock.now < deadline {
+                        let before = recorder.failures
+                        await client.step(now: now)
+                        // A client whose request failed waits a little before the next, as
+                        // a visitor or an app's retry would: no failing in a tight loop.
+                        if recorder.failures > before { try? await Task.sleep(for: .milliseconds(20)) }
+                    }
                 }
             }
             group.addTask {
@@ -144,25 +155,33 @@ public struct VerifyRun: Sendable {
         progress: @Sendable (String) -> Void
     ) async throws {
         guard !options.faults.isEmpty else { return }
-        let replicas = try local.nodes().filter { node in cluster.monitor.topology.node(node.name)?.role == .replica }
-        guard !replicas.isEmpty else { throw VerifyError("the cluster has no replica to fault") }
         let slot = max(3.0, (seconds - 2) / Double(options.faults.count))
         var rounds = 0
         while true {
             let fault = options.faults[rounds % options.faults.count]
-            let target = replicas[(rounds / options.faults.count + rounds) % replicas.count]
             let start = max(now(), 1.0 + Double(rounds) * slot)
             // Every fault once; more rounds only while they can end before the clients stop.
             let room = seconds - start - 0.5
             guard rounds < options.faults.count || room >= 1.5 else { return }
+            // Roles from the monitor's current picture: a promotion moves them.
+            let topology = await cluster.monitor.probeNow()
+            let nodes = try local.nodes()
+            let replicas = nodes.filter { topology.node($0.name)?.role == .replica && topology.node($0.name)?.reachable == true }
+            guard let primary = nodes.first(where: { $0.name == topology.primary?.name }), !replicas.isEmpty else {
+                throw VerifyError("the cluster has no primary and replica to fault now")
+            }
+            let replica = replicas[(rounds / options.faults.count + rounds) % replicas.count]
+            let target = fault.targetsPrimary ? primary : replica
             let hold = min(fault.hold.seconds, max(slot - 1.5, 1), max(room, 1))
             if start > now() { try await Task.sleep(for: .seconds(start - now())) }
             let begun = now()
             progress(String(format: "%6.1f s  %@ %@", begun, fault.rawValue, target.name))
-            let heal = try await injector.inject(fault, on: target)
+            let heal = try await injector.inject(fault, on: target, primary: primary, others: replicas.filter { $0 != replica })
             try await Task.sleep(for: .seconds(hold))
             try await heal()
-            windows.add(FaultWindow(fault: fault.rawValue, target: fault == .cookieToss ? "clients" : target.name, start: begun, end: now()))
+            windows.add(FaultWindow(
+                fault: fault.rawValue, target: fault == .cookieToss ? "clients" : target.name, start: begun, end: now(),
+                mayLoseWrites: fault.mayLoseWrites))
             progress(String(format: "%6.1f s  healed %@ %@", now(), fault.rawValue, target.name))
             rounds += 1
         }
@@ -354,13 +373,19 @@ final class Recorder: @unchecked Sendable {
     private let lock = NSLock()
     private var recorded: [VerifyOperation] = []
 
+    private var failed = 0
+
     func add(_ operation: VerifyOperation) {
         lock.withLock {
             var operation = operation
             operation.id = recorded.count + 1
+            if operation.outcome != .ok { failed += 1 }
             recorded.append(operation)
         }
     }
+
+    /// Operations that did not succeed so far.
+    var failures: Int { lock.withLock { failed } }
 
     var operations: [VerifyOperation] { lock.withLock { recorded } }
 }

@@ -70,6 +70,30 @@ import Testing
         #expect(explained.violations.isEmpty && explained.lostWrites.count == 1)
     }
 
+    @Test func aWriteLostInASplitBrainIsCountedOnceNotAsStaleReadsToo() {
+        let promote = FaultWindow(fault: "promote-replica", target: "pg2", start: 1, end: 4, mayLoseWrites: true)
+        let history = [
+            op(0, .write, key: 1, value: 1, at: 0.5, node: "pg1"),
+            op(0, .write, key: 1, value: 2, at: 1.2, node: "pg1"),  // acknowledged by the old primary, then rewound
+            op(0, .read, key: 1, observed: 2, at: 1.3, node: "pg1"),
+            op(0, .read, key: 1, observed: 1, at: 5.0, node: "pg3"),  // the loss, seen again
+            op(0, .read, key: 1, at: 2.0, outcome: .failed, errorClass: .connection, node: "pg3"),  // nowhere safe to go
+        ]
+        let report = checker.check(history, faults: [promote], final: [KeyValue(key: 1, value: 1)])
+        #expect(report.violations.isEmpty, "\(report.violations)")
+        #expect(report.lostWrites.map(\.value) == [2] && report.lostWrites.first?.fault == "promote-replica")
+        // Registers (over HTTP) keep the last value only: an older acknowledged value is not lost.
+        let registers = HistoryChecker(registers: true).check(history.prefix(2).map { $0 }, faults: [], final: [KeyValue(key: 1, value: 2)])
+        #expect(registers.lostWrites.isEmpty)
+    }
+
+    @Test func anAnswerPastTheDeadlineIsAViolationWhenOneIsSet() {
+        var late = op(0, .read, key: 1, observed: nil, at: 0.1)
+        late.end = 7
+        #expect(HistoryChecker(deadline: 5.5).check([late], faults: [], final: []).violations.map(\.kind) == [.lateAnswer])
+        #expect(checker.check([late], faults: [], final: []).violations.isEmpty)
+    }
+
     @Test func aReadThatFailedOnAConnectionErrorIsAViolationARoutingRefusalIsNot() {
         let history = [
             op(0, .read, key: 1, at: 0.1, outcome: .failed, errorClass: .connection, node: "pg3"),
