@@ -122,6 +122,16 @@ extension LocalCluster {
         if !stopped { await Daemon.stop(pid, signal: SIGKILL, timeout: .seconds(5), program: "pgbouncer") }
     }
 
+    /// Stops `name`'s PgBouncer (SIGINT: its connections close at once); nothing when it has none.
+    public func stopBouncer(node name: String) async throws {
+        await stopBouncer(try node(named: name), mode: .fast)
+    }
+
+    /// Starts `name`'s PgBouncer again (nothing when it has none or it runs).
+    public func startBouncer(node name: String) async throws {
+        try await startBouncer(try node(named: name), runner: try ProcessRunner.forCurrentUser(workingDirectory: directory))
+    }
+
     /// Puts a bouncer in front of each node that has none: ports after every port the
     /// cluster uses, files, start. Used by `up --pgbouncer`, new or existing cluster.
     func addBouncers(runner: ProcessRunner, progress: @Sendable (String) -> Void) async throws {

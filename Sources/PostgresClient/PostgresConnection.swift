@@ -99,6 +99,7 @@ public final class PostgresConnection: @unchecked Sendable {
     private var running = false  // guarded by lock: a statement holds the connection
     private var checkedAlive = false  // guarded by lock: `looksAlive()` just polled; the next send need not
     private var deadline: ContinuousClock.Instant?  // guarded by lock: the running statement's bound
+    private var startedAt: ContinuousClock.Instant?  // guarded by lock: when the running statement began
     private var runningBound: Duration = .zero  // guarded by lock: the bound that set `deadline`
     private var boundReached = false  // guarded by lock: the running statement passed its deadline
     private var cancelWaiters: [ResumeOnceVoid] = []  // guarded by lock
@@ -294,12 +295,14 @@ public final class PostgresConnection: @unchecked Sendable {
         defer { serial.release() }
         let connection = try liveConnection()
         let bound = Self.boundOverride ?? self.bound
+        let now = ContinuousClock.now
         let number: UInt64 = lock.withLock {
             statementNumber += 1
             running = true
             boundReached = false
+            startedAt = now
             if let bound, bound > .zero {
-                deadline = .now + bound
+                deadline = now + bound
                 runningBound = bound
             } else {
                 deadline = nil
@@ -332,6 +335,11 @@ public final class PostgresConnection: @unchecked Sendable {
         // (another borrower's statement): the connection is handed on only once it landed.
         if cancelInFlight { await cancelLanded() }
         return try outcome.get()
+    }
+
+    /// How long the statement in progress has been running at `now`; nil when none runs.
+    public func runningFor(at now: ContinuousClock.Instant) -> Duration? {
+        lock.withLock { running ? startedAt.map { now - $0 } : nil }
     }
 
     /// A task's own statement bound for the statements it runs in `body`, overriding

@@ -119,7 +119,7 @@ public struct Storefront: Sendable {
     }
 
     private func rename(_ id: Int, _ update: NameUpdate) async throws -> Customer {
-        let result = try await run {
+        let result = try await run(writes: true) {
             try await cluster.execute(
                 "update \(quotedSchema).customers set name = $1 where id = $2 returning id, name, email, country, vip",
                 [update.name, id], table: "\(schema).customers")
@@ -175,12 +175,14 @@ public struct Storefront: Sendable {
 
     /// Runs a statement within ``requestDeadline``, turning database trouble into a JSON
     /// 503 (or 422 for a value the database refused) instead of a stack trace or a hang.
-    /// The statement is cancelled before the deadline with time left to hear how it
-    /// ended: a write that committed anyway is reported as done (with its token), one
-    /// whose fate nobody could learn says so instead of "try again".
-    private func run<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        let grace = min(requestDeadline / 2, PostgresConnection.cancelGrace + .milliseconds(500))
-        switch await withDeadline(requestDeadline - grace, grace: grace, body) {
+    /// A write is cancelled before the deadline with time left to hear how it ended: one
+    /// that committed anyway is reported as done (with its token), one whose fate nobody
+    /// could learn says so instead of "try again". A read has no fate to learn: it gets
+    /// nearly the whole deadline (time to be retried on another node), and is let go.
+    private func run<T: Sendable>(writes: Bool = false, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let grace = writes ? min(requestDeadline / 2, PostgresConnection.cancelGrace + .milliseconds(500)) : .zero
+        let answerTime = writes ? requestDeadline - grace : requestDeadline - min(requestDeadline / 10, .milliseconds(300))
+        switch await withDeadline(answerTime, grace: grace, body) {
         case .value(let value):
             return value
         case .timedOut:

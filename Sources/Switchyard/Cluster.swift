@@ -86,8 +86,18 @@ public final class Cluster: Sendable {
         let watcher = Task { [weak self] in
             for await topology in updates {
                 guard let self else { return }
-                for node in topology.nodes where node.isSilent {
-                    self.pools[node.name]?.abandonRunning("\(node.name) stopped answering (\(node.error ?? "no answer")); connection given up")
+                let now = ContinuousClock.now
+                let patience = self.monitor.answerLimit
+                for node in topology.nodes {
+                    if node.isSilent {
+                        self.pools[node.name]?.abandonRunning("\(node.name) stopped answering (\(node.error ?? "no answer")); connection given up")
+                    } else if node.reachable, node.role == .replica, node.source == .primaryView,
+                        let waiting = self.pools[node.name]?.longestRunning(at: now), waiting > patience
+                    {
+                        // Known only through the primary's view, which still lists a standby
+                        // that went silent: have it answer a probe itself.
+                        self.monitor.probeDirectly(node.name)
+                    }
                 }
             }
         }

@@ -175,6 +175,16 @@ public final class ClusterMonitor: Sendable {
         }
     }
 
+    /// Asks for a direct probe of `node` in the next round, whatever the primary's view
+    /// says of it: a statement has been waiting on it longer than a probe may take. A node
+    /// that stopped answering is then found silent within one round and its answer limit.
+    public func probeDirectly(_ node: String) {
+        state.withLock { _ = $0.plan.suspects.insert(node) }
+    }
+
+    /// How long a probe on an open connection may wait for its answer.
+    var answerLimit: Duration { ProbeConnection.answerLimit(deadline: settings.probeDeadline, interval: settings.interval) }
+
     /// Marks `node` unreachable at once (a statement lost its connection); the next
     /// successful probe brings it back.
     public func reportUnreachable(_ node: String, error: String) {

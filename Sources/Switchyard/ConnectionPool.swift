@@ -163,6 +163,12 @@ public final class ConnectionPool: Sendable {
         for connection in connections { connection.abandonStatement(message) }
     }
 
+    /// How long the longest-running statement on this pool's connections has been running.
+    public func longestRunning(at now: ContinuousClock.Instant = .now) -> Duration? {
+        let connections = shell.withLock { Array($0.connections.values) }
+        return connections.compactMap { $0.runningFor(at: now) }.max()
+    }
+
     /// Closes idle connections (e.g. after the node went down); in-use ones close when
     /// they come back broken.
     public func drainIdle() async {

@@ -26,6 +26,9 @@ struct ProbePlan {
         var lastDirect: [String: ProbeSample] = [:]
         /// The replay position the primary's view gave for each replica last round.
         var viewReplay: [String: LSN] = [:]
+        /// Replicas to probe directly next round whatever the view says: a statement has
+        /// waited on one longer than a probe may take (is it still answering?).
+        var suspects: Set<String> = []
         /// Round-robin position and time of the last turn.
         var turn = 0
         var lastTurn: ContinuousClock.Instant?
@@ -42,6 +45,7 @@ struct ProbePlan {
             if index == primary { return true }
             guard let node = previous.node(names[index]) else { return true }
             return !node.reachable || node.role != .replica || memory.lastDirect[names[index]] == nil
+                || memory.suspects.contains(names[index])
         }
     }
 
@@ -112,6 +116,7 @@ struct ProbePlan {
     static func remember(names: [String], direct: [Int: ProbeSample], memory: inout Memory) {
         for (index, sample) in direct {
             let name = names[index]
+            memory.suspects.remove(name)
             if sample.reachable, sample.inRecovery == true {
                 memory.lastDirect[name] = sample
             } else {

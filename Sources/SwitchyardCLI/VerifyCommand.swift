@@ -23,6 +23,8 @@ struct VerifyCommand: AsyncParsableCommand {
     var config: String?
     @Option(help: "How long the workload runs (seconds).") var seconds = 40
     @Option(help: "Concurrent clients.") var clients = 8
+    @Option(help: ArgumentHelp("The monitor's interval for this run (default: the config's).", valueName: "MS"))
+    var monitorIntervalMs: Int?
     @Option(help: "Seed of the clients' choices (printed; the same seed makes the same choices).") var seed: UInt64?
     @Option(help: ArgumentHelp("Faults to inject, comma-separated.", valueName: "LIST"))
     var faults = "kill-replica,stop-replica,delay-replica,blackhole-replica"
@@ -38,13 +40,17 @@ struct VerifyCommand: AsyncParsableCommand {
         guard seconds >= 5 else { throw ValidationError("--seconds must be at least 5") }
         guard (1...256).contains(clients) else { throw ValidationError("--clients takes 1 to 256") }
         guard (500...60_000).contains(deadlineMs) else { throw ValidationError("--deadline-ms takes 500 to 60000") }
+        if let monitorIntervalMs, !(50...60_000).contains(monitorIntervalMs) {
+            throw ValidationError("--monitor-interval-ms takes 50 to 60000")
+        }
         do { _ = try Fault.parse(faults) } catch { throw ValidationError("\(error)") }
     }
 
     func run() async throws {
         let local = directory.cluster
         let path = config ?? local.configURL.path
-        let configuration = try ClusterConfiguration.load(path: path)
+        var configuration = try ClusterConfiguration.load(path: path)
+        if let monitorIntervalMs { configuration.monitorInterval = .milliseconds(monitorIntervalMs) }
         var options = VerifyOptions()
         options.seconds = seconds
         options.clients = clients

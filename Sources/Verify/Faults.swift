@@ -32,6 +32,9 @@ public enum Fault: String, CaseIterable, Sendable, Codable {
     /// started again. Whether acknowledged writes survive depends on the replication mode
     /// (none lost in synchronous mode): losses are counted and explained, not violations.
     case killLeader = "kill-leader"
+    /// A replica's PgBouncer stopped (its connections close at once), then started:
+    /// for clusters whose app traffic goes through the bouncers (`cluster up --pgbouncer`).
+    case restartBouncer = "restart-bouncer"
 
     /// Acknowledged writes may be lost while it lasts: losses are counted, not violations.
     var mayLoseWrites: Bool { self == .promoteReplica || self == .killLeader }
@@ -54,6 +57,7 @@ public enum Fault: String, CaseIterable, Sendable, Codable {
         case .promoteReplica: .seconds(3)
         case .switchover: .seconds(1)
         case .killLeader: .seconds(14)
+        case .restartBouncer: .seconds(2)
         }
     }
 
@@ -86,6 +90,10 @@ struct FaultInjector: Sendable {
         -> @Sendable () async throws -> Void
     {
         switch fault {
+        case .restartBouncer:
+            guard node.bouncerPort != nil else { throw VerifyError("restart-bouncer needs bouncers: cluster up --pgbouncer") }
+            try await local.stopBouncer(node: node.name)
+            return { try await self.local.startBouncer(node: node.name) }
         case .switchover:
             _ = try await local.patroniClient().switchover(leader: primary.name, candidate: others.first?.name ?? node.name)
             return { try await self.local.waitUntilPatroniHealthy() }

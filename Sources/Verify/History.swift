@@ -57,6 +57,9 @@ public struct VerifyOperation: Codable, Sendable, Equatable {
     public var error: String?
     /// The unit of work this operation belongs to: operations of one unit share a session.
     public var unit: Int
+    /// For a failed read: whether running it again elsewhere was safe (nothing reached the
+    /// server, or it ran on a replica); nil when unknown (over HTTP).
+    public var retryable: Bool?
 
     public init(
         id: Int, client: Int, kind: Kind, key: Int, value: Int? = nil, observed: Int? = nil, node: String? = nil,

@@ -10,7 +10,8 @@ import Foundation
 ///   client already saw (read, or wrote and had acknowledged);
 /// - **transactions** read back what they wrote;
 /// - **no error for a read that could safely be retried**: a read that failed on a
-///   connection error (lost, refused, timed out) while another node could serve it;
+///   connection error (lost, refused, timed out) although nothing had reached the server
+///   or it ran on a replica (a read the primary may have run is not repeated);
 /// - **no acknowledged write lost**: every acknowledged write is on the final primary;
 ///   one that is not counts as lost, and as a violation unless it fell in the window of a
 ///   fault that may lose writes.
@@ -106,7 +107,7 @@ public struct HistoryChecker: Sendable {
                     // In a split brain (a fault that may lose writes) the router refuses to
                     // pick a primary: a read no replica could take has nowhere safe to go.
                     let splitBrain = faults.contains { $0.mayLoseWrites && ($0.contains(operation.start, slack: faultSlack)) }
-                    if operation.errorClass == .connection && !splitBrain {
+                    if operation.errorClass == .connection && operation.retryable != false && !splitBrain {
                         violation(.readError, index, "read failed on \(operation.node ?? "?"): \(operation.error ?? "?")")
                     }
                 default:

@@ -17,9 +17,11 @@ struct VerifyStorefront: Sendable {
     let task: Task<Void, any Error>
     let requestDeadline: Duration
 
-    static func start(cluster: Cluster, requestDeadline: Duration) async throws -> VerifyStorefront {
+    static func start(cluster: Cluster, requestDeadline: Duration, keys: Int) async throws -> VerifyStorefront {
         let storefront = try await Storefront(cluster: cluster, schema: schema, requestDeadline: requestDeadline)
         try await storefront.loadSampleData(events: 0) { _ in }
+        // Values only grow within a run: names left by an earlier run start over.
+        _ = try await cluster.execute("update \(schema).customers set name = 'customer ' || id where id <= $1", [keys])
         let port = PortBox()
         var logger = Logger(label: "switchyard.verify.storefront")
         logger.logLevel = .critical

@@ -50,6 +50,10 @@ public struct VerifyReport: Codable, Sendable {
         public var p99ReadMilliseconds: Double
         /// The longest a read took that began while a blackhole was on (ms).
         public var maxReadDuringBlackholeMilliseconds: Double?
+        /// For faults that may lose writes: from the fault's start to the completion of the
+        /// last acknowledged write that was lost (s) — how long the old primary went on
+        /// acknowledging writes nobody would keep.
+        public var lossWindowSeconds: Double?
     }
 }
 
@@ -83,8 +87,11 @@ public struct VerifyRun: Sendable {
         let cluster = try Cluster(configuration: configuration, log: QueryLog(capacity: 1000))
         await cluster.start()
         defer { Task { await cluster.shutdown() } }
+        let shop = options.http
+            ? try await VerifyStorefront.start(
+                cluster: cluster, requestDeadline: options.requestDeadline, keys: options.clients * options.keysPerClient)
+            : nil
         try await prepare(cluster)
-        let shop = options.http ? try await VerifyStorefront.start(cluster: cluster, requestDeadline: options.requestDeadline) : nil
         defer { if let shop { Task { await shop.stop() } } }
         let recorder = Recorder()
         let tossing = Flag()
@@ -131,7 +138,8 @@ public struct VerifyRun: Sendable {
             seed: options.seed, seconds: seconds, clients: options.clients, operations: operations.count,
             violations: report.violations, lostWrites: report.lostWrites,
             faultsInjected: Dictionary(grouping: faults, by: \.fault).mapValues(\.count), faults: faults,
-            figures: Self.figures(operations, faults: faults, seconds: seconds, nodes: configuration.nodes.map(\.name), cluster: cluster))
+            figures: Self.figures(
+                operations, faults: faults, lost: report.lostWrites, seconds: seconds, nodes: configuration.nodes.map(\.name), cluster: cluster))
     }
 
     /// A fresh table for the run, on the primary, replicated before the clients start.
@@ -155,7 +163,10 @@ public struct VerifyRun: Sendable {
         progress: @Sendable (String) -> Void
     ) async throws {
         guard !options.faults.isEmpty else { return }
-        let slot = max(3.0, (seconds - 2) / Double(options.faults.count))
+        // Spread over the run, each fault in turn, again and again on a long run: a slot is
+        // the longest hold plus time to settle between faults.
+        let longest = options.faults.map(\.hold.seconds).max() ?? 1
+        let slot = max(3.0, min((seconds - 2) / Double(options.faults.count), longest + 4))
         var rounds = 0
         while true {
             let fault = options.faults[rounds % options.faults.count]
@@ -215,9 +226,14 @@ public struct VerifyRun: Sendable {
         try handle.write(contentsOf: buffer)
     }
 
-    static func figures(_ operations: [VerifyOperation], faults: [FaultWindow], seconds: Double, nodes: [String], cluster: Cluster)
-        -> VerifyReport.Figures
-    {
+    static func figures(
+        _ operations: [VerifyOperation], faults: [FaultWindow], lost: [LostWrite], seconds: Double, nodes: [String], cluster: Cluster
+    ) -> VerifyReport.Figures {
+        let ends = Dictionary(uniqueKeysWithValues: operations.map { ($0.id, $0.end) })
+        let lossWindows = faults.filter(\.mayLoseWrites).compactMap { window -> Double? in
+            let last = lost.compactMap { ends[$0.operation] }.filter { window.contains($0, slack: 2) }.max()
+            return last.map { max(0, $0 - window.start) }
+        }
         let reads = operations.filter(\.isRead)
         let primary = cluster.monitor.topology.primary?.name
         let durations = reads.filter { $0.outcome == .ok }.map { ($0.end - $0.start) * 1000 }.sorted()
@@ -232,7 +248,8 @@ public struct VerifyRun: Sendable {
             unknownWrites: operations.filter { $0.writes && $0.outcome == .unknown }.count,
             maxReadMilliseconds: durations.last ?? 0,
             p99ReadMilliseconds: durations.isEmpty ? 0 : durations[min(durations.count - 1, Int(Double(durations.count) * 0.99))],
-            maxReadDuringBlackholeMilliseconds: blackholes.isEmpty ? nil : duringBlackhole.map { ($0.end - $0.start) * 1000 }.max() ?? 0)
+            maxReadDuringBlackholeMilliseconds: blackholes.isEmpty ? nil : duringBlackhole.map { ($0.end - $0.start) * 1000 }.max() ?? 0,
+            lossWindowSeconds: lossWindows.max())
     }
 }
 
@@ -329,9 +346,14 @@ struct Client {
                 tokenBefore: before, tokenAfter: Cluster.currentToken?.description, start: start, end: now(), outcome: .ok, unit: unit))
         } catch {
             let (outcome, errorClass) = Self.classify(error, write: false)
-            recorder.add(VerifyOperation(
+            var operation = VerifyOperation(
                 id: 0, client: id, kind: kind, key: key, tokenBefore: before, start: start, end: now(), outcome: outcome,
-                errorClass: errorClass, error: "\(error)", unit: unit))
+                errorClass: errorClass, error: "\(error)", unit: unit)
+            if let error = error as? PostgresError {
+                operation.node = error.node
+                operation.retryable = error.nothingSent || cluster.monitor.topology.node(error.node ?? "")?.role == .replica
+            }
+            recorder.add(operation)
         }
     }
 

@@ -18,6 +18,9 @@ public enum VerifyText {
         if let blackhole = f.maxReadDuringBlackholeMilliseconds {
             lines.append(String(format: "longest read begun during a blackhole: %.0f ms", blackhole))
         }
+        if let window = f.lossWindowSeconds {
+            lines.append(String(format: "acknowledged writes lost for %.2f s after the fault began (%d writes)", window, report.lostWrites.count))
+        }
         for violation in report.violations.prefix(20) {
             lines.append("violation \(violation.kind.rawValue) (client \(violation.client), op \(violation.operation)): \(violation.message)"
                 + (violation.faults.isEmpty ? "" : " during \(violation.faults.joined(separator: ", "))")

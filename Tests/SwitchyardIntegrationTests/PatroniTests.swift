@@ -6,6 +6,7 @@ import Switchyard
 import SwitchyardTestSupport
 import Synchronization
 import Testing
+import Verify
 
 #if canImport(Glibc)
 import Glibc
@@ -230,6 +231,27 @@ extension ClusterTests {
             try await test.local.start(node: leader)
             try await test.healPatroni()
             print("\(leader) rejoined as a replica in \(ContinuousClock.now - restarted)")
+        }
+
+        @Test func aVerifyRunThroughASwitchoverLosesNoAcknowledgedWrite() async throws {
+            let test = try PatroniScope.shared()
+            var options = VerifyOptions()
+            options.seconds = 12
+            options.clients = 4
+            options.seed = 24
+            options.faults = [.switchover]
+            var configuration = try ClusterConfiguration.load(path: test.local.configURL.path)
+            configuration.monitorInterval = .milliseconds(250)
+            let report = try await ensuring {
+                try await VerifyRun(local: test.local, configuration: configuration, options: options).run { print($0) }
+            } finally: {
+                try? await test.healPatroni()
+            }
+            print(VerifyText.render(report))
+            #expect(report.faultsInjected["switchover"] == 1)
+            #expect(report.violations.isEmpty, "\(VerifyText.render(report))")
+            #expect(report.lostWrites.isEmpty)
+            #expect(report.figures.writes > 100)
         }
 
         @Test func theConsoleShowsPatroniAndPromotesThroughIt() async throws {

@@ -238,5 +238,12 @@ import Testing
         #expect(probe.contains(1))
         previous.nodes[2].reachable = false
         #expect(ProbePlan.firstPhase(names: Self.names, previous: previous, strategy: .primaryView, memory: memory) == [0, 2])
+        // A replica a statement has waited on too long is asked itself next round, once.
+        previous.nodes[2].reachable = true
+        memory.suspects.insert("pg4")
+        #expect(ProbePlan.firstPhase(names: Self.names, previous: previous, strategy: .primaryView, memory: memory) == [0, 3])
+        ProbePlan.remember(names: Self.names, direct: [3: Self.replicaSample(replay: 500, name: "pg4")], memory: &memory)
+        #expect(memory.suspects.isEmpty)
+        #expect(ProbePlan.firstPhase(names: Self.names, previous: previous, strategy: .primaryView, memory: memory) == [0])
     }
 }
