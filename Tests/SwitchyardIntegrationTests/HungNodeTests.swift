@@ -86,6 +86,30 @@ extension ClusterTests {
             try await tmux.waitFor(text: "alpha")
         }
 
+        @Test func aReloadWaitingOnASilentPrimaryEndsByItselfWithoutEsc() async throws {
+            let fixture = try await ConsoleTerminalTests.fixture()
+            let tmux = try await ConsoleTerminalTests.launch(fixture)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            try await tmux.waitFor(text: "ADMIN → primary pg1")
+            try await Self.signal(SIGSTOP, node: "pg1")
+            try await ensuring {
+                try await tmux.send("r")
+                try await tmux.waitFor(text: "(Esc cancels)")
+                let clock = ContinuousClock()
+                let pressed = clock.now
+                // Nobody presses Esc: once the monitor finds pg1 silent the load is ended.
+                let screen = try await tmux.waitFor("the load to end by itself", timeout: .seconds(10)) { !$0.contains("(Esc cancels)") }
+                #expect(clock.now - pressed < .seconds(6), "the load waited on the silent primary")
+                #expect(screen.contains("primary unavailable: pg1 stopped answering"), "\(screen)")
+            } finally: {
+                try? await Self.signal(SIGCONT, node: "pg1")
+            }
+            try await tmux.waitFor(text: "ADMIN → primary pg1", timeout: .seconds(15))
+            try await tmux.send("r")
+            try await tmux.waitFor(text: "alpha")
+        }
+
         @Test func lagWatchKeepsRedrawingAndShowsTheHungPrimary() async throws {
             let test = try TestCluster.shared()
             let binary = try CommandLineTests.executable.path

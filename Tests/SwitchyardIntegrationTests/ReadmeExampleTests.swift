@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import Storefront
 import Switchyard
 import SwitchyardHummingbird
@@ -55,6 +56,58 @@ extension ClusterTests {
                 running.cancel()
                 _ = await running.result
                 await cluster.shutdown()
+            }
+        }
+
+        @Test func anyErrorAfterAWriteStillCarriesTheCookieAndStreamedBodiesRunInTheContext() async throws {
+            let test = try TestCluster.shared()
+            try await test.withSchema { schema in
+                _ = try await schema.primary.execute(script: "create table \(schema.quoted).items (id int primary key, name text);")
+                var configuration = ClusterConfiguration(
+                    name: "errors", nodes: try test.nodes.map { NodeEndpoint(name: $0.name, conninfo: try test.conninfo($0.name)) })
+                configuration.monitorInterval = .milliseconds(250)
+                let cluster = try Cluster(configuration: configuration)
+                await cluster.start()
+                let items = "\(schema.quoted).items"
+                struct NotHTTP: Error {}
+                let router = Router()
+                router.add(middleware: SwitchyardMiddleware(routing: cluster.configuration.http))
+                // Commits, then fails with an error that is no HTTPResponseError.
+                router.post("/boom") { _, _ -> String in
+                    try await cluster.execute("insert into \(items) values (1, 'x')")
+                    throw NotHTTP()
+                }
+                // The body is written after the handler returned: its statements keep the context.
+                router.get("/stream") { _, _ -> Response in
+                    Response(status: .ok, body: ResponseBody { writer in
+                        let routed = try await cluster.run(.read, "select name from \(items) where id = 1")
+                        let text = "\(RoutingContext.current?.name ?? "none") \(routed.reason.description)"
+                        try await writer.write(ByteBuffer(string: text))
+                        try await writer.finish(nil)
+                    })
+                }
+                let port = Mutex<Int?>(nil)
+                var logger = Logger(label: "test.middleware")
+                logger.logLevel = .critical
+                let app = Application(
+                    router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                    onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } }, logger: logger)
+                let running = Task { try await app.run() }
+                try await ensuring {
+                    #expect(try await TestCluster.eventually { port.withLock { $0 } != nil })
+                    let visitor = StorefrontVisitor(baseURL: URL(string: "http://127.0.0.1:\(port.withLock { $0 }!)")!)
+                    let boom = try await visitor.send("POST", "/boom", body: nil)
+                    #expect(boom.status == 500)
+                    #expect(boom.headers["set-cookie"]?.hasPrefix("switchyard_token=sy1:") == true, "the committed write's token was lost")
+                    let streamed = try await visitor.get("/stream")
+                    let text = String(decoding: streamed.body, as: UTF8.self)
+                    #expect(text.hasPrefix("public "), "\(text)")
+                    #expect(!text.contains("no context"), "\(text)")
+                } finally: {
+                    running.cancel()
+                    _ = await running.result
+                    await cluster.shutdown()
+                }
             }
         }
     }

@@ -216,7 +216,7 @@ extension ClusterTests {
                 try await console.waitFor(text: "Query log +1 followed")
                 for id in 1...3 { _ = try await visitor.get("/api/products/\(id)") }
                 let shown = try await console.waitFor(text: "storefront P", timeout: .seconds(3))
-                #expect(shown.contains("select id, name, pri"))
+                #expect(shown.contains("select id, name, pr"))  // how much of the SQL fits depends on the duration's width
                 #expect(!FileManager.default.fileExists(atPath: log + ".1"), "rotated too early for the test to mean anything")
                 for id in 1...30 { _ = try await visitor.get("/api/orders/\(id)") }
                 #expect(FileManager.default.fileExists(atPath: log + ".1"), "the log did not rotate")
