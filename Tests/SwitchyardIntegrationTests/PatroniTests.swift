@@ -233,27 +233,6 @@ extension ClusterTests {
             print("\(leader) rejoined as a replica in \(ContinuousClock.now - restarted)")
         }
 
-        @Test func aVerifyRunThroughASwitchoverLosesNoAcknowledgedWrite() async throws {
-            let test = try PatroniScope.shared()
-            var options = VerifyOptions()
-            options.seconds = 12
-            options.clients = 4
-            options.seed = 24
-            options.faults = [.switchover]
-            var configuration = try ClusterConfiguration.load(path: test.local.configURL.path)
-            configuration.monitorInterval = .milliseconds(250)
-            let report = try await ensuring {
-                try await VerifyRun(local: test.local, configuration: configuration, options: options).run { print($0) }
-            } finally: {
-                try? await test.healPatroni()
-            }
-            print(VerifyText.render(report))
-            #expect(report.faultsInjected["switchover"] == 1)
-            #expect(report.violations.isEmpty, "\(VerifyText.render(report))")
-            #expect(report.lostWrites.isEmpty)
-            #expect(report.figures.writes > 100)
-        }
-
         @Test func theConsoleShowsPatroniAndPromotesThroughIt() async throws {
             let test = try PatroniScope.shared()
             let leader = try await test.patroniLeader()
@@ -383,6 +362,27 @@ extension ClusterTests {
         }
         let lost = acknowledged.filter { !stored.contains($0) }
         #expect(lost.isEmpty, "\(lost.count) of \(acknowledged.count) acknowledged writes lost: \(lost.prefix(10))")
+        }
+
+        @Test func aVerifyRunThroughASwitchoverLosesNoAcknowledgedWrite() async throws {
+            let test = try PatroniScope.shared()
+            var options = VerifyOptions()
+            options.seconds = 12
+            options.clients = 4
+            options.seed = 24
+            options.faults = [.switchover]
+            var configuration = try ClusterConfiguration.load(path: test.local.configURL.path)
+            configuration.monitorInterval = .milliseconds(250)
+            let report = try await ensuring {
+                try await VerifyRun(local: test.local, configuration: configuration, options: options).run { print($0) }
+            } finally: {
+                try? await test.healPatroni()
+            }
+            print(VerifyText.render(report))
+            #expect(report.faultsInjected["switchover"] == 1)
+            #expect(report.violations.isEmpty, "\(VerifyText.render(report))")
+            #expect(report.lostWrites.isEmpty)
+            #expect(report.figures.writes > 100)
         }
     }
 }
