@@ -166,13 +166,21 @@ extension ConsoleState {
                 mode = .browse
                 return []
             case .apply:
-                mode = .browse
                 let value = prompt.field.value ?? ""
-                if value.isEmpty && prompt.op != .isNull {
+                if value.isEmpty && prompt.op.takesValue {
+                    mode = .browse
                     grid.filter = nil
                     setMessage("filter cleared")
                 } else {
-                    grid.filter = Filter(column: prompt.column, op: prompt.op, value: value)
+                    let condition = FilterCondition(column: prompt.column, op: prompt.op, value: value)
+                    if let problem = FilterValidation.problem(condition, type: grid.shape.columns[prompt.column].type) {
+                        // Nothing sent; the prompt stays open with the text as typed.
+                        setMessage(problem, error: true)
+                        return []
+                    }
+                    mode = .browse
+                    grid.filter = grid.filter?.and(condition) ?? Filter(conditions: [condition])
+                    if (grid.filter?.conditions.count ?? 0) > 1 { setMessage("filter: every condition must hold; / and Enter on nothing clears them") }
                 }
                 self.grid = grid
                 return [load(.first)]
@@ -221,6 +229,7 @@ extension ConsoleState {
         case .cancelQuery:
             pending = nil
             busy = nil
+            restoreShownOrder()
             if case .exporting(let status) = mode {
                 mode = .browse
                 setMessage("export cancelled: \(status.job.path) is removed")
@@ -505,9 +514,8 @@ extension ConsoleState {
             self.grid = grid
             return [load(.first)]
         case .filter:
-            let existing = grid.filter
-            mode = .filter(FilterPrompt(
-                column: existing?.column ?? grid.cursorColumn, op: existing?.op ?? .equals, field: TextField(existing?.value ?? "")))
+            // A new condition, on the column under the cursor; those in place stay (AND).
+            mode = .filter(FilterPrompt(column: grid.cursorColumn, op: .equals, field: TextField("")))
         case .editCell:
             guard let row = grid.selectedRow, row.indices.contains(grid.cursorColumn) else { break }
             let long = grid.longValues(grid.cursorRow)

@@ -36,9 +36,12 @@ extension ConsoleState {
             mode = .browse
             if !shape.hasPrimaryKey { setMessage("\(shape.table.qualifiedName) has no primary key: read-only") }
             return [load(.first)]
-        case .pageLoaded(let rows, let keys, let position, let request, let long):
+        case .pageLoaded(let rows, let keys, let position, let request, let long, let matching):
             guard finish(request), var grid else { return [] }
             let limit = pageSize
+            if grid.filter == nil { grid.matching = nil } else if let matching { grid.matching = matching }
+            grid.shownSort = grid.sort
+            grid.shownFilter = grid.filter
             switch position {
             case .first:
                 grid.atStart = true
@@ -117,6 +120,7 @@ extension ConsoleState {
             return []
         case .failed(let message, let request):
             if pending == request, case .exporting = mode { mode = .browse }
+            if pending == request, !pendingWrites { restoreShownOrder() }
             let promoting = pendingWrites && busy.map { $0.hasPrefix("promoting") || $0 == "cancelling" } == true
             guard finish(request) else { return [] }
             if case .confirmDelete = mode { mode = .browse }
@@ -235,6 +239,15 @@ extension ConsoleState {
         busy = nil
         pendingWrites = false
         return true
+    }
+
+    /// After a load that did not arrive: the title says what the rows on screen are.
+    mutating func restoreShownOrder() {
+        guard var grid, grid.sort != grid.shownSort || grid.filter != grid.shownFilter else { return }
+        grid.sort = grid.shownSort
+        grid.filter = grid.shownFilter
+        if grid.filter == nil { grid.matching = nil }
+        self.grid = grid
     }
 
     mutating func start(_ label: String, writes: Bool = false) -> Int {

@@ -65,6 +65,12 @@ public struct Grid: Sendable, Equatable {
     public var atEnd = true
     public var sort: Sort?
     public var filter: Filter?
+    /// How many rows the filter matches (counted up to a cap when the first page loads).
+    public var matching: MatchCount?
+    /// The sort and filter the rows on screen were loaded with: what the title goes back
+    /// to when a load with a new sort or filter is cancelled or fails.
+    public var shownSort: Sort?
+    public var shownFilter: Filter?
     /// Only the rows that reference one row elsewhere (opened from `R`).
     public var scope: ReferenceScope?
     public var loaded = false
@@ -169,6 +175,18 @@ public struct HistoryView: Sendable, Equatable {
     }
 
     public var title: String { keyLabel.map { "History of \(table) \($0)" } ?? "Recent changes to \(table)" }
+}
+
+/// Rows a filter matches: counted up to a cap, so a filter on a huge table costs a bounded scan.
+public struct MatchCount: Sendable, Equatable {
+    public var rows: Int
+    /// The count stopped at the cap: at least `rows`.
+    public var capped: Bool
+
+    public init(rows: Int, capped: Bool) {
+        self.rows = rows
+        self.capped = capped
+    }
 }
 
 /// A place left by following a reference (`f`, `R`), to come back to with Backspace.
@@ -413,7 +431,8 @@ public enum ConsoleEvent: Sendable {
     case tick
     case tablesLoaded([TableInfo], request: Int)
     case tableOpened(TableShape, request: Int)
-    case pageLoaded(rows: [[String?]], keys: [[String?]], position: PagePosition, request: Int, long: [[Int: LongValue]] = [])
+    case pageLoaded(
+        rows: [[String?]], keys: [[String?]], position: PagePosition, request: Int, long: [[Int: LongValue]] = [], matching: MatchCount? = nil)
     /// The whole value asked for by ``ConsoleEffect/loadValue(_:row:column:request:)``.
     case valueLoaded(String?, request: Int)
     /// What the external editor left (nil text and a problem when it failed).

@@ -89,7 +89,13 @@ public struct DataService: Sendable {
                     long.reverse()
                 default: break
                 }
-                return .pageLoaded(rows: rows, keys: keys, position: position, request: request, long: long)
+                var matching: MatchCount?
+                if let filter, position == .first {
+                    let count = SQLBuilder.count(shape, filter: filter, scope: scope, cap: SQLBuilder.countCap)
+                    let counted = try await cluster.query(count.sql, count.bindings, table: shape.table.qualifiedName).scalar(Int.self) ?? 0
+                    matching = MatchCount(rows: min(counted, SQLBuilder.countCap), capped: counted > SQLBuilder.countCap)
+                }
+                return .pageLoaded(rows: rows, keys: keys, position: position, request: request, long: long, matching: matching)
             }
         case .loadValue(let shape, let row, let column, let request):
             return await attempt(request) {

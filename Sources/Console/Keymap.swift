@@ -147,7 +147,7 @@ public enum Keymap {
                 disabledReason: { writeRefusal($0, needsRow: true) }),
         Binding([.character("s")], [.grid], .sort, hint: "sort", help: "sort by the column (again: descending, again: off)",
                 disabledReason: { noColumns($0) }),
-        Binding([.character("/")], [.grid], .filter, hint: "filter", help: "filter: column ▲▼, operator Tab, value (always a parameter)",
+        Binding([.character("/")], [.grid], .filter, hint: "filter", help: "filter: column ▲▼, operator Tab, value; / again adds a condition (AND)",
                 disabledReason: { noColumns($0) }),
         Binding([.character("r")], [.grid], .refresh, hint: "refresh", help: "reload the rows on screen"),
         Binding([.character("H")], [.grid], .rowHistory, hint: "history", help: "the change history of the row under the cursor (switchyard.changes)",
@@ -214,7 +214,7 @@ public enum Keymap {
         // Filter prompt.
         Binding([.up], [.filter], .previous, help: "previous column"),
         Binding([.down], [.filter], .next, help: "next column"),
-        Binding([.tab], [.filter], .nextOperator, help: "next operator (=, contains, <, >, is null)"),
+        Binding([.tab], [.filter], .nextOperator, help: "next operator: = contains, starts with, != < <= > >= in, is (not) null"),
         Binding([.backTab], [.filter], .previousOperator, help: "previous operator"),
         Binding([.enter], [.filter], .save, hint: "apply", help: "apply the filter (an empty value clears it)"),
         Binding([.escape], [.filter], .cancel, hint: "close", help: "close the prompt, filter unchanged"),

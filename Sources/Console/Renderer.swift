@@ -78,7 +78,7 @@ public enum Renderer {
             x += screen.put(" \(column) ▲▼ ", x: x, y: y, role: .selected)
             x += screen.put(" \(prompt.op.rawValue) ⇥ ", x: x, y: y, role: .badge)
             let hintWidth = Screen.displayWidth(text)
-            if prompt.op != .isNull { field(prompt.field, x: x + 1, y: y, width: layout.width - x - hintWidth - 4, &screen) }
+            if prompt.op.takesValue { field(prompt.field, x: x + 1, y: y, width: layout.width - x - hintWidth - 4, &screen) }
             screen.put(text, x: layout.width - hintWidth - 1, y: y, role: .dim)
             return
         }
@@ -153,8 +153,12 @@ public enum Renderer {
         if let scope = grid.scope { title += "  where \(scope.label)" }
         if let sort = grid.sort { title += "  sort \(shape.columns[sort.column].name) \(sort.descending ? "↓" : "↑")" }
         if let filter = grid.filter {
-            let value = filter.op == .isNull ? "" : " '\(filter.value)'"
-            title += "  filter \(shape.columns[filter.column].name) \(filter.op.rawValue)\(value)"
+            let conditions = filter.conditions.map { condition -> String in
+                let name = shape.columns.indices.contains(condition.column) ? shape.columns[condition.column].name : "?"
+                return "\(name) \(condition.op.rawValue)" + (condition.op.takesValue ? " '\(condition.value)'" : "")
+            }
+            title += "  filter " + conditions.joined(separator: " and ")
+            if let count = grid.matching { title += "  \(count.capped ? "≥" : "")\(shortCount(Int64(count.rows))) match" }
         }
         if shape.readOnlyReason != nil {
             title += "  READ-ONLY (\(kindLabel(shape.table.kind)))"
@@ -641,7 +645,10 @@ public enum Renderer {
         case .exportPrompt(let prompt):
             let table = state.grid?.shape.table
             var scope: [String] = []
-            if let filter = state.grid?.filter, let grid = state.grid { scope.append("filter on \(grid.shape.columns[filter.column].name)") }
+            if let filter = state.grid?.filter, let grid = state.grid {
+                let names = filter.conditions.compactMap { grid.shape.columns.indices.contains($0.column) ? grid.shape.columns[$0.column].name : nil }
+                scope.append("filter on \(names.joined(separator: ", "))")
+            }
             if let reference = state.grid?.scope { scope.append("where \(reference.label)") }
             let lines: [(String, StyleRole)] = [
                 ("Export \(table?.qualifiedName ?? "?")\(scope.isEmpty ? "" : " (" + scope.joined(separator: ", ") + ")"), sorted as shown", .normal),

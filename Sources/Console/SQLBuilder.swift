@@ -43,7 +43,7 @@ public enum SQLBuilder {
         let keys = sortKeys(shape, sort: sort)
         var parameters: [String?] = []
         var conditions: [String] = []
-        if let filter { conditions.append(filterCondition(shape, filter, &parameters)) }
+        if let filter { conditions += filterConditions(shape, filter, &parameters) }
         if let scope { conditions += scopeConditions(shape, scope, &parameters) }
         var backwards = false
         switch position {
@@ -76,6 +76,20 @@ public enum SQLBuilder {
         return Statement(sql: sql, parameters: parameters)
     }
 
+    /// Rows counted for a filter at most: past it the title says "≥ 100k match".
+    public static let countCap = 100_000
+
+    /// How many rows `filter` (and `scope`) match, counting at most `cap` + 1: a filter
+    /// on a huge table scans a bounded number of rows.
+    public static func count(_ shape: TableShape, filter: Filter, scope: ReferenceScope?, cap: Int) -> Statement {
+        var parameters: [String?] = []
+        var conditions = filterConditions(shape, filter, &parameters)
+        if let scope { conditions += scopeConditions(shape, scope, &parameters) }
+        var inner = "select 1 from \(shape.quotedName) as r"
+        if !conditions.isEmpty { inner += " where " + conditions.joined(separator: " and ") }
+        return Statement(sql: "select count(*) from (\(inner) limit \(cap + 1)) as matching", parameters: parameters)
+    }
+
     /// The export of what the grid shows — its filter, reference scope and sort, whole
     /// values — as `COPY (…) TO STDOUT`: CSV (RFC 4180, a header, NULL as `nullText`) or
     /// JSON Lines (one `row_to_json` object per line, byte for byte). COPY takes no
@@ -87,25 +101,21 @@ public enum SQLBuilder {
     ) -> (sql: String, settings: [(String, String)]) {
         var parameters: [String?] = []
         var conditions: [String] = []
-        if let filter {
-            var condition = filterCondition(shape, filter, &parameters)
-            if filter.op == .less || filter.op == .greater {
-                // Typed comparison: the setting is text, the column is not.
-                condition = condition.replacingOccurrences(of: "$\(parameters.count)", with: "$\(parameters.count)::\(shape.columns[filter.column].type)")
-            }
-            conditions.append(condition)
+        // Each value is a session setting, read back as text and cast to the type the
+        // comparison needs: built in place, never by rewriting `$n` in finished SQL (a
+        // quoted column name may contain `$1`).
+        let setting: Placeholder = { number, type in
+            "current_setting('switchyard.export_\(number)')" + (type.map { "::\($0)" } ?? "")
         }
+        if let filter { conditions += filterConditions(shape, filter, &parameters, placeholder: setting) }
         if let scope {
             conditions += zip(scope.columns, scope.values).map { column, value in
                 parameters.append(value)
-                return shape.columns.indices.contains(column) ? "r.\(shape.columns[column].quoted)::text = $\(parameters.count)" : "false"
+                return shape.columns.indices.contains(column)
+                    ? "r.\(shape.columns[column].quoted)::text = \(setting(parameters.count, nil))" : "false"
             }
         }
-        // $n → current_setting('switchyard.export_n'), highest first so $1 does not eat $10.
-        var whereClause = conditions.joined(separator: " and ")
-        for index in stride(from: parameters.count, through: 1, by: -1) {
-            whereClause = whereClause.replacingOccurrences(of: "$\(index)", with: "current_setting('switchyard.export_\(index)')")
-        }
+        let whereClause = conditions.joined(separator: " and ")
         let order = sortKeys(shape, sort: sort).map { "\($0.expression) \($0.descending ? "desc" : "asc") nulls last" }.joined(separator: ", ")
         let columns = shape.columns.map { "r.\($0.quoted)" }.joined(separator: ", ")
         var select = "select \(columns.isEmpty ? "" : columns) from \(shape.quotedName) as r"
@@ -175,26 +185,56 @@ public enum SQLBuilder {
         column == "(r.ctid)" ? "\(placeholder)::tid" : "\(placeholder)"
     }
 
-    static func filterCondition(_ shape: TableShape, _ filter: Filter, _ parameters: inout [String?]) -> String {
-        let column = "r.\(shape.columns[filter.column].quoted)"
-        switch filter.op {
-        case .isNull:
-            return "\(column) is null"
-        case .equals:
-            parameters.append(filter.value)
-            return "\(column)::text = $\(parameters.count)"
-        case .contains:
-            let escaped = filter.value.replacingOccurrences(of: "\\", with: "\\\\")
-                .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_")
-            parameters.append("%\(escaped)%")
-            return "\(column)::text ilike $\(parameters.count)"
-        case .less:
-            parameters.append(filter.value)
-            return "\(column) < $\(parameters.count)"
-        case .greater:
-            parameters.append(filter.value)
-            return "\(column) > $\(parameters.count)"
+    /// How a value's place in the SQL is written: its number, and the type it must be read
+    /// as when the place itself carries no type (an export's session setting); nil: text.
+    typealias Placeholder = @Sendable (_ number: Int, _ type: String?) -> String
+
+    /// A parameter the server types from its context: compared with a column, it is read
+    /// as the column's type, so the comparison is typed and an index on the column serves it.
+    static let parameter: Placeholder = { number, _ in "$\(number)" }
+
+    /// One SQL condition per filter condition; every value a parameter.
+    static func filterConditions(
+        _ shape: TableShape, _ filter: Filter, _ parameters: inout [String?], placeholder: Placeholder = parameter
+    ) -> [String] {
+        filter.conditions.map { condition in
+            guard shape.columns.indices.contains(condition.column) else { return "false" }
+            let info = shape.columns[condition.column]
+            let column = "r.\(info.quoted)"
+            let type = FilterValidation.baseType(info.type)
+            func value(_ text: String, as type: String?) -> String {
+                parameters.append(text)
+                return placeholder(parameters.count, type)
+            }
+            switch condition.op {
+            case .isNull: return "\(column) is null"
+            case .isNotNull: return "\(column) is not null"
+            case .equals: return "\(column) = \(value(condition.value, as: type))"
+            case .notEquals: return "\(column) <> \(value(condition.value, as: type))"
+            case .less: return "\(column) < \(value(condition.value, as: type))"
+            case .lessOrEqual: return "\(column) <= \(value(condition.value, as: type))"
+            case .greater: return "\(column) > \(value(condition.value, as: type))"
+            case .greaterOrEqual: return "\(column) >= \(value(condition.value, as: type))"
+            case .oneOf:
+                // One array parameter, read as an array of the column's type.
+                return "\(column) = any(\(value(arrayLiteral(condition.listValues), as: type + "[]")))"
+            case .startsWith:
+                return "\(column)::text like \(value(likeEscaped(condition.value) + "%", as: nil))"
+            case .contains:
+                return "\(column)::text ilike \(value("%" + likeEscaped(condition.value) + "%", as: nil))"
+            }
         }
+    }
+
+    /// `50%_off\` as a LIKE pattern that matches it literally.
+    static func likeEscaped(_ text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_")
+    }
+
+    /// `{"a","b \"c\""}`: PostgreSQL's array input, every element quoted.
+    static func arrayLiteral(_ values: [String]) -> String {
+        "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+            .joined(separator: ",") + "}"
     }
 
     /// `WHERE` naming the primary key and every value the user saw, so a row changed in

@@ -1,3 +1,4 @@
+import Foundation
 import PostgresClient
 
 /// A table as the console lists it.
@@ -175,15 +176,30 @@ public struct LongValue: Sendable, Equatable {
 }
 
 /// Comparison a filter applies.
+/// How a filter condition compares. The comparisons and `in` compare in the column's
+/// own type (the value is a parameter the server reads as that type, so an index on the
+/// column serves them); `starts with` and `contains` look at the value as text.
 public enum FilterOperator: String, Sendable, CaseIterable, Equatable {
     case equals = "="
     case contains = "contains"
+    case startsWith = "starts with"
+    case notEquals = "!="
     case less = "<"
+    case lessOrEqual = "<="
     case greater = ">"
+    case greaterOrEqual = ">="
+    case oneOf = "in"
     case isNull = "is null"
+    case isNotNull = "is not null"
+
+    /// Whether the operator takes a value.
+    public var takesValue: Bool { self != .isNull && self != .isNotNull }
+    /// Whether the value is read as the column's type (and can be checked before sending).
+    public var typed: Bool { takesValue && self != .startsWith && self != .contains }
 }
 
-public struct Filter: Sendable, Equatable {
+/// One condition of a filter: a column, an operator, a value (ignored by `is null`).
+public struct FilterCondition: Sendable, Equatable {
     public var column: Int
     public var op: FilterOperator
     public var value: String
@@ -192,6 +208,97 @@ public struct Filter: Sendable, Equatable {
         self.column = column
         self.op = op
         self.value = value
+    }
+
+    /// The values of an `in` list: `a, b, c` (parentheses optional), each trimmed.
+    public var listValues: [String] {
+        var text = Substring(value.trimmingCharacters(in: .whitespaces))
+        if text.hasPrefix("("), text.hasSuffix(")") { text = text.dropFirst().dropLast() }
+        return text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+    }
+}
+
+/// What the grid is filtered by: every condition must hold (AND).
+public struct Filter: Sendable, Equatable {
+    public var conditions: [FilterCondition]
+
+    public init(conditions: [FilterCondition]) { self.conditions = conditions }
+
+    /// A filter of one condition.
+    public init(column: Int, op: FilterOperator, value: String) {
+        conditions = [FilterCondition(column: column, op: op, value: value)]
+    }
+
+    /// The same filter with `condition` added (AND).
+    public func and(_ condition: FilterCondition) -> Filter { Filter(conditions: conditions + [condition]) }
+}
+
+/// Checks a filter value against the column's type before anything is sent: a value the
+/// type cannot hold is named, with the type, and the user's text is kept.
+public enum FilterValidation {
+    /// Why `value` cannot be compared with a column of `type`, or nil when it can (or
+    /// when only the server can tell: dates, times, and types this does not know).
+    public static func problem(_ condition: FilterCondition, type: String) -> String? {
+        guard condition.op.typed else { return nil }
+        let values = condition.op == .oneOf ? condition.listValues : [condition.value]
+        if condition.op == .oneOf, values.contains(where: \.isEmpty) {
+            return "a list for in is values separated by commas: 1, 2, 3"
+        }
+        for value in values {
+            if let problem = problem(value, type: type) { return problem }
+        }
+        return nil
+    }
+
+    static func problem(_ value: String, type: String) -> String? {
+        let base = baseType(type)
+        let text = value.trimmingCharacters(in: .whitespaces)
+        func not(_ what: String) -> String { "\"\(value.prefix(40))\" is not \(what) (\(type)): nothing was sent" }
+        switch base {
+        case "smallint": return Int16(text) == nil ? not("a whole number from -32768 to 32767") : nil
+        case "integer": return Int32(text) == nil ? not("a whole number from -2147483648 to 2147483647") : nil
+        case "bigint": return Int64(text) == nil ? not("a whole number that fits in 64 bits") : nil
+        case "numeric", "real", "double precision":
+            let special = ["nan", "infinity", "-infinity", "+infinity", "inf", "-inf", "+inf"]
+            return isDecimal(text) || special.contains(text.lowercased()) ? nil : not("a number")
+        case "boolean":
+            let accepted = ["t", "f", "true", "false", "y", "n", "yes", "no", "on", "off", "1", "0"]
+            return accepted.contains(text.lowercased()) ? nil : not("true or false")
+        case "uuid":
+            return UUID(uuidString: text) == nil && UUID(uuidString: text.replacingOccurrences(of: "{", with: "").replacingOccurrences(of: "}", with: "")) == nil
+                ? not("a UUID") : nil
+        default: return nil
+        }
+    }
+
+    /// `numeric(10,2)` → `numeric`, `character varying(80)` → `character varying`,
+    /// `timestamp(3) with time zone` → `timestamp with time zone`: the type without its
+    /// modifier (a cast to `varchar(80)` would cut a longer value and match wrongly).
+    public static func baseType(_ type: String) -> String {
+        var result = ""
+        var depth = 0
+        for character in type {
+            if character == "(" { depth += 1; continue }
+            if character == ")" { depth = max(depth - 1, 0); continue }
+            if depth == 0 { result.append(character) }
+        }
+        return result.split(separator: " ").joined(separator: " ")
+    }
+
+    /// `-12`, `3.50`, `.5`, `1e3`: the forms `numeric` reads.
+    static func isDecimal(_ text: String) -> Bool {
+        var body = Substring(text)
+        if body.first == "-" || body.first == "+" { body = body.dropFirst() }
+        var mantissa = body
+        if let e = body.firstIndex(where: { $0 == "e" || $0 == "E" }) {
+            mantissa = body[..<e]
+            var exponent = body[body.index(after: e)...]
+            if exponent.first == "-" || exponent.first == "+" { exponent = exponent.dropFirst() }
+            guard !exponent.isEmpty, exponent.allSatisfy(\.isASCII), exponent.allSatisfy(\.isNumber) else { return false }
+        }
+        let parts = mantissa.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard !mantissa.isEmpty, parts.count <= 2, parts.contains(where: { !$0.isEmpty }) else { return false }
+        return parts.allSatisfy { $0.allSatisfy { $0.isASCII && $0.isNumber } }
     }
 }
 

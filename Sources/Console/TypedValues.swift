@@ -59,14 +59,9 @@ public enum TypedValues {
     public static func isJSON(_ type: String) -> Bool { type == "json" || type == "jsonb" }
 
     /// Why `text` is not JSON (nil when it is).
+    /// Strict (RFC 8259, as the server reads it): `{"a":1,}` is refused here, not by the server.
     public static func jsonProblem(_ text: String) -> String? {
-        do {
-            _ = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
-            return nil
-        } catch {
-            let nsError = error as NSError
-            return (nsError.userInfo[NSDebugDescriptionErrorKey] as? String) ?? "not valid JSON"
-        }
+        StrictJSON.problem(text)
     }
 
     /// JSON without the whitespace between tokens (strings untouched, order kept).

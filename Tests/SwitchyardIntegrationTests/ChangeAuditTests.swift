@@ -229,7 +229,7 @@ extension ClusterTests {
                     let scoped = await service.perform(.openReferencing(try #require(byTable["orders"]), request: 6))
                     guard case .referencingOpened(let shape, let scope, _) = scoped else { Issue.record("\(String(describing: scoped))"); return }
                     let page = await service.perform(.loadPage(shape, .first, sort: nil, filter: nil, limit: 10, request: 7, scope: scope))
-                    guard case .pageLoaded(let rows, _, _, _, _) = page else { Issue.record("\(String(describing: page))"); return }
+                    guard case .pageLoaded(let rows, _, _, _, _, _) = page else { Issue.record("\(String(describing: page))"); return }
                     #expect(rows.map { $0[1] } == ["42", "42", "42", "42"])
                 }
             }
@@ -274,7 +274,7 @@ extension ClusterTests {
                     // Updatable but without the key: read-only, and it still pages.
                     let nameOnly = try await open("names_only")
                     #expect(nameOnly.readOnlyReason?.contains("primary key") == true)
-                    guard case .pageLoaded(let rows, _, _, _, _) = await service.perform(.loadPage(nameOnly, .first, sort: nil, filter: nil, limit: 3, request: 4)) else {
+                    guard case .pageLoaded(let rows, _, _, _, _, _) = await service.perform(.loadPage(nameOnly, .first, sort: nil, filter: nil, limit: 3, request: 4)) else {
                         Issue.record("a view without a key did not page"); return
                     }
                     #expect(rows.count == 3)

@@ -15,6 +15,40 @@ extension ClusterTests {
             return shape
         }
 
+        @Test func filtersCompareInTheColumnsTypeUseTheIndexAndCountTheirMatches() async throws {
+            try await TestCluster.shared().withSchema { schema in
+                try await withRouted { cluster, _ in
+                    _ = try await schema.primary.execute(script: """
+                        create table \(schema.quoted).payments (id int primary key, amount numeric(10,2), note text);
+                        insert into \(schema.quoted).payments select g, g * 0.5, 'n' || g from generate_series(1, 20000) g;
+                        analyze \(schema.quoted).payments;
+                        """)
+                    let service = DataService(cluster: cluster)
+                    let shape = try await shape(service, schema, "payments")
+                    // 150.5 finds the row that holds 150.50: compared as numbers, not text.
+                    let amount = await service.perform(.loadPage(
+                        shape, .first, sort: nil, filter: Filter(column: 1, op: .equals, value: "150.5"), limit: 10, request: 2))
+                    guard case .pageLoaded(let rows, _, _, _, _, let matching) = amount else { Issue.record("\(String(describing: amount))"); return }
+                    #expect(rows.map { $0[0] } == ["301"])
+                    #expect(matching == MatchCount(rows: 1, capped: false))
+                    // Several conditions, all must hold; `in` reads its list in the column's type.
+                    let several = Filter(conditions: [
+                        FilterCondition(column: 0, op: .oneOf, value: "5, 6, 7, 19999"), FilterCondition(column: 1, op: .greaterOrEqual, value: "3"),
+                        FilterCondition(column: 2, op: .startsWith, value: "n1"),
+                    ])
+                    let page = await service.perform(.loadPage(shape, .first, sort: nil, filter: several, limit: 10, request: 3))
+                    guard case .pageLoaded(let found, _, _, _, _, let count) = page else { Issue.record("\(String(describing: page))"); return }
+                    #expect(found.map { $0[0] } == ["19999"])
+                    #expect(count?.rows == 1)
+                    // The key's own index serves `=`.
+                    let statement = SQLBuilder.page(shape, position: .first, sort: nil, filter: Filter(column: 0, op: .equals, value: "4242"), limit: 10)
+                    let plan = try await schema.primary.query("explain " + statement.sql, statement.bindings).rows
+                        .map { try $0.decode(0, as: String.self) }.joined(separator: "\n")
+                    #expect(plan.contains("Index Scan") || plan.contains("Index Only Scan"), "\(plan)")
+                }
+            }
+        }
+
         @Test func aKeyMatchingSeveralRowsWritesNothing() async throws {
             try await TestCluster.shared().withSchema { schema in
                 try await withRouted { cluster, _ in
@@ -99,7 +133,7 @@ extension ClusterTests {
                     let service = DataService(cluster: cluster)
                     let shape = try await shape(service, schema, "docs")
                     let event = await service.perform(.loadPage(shape, .first, sort: nil, filter: nil, limit: 10, request: 2))
-                    guard case .pageLoaded(let rows, _, _, _, let long) = event else { Issue.record("\(String(describing: event))"); return }
+                    guard case .pageLoaded(let rows, _, _, _, let long, _) = event else { Issue.record("\(String(describing: event))"); return }
                     #expect(rows[0][2]?.count == SQLBuilder.shownCharacters, "the page fetched the whole megabyte")
                     #expect(long[0][2]?.bytes == 1_000_000)
                     #expect(long[1].isEmpty && rows[1][2] == "short")
@@ -118,7 +152,7 @@ extension ClusterTests {
                     // Someone else changes a cut value: the digest no longer matches.
                     _ = try await schema.primary.query("update \(schema.quoted).docs set body = repeat('c', 500000) where id = 2")
                     let again = await service.perform(.loadPage(shape, .first, sort: nil, filter: nil, limit: 10, request: 6))
-                    guard case .pageLoaded(let rowsNow, _, _, _, let longNow) = again else { return }
+                    guard case .pageLoaded(let rowsNow, _, _, _, let longNow, _) = again else { return }
                     _ = try await schema.primary.query("update \(schema.quoted).docs set body = repeat('d', 500000) where id = 2")
                     let stale = await service.perform(.update(shape, seen: rowsNow[1], changes: [1: "TWO"], long: longNow[1], request: 7))
                     guard case .conflict = stale else { Issue.record("a changed cut value was overwritten: \(String(describing: stale))"); return }
@@ -140,7 +174,7 @@ extension ClusterTests {
                     var position = PagePosition.first
                     for request in 10..<30 {
                         let event = await service.perform(.loadPage(shape, position, sort: sort, filter: nil, limit: 2, request: request))
-                        guard case .pageLoaded(let rows, let keys, _, _, _) = event else { Issue.record("\(String(describing: event))"); return }
+                        guard case .pageLoaded(let rows, let keys, _, _, _, _) = event else { Issue.record("\(String(describing: event))"); return }
                         seen += rows.compactMap { $0[0] }
                         guard rows.count == 2, let last = keys.last else { break }
                         position = .after(last)

@@ -423,7 +423,7 @@ extension ClusterTests {
 
         @Test func aFilterCannotBecomeSQL() async throws {
             let fixture = try await Self.fixture()
-            let tmux = try await Self.launch(fixture)
+            let tmux = try await Self.launch(fixture, width: 220)
             defer { tmux.close() }
             try await tmux.waitFor(text: "alpha")
             try await tmux.send("Right", "/")
@@ -432,11 +432,19 @@ extension ClusterTests {
             try await tmux.send("Enter")
             try await tmux.waitFor(text: "(no rows match the filter)")
             #expect(try await Self.primaryValue("select to_regclass($1)::text", ["\(fixture.schema).victim"]) != nil)
-            // A real filter finds its row.
-            try await tmux.send("/", "C-u")
+            // Enter on nothing clears the filter; then a real one finds its row, and a
+            // second condition narrows it (AND).
+            try await tmux.send("/", "Enter")
+            try await tmux.waitFor(text: "filter cleared")
+            try await tmux.send("/")
             try await tmux.send("alpha", literal: true)
             try await tmux.send("Enter")
-            try await tmux.waitFor("one row") { $0.contains("alpha") && !$0.contains("item 2 ") }
+            try await tmux.waitFor("one row") { $0.contains("alpha") && !$0.contains("item 2 ") && $0.contains("1 match") }
+            try await tmux.send("Right", "/", "Tab", "Tab", "Tab")  // qty: = → contains → starts with → !=
+            try await tmux.send("1", literal: true)
+            try await tmux.send("Enter")
+            try await tmux.waitFor(text: "name = 'alpha' and qty != '1'")
+            try await tmux.waitFor(text: "(no rows match the filter)")
         }
 
         @Test func resizeRelayoutsAndTooSmallSaysSo() async throws {

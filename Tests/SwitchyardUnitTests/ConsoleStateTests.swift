@@ -149,6 +149,42 @@ import Testing
         #expect(state.grid!.rows[2][1] == "Theirs")
     }
 
+    @Test func aFilterValueTheColumnCannotHoldIsRefusedAndConditionsAddUp() {
+        var state = opened()
+        state.grid!.cursorColumn = 0  // id, an integer
+        _ = state.reduce(.key(.character("/")))
+        for character in "abc" { _ = state.reduce(.key(.character(character))) }
+        #expect(state.reduce(.key(.enter)).isEmpty, "nothing is sent for a value the type cannot hold")
+        guard case .filter(let prompt) = state.mode else { Issue.record("the prompt closed"); return }
+        #expect(prompt.field.value == "abc", "the text is kept")
+        #expect(state.messageIsError && state.message?.contains("not a whole number") == true)
+        _ = state.reduce(.key(.control("u")))
+        for character in "7" { _ = state.reduce(.key(.character(character))) }
+        guard case .loadPage(_, .first, _, let first?, _, let request, _) = state.reduce(.key(.enter)).first else { Issue.record("no load"); return }
+        #expect(first == Filter(column: 0, op: .equals, value: "7"))
+        _ = state.reduce(.pageLoaded(rows: [], keys: [], position: .first, request: request, matching: MatchCount(rows: 0, capped: false)))
+        // A second condition joins the first (AND), on the column under the cursor.
+        state.grid!.cursorColumn = 2
+        _ = state.reduce(.key(.character("/")))
+        for _ in 0..<10 { _ = state.reduce(.key(.tab)) }  // → is not null
+        guard case .loadPage(_, .first, _, let both?, _, _, _) = state.reduce(.key(.enter)).first else { Issue.record("no load"); return }
+        #expect(both.conditions == [FilterCondition(column: 0, op: .equals, value: "7"), FilterCondition(column: 2, op: .isNotNull, value: "")])
+    }
+
+    @Test func aCancelledSortOrFilterLeavesTheTitleAsTheRowsAre() {
+        var state = opened()
+        state.grid!.cursorColumn = 1
+        guard case .loadPage = state.reduce(.key(.character("s"))).first else { Issue.record("no sorted load"); return }
+        #expect(state.grid?.sort != nil)
+        _ = state.reduce(.key(.escape))
+        #expect(state.grid?.sort == nil, "the title would say sorted over unsorted rows")
+        _ = state.reduce(.key(.character("/")))
+        for character in "x" { _ = state.reduce(.key(.character(character))) }
+        guard case .loadPage(_, _, _, _, _, let request, _) = state.reduce(.key(.enter)).first else { Issue.record("no load"); return }
+        _ = state.reduce(.failed(message: "boom", request: request))
+        #expect(state.grid?.filter == nil)
+    }
+
     @Test func filterIsAParameterAndClears() {
         var state = opened()
         _ = state.reduce(.key(.character("/")))

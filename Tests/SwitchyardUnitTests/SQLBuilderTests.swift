@@ -1,4 +1,5 @@
 @testable import Console
+import PropertyBased
 import Testing
 
 @Suite struct SQLBuilderTests {
@@ -57,6 +58,64 @@ import Testing
         let isNull = SQLBuilder.page(shape, position: .first, sort: nil, filter: Filter(column: 2, op: .isNull, value: "ignored"), limit: 5)
         #expect(isNull.sql.contains("r.\"email\" is null"))
         #expect(isNull.parameters.isEmpty)
+    }
+
+    @Test func comparisonsAreTypedAndUseTheColumnItselfSoAnIndexServesThem() {
+        let equals = SQLBuilder.page(shape, position: .first, sort: nil, filter: Filter(column: 0, op: .equals, value: "42"), limit: 5)
+        #expect(equals.sql.contains("where r.\"id\" = $1 "), "no ::text on the column: the server reads $1 as an integer")
+        #expect(!equals.sql.contains("r.\"id\"::text ="))
+        let several = Filter(conditions: [
+            FilterCondition(column: 0, op: .greaterOrEqual, value: "10"), FilterCondition(column: 0, op: .notEquals, value: "12"),
+            FilterCondition(column: 2, op: .isNotNull, value: ""), FilterCondition(column: 1, op: .startsWith, value: "A_b%"),
+            FilterCondition(column: 0, op: .oneOf, value: "(1, 2,3)"),
+        ])
+        let page = SQLBuilder.page(shape, position: .first, sort: nil, filter: several, limit: 5)
+        #expect(page.sql.contains(
+            "where r.\"id\" >= $1 and r.\"id\" <> $2 and r.\"email\" is not null and r.\"name\"::text like $3 and r.\"id\" = any($4) "))
+        #expect(page.parameters == ["10", "12", "A\\_b\\%%", "{\"1\",\"2\",\"3\"}"])
+        let count = SQLBuilder.count(shape, filter: several, scope: nil, cap: 100)
+        #expect(count.sql.hasPrefix("select count(*) from (select 1 from \"demo\".\"customers\" as r where r.\"id\" >= $1"))
+        #expect(count.sql.hasSuffix("limit 101) as matching"))
+    }
+
+    @Test func exportsCastEachSettingToTheColumnsTypeWithoutItsModifier() {
+        var columns = shape.columns
+        columns[1].quoted = "\"price$1\""
+        columns[1].type = "numeric(10,2)"
+        var odd = shape
+        odd.columns = columns
+        let export = SQLBuilder.export(
+            odd, sort: nil, filter: Filter(conditions: [FilterCondition(column: 1, op: .equals, value: "150.5"), FilterCondition(column: 0, op: .oneOf, value: "1,2")]),
+            scope: nil, format: .csv, nullLiteral: "''")
+        #expect(export.sql.contains("r.\"price$1\" = current_setting('switchyard.export_1')::numeric"), "\(export.sql)")
+        #expect(export.sql.contains("r.\"id\" = any(current_setting('switchyard.export_2')::integer[])"))
+        #expect(export.sql.contains("select r.\"id\", r.\"price$1\""), "a column named like a placeholder was rewritten")
+        #expect(export.settings.map(\.1) == ["150.5", "{\"1\",\"2\"}"])
+    }
+
+    @Test func valuesATypeCannotHoldAreRefusedBeforeSending() {
+        func problem(_ value: String, _ type: String, _ op: FilterOperator = .equals) -> String? {
+            FilterValidation.problem(FilterCondition(column: 0, op: op, value: value), type: type)
+        }
+        #expect(problem("abc", "integer")?.contains("is not a whole number") == true)
+        #expect(problem("2147483648", "integer") != nil && problem("2147483647", "integer") == nil)
+        #expect(problem("150.5", "numeric(10,2)") == nil && problem("1e3", "numeric") == nil && problem("-.5", "numeric") == nil)
+        #expect(problem("1.2.3", "numeric") != nil && problem("", "numeric") != nil && problem("e5", "numeric") != nil)
+        #expect(problem("yes", "boolean") == nil && problem("maybe", "boolean") != nil)
+        #expect(problem("6f1c0a52-4b0e-4a8e-9a51-1c2d3e4f5a6b", "uuid") == nil && problem("nope", "uuid") != nil)
+        #expect(problem("1, x", "bigint", .oneOf) != nil && problem("1, 2", "bigint", .oneOf) == nil && problem("1,,2", "bigint", .oneOf) != nil)
+        #expect(problem("anything", "text") == nil && problem("abc", "integer", .contains) == nil)
+        #expect(FilterValidation.baseType("timestamp(3) with time zone") == "timestamp with time zone")
+        #expect(FilterValidation.baseType("character varying(80)[]") == "character varying[]")
+    }
+
+    @Test func integerValidationAgreesWithSwiftsOwnParsingOnAnyText() async {
+        await propertyCheck(count: 3000, input: Gen.int(in: -5_000_000_000...5_000_000_000), Gen.int(in: 0...3)) { number, shape in
+            let text = [String(number), " \(number)", "\(number).0", "+\(number)"][shape]
+            let accepted = FilterValidation.problem(text, type: "integer") == nil
+            let expected = Int32(text.trimmingCharacters(in: .whitespaces)) != nil
+            #expect(accepted == expected, "\(text)")
+        }
     }
 
     @Test func valuesAreFetchedCutAndCutValuesAreComparedByDigest() {

@@ -50,6 +50,31 @@ import Testing
         #expect(TypedValues.jsonProblem("") != nil)
     }
 
+    /// What the server refuses is refused before sending: trailing commas, comments, single
+    /// quotes, NaN, bare words, leading zeros, raw control characters.
+    @Test func jsonIsCheckedAsStrictlyAsTheServerReadsIt() async {
+        for bad in [
+            #"{"a":1,}"#, "[1,2,]", "[,]", "{,}", #"{'a':1}"#, "[NaN]", "[01]", "[1.]", "[.5]", "[+1]", "// c\n1", "[1 2]", #"{"a" 1}"#,
+            "\"tab\there\"", #""\x""#, "[", "{\"a\":1}}", "tru",
+        ] {
+            #expect(TypedValues.jsonProblem(bad) != nil, "\(bad.debugDescription) passed the check")
+        }
+        #expect(TypedValues.jsonProblem(#"{"a":1,}"#)?.contains("a comma before }") == true)
+        for good in [#"{"a":[1,-0.5e-3,true,null,"\u00e9\n"],"b":{}}"#, "0", "-0", "[]", " \"x\" ", "1E+2"] {
+            #expect(TypedValues.jsonProblem(good) == nil, "\(good.debugDescription) refused")
+        }
+        // Whatever Foundation writes, the check accepts; with a comma before a closer, never.
+        let scalar = Gen.element(of: [1, -2.5, 0, 1e20] as [Double]).map { $0! }
+        await propertyCheck(count: 2000, input: scalar.array(of: 1...5), Gen.int(in: 0...1)) { values, shape in
+            let object: Any = shape == 0 ? values : Dictionary(uniqueKeysWithValues: values.enumerated().map { ("k\($0.offset)", $0.element) })
+            guard let data = try? JSONSerialization.data(withJSONObject: object), let text = String(data: data, encoding: .utf8) else { return }
+            #expect(TypedValues.jsonProblem(text) == nil, "\(text)")
+            var trailing = text
+            trailing.insert(",", at: trailing.index(before: trailing.endIndex))
+            #expect(TypedValues.jsonProblem(trailing) != nil, "\(trailing)")
+        }
+    }
+
     static func state(columns: [ColumnInfo], row: [String?], column: Int) -> ConsoleState {
         var state = ConsoleState.sample(width: 120, height: 40)
         var grid = Grid(shape: TableShape(table: TableInfo(schema: "demo", name: "orders", estimatedRows: 1), quotedName: "\"demo\".\"orders\"", columns: columns))
