@@ -7,6 +7,14 @@ extension ConsoleState {
     /// Looks the key up in the keymap for the current scopes and hands the command to the
     /// current mode.
     mutating func handleKey(_ key: Key) -> [ConsoleEffect] {
+        if busy != nil, !pendingWrites {
+            // Esc and quitting act now; any other key typed while a read runs waits and is
+            // applied in order once the read is done (`s s` sorts twice, `G k k` ends two
+            // rows up). While a write runs, keys still wait for nothing.
+            if let binding = Keymap.binding(for: key, in: [.busy]) { return busyCommand(binding.command) }
+            if queuedKeys.count < Self.keyQueueLimit { queuedKeys.append(key) }
+            return []
+        }
         let scopes = self.scopes
         let command: Command
         if let binding = Keymap.binding(for: key, in: scopes) {
@@ -145,6 +153,14 @@ extension ConsoleState {
                 return [.update(grid.shape, seen: edit.seen, changes: [edit.column: value], long: edit.long, request: request)]
             }
         case .form(var form):
+            if command == .cancel, !form.touched.isEmpty, !form.discardArmed {
+                // Typed work is not dropped on one key.
+                form.discardArmed = true
+                mode = .form(form)
+                let count = form.touched.count
+                setMessage("\(count) changed field\(count == 1 ? "" : "s") would be lost: Esc again discards, any other key keeps editing", error: true)
+                return []
+            }
             let outcome = form.handle(command, key: key)
             mode = .form(form)
             return editorOutcome(outcome, cancelled: "form cancelled") { state, grid in state.submit(form, grid) }
@@ -229,6 +245,7 @@ extension ConsoleState {
         case .cancelQuery:
             pending = nil
             busy = nil
+            queuedKeys = []
             restoreShownOrder()
             if case .exporting(let status) = mode {
                 mode = .browse
@@ -541,9 +558,13 @@ extension ConsoleState {
             }
         case .editRow:
             guard let row = grid.selectedRow else { break }
-            mode = .form(RowForm(kind: .edit(seen: row), fields: row.map { TextField($0) }, long: grid.longValues(grid.cursorRow)))
+            mode = .form(RowForm(
+                kind: .edit(seen: row), fields: row.map { TextField($0) }, cursor: min(grid.cursorColumn, max(row.count - 1, 0)),
+                long: grid.longValues(grid.cursorRow)))
         case .addRow:
-            mode = .form(RowForm(kind: .add, fields: grid.shape.columns.map { _ in TextField("") }))
+            mode = .form(RowForm(
+                kind: .add, fields: grid.shape.columns.map { _ in TextField("") },
+                cursor: min(grid.cursorColumn, max(grid.shape.columns.count - 1, 0))))
         case .deleteRow:
             guard let row = grid.selectedRow else { break }
             let long = grid.longValues(grid.cursorRow)

@@ -3,6 +3,15 @@ import Switchyard
 extension ConsoleState {
     /// The console's whole behaviour: state + event → new state + effects. Pure.
     public mutating func reduce(_ event: ConsoleEvent) -> [ConsoleEffect] {
+        var effects = reduceOne(event)
+        // Keys typed while a read ran, in order, until one of them starts another read.
+        while busy == nil, !queuedKeys.isEmpty {
+            effects += handleKey(queuedKeys.removeFirst())
+        }
+        return effects
+    }
+
+    private mutating func reduceOne(_ event: ConsoleEvent) -> [ConsoleEffect] {
         switch event {
         case .key(let key):
             return handleKey(key)

@@ -116,6 +116,8 @@ public struct RowForm: Sendable, Equatable {
     public var cursor = 0
     /// Values shown cut: the form cannot edit them (Enter on the cell can).
     public var long: [Int: LongValue] = [:]
+    /// Esc was pressed once with changed fields: a second Esc discards them.
+    public var discardArmed = false
 }
 
 public struct Conflict: Sendable, Equatable {
@@ -350,6 +352,10 @@ public struct ConsoleState: Sendable, Equatable {
     public var pending: Int?
     /// The pending request writes (or promotes): Esc then waits for its real outcome.
     public var pendingWrites = false
+    /// Keys typed while a read was running, applied in order once it is done.
+    public var queuedKeys: [Key] = []
+    /// At most this many keys wait (a held-down key must not grow the queue without end).
+    static let keyQueueLimit = 256
     /// `schema.table` to open once the table list arrives (`--table`).
     public var openOnLoad: String?
     public var quit = false

@@ -22,6 +22,7 @@ extension CellEdit {
 
 extension RowForm {
     mutating func handle(_ command: Command, key: Key) -> EditorOutcome {
+        if command != .cancel { discardArmed = false }
         switch command {
         case .cancel: return .cancel
         case .quit: return .quit

@@ -82,6 +82,9 @@ struct MonitorBench {
         // the steady state: each measuring read's own commits, and each probe
         // connection's start (its statement_timeout setting), taken once here.
         let quiet = try await waitForQuiet()
+        // A measuring read's own cost, taken twice: statistics that other sessions flush
+        // as they exit can land in one of them, never both (the smaller is the cost).
+        let zeroth = try await committed()
         let first = try await committed()
         let second = try await committed()
         for node in configuration.nodes {
@@ -94,7 +97,7 @@ struct MonitorBench {
         var readCost: [String: Int] = [:]
         var connectionCost: [String: Int] = [:]
         for node in configuration.nodes {
-            let read = max((second[node.name] ?? 0) - (first[node.name] ?? 0), 0)
+            let read = max(min((second[node.name] ?? 0) - (first[node.name] ?? 0), (first[node.name] ?? 0) - (zeroth[node.name] ?? 0)), 0)
             readCost[node.name] = read
             connectionCost[node.name] = max((third[node.name] ?? 0) - (second[node.name] ?? 0) - read, 0)
         }

@@ -171,6 +171,54 @@ import Testing
         #expect(both.conditions == [FilterCondition(column: 0, op: .equals, value: "7"), FilterCondition(column: 2, op: .isNotNull, value: "")])
     }
 
+    @Test func keysTypedWhileAReadRunsAreAppliedInOrder() {
+        var state = opened()
+        state.grid!.cursorColumn = 1
+        // `s s` typed quickly: the second press waits for the first sort, then sorts descending.
+        guard case .loadPage(_, _, let first?, _, _, let request, _) = state.reduce(.key(.character("s"))).first else {
+            Issue.record("no sorted load"); return
+        }
+        #expect(first == Sort(column: 1, descending: false))
+        #expect(state.reduce(.key(.character("s"))).isEmpty)
+        let rows: [[String?]] = (1...5).map { ["\($0)", "n\($0)", nil, nil, "false", nil] }
+        let keys: [[String?]] = rows.map { [$0[1], $0[0]] }
+        let next = state.reduce(.pageLoaded(rows: rows, keys: keys, position: .first, request: request))
+        guard case .loadPage(_, _, let second?, _, _, let again, _) = next.first else { Issue.record("the second s was lost: \(next)"); return }
+        #expect(second == Sort(column: 1, descending: true))
+        // Cursor keys typed meanwhile move from where the load leaves the cursor, each one.
+        for _ in 0..<3 { _ = state.reduce(.key(.character("j"))) }
+        _ = state.reduce(.key(.character("k")))
+        _ = state.reduce(.pageLoaded(rows: rows, keys: keys, position: .first, request: again))
+        #expect(state.grid?.cursorRow == 2)
+        #expect(state.queuedKeys.isEmpty)
+        // Esc cancels the read and what was typed behind it.
+        _ = state.reduce(.key(.character("r")))
+        _ = state.reduce(.key(.character("j")))
+        _ = state.reduce(.key(.escape))
+        #expect(state.queuedKeys.isEmpty && state.busy == nil)
+    }
+
+    @Test func theRowFormOpensOnTheCursorColumnAndAsksBeforeDroppingWork() {
+        var state = opened()
+        state.grid!.cursorColumn = 2
+        _ = state.reduce(.key(.character("e")))
+        guard case .form(let form) = state.mode else { Issue.record("no form"); return }
+        #expect(form.cursor == 2)
+        for character in "x@y" { _ = state.reduce(.key(.character(character))) }
+        _ = state.reduce(.key(.escape))
+        guard case .form(let kept) = state.mode else { Issue.record("one Esc dropped the typed fields"); return }
+        #expect(kept.discardArmed && state.messageIsError && state.message?.contains("Esc again discards") == true)
+        _ = state.reduce(.key(.character("!")))  // any other key: back to editing, disarmed
+        _ = state.reduce(.key(.escape))
+        guard case .form = state.mode else { Issue.record("the warning was not given again"); return }
+        _ = state.reduce(.key(.escape))
+        guard case .browse = state.mode else { Issue.record("two Escs did not discard"); return }
+        // An untouched form closes at once.
+        _ = state.reduce(.key(.character("e")))
+        _ = state.reduce(.key(.escape))
+        guard case .browse = state.mode else { Issue.record("an untouched form asked"); return }
+    }
+
     @Test func aCancelledSortOrFilterLeavesTheTitleAsTheRowsAre() {
         var state = opened()
         state.grid!.cursorColumn = 1
@@ -222,6 +270,7 @@ import Testing
 
     @Test func addFormSendsOnlyTouchedFields() {
         var state = opened()
+        state.grid!.cursorColumn = 0  // the form opens on the column under the cursor
         _ = state.reduce(.key(.character("a")))
         guard case .form(let form) = state.mode else { Issue.record("no form"); return }
         #expect(form.kind == .add)
