@@ -338,14 +338,19 @@ extension ConsoleState {
         case .failover:
             mode = .failover(FailoverView())
             return rerunChecks()
-        case .focusNext:
-            focus = Focus.allCases[(Focus.allCases.firstIndex(of: focus)! + 1) % Focus.allCases.count]
-            return []
-        case .focusPrevious:
-            focus = Focus.allCases[(Focus.allCases.firstIndex(of: focus)! + Focus.allCases.count - 1) % Focus.allCases.count]
+        case .focusNext, .focusPrevious:
+            // Through the parts shown only.
+            let shown = Focus.allCases.filter { ($0 != .tables || showTables) && ($0 != .pane || showPane) }
+            let index = shown.firstIndex(of: focus) ?? 0
+            focus = shown[(index + (command == .focusNext ? 1 : shown.count - 1)) % shown.count]
             return []
         case .lagHistory:
             mode = .lagView
+            return []
+        case .toggleTables, .togglePane:
+            if command == .toggleTables { showTables.toggle() } else { showPane.toggle() }
+            // Focus never stays on a part that is hidden.
+            if (focus == .tables && !showTables) || (focus == .pane && !showPane) { focus = .grid }
             return []
         case .export:
             guard let grid else { return [] }

@@ -352,6 +352,9 @@ public struct ConsoleState: Sendable, Equatable {
     public var pending: Int?
     /// The pending request writes (or promotes): Esc then waits for its real outcome.
     public var pendingWrites = false
+    /// Whether the table list and the side pane are shown (`[`, `]`).
+    public var showTables = true
+    public var showPane = true
     /// Keys typed while a read was running, applied in order once it is done.
     public var queuedKeys: [Key] = []
     /// At most this many keys wait (a held-down key must not grow the queue without end).
@@ -395,7 +398,10 @@ public struct ConsoleState: Sendable, Equatable {
     public var isTooSmall: Bool { width < Self.minimumWidth || height < Self.minimumHeight }
 
     /// Grid rows that fit on screen: what one page fetches.
-    public var pageSize: Int { max(Layout(width: width, height: height).gridBody.height, 1) }
+    public var pageSize: Int { max(layout.gridBody.height, 1) }
+
+    /// The screen's layout now (which side parts are shown).
+    public var layout: Layout { Layout(width: width, height: height, showTables: showTables, showPane: showPane) }
 }
 
 /// What the console asks the outside world to do.

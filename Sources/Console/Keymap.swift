@@ -50,6 +50,7 @@ public enum Command: Sendable, Equatable {
     case rowHistory, tableHistory
     case followReference, showReferences, back
     case toggle, editInEditor, refreshView, lagHistory, export, nextFormat, switchSource
+    case toggleTables, togglePane
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -182,6 +183,8 @@ public enum Keymap {
         Binding([.tab], [.browse], .focusNext, hint: "focus", help: "move focus: tables, records, nodes and log"),
         Binding([.backTab], [.browse], .focusPrevious, help: "move focus back"),
         Binding([.character("L")], [.browse], .lagHistory, hint: "lag", help: "every node's lag over the last 10 minutes, with events"),
+        Binding([.character("[")], [.browse], .toggleTables, help: "hide or show the table list (the grid takes its room)"),
+        Binding([.character("]")], [.browse], .togglePane, help: "hide or show the nodes and query log pane (the grid takes its room)"),
         Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),
         Binding([.character("?")], [.browse, .failover, .history, .references, .lagView], .help, hint: "keys", help: "this help"),
         Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .exportPrompt, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit], .help,

@@ -9,10 +9,16 @@ public struct Rect: Sendable, Equatable {
 public struct Layout: Sendable, Equatable {
     public let width: Int
     public let height: Int
+    /// The table list on the left and the nodes-and-log pane on the right; each can be
+    /// hidden (`[` and `]`) to give the grid their room.
+    public let showTables: Bool
+    public let showPane: Bool
 
-    public init(width: Int, height: Int) {
+    public init(width: Int, height: Int, showTables: Bool = true, showPane: Bool = true) {
         self.width = width
         self.height = height
+        self.showTables = showTables
+        self.showPane = showPane
     }
 
     public var header: Rect { Rect(x: 0, y: 0, width: width, height: 1) }
@@ -21,11 +27,11 @@ public struct Layout: Sendable, Equatable {
     var bodyHeight: Int { max(height - 3, 0) }
 
     public var tables: Rect {
-        Rect(x: 0, y: 1, width: width >= 160 ? 28 : width >= 120 ? 24 : 18, height: bodyHeight)
+        Rect(x: 0, y: 1, width: showTables ? (width >= 160 ? 28 : width >= 120 ? 24 : 18) : 0, height: bodyHeight)
     }
 
     public var pane: Rect {
-        let paneWidth = width >= 160 ? 52 : width >= 120 ? 40 : 27
+        let paneWidth = showPane ? (width >= 160 ? 52 : width >= 120 ? 40 : 27) : 0
         return Rect(x: width - paneWidth, y: 1, width: paneWidth, height: bodyHeight)
     }
 

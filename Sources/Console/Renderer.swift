@@ -22,11 +22,11 @@ public enum Renderer {
             }
             return screen
         }
-        let layout = Layout(width: state.width, height: state.height)
+        let layout = state.layout
         header(state, layout, &screen)
-        tables(state, layout, &screen)
+        if layout.showTables { tables(state, layout, &screen) }
         grid(state, layout, &screen)
-        pane(state, layout, &screen, clock: clock)
+        if layout.showPane { pane(state, layout, &screen, clock: clock) }
         hints(state, layout, &screen)
         status(state, layout, &screen)
         overlay(state, layout, &screen)

@@ -171,6 +171,26 @@ import Testing
         #expect(both.conditions == [FilterCondition(column: 0, op: .equals, value: "7"), FilterCondition(column: 2, op: .isNotNull, value: "")])
     }
 
+    @Test func hidingTheSidePartsGivesTheGridTheWholeWidth() {
+        var state = ConsoleState.sample(width: 80, height: 24)
+        state.message = nil
+        #expect(state.layout.grid.width == 35, "80×24 leaves the grid 35 columns")
+        state.focus = .pane
+        _ = state.reduce(.key(.character("]")))
+        #expect(!state.showPane && state.focus == .grid, "focus left the hidden pane")
+        _ = state.reduce(.key(.character("[")))
+        #expect(state.layout.grid.width == 80)
+        let screen = Renderer.render(state).text
+        #expect(!screen.contains("Nodes") && !screen.contains("Tables"), "\(screen)")
+        #expect(screen.contains("customers"))
+        // Tab moves only through what is shown.
+        _ = state.reduce(.key(.tab))
+        #expect(state.focus == .grid)
+        _ = state.reduce(.key(.character("]")))
+        _ = state.reduce(.key(.tab))
+        #expect(state.focus == .pane)
+    }
+
     @Test func keysTypedWhileAReadRunsAreAppliedInOrder() {
         var state = opened()
         state.grid!.cursorColumn = 1
