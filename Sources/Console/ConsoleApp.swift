@@ -93,6 +93,10 @@ public final class ConsoleApp: Sendable {
             var events: [ConsoleEvent] = []
             if let input = driver.nextInput(timeout: .milliseconds(state.busy == nil ? 100 : 80)) {
                 switch input {
+                case .key(.control("l")):
+                    // Repaint the whole screen, whatever the console thinks it shows.
+                    driver.invalidate()
+                    drawn = nil
                 case .key(let key): events.append(.key(key))
                 case .resize(let width, let height): events.append(.resize(width: width, height: height))
                 }

@@ -50,7 +50,7 @@ public enum Command: Sendable, Equatable {
     case rowHistory, tableHistory
     case followReference, showReferences, back
     case toggle, editInEditor, refreshView, lagHistory, export, nextFormat, switchSource
-    case toggleTables, togglePane
+    case toggleTables, togglePane, repaint
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -183,6 +183,7 @@ public enum Keymap {
         Binding([.tab], [.browse], .focusNext, hint: "focus", help: "move focus: tables, records, nodes and log"),
         Binding([.backTab], [.browse], .focusPrevious, help: "move focus back"),
         Binding([.character("L")], [.browse], .lagHistory, hint: "lag", help: "every node's lag over the last 10 minutes, with events"),
+        Binding([.control("l")], [.browse], .repaint, label: "Ctrl-L", help: "repaint the whole screen"),
         Binding([.character("[")], [.browse], .toggleTables, help: "hide or show the table list (the grid takes its room)"),
         Binding([.character("]")], [.browse], .togglePane, help: "hide or show the nodes and query log pane (the grid takes its room)"),
         Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),

@@ -43,6 +43,11 @@ public final class NCursesDriver: TerminalDriver {
 
     public var size: (width: Int, height: Int) { (Int(sy_getmaxx(sy_stdscr())), Int(sy_getmaxy(sy_stdscr()))) }
 
+    public func invalidate() {
+        previous = nil
+        clearok(sy_stdscr(), true)
+    }
+
     public func draw(_ screen: Screen) {
         let rows = screen.changedRows(since: previous)
         guard !rows.isEmpty else { return }

@@ -27,10 +27,30 @@ public struct Screen: Sendable, Equatable {
 
     /// Fills a rectangle's background with `role`.
     public mutating func fill(x: Int, y: Int, width: Int, height: Int, role: StyleRole) {
-        for row in max(y, 0)..<min(y + height, self.height) {
-            for column in max(x, 0)..<min(x + width, self.width) {
+        // A rectangle partly or wholly off the screen draws what is on it, and nothing else.
+        let left = max(x, 0), right = min(x + max(width, 0), self.width)
+        let top = max(y, 0), bottom = min(y + max(height, 0), self.height)
+        guard left < right, top < bottom else { return }
+        let columns = left..<right
+        for row in top..<bottom {
+            clearBroken(row: row, from: columns.lowerBound, to: columns.upperBound)
+            for column in columns {
                 cells[row * self.width + column] = Cell(character: " ", role: role, width: 1)
             }
+        }
+    }
+
+    /// Before columns `from..<to` of `row` are overwritten: a wide character of which only
+    /// one half would be overwritten becomes a blank in the half that stays. Otherwise a
+    /// terminal draws the wide character whole and everything after it shifts by one
+    /// column (an overlay closing over `山田` left ` 田` behind).
+    private mutating func clearBroken(row: Int, from: Int, to: Int) {
+        let base = row * width
+        if from > 0, from < width, cells[base + from].width == 0, cells[base + from - 1].width == 2 {
+            cells[base + from - 1] = Cell(character: " ", role: cells[base + from - 1].role, width: 1)
+        }
+        if to > 0, to < width, cells[base + to].width == 0, cells[base + to - 1].width == 2 {
+            cells[base + to] = Cell(character: " ", role: cells[base + to].role, width: 1)
         }
     }
 
@@ -43,12 +63,25 @@ public struct Screen: Sendable, Equatable {
         guard available > 0 else { return 0 }
         let fitted = Screen.fit(text, to: available)
         var column = x
+        var used = 0
+        for character in fitted {
+            let w = Screen.displayWidth(character)
+            guard column + w <= x + available else { break }
+            used += w
+            column += w
+        }
+        guard used > 0 else { return 0 }
+        clearBroken(row: y, from: max(x, 0), to: min(x + used, width))
+        column = x
         for character in fitted {
             let w = Screen.displayWidth(character)
             guard column + w <= x + available else { break }
             if column >= 0 {
                 cells[y * width + column] = Cell(character: character, role: role, width: w)
                 if w == 2 { cells[y * width + column + 1] = Cell(character: " ", role: role, width: 0) }
+            } else if column + w > 0 {
+                // A wide character cut by the left edge: its visible half is a blank.
+                cells[y * width] = Cell(character: " ", role: role, width: 1)
             }
             column += w
         }

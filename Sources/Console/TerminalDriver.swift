@@ -16,6 +16,13 @@ public protocol TerminalDriver: AnyObject {
     func shutdown()
     /// Lends the terminal to `body` (an external editor), then takes it back and redraws.
     func suspend(_ body: () -> Void)
+    /// Forgets what the terminal shows: the next `draw` repaints every cell (Ctrl-L,
+    /// after another program scribbled on the terminal).
+    func invalidate()
+}
+
+extension TerminalDriver {
+    public func invalidate() {}
 }
 
 /// An in-memory terminal: keys are queued by the test, the last screen is kept as text.

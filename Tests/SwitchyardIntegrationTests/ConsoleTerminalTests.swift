@@ -447,6 +447,23 @@ extension ClusterTests {
             try await tmux.waitFor(text: "(no rows match the filter)")
         }
 
+        @Test func ctrlLRepaintsWhateverWasWrittenOverTheScreen() async throws {
+            let fixture = try await Self.fixture()
+            let tmux = try await Self.launch(fixture)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            // Another program writes over the console's screen (a wall message, a stray echo).
+            let tty = try await TmuxSession.tmux(tmux.socket, ["display-message", "-p", "-t", tmux.name, "#{pane_tty}"])
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let handle = try #require(FileHandle(forWritingAtPath: tty))
+            handle.write(Data("\u{1b}[H\u{1b}[2JSCRIBBLED 山田 OVER THE SCREEN".utf8))
+            try handle.close()
+            try await tmux.waitFor(text: "SCRIBBLED")
+            try await tmux.send("C-l")
+            let screen = try await tmux.waitFor("a clean repaint") { !$0.contains("SCRIBBLED") && $0.contains("alpha") }
+            #expect(screen.contains("ADMIN → primary pg1"))
+        }
+
         @Test func resizeRelayoutsAndTooSmallSaysSo() async throws {
             let fixture = try await Self.fixture()
             let tmux = try await Self.launch(fixture)
