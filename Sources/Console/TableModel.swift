@@ -282,7 +282,16 @@ public enum FilterValidation {
             if character == ")" { depth = max(depth - 1, 0); continue }
             if depth == 0 { result.append(character) }
         }
-        return result.split(separator: " ").joined(separator: " ")
+        let base = result.split(separator: " ").joined(separator: " ")
+        // Without its length, `character` is character(1) and `bit` is bit(1): a cast to
+        // either would cut the value. Their unbounded forms compare the same.
+        switch base {
+        case "character": return "bpchar"
+        case "character[]": return "bpchar[]"
+        case "bit": return "bit varying"
+        case "bit[]": return "bit varying[]"
+        default: return base
+        }
     }
 
     /// `-12`, `3.50`, `.5`, `1e3`: the forms `numeric` reads.

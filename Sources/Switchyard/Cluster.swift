@@ -208,7 +208,7 @@ public final class Cluster: Sendable {
         guard let found = try? route(request, in: topology), found.decision.node != failed.node else { throw error }
         var retry = found.decision
         retry.reason = .retry(
-            failed: failed.node, error: error.kind == .connectionLost ? "connection lost" : error.kind == .timedOut ? "timed out" : "unreachable",
+            failed: failed.node, error: error.kind == .connectionLost ? "connection lost" : "unreachable",
             then: failed.reason)
         return (retry, found.pool)
     }

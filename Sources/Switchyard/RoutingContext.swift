@@ -43,8 +43,7 @@ public struct RoutingContext: Sendable, Hashable, CustomStringConvertible {
     public func run<T>(
         token: ConsistencyToken? = nil, isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> T
     ) async rethrows -> T {
-        let scope = RoutingScope(context: self, session: ConsistencySession(token: token))
-        return try await RoutingScope.$current.withValue(scope, operation: body, isolation: isolation)
+        try await run(tokens: token.map { [$0] } ?? [], isolation: isolation, body)
     }
 
     /// Runs `body` in this context starting from every token carried in (several cookies

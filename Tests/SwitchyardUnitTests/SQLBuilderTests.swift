@@ -107,6 +107,11 @@ import Testing
         #expect(problem("anything", "text") == nil && problem("abc", "integer", .contains) == nil)
         #expect(FilterValidation.baseType("timestamp(3) with time zone") == "timestamp with time zone")
         #expect(FilterValidation.baseType("character varying(80)[]") == "character varying[]")
+        // Bare `character` and `bit` mean a length of one: a cast there would cut 'JP' to 'J'.
+        #expect(FilterValidation.baseType("character(2)") == "bpchar" && FilterValidation.baseType("bit(8)") == "bit varying")
+        let country = SQLBuilder.export(
+            shape, sort: nil, filter: Filter(column: 3, op: .equals, value: "JP"), scope: nil, format: .csv, nullLiteral: "''")
+        #expect(country.sql.contains("r.\"country\" = current_setting('switchyard.export_1')::bpchar"), "\(country.sql)")
     }
 
     @Test func integerValidationAgreesWithSwiftsOwnParsingOnAnyText() async {
