@@ -395,7 +395,8 @@ extension ClusterTests {
             try await tmux.send("C-u")
             try await tmux.send("mine", literal: true)
             try await tmux.send("Enter")
-            let screen = try await tmux.waitFor(text: "Conflict")
+            // The whole box, not its title alone: a capture can land while the frame is drawn.
+            let screen = try await tmux.waitFor("the conflict box") { $0.contains("Conflict") && $0.contains("yours mine") }
             #expect(screen.contains("now theirs"))
             #expect(screen.contains("yours mine"))
             #expect(try await Self.primaryValue("select name from \(fixture.schema).items where id = 1") == "theirs")
