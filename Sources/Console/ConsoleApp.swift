@@ -32,7 +32,9 @@ public final class ConsoleApp: Sendable {
     }
 
     /// Entries of followed files kept for the pane (the newest).
-    static let followedKept = 300
+    /// Entries kept per followed source (this console's own: its query log's capacity):
+    /// an app's flood never pushes out another source's statements.
+    static let followedKept = 10_000
 
     /// Hands an event to the UI loop (from any task).
     func post(_ event: ConsoleEvent) { inbox.withLock { $0.append(event) } }
@@ -148,19 +150,24 @@ public final class ConsoleApp: Sendable {
             var lastID: UInt64 = 0
             var lastProblem: String?
             var lastFollowProblem: String?
-            var followed: [QueryLogEntry] = []
+            var local: [QueryLogEntry] = []
+            var followed: [String: [QueryLogEntry]] = [:]
             var followedChanged = false
             var lastFiles = -1
             while !Task.isCancelled {
                 if let follower {
                     let batch = follower.poll()
                     if !batch.isEmpty {
-                        followed += batch.map { item in
+                        for item in batch {
                             var entry = item.entry
                             entry.source = item.source
-                            return entry
+                            entry.file = item.path
+                            followed[item.source, default: []].append(entry)
                         }
-                        if followed.count > Self.followedKept { followed.removeFirst(followed.count - Self.followedKept) }
+                        for source in Set(batch.map(\.source)) {
+                            let excess = followed[source]!.count - Self.followedKept
+                            if excess > 0 { followed[source]!.removeFirst(excess) }
+                        }
                         followedChanged = true
                     }
                     let status = follower.status
@@ -174,12 +181,16 @@ public final class ConsoleApp: Sendable {
                     if let problem = status.problem, problem != lastFollowProblem { post(.warning(problem)) }
                     lastFollowProblem = status.problem
                 }
-                let tail = cluster.log.tail(200)
-                let newest = tail.last?.id ?? 0
-                if newest != lastID || followedChanged {
-                    lastID = newest
+                let fresh = cluster.log.entries(after: lastID)
+                if !fresh.isEmpty {
+                    local += fresh
+                    lastID = fresh.last!.id
+                    let excess = local.count - cluster.log.capacity
+                    if excess > 0 { local.removeFirst(excess) }
+                }
+                if !fresh.isEmpty || followedChanged {
                     followedChanged = false
-                    post(.log(Self.merge(tail, followed)))
+                    post(.log(Self.merge(local, Array(followed.values))))
                 }
                 // A failing query log file is reported once; the console carries on.
                 let problem = cluster.log.file?.problem
@@ -191,13 +202,21 @@ public final class ConsoleApp: Sendable {
         return [topologyFeed, logFeed]
     }
 
-    /// This console's entries and followed ones, by time, the newest 300.
-    static func merge(_ local: [QueryLogEntry], _ followed: [QueryLogEntry]) -> [QueryLogEntry] {
-        guard !followed.isEmpty else { return local }
-        let merged = (local + followed).enumerated().sorted { a, b in
-            a.element.time != b.element.time ? a.element.time < b.element.time : a.offset < b.offset
-        }.map(\.element)
-        return Array(merged.suffix(300))
+    /// This console's entries and each followed source's, by time: every list is in time
+    /// order already, so they are merged pairwise in linear time (ties keep list order).
+    static func merge(_ local: [QueryLogEntry], _ followed: [[QueryLogEntry]]) -> [QueryLogEntry] {
+        followed.reduce(local) { merged, next in
+            guard !next.isEmpty else { return merged }
+            var result: [QueryLogEntry] = []
+            result.reserveCapacity(merged.count + next.count)
+            var i = 0, j = 0
+            while i < merged.count, j < next.count {
+                if next[j].time < merged[i].time { result.append(next[j]); j += 1 } else { result.append(merged[i]); i += 1 }
+            }
+            result += merged[i...]
+            result += next[j...]
+            return result
+        }
     }
 
     private func installSignalHandlers() -> [DispatchSourceSignal] {

@@ -52,6 +52,14 @@ extension ConsoleState {
         case .lagView:
             if command == .cancel { mode = .browse }
             return []
+        case .queryLog(var view):
+            let nodes = self.nodes.map(\.state.name)
+            if view.handle(command, key: key, log: log, nodes: nodes, sources: logSources, rows: Self.queryLogRows(height: height)) {
+                mode = .queryLog(view)
+            } else {
+                mode = .browse
+            }
+            return []
         case .exporting:
             return []
         case .exportPrompt(var prompt):
@@ -346,6 +354,9 @@ extension ConsoleState {
             return []
         case .lagHistory:
             mode = .lagView
+            return []
+        case .queryLogView:
+            mode = .queryLog(QueryLogView())
             return []
         case .toggleTables, .togglePane:
             if command == .toggleTables { showTables.toggle() } else { showPane.toggle() }

@@ -226,6 +226,7 @@ extension ConsoleState {
             primaryName = topology.primary?.name
             patroni = topology.patroni
             splitBrain = topology.primaries.count > 1 ? topology.primaries.map(\.name) : []
+            heartbeatProblem = topology.heartbeatProblem
             return []
         case .log(let entries):
             log = entries

@@ -67,12 +67,27 @@ extension ConsoleState {
             let admin = index % 4 == 0
             let node = admin ? "pg1" : (index % 2 == 0 ? "pg2" : "pg1")
             let operation: StatementKind = index % 9 == 0 ? .write : .read
+            let code = admin ? (operation == .write ? "write" : "primary") : node == "pg2" ? "replica" : "guard-fb"
+            let reason = admin ? "admin → \(node)" : node == "pg2" ? "public → pg2 (least-lag, 3 ms)"
+                : "public → pg1 (replay guard on pg2: replayed 0/3000060 < token 0/3000100; the primary served it)"
             return QueryLogEntry(
-                id: UInt64(index + 1), time: base.addingTimeInterval(Double(index)), context: admin ? "admin" : "public",
-                operation: operation, node: node, reason: "", durationMs: 0.4 + Double(index % 5), rows: 1, error: nil,
-                sql: admin ? adminSQL : publicSQL)
+                id: UInt64(index + 1), time: base.addingTimeInterval(Double(index) + 0.125), context: admin ? "admin" : "public",
+                operation: operation, node: node, reason: reason, durationMs: 0.4 + Double(index % 5), rows: 1, error: nil,
+                sql: admin ? adminSQL : publicSQL, source: index % 3 == 0 ? "storefront" : nil, code: code,
+                tokenBefore: admin ? nil : "0/3000100", tokenAfter: admin ? nil : "0/3000100")
+                .followed(from: index % 3 == 0 ? "/var/log/shop/storefront.jsonl" : nil)
         }
         state.message = "saved name"
         return state
+    }
+}
+
+extension QueryLogEntry {
+    /// The entry as read from `file` (nil: this console's own).
+    func followed(from file: String?) -> QueryLogEntry {
+        var entry = self
+        entry.file = file
+        if file != nil { entry.pid = 4242 }
+        return entry
     }
 }

@@ -283,6 +283,8 @@ public indirect enum Mode: Sendable, Equatable {
     case confirmRefresh(TableInfo, sql: String)
     /// The full-screen lag history (`L`).
     case lagView
+    /// The full-screen query log (`Q`).
+    case queryLog(QueryLogView)
     case exportPrompt(ExportPrompt)
     case exporting(ExportStatus)
     case editCell(CellEdit)
@@ -338,6 +340,8 @@ public struct ConsoleState: Sendable, Equatable {
     public var patroni: PatroniView?
     public var primaryName: String?
     public var splitBrain: [String] = []
+    /// Why the monitor writes no heartbeat (``Topology/heartbeatProblem``).
+    public var heartbeatProblem: String?
     /// The newest statements, oldest first: this console's own (`source` nil) and those
     /// of followed query-log files (`source` set), merged by time.
     public var log: [QueryLogEntry] = []
@@ -391,6 +395,9 @@ public struct ConsoleState: Sendable, Equatable {
         self.warnLag = warnLag
         self.criticalLag = criticalLag
     }
+
+    /// Lines of the query log view's list at this terminal height.
+    static func queryLogRows(height: Int) -> Int { max(height - 5, 1) }
 
     public static let minimumWidth = 80
     public static let minimumHeight = 24

@@ -5,7 +5,8 @@ public enum KeyScope: String, Sendable, CaseIterable {
     case tables, grid, pane, browse
     case busy, tooSmall
     case editCell, form, filter, textField
-    case confirmDelete, confirmRefresh, conflict, failover, promote, history, references, pick, lagView, exportPrompt, help, confirmQuit
+    case confirmDelete, confirmRefresh, conflict, failover, promote, history, references, pick, lagView, queryLog, logSearch, exportPrompt
+    case help, confirmQuit
 
     /// The section title in the help box.
     public var title: String {
@@ -28,6 +29,8 @@ public enum KeyScope: String, Sendable, CaseIterable {
         case .references: return "Referencing tables"
         case .pick: return "Pick list"
         case .lagView: return "Lag history"
+        case .queryLog: return "Query log (Q)"
+        case .logSearch: return "Searching the query log"
         case .exportPrompt: return "Export"
         case .promote: return "Promotion confirmation"
         case .help: return "Help"
@@ -46,7 +49,7 @@ public enum Command: Sendable, Equatable {
     case nextOperator, previousOperator
     case confirm, dismiss, editAgain, rerun, promote, cancelQuery
     case scrollUp, scrollDown, externalEdit
-    case logAdminOnly, logPublicOnly, logNextSource
+    case logAdminOnly, logPublicOnly, logNextSource, logNextNode, queryLogView
     case rowHistory, tableHistory
     case followReference, showReferences, back
     case toggle, editInEditor, refreshView, lagHistory, export, nextFormat, switchSource
@@ -183,12 +186,13 @@ public enum Keymap {
         Binding([.tab], [.browse], .focusNext, hint: "focus", help: "move focus: tables, records, nodes and log"),
         Binding([.backTab], [.browse], .focusPrevious, help: "move focus back"),
         Binding([.character("L")], [.browse], .lagHistory, hint: "lag", help: "every node's lag over the last 10 minutes, with events"),
+        Binding([.character("Q")], [.browse], .queryLogView, hint: "log", help: "the whole query log, full screen: which node served each statement, and why"),
         Binding([.control("l")], [.browse], .repaint, label: "Ctrl-L", help: "repaint the whole screen"),
         Binding([.character("[")], [.browse], .toggleTables, help: "hide or show the table list (the grid takes its room)"),
         Binding([.character("]")], [.browse], .togglePane, help: "hide or show the nodes and query log pane (the grid takes its room)"),
         Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),
-        Binding([.character("?")], [.browse, .failover, .history, .references, .lagView], .help, hint: "keys", help: "this help"),
-        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .exportPrompt, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit], .help,
+        Binding([.character("?")], [.browse, .failover, .history, .references, .lagView, .queryLog], .help, hint: "keys", help: "this help"),
+        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .queryLog, .logSearch, .exportPrompt, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit], .help,
                 help: "the keys of what you are doing (returns to it)"),
         Binding([.character("q"), .control("c")], [.browse], .quit, hint: "quit", hintKeys: "q", help: "quit"),
 
@@ -256,6 +260,24 @@ public enum Keymap {
 
         // Lag history.
         Binding([.escape, .character("q"), .character("L")], [.lagView], .cancel, hint: "close", hintKeys: "Esc", help: "back to the records"),
+
+        // Query log.
+        Binding([.up, .character("k")], [.queryLog], .up, hint: "move", hintKeys: "↑↓", help: "newer statement"),
+        Binding([.down, .character("j")], [.queryLog], .down, help: "older statement"),
+        Binding([.pageUp, .control("b")], [.queryLog], .pageUp, help: "a page newer"),
+        Binding([.pageDown, .control("f")], [.queryLog], .pageDown, help: "a page older"),
+        Binding([.character("g"), .home], [.queryLog], .first, help: "the newest (and follow new ones)"),
+        Binding([.character("G"), .end], [.queryLog], .last, help: "the oldest kept"),
+        Binding([.enter], [.queryLog], .open, hint: "whole", help: "the statement whole: SQL, reason, guard, tokens, error, file (again: back)"),
+        Binding([.character("/")], [.queryLog], .filter, hint: "search", help: "search the SQL (Enter applies, empty clears)"),
+        Binding([.character("A")], [.queryLog], .logAdminOnly, hint: "admin", help: "only admin-context statements (again: all)"),
+        Binding([.character("P")], [.queryLog], .logPublicOnly, hint: "public", help: "only public-context statements (again: all)"),
+        Binding([.character("S")], [.queryLog], .logNextSource, hint: "source", help: "only this console, then each followed app, then all"),
+        Binding([.character("N")], [.queryLog], .logNextNode, hint: "node", help: "only one node, the next on each press, then all"),
+        Binding([.escape, .character("q"), .character("Q")], [.queryLog], .cancel, hint: "close", hintKeys: "Esc",
+                help: "close (from a whole statement: back to the list)"),
+        Binding([.enter], [.logSearch], .save, hint: "search", help: "search for the text typed"),
+        Binding([.escape], [.logSearch], .cancel, hint: "cancel", help: "stop typing, the search unchanged"),
 
         // Pick list.
         Binding([.up, .character("k")], [.pick], .up, hint: "choose", hintKeys: "↑↓", help: "previous value"),
@@ -372,6 +394,8 @@ public enum Keymap {
         helpLines(for: helpScopes(for: mode), state: state) + [
             HelpLine(text: "", kind: .blank),
             HelpLine(text: "Everything here runs in the admin context: reads and writes on the primary.", kind: .binding),
+            HelpLine(text: "Lag: bytes of WAL still to replay, and the age of the oldest change not applied", kind: .binding),
+            HelpLine(text: "(how stale the replica's data is), timed by the monitor's heartbeat.", kind: .binding),
         ]
     }
 
@@ -390,6 +414,7 @@ public enum Keymap {
         case .references: return [.references, .busy]
         case .pick: return [.pick]
         case .lagView: return [.lagView]
+        case .queryLog(let view): return view.searchInput == nil ? [.queryLog] : [.logSearch, .textField]
         case .exportPrompt: return [.exportPrompt, .textField]
         case .exporting: return [.busy]
         case .confirmQuit: return [.confirmQuit]
@@ -496,6 +521,7 @@ extension ConsoleState {
         case .references: return [.references]
         case .pick: return [.pick]
         case .lagView: return [.lagView]
+        case .queryLog(let view): return view.searchInput == nil ? [.queryLog] : [.logSearch, .textField]
         case .exportPrompt: return [.exportPrompt, .textField]
         case .exporting: return [.busy]
         case .help: return [.help]

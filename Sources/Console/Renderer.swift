@@ -288,7 +288,9 @@ public enum Renderer {
         let x = area.x + 2
         let width = area.width - 2
         var y = area.y
-        screen.put("Nodes", x: x, y: y, role: focused ? .focus_border : .border)
+        let used = screen.put("Nodes", x: x, y: y, role: focused ? .focus_border : .border)
+        screen.put(state.heartbeatProblem == nil ? "  lag: bytes, age" : "  lag: no heartbeat!", x: x + used, y: y,
+                   role: state.heartbeatProblem == nil ? .dim : .lag_warn, limit: width - used)
         y += 1
         for node in state.nodes {
             let item = node.state
@@ -349,7 +351,8 @@ public enum Renderer {
             let duration = entry.durationMs < 10 ? String(format: "%.1f", entry.durationMs) : String(format: "%.0f", entry.durationMs)
             let tag = context == "admin" ? "A" : context == "public" ? "P" : String(context.prefix(1))
             let source = labelled ? " " + String((entry.source ?? ConsoleState.localLogSource).prefix(10)) : ""
-            let line = "\(clock(entry.time))\(source) \(tag) \(entry.node) \(duration) \(entry.sql.split(whereSeparator: \.isWhitespace).joined(separator: " "))"
+            // Node and reason code first: they survive the narrowest pane (Q shows the rest).
+            let line = "\(entry.node) \(entry.code ?? "-") \(tag)\(source) \(duration) \(entry.sql.split(whereSeparator: \.isWhitespace).joined(separator: " "))"
             screen.put(line, x: x, y: y, role: role, limit: width)
             y += 1
         }
@@ -462,6 +465,9 @@ public enum Renderer {
         let warn = state.warnLag.milliseconds, critical = state.criticalLag.milliseconds
         screen.put(" Lag, last 10 minutes — warn \(milliseconds(warn)), critical \(milliseconds(critical)); "
                    + "marks: ▼ down ▲ up ★ promoted ▽ demoted ◆ timeline", x: 0, y: top, role: .border, limit: layout.width)
+        screen.put(" lag = age of the oldest change the replica has not applied (how stale its data is)"
+                   + (state.heartbeatProblem.map { "; no heartbeat (\($0)): an idle replica reads 0" } ?? ", timed by the monitor's heartbeat"),
+                   x: 0, y: top + 1, role: state.heartbeatProblem == nil ? .dim : .lag_warn, limit: layout.width)
         let nodes = history.nodes
         guard !nodes.isEmpty, let end = state.lastTopologyAt else {
             screen.put(" no samples yet", x: 0, y: top + 2, role: .dim)
@@ -534,6 +540,130 @@ public enum Renderer {
         if let last = history.events.last {
             screen.put(" last event: \(last.node) \(last.kind.rawValue) (\(last.detail))", x: 0, y: bottom - 1, role: .dim, limit: layout.width)
         }
+    }
+
+    /// The query log over the whole area between the header and the hint line: newest
+    /// first, one statement a line (time, source, context, node, ms, rows, reason code, the
+    /// reason where there is room, SQL), or the selected one whole.
+    static func queryLogView(_ view: QueryLogView, _ state: ConsoleState, _ layout: Layout, _ screen: inout Screen) {
+        let top = 1, bottom = layout.height - 2
+        let width = layout.width
+        screen.fill(x: 0, y: top, width: width, height: bottom - top, role: .normal)
+        let entries = view.entries(state.log)
+        if let input = view.searchInput {
+            let label = screen.put(" Search the SQL for: ", x: 0, y: top, role: .grid_header, limit: width)
+            field(input, x: label, y: top, width: max(width - label - 1, 10), &screen)
+        } else {
+            var title = " Query log — \(entries.count) of \(state.log.count) kept (10 000 per source), newest first"
+            if !view.filterLabel.isEmpty { title += " — \(view.filterLabel)" }
+            screen.put(title, x: 0, y: top, role: .border, limit: width)
+        }
+        guard !entries.isEmpty else {
+            screen.put(state.log.isEmpty ? " no statements yet" : " no statement matches the filters", x: 0, y: top + 2, role: .dim)
+            return
+        }
+        let selection = view.selectedIndex(entries)
+        if view.detail {
+            queryLogDetail(entries[selection], x: 1, y: top + 2, width: width - 2, bottom: bottom, &screen)
+            return
+        }
+        // Narrow screens: seconds only, A/P for the context, shorter sources; the SQL keeps the rest.
+        let narrow = width < 120
+        let timeWidth = narrow ? 8 : 12
+        let contextWidth = narrow ? 1 : 6
+        let sources = Set(state.log.map { $0.source ?? ConsoleState.localLogSource })
+        let sourceWidth = sources.count > 1 ? min(sources.map { Screen.displayWidth($0) }.max() ?? 7, narrow ? 8 : 14) : 0
+        let nodeWidth = max(entries.prefix(500).map { Screen.displayWidth($0.node) }.max() ?? 4, 4)
+        let fixed = timeWidth + 1 + (sourceWidth > 0 ? sourceWidth + 1 : 0) + contextWidth + 1 + nodeWidth + 1 + 7 + 6 + 9
+        // The reason text gets a column of its own once the SQL keeps 60.
+        let reasonWidth = min(max(width - fixed - 60, 0), 60)
+        func cell(_ text: String, _ size: Int, right: Bool = false) -> String {
+            let fitted = Screen.fit(text, to: size)
+            let pad = String(repeating: " ", count: max(size - Screen.displayWidth(fitted), 0))
+            return right ? pad + fitted : fitted + pad
+        }
+        func line(_ time: String, _ source: String, _ context: String, _ node: String, _ ms: String, _ rows: String, _ code: String,
+                  _ reason: String, _ sql: String) -> String {
+            var text = cell(time, timeWidth) + " "
+            if sourceWidth > 0 { text += cell(source, sourceWidth) + " " }
+            text += cell(context, contextWidth) + " " + cell(node, nodeWidth) + " " + cell(ms, 6, right: true) + " " + cell(rows, 5, right: true)
+                + " " + cell(code, 8) + " "
+            if reasonWidth > 0 { text += cell(reason, reasonWidth) + " " }
+            return text + sql
+        }
+        screen.put(line(narrow ? "UTC" : "TIME (UTC)", "SOURCE", narrow ? "C" : "CTX", "NODE", "MS", "ROWS", "REASON", "WHY", "SQL"), x: 0, y: top + 1, role: .grid_header, limit: width)
+        let rows = ConsoleState.queryLogRows(height: layout.height)
+        let first = view.topIndex(entries, rows: rows)
+        for (offset, entry) in entries.dropFirst(first).prefix(rows).enumerated() {
+            let index = first + offset
+            let context = entry.context ?? "-"
+            let ms = entry.durationMs < 10 ? String(format: "%.1f", entry.durationMs) : String(format: "%.0f", entry.durationMs)
+            let sql = entry.sql.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            let text = line(
+                String(timeWithMilliseconds(entry.time).prefix(timeWidth)), entry.source ?? ConsoleState.localLogSource,
+                narrow ? (context == "admin" ? "A" : context == "public" ? "P" : String(context.prefix(1))) : context, entry.node, ms,
+                entry.rows.map(String.init) ?? "-", entry.code ?? "-", entry.reason, entry.error.map { "ERROR \($0) · " + sql } ?? sql)
+            let role: StyleRole = index == selection ? .selected : entry.error != nil ? .lag_critical : context == "admin" ? .log_admin : .log_public
+            screen.put(text, x: 0, y: top + 2 + offset, role: role, limit: width)
+        }
+    }
+
+    /// One query-log entry whole: each field on its own lines, the SQL as written.
+    static func queryLogDetail(_ entry: QueryLogEntry, x: Int, y: Int, width: Int, bottom: Int, _ screen: inout Screen) {
+        var y = y
+        let labelWidth = 10
+        let textWidth = max(width - labelWidth - 1, 10)
+        for (label, text) in entry.detailFields where y < bottom {
+            for (index, piece) in wrap(text, width: textWidth).enumerated() where y < bottom {
+                if index == 0 { screen.put(label, x: x, y: y, role: .grid_header) }
+                screen.put(piece, x: x + labelWidth + 1, y: y, role: label == "error" ? .lag_critical : .normal, limit: textWidth)
+                y += 1
+            }
+        }
+        y += 1
+        guard y < bottom else { return }
+        screen.put("SQL", x: x, y: y, role: .grid_header)
+        y += 1
+        for sourceLine in entry.sql.split(separator: "\n", omittingEmptySubsequences: false) {
+            for piece in wrap(String(sourceLine), width: width) where y < bottom {
+                screen.put(piece, x: x, y: y, role: .normal, limit: width)
+                y += 1
+            }
+        }
+    }
+
+    /// `text` cut into lines of at most `width` cells (at spaces where it can).
+    static func wrap(_ text: String, width: Int) -> [String] {
+        guard width > 0 else { return [text] }
+        var lines: [String] = []
+        var current = ""
+        var currentWidth = 0
+        for character in text {
+            let w = Screen.displayWidth(character)
+            if currentWidth + w > width {
+                if let space = current.lastIndex(of: " "), current.distance(from: current.startIndex, to: space) > width / 2 {
+                    lines.append(String(current[..<space]))
+                    current = String(current[current.index(after: space)...])
+                    currentWidth = Screen.displayWidth(current)
+                } else {
+                    lines.append(current)
+                    current = ""
+                    currentWidth = 0
+                }
+            }
+            current.append(character)
+            currentWidth += w
+        }
+        lines.append(current)
+        return lines
+    }
+
+    /// `HH:MM:SS.mmm`, UTC (as the query-log files write it).
+    static func timeWithMilliseconds(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let parts = calendar.dateComponents([.hour, .minute, .second, .nanosecond], from: date)
+        return String(format: "%02d:%02d:%02d.%03d", parts.hour ?? 0, parts.minute ?? 0, parts.second ?? 0, (parts.nanosecond ?? 0) / 1_000_000)
     }
 
     static func overlay(_ state: ConsoleState, _ layout: Layout, _ screen: inout Screen) {
@@ -642,6 +772,8 @@ public enum Renderer {
             _ = box("Conflict", lines: lines, in: layout, width: min(layout.width - 6, 100), &screen)
         case .lagView:
             lagView(state, layout, &screen)
+        case .queryLog(let view):
+            queryLogView(view, state, layout, &screen)
         case .exportPrompt(let prompt):
             let table = state.grid?.shape.table
             var scope: [String] = []

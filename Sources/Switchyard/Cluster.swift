@@ -309,6 +309,7 @@ public final class Cluster: Sendable {
         scope: RoutingScope?
     ) async throws -> RoutedResult {
         let started = ContinuousClock.now
+        let tokenBefore = scope?.session.token?.lsn
         if request.operation == .read {
             let monotonic = monotonicReads(request, on: decision.node, scope: scope)
             if decision.replayGuard != nil || monotonic {
@@ -336,21 +337,22 @@ public final class Cluster: Sendable {
                 }
                 return try await connection.query(sql, parameters)
             } }
-            return served(request, decision, result, sql, since: started, scope: scope)
+            return served(request, decision, result, sql, since: started, scope: scope, tokenBefore: tokenBefore)
         } catch {
-            throw failed(request, decision, error, sql, parameters, since: started, scope: scope)
+            throw failed(request, decision, error, sql, parameters, since: started, scope: scope, tokenBefore: tokenBefore)
         }
     }
 
     /// Logs a statement `decision.node` served, and returns its routed result.
     private func served(
         _ request: RouteRequest, _ decision: RouteDecision, _ result: PostgresResult, _ sql: String,
-        since started: ContinuousClock.Instant, scope: RoutingScope?
+        since started: ContinuousClock.Instant, scope: RoutingScope?, tokenBefore: LSN?
     ) -> RoutedResult {
         let duration = ContinuousClock.now - started
         log.record(
             context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
-            duration: duration, rows: result.affectedRows, error: nil, sql: sql)
+            duration: duration, rows: result.affectedRows, error: nil, sql: sql, tokenBefore: tokenBefore,
+            tokenAfter: scope?.session.token?.lsn)
         scope?.trace?.add(decision.node, duration)
         return RoutedResult(result: result, node: decision.node, reason: decision.reason)
     }
@@ -358,12 +360,13 @@ public final class Cluster: Sendable {
     /// Logs a statement that failed on `decision.node`, and returns the error to throw.
     private func failed(
         _ request: RouteRequest, _ decision: RouteDecision, _ error: Error, _ sql: String, _ parameters: [any PostgresEncodable],
-        since started: ContinuousClock.Instant, scope: RoutingScope?
+        since started: ContinuousClock.Instant, scope: RoutingScope?, tokenBefore: LSN?
     ) -> Error {
         let duration = ContinuousClock.now - started
         log.record(
             context: request.context?.name, operation: request.operation, node: decision.node, reason: decision.reason,
-            duration: duration, rows: nil, error: error, sql: sql, parameters: parameters)
+            duration: duration, rows: nil, error: error, sql: sql, parameters: parameters, tokenBefore: tokenBefore,
+            tokenAfter: scope?.session.token?.lsn)
         scope?.trace?.add(decision.node, duration)
         // Only a node that cannot be connected to at all is marked down here; one lost
         // pooled connection is the pool's business, node health the monitor's.
@@ -400,6 +403,7 @@ public final class Cluster: Sendable {
         _ sql: String, _ parameters: [any PostgresEncodable], scope: RoutingScope?
     ) async throws -> RoutedResult {
         let started = ContinuousClock.now
+        let tokenBefore = scope?.session.token?.lsn
         let outcome: PostgresConnection.GuardedResult
         do {
             outcome = try await Self.againIfNothingSent {
@@ -409,7 +413,7 @@ public final class Cluster: Sendable {
                 }
             }
         } catch {
-            throw failed(request, decision, error, sql, parameters, since: started, scope: scope)
+            throw failed(request, decision, error, sql, parameters, since: started, scope: scope, tokenBefore: tokenBefore)
         }
         switch outcome {
         case .served(let result, let replayed):
@@ -417,7 +421,7 @@ public final class Cluster: Sendable {
                 monitor.observeReplay(decision.node, at: replayed)
                 if reportingReplay { scope?.session.observe(replayed) }
             }
-            return served(request, decision, result, sql, since: started, scope: scope)
+            return served(request, decision, result, sql, since: started, scope: scope, tokenBefore: tokenBefore)
         case .behind(let replayed):
             let position = position ?? LSN(0)
             if let replayed { monitor.observeReplay(decision.node, at: replayed) }
@@ -425,9 +429,7 @@ public final class Cluster: Sendable {
             guard let primary = topology.primary else { throw RoutingError.noPrimary(topology) }
             let fallback = RouteDecision(
                 node: primary.name,
-                reason: .fallback(
-                    context: request.context?.name ?? "-",
-                    skipped: [SkippedNode(node: decision.node, why: .behindToken(replayed, position))]))
+                reason: .guardFellBack(context: request.context?.name ?? "-", replica: decision.node, replayed: replayed, token: position))
             return try await perform(request, fallback, pool: pools[primary.name]!, sql, parameters, scope: scope)
         }
     }

@@ -23,11 +23,15 @@ public final class ClusterMonitor: Sendable {
         /// With primary-view: one replica is probed itself, in turn, this often (config
         /// `monitor.replica_probe_interval_ms`, default 2 s).
         public var replicaProbeInterval: Duration
+        /// The primary's probe also commits a heartbeat, the clock lag is measured by
+        /// (config `monitor.heartbeat`, default on).
+        public var heartbeat: Bool
 
         public init(
             interval: Duration = .seconds(1), connectTimeout: Duration = .seconds(2), historyLength: Int = 120, patroni: PatroniSettings? = nil,
-            strategy: Strategy = .primaryView, replicaProbeInterval: Duration = .seconds(2)
+            strategy: Strategy = .primaryView, replicaProbeInterval: Duration = .seconds(2), heartbeat: Bool = true
         ) {
+            self.heartbeat = heartbeat
             self.interval = interval
             self.connectTimeout = connectTimeout
             self.historyLength = historyLength
@@ -40,7 +44,7 @@ public final class ClusterMonitor: Sendable {
         public init(_ configuration: ClusterConfiguration) {
             self.init(
                 interval: configuration.monitorInterval, patroni: configuration.patroni, strategy: configuration.monitorStrategy,
-                replicaProbeInterval: configuration.replicaProbeInterval)
+                replicaProbeInterval: configuration.replicaProbeInterval, heartbeat: configuration.heartbeat)
         }
 
         /// How long one node's probe may take before it counts as unreachable.
@@ -59,8 +63,8 @@ public final class ClusterMonitor: Sendable {
         private(set) var shared: SharedTopology
         var history: [String: [NodeState]] = [:]
         var rounds = 0
-        /// When each replica was last seen caught up, for bounding its lag in seconds.
-        var caughtUpAt: [String: ContinuousClock.Instant] = [:]
+        /// The primary's positions over time, for each replica's lag in seconds.
+        var wal = WALTimeline()
         var plan = ProbePlan.Memory()
 
         init(topology: Topology) {
@@ -80,7 +84,7 @@ public final class ClusterMonitor: Sendable {
         self.settings = settings
         state = Mutex(State(topology: Topology(nodes: nodes.map { NodeState(name: $0.name) }, sampledAt: .now)))
         var connections: [String: ProbeConnection] = [:]
-        for node in nodes { connections[node.name] = ProbeConnection(node: node.direct, connectTimeout: settings.connectTimeout) }
+        for node in nodes { connections[node.name] = ProbeConnection(node: node.direct, connectTimeout: settings.connectTimeout, heartbeat: settings.heartbeat) }
         self.connections = connections
     }
 
@@ -114,7 +118,11 @@ public final class ClusterMonitor: Sendable {
                     // Patroni's leader key as a hint: while the member holding it is not yet
                     // seen out of recovery (a promotion under way), look again soon.
                     let promoting = topology.patroni?.leaderNode.map { topology.node($0)?.role != .primary } ?? false
-                    let next = started + (promoting ? min(self.settings.interval, .milliseconds(100)) : self.settings.interval)
+                    // Rounds are a fifth of an interval early or late at random (the same
+                    // rate on average): heartbeats then fall at varying phases against the
+                    // replicas' reports, which is what narrows each replica's lag figure.
+                    let interval = self.settings.interval * Double.random(in: 0.8...1.2)
+                    let next = started + (promoting ? min(self.settings.interval, .milliseconds(100)) : interval)
                     try? await Task.sleep(until: next, clock: .continuous)
                 }
             }
@@ -140,15 +148,29 @@ public final class ClusterMonitor: Sendable {
     }
 
     /// A picture for a one-off report (`check`, `lag`): a replica behind in the first
-    /// round has no lag bound yet (no round saw it caught up), so its lag in seconds is the
-    /// age of its last replayed transaction — an hour after an idle hour, for a few bytes
-    /// it replays a millisecond later. One more round shortly after settles it: caught up
-    /// by then, or behind with the age of what it last replayed.
-    public func probeSettled(pause: Duration = .milliseconds(100)) async -> Topology {
-        let first = await probeNow()
-        guard first.nodes.contains(where: { $0.reachable && $0.role == .replica && ($0.lagBytes ?? 0) > 0 }) else { return first }
-        try? await Task.sleep(for: pause)
-        return await probeNow()
+    /// round lacks changes written before the monitor started, so when they were written
+    /// is unknown (its lag would be the age of its last replayed transaction: an hour after
+    /// an idle hour), and a replica caught up with an idle primary says nothing of how late
+    /// it applies. Rounds follow every `pause` until each replica has applied the first
+    /// heartbeat this monitor wrote (or, without heartbeats, anything the monitor saw
+    /// written), for at most `limit`: a replica that applies 1.5 s late takes about 1.5 s
+    /// to report exactly; a healthy one, one pause.
+    public func probeSettled(pause: Duration = .milliseconds(100), limit: Duration = .seconds(3)) async -> Topology {
+        let deadline = ContinuousClock.now + limit
+        var topology = await probeNow()
+        while ContinuousClock.now + pause < deadline {
+            let firstHeartbeat = state.withLock { $0.wal.marks.first { $0.heartbeat != nil }?.heartbeat }
+            let unsettled = topology.nodes.contains { node in
+                guard node.reachable, node.role == .replica else { return false }
+                if node.lagIsUpperBound { return true }
+                guard let firstHeartbeat, let replay = node.replayLSN else { return false }
+                return replay <= firstHeartbeat
+            }
+            guard unsettled else { break }
+            try? await Task.sleep(for: pause)
+            topology = await probeNow()
+        }
+        return topology
     }
 
     /// Every new picture, after each round.
@@ -212,8 +234,7 @@ public final class ClusterMonitor: Sendable {
         let view = await patroniView
         let topology = state.withLock { state -> Topology in
             let now = ContinuousClock.now
-            var topology = Self.assemble(
-                names: nodes.map(\.name), samples: samples, at: now, caughtUpAt: &state.caughtUpAt)
+            var topology = Self.assemble(names: nodes.map(\.name), samples: samples, at: now, wal: &state.wal)
             if let view {
                 topology.patroni = view
                 topology.fenced = view.fenced(topology.nodes)
@@ -269,20 +290,28 @@ public final class ClusterMonitor: Sendable {
 
     /// Turns one round of raw samples into node states with lag (pure; unit-tested).
     ///
-    /// Lag in bytes is the primary's current LSN minus the replica's replay LSN (the
-    /// replica's own receive LSN when no single primary answered). Lag in seconds is 0
-    /// while no bytes are behind; otherwise the smaller of two upper bounds: the age of the
-    /// last replayed transaction, and the time since a round last saw the replica caught
-    /// up (everything it misses was written after that). The first alone overstates lag
-    /// after an idle spell; the second needs a round that saw the replica caught up, and
-    /// without one it is no bound at all.
+    /// Lag in bytes is the primary's LSN when the replica's position was true (its
+    /// current one for a direct probe) minus the replica's replay LSN (the replica's own
+    /// receive LSN when no single primary answered). Lag in seconds is 0
+    /// while no bytes are behind; otherwise the age of the oldest change the replica has
+    /// not applied, read off the primary's positions over time (``WALTimeline``) as of
+    /// when the replica's position was true. A replica behind every position kept, or
+    /// without a single primary, falls back to the age of its last replayed transaction
+    /// (an upper bound).
     static func assemble(
-        names: [String], samples: [ProbeSample], at instant: ContinuousClock.Instant,
-        caughtUpAt: inout [String: ContinuousClock.Instant]
+        names: [String], samples: [ProbeSample], at instant: ContinuousClock.Instant, wal: inout WALTimeline
     ) -> Topology {
         var states: [NodeState] = []
-        let primaries = samples.filter { $0.reachable && $0.inRecovery == false }
-        let primaryLSN = primaries.count == 1 ? primaries[0].currentLSN : nil
+        let primaries = samples.indices.filter { samples[$0].reachable && samples[$0].inRecovery == false }
+        let primaryLSN = primaries.count == 1 ? samples[primaries[0]].currentLSN : nil
+        var heartbeatProblem: String?
+        if primaries.count == 1, let position = primaryLSN {
+            let primary = samples[primaries[0]]
+            wal.record(
+                primary: names[primaries[0]], timeline: primary.timeline, position: position, heartbeat: primary.heartbeatLSN,
+                at: primary.finishedAt ?? primary.observedAt ?? Date().timeIntervalSince1970)
+            heartbeatProblem = primary.heartbeatProblem
+        }
         var replication: [ReplicationPeer] = []
         for (name, sample) in zip(names, samples) {
             var node = NodeState(name: name)
@@ -306,29 +335,36 @@ public final class ClusterMonitor: Sendable {
                 node.lagBytes = 0
                 node.lagSeconds = 0
                 replication = sample.replication
-                caughtUpAt[name] = nil
                 states.append(node)
                 continue
             }
-            if let reference = primaryLSN ?? sample.receiveLSN {
+            // Against the primary's position when the replica's was true (a report from the
+            // primary's view is up to a round old; the WAL written since is not its lag).
+            let reference = primaryLSN.map { current in
+                sample.observedAt.flatMap { wal.position(at: $0) }.map { min($0, current) } ?? current
+            }
+            if let reference = reference ?? sample.receiveLSN {
                 let bytes = reference.bytes(after: sample.replayLSN ?? LSN(0))
                 node.lagBytes = bytes
                 if bytes == 0 {
-                    caughtUpAt[name] = instant
                     node.lagSeconds = 0
+                    wal.forget(name)
+                } else if primaryLSN != nil, let replay = sample.replayLSN,
+                    let seconds = wal.staleness(
+                        of: name, replay: replay, at: sample.observedAt ?? Date().timeIntervalSince1970,
+                        replayAge: sample.source == .direct ? sample.replayAgeSeconds : nil)
+                {
+                    node.lagSeconds = seconds
                 } else {
-                    let bound = caughtUpAt[name].map { (instant - $0).milliseconds / 1000 }
-                    switch (sample.replayAgeSeconds.map { max($0, 0) }, bound) {
-                    case (let age?, let bound?): node.lagSeconds = min(age, bound)
-                    case (let age?, nil): node.lagSeconds = age
-                    case (nil, let bound?): node.lagSeconds = bound
-                    case (nil, nil): node.lagSeconds = nil
-                    }
+                    node.lagSeconds = sample.replayAgeSeconds.map { max($0, 0) }
+                    node.lagIsUpperBound = node.lagSeconds != nil
                 }
             }
             states.append(node)
         }
-        return Topology(nodes: states, sampledAt: instant, replication: replication)
+        var topology = Topology(nodes: states, sampledAt: instant, replication: replication)
+        topology.heartbeatProblem = heartbeatProblem
+        return topology
     }
 }
 

@@ -146,6 +146,9 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// see ``ClusterMonitor/Strategy``.
     public var monitorStrategy: ClusterMonitor.Strategy = .primaryView
     public var replicaProbeInterval: Duration = .seconds(2)
+    /// `[monitor] heartbeat` (default true): the primary's probe commits a heartbeat that
+    /// lag is timed by (see ``ClusterMonitor/Settings/heartbeat``).
+    public var heartbeat = true
 
     /// `[pool] max_connections` per node (default 8), `checkout_timeout_ms` (5 s),
     /// `connect_timeout_s` (3 s).
@@ -304,7 +307,9 @@ public struct ClusterConfiguration: Sendable, Equatable {
         }
         if let monitor = try reader.table(root, "monitor") {
             try reader.allowOnly(
-                ["interval_ms", "warn_lag_ms", "critical_lag_ms", "strategy", "replica_probe_interval_ms"], in: monitor, section: "monitor")
+                ["interval_ms", "warn_lag_ms", "critical_lag_ms", "strategy", "replica_probe_interval_ms", "heartbeat"], in: monitor,
+                section: "monitor")
+            config.heartbeat = try reader.bool(monitor, "heartbeat", section: "monitor") ?? config.heartbeat
             if let strategy = try reader.string(monitor, "strategy", section: "monitor") {
                 guard let parsed = ClusterMonitor.Strategy(rawValue: strategy) else {
                     throw ConfigurationError(

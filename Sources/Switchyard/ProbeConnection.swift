@@ -23,12 +23,28 @@ struct ProbeSample: Sendable {
     var replication: [ReplicationPeer] = []
     /// From a probe of the node itself, or filled in from the primary's view of it.
     var source: NodeState.Source = .direct
+    /// When the positions were true, by the server's clock (seconds since 1970): the
+    /// node's `clock_timestamp()` in the probe, or the replica's last report for a sample
+    /// taken from the primary's view.
+    var observedAt: Double?
+    /// The node's clock at the end of the probe statement: on a primary, just before the
+    /// heartbeat commits.
+    var finishedAt: Double?
+    /// On a primary with the heartbeat on: where the heartbeat's message record ended (its
+    /// commit follows).
+    var heartbeatLSN: LSN?
+    /// Why this node's probe writes no heartbeat (nil: it does, or it is no primary).
+    var heartbeatProblem: String?
 }
 
 /// The monitor's own connection to one node; reconnects when lost.
 final class ProbeConnection: Sendable {
     let node: NodeEndpoint
     let connectTimeout: Duration
+    /// Whether a primary's probe also commits the heartbeat.
+    let heartbeat: Bool
+    /// Why the heartbeat was given up on this node (the role may not run it).
+    private let heartbeatRefused = Mutex<String?>(nil)
     private let connection = Mutex<PostgresConnection?>(nil)
     /// Set when the round's deadline ended the probe in progress.
     private let abandonedByRound = Mutex(false)
@@ -41,16 +57,30 @@ final class ProbeConnection: Sendable {
     var statementsSent: Int { sent.withLock { $0 } }
     var connectionsOpened: Int { opened.withLock { $0 } }
 
-    init(node: NodeEndpoint, connectTimeout: Duration) {
+    init(node: NodeEndpoint, connectTimeout: Duration, heartbeat: Bool = true) {
         self.node = node
         self.connectTimeout = connectTimeout
+        self.heartbeat = heartbeat
     }
 
     /// One statement per probe. On a primary it also returns `pg_stat_replication` (as
     /// JSON: one statement, one round trip), which is what lets the monitor leave the
     /// replicas alone between changes.
-    static let probeSQL = """
-        select pg_is_in_recovery(),
+    static let probeSQL = probeSQL(heartbeat: false)
+    static let heartbeatProbeSQL = probeSQL(heartbeat: true)
+
+    /// With `heartbeat`, a primary's probe also commits a transactional logical message
+    /// (`pg_logical_emit_message`: no table, no schema, executable by any role by default),
+    /// after reading its position (columns are evaluated in order), without waiting for
+    /// synchronous standbys: the monitor's lag clock. A replica skips it (`case`).
+    static func probeSQL(heartbeat: Bool) -> String {
+        let heartbeatColumn = heartbeat
+            ? "case when not pg_is_in_recovery() then pg_logical_emit_message(true, 'switchyard.heartbeat', "
+                + "set_config('synchronous_commit', 'local', true)) end"
+            : "null::pg_lsn"
+        return """
+        select extract(epoch from clock_timestamp())::float8,
+               pg_is_in_recovery(),
                case when not pg_is_in_recovery() then pg_current_wal_lsn() end,
                pg_last_wal_receive_lsn(),
                pg_last_wal_replay_lsn(),
@@ -66,12 +96,16 @@ final class ProbeConnection: Sendable {
                    (select json_agg(json_build_object(
                         'applicationName', s.application_name, 'clientAddress', s.client_addr::text, 'state', s.state,
                         'sentLSN', s.sent_lsn::text, 'flushLSN', s.flush_lsn::text, 'replayLSN', s.replay_lsn::text,
-                        'replayLagSeconds', extract(epoch from s.replay_lag)::float8, 'syncState', s.sync_state)
+                        'replayLagSeconds', extract(epoch from s.replay_lag)::float8, 'syncState', s.sync_state,
+                        'replyTime', extract(epoch from s.reply_time)::float8)
                         order by s.application_name)
                     from pg_stat_replication as s where s.application_name is not null)
-               end
+               end,
+               \(heartbeatColumn),
+               extract(epoch from clock_timestamp())::float8
         from (select 1) as one left join pg_stat_wal_receiver as r on true
         """
+    }
     // Least privilege: without pg_read_all_stats the WAL receiver's row shows only its
     // pid (state "unknown") and pg_stat_replication rows only their name (positions
     // null: the monitor then probes those replicas itself); without pg_read_all_settings
@@ -182,23 +216,41 @@ final class ProbeConnection: Sendable {
 
     /// The probe statement on an open connection.
     private func probe(on current: PostgresConnection) async throws -> ProbeSample {
+        let refused = heartbeatRefused.withLock { $0 }
+        let beat = heartbeat && refused == nil
         sent.withLock { $0 += 1 }
-        guard let row = try await current.query(Self.probeSQL).first else {
+        let result: PostgresResult
+        do {
+            result = try await current.query(beat ? Self.heartbeatProbeSQL : Self.probeSQL)
+        } catch let error as PostgresError where beat && Self.refusesHeartbeat(error) {
+            // The role may not write (read-only by default, no EXECUTE on the function):
+            // the monitor goes on without its heartbeat, and says so.
+            heartbeatRefused.withLock { $0 = "the heartbeat was refused: \(error.message)" }
+            monitorLogger.warning("heartbeat refused", metadata: ["node": "\(node.name)", "error": "\(error.message)"])
+            return try await probe(on: current)
+        }
+        guard let row = result.first else {
             throw PostgresError(kind: .decoding, message: "probe returned no row", node: node.name)
         }
         var sample = ProbeSample(reachable: true)
-        sample.inRecovery = try row.decode(0, as: Bool.self)
-        sample.currentLSN = try row.decode(1, as: LSN?.self)
-        sample.receiveLSN = try row.decode(2, as: LSN?.self)
-        sample.replayLSN = try row.decode(3, as: LSN?.self)
-        sample.replayPaused = try row.decode(4, as: Bool?.self)
-        sample.replayAgeSeconds = try row.decode(5, as: Double?.self)
-        sample.walReceiverStatus = try row.decode(6, as: String?.self)
-        sample.upstream = try row.decode(7, as: String?.self)
-        sample.timeline = try row.decode(8, as: Int?.self)
-        let clusterName = try row.decode(10, as: String?.self).flatMap { $0.isEmpty ? nil : $0 }
+        // The node's clock before it read its positions (a replica's were true no earlier),
+        // and after the heartbeat, just before it commits (the primary's mark).
+        sample.observedAt = try row.decode(0, as: Double?.self)
+        sample.finishedAt = try row.decode(14, as: Double?.self)
+        sample.heartbeatLSN = try row.decode(13, as: LSN?.self)
+        sample.heartbeatProblem = heartbeat ? refused : "the heartbeat is off (monitor.heartbeat = false)"
+        sample.inRecovery = try row.decode(1, as: Bool.self)
+        sample.currentLSN = try row.decode(2, as: LSN?.self)
+        sample.receiveLSN = try row.decode(3, as: LSN?.self)
+        sample.replayLSN = try row.decode(4, as: LSN?.self)
+        sample.replayPaused = try row.decode(5, as: Bool?.self)
+        sample.replayAgeSeconds = try row.decode(6, as: Double?.self)
+        sample.walReceiverStatus = try row.decode(7, as: String?.self)
+        sample.upstream = try row.decode(8, as: String?.self)
+        sample.timeline = try row.decode(9, as: Int?.self)
+        let clusterName = try row.decode(11, as: String?.self).flatMap { $0.isEmpty ? nil : $0 }
         // Only host, port and application_name are kept: primary_conninfo may hold a password.
-        if let raw = try row.decode(9, as: String?.self), !raw.isEmpty {
+        if let raw = try row.decode(10, as: String?.self), !raw.isEmpty {
             let parsed: (raw: String, endpoint: String, name: String?)
             if let cached = upstreamCache.withLock({ $0 }), cached.raw == raw {
                 parsed = cached
@@ -211,7 +263,7 @@ final class ProbeConnection: Sendable {
         } else if sample.inRecovery == true {
             sample.senderName = clusterName ?? "walreceiver"
         }
-        if sample.inRecovery == false, let json = try row.decode(11, as: String?.self) {
+        if sample.inRecovery == false, let json = try row.decode(12, as: String?.self) {
             do {
                 sample.replication = try JSONDecoder().decode([ReplicationPeer].self, from: Data(json.utf8))
             } catch {
@@ -230,6 +282,13 @@ final class ProbeConnection: Sendable {
     }
 
     func close() async { await dropConnection() }
+
+    /// A refusal of the heartbeat itself (privilege, read-only session, no such function),
+    /// as opposed to the node failing the probe.
+    static func refusesHeartbeat(_ error: PostgresError) -> Bool {
+        guard error.kind == .server, let state = error.sqlState else { return false }
+        return ["42501", "25006", "42883", "0A000"].contains(state)
+    }
 
     static func describe(_ error: Error) -> String {
         (error as? PostgresError)?.message ?? "\(error)"

@@ -93,6 +93,13 @@ struct ProbePlan {
             sample.replayLSN = replay
             sample.replayAgeSeconds = replay >= current ? 0 : peer.replayLagSeconds
             sample.replication = []
+            sample.heartbeatLSN = nil
+            sample.heartbeatProblem = nil
+            // The positions are as of the standby's last report, not of this round: that is
+            // when the replay position was true.
+            // When the position used was true: the standby's report, or the direct probe
+            // when that had seen it further along.
+            sample.observedAt = replay > viewReplay ? last.observedAt : peer.replyTime ?? primary.observedAt
             fromView[index] = sample
         }
         // In turn, one replica the view covered is asked itself: what the view cannot say

@@ -28,11 +28,25 @@ public struct QueryLogEntry: Sendable, Codable, Equatable {
     public var source: String?
     /// Its process id, when read from a file.
     public var pid: Int32?
+    /// The reason's short code (``RouteReason/code``), for narrow screens; nil in lines
+    /// written before it existed.
+    public var code: String?
+    /// The routing context's read-your-writes token before and after the statement (a
+    /// write moves it to its commit position; a read with monotonic reads, to what the
+    /// replica had replayed). Nil without a token.
+    public var tokenBefore: String?
+    public var tokenAfter: String?
+    /// The followed file it was read from (set by the reader, never written).
+    public var file: String?
 
     public init(
         id: UInt64, time: Date, context: String?, operation: StatementKind, node: String, reason: String, durationMs: Double,
-        rows: Int?, error: String?, sql: String, source: String? = nil, pid: Int32? = nil
+        rows: Int?, error: String?, sql: String, source: String? = nil, pid: Int32? = nil, code: String? = nil,
+        tokenBefore: String? = nil, tokenAfter: String? = nil
     ) {
+        self.code = code
+        self.tokenBefore = tokenBefore
+        self.tokenAfter = tokenAfter
         self.id = id
         self.time = time
         self.context = context
@@ -48,7 +62,7 @@ public struct QueryLogEntry: Sendable, Codable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case v, id, time, context, operation, node, reason, durationMs, rows, error, sql, source, pid
+        case v, id, time, context, operation, node, reason, durationMs, rows, error, sql, source, pid, code, tokenBefore, tokenAfter
     }
 
     public struct UnsupportedVersion: Error, CustomStringConvertible {
@@ -76,6 +90,9 @@ public struct QueryLogEntry: Sendable, Codable, Equatable {
         sql = try container.decode(String.self, forKey: .sql)
         source = try container.decodeIfPresent(String.self, forKey: .source)
         pid = try container.decodeIfPresent(Int32.self, forKey: .pid)
+        code = try container.decodeIfPresent(String.self, forKey: .code)
+        tokenBefore = try container.decodeIfPresent(String.self, forKey: .tokenBefore)
+        tokenAfter = try container.decodeIfPresent(String.self, forKey: .tokenAfter)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -93,6 +110,9 @@ public struct QueryLogEntry: Sendable, Codable, Equatable {
         try container.encode(sql, forKey: .sql)
         try container.encodeIfPresent(source, forKey: .source)
         try container.encodeIfPresent(pid, forKey: .pid)
+        try container.encodeIfPresent(code, forKey: .code)
+        try container.encodeIfPresent(tokenBefore, forKey: .tokenBefore)
+        try container.encodeIfPresent(tokenAfter, forKey: .tokenAfter)
     }
 
     /// UTC with milliseconds: `2026-11-27T18:20:16.123Z`.
@@ -121,11 +141,14 @@ public final class QueryLog: Sendable {
         var rows: Int?
         var error: String?
         var sql: String
+        var tokenBefore: LSN?
+        var tokenAfter: LSN?
 
         var entry: QueryLogEntry {
             QueryLogEntry(
                 id: id, time: time, context: context, operation: operation, node: node, reason: reason.render(node: node),
-                durationMs: durationMs, rows: rows, error: error, sql: sql)
+                durationMs: durationMs, rows: rows, error: error, sql: sql, code: reason.code,
+                tokenBefore: tokenBefore?.description, tokenAfter: tokenAfter?.description)
         }
     }
 
@@ -161,7 +184,7 @@ public final class QueryLog: Sendable {
 
     public func record(
         context: String?, operation: StatementKind, node: String, reason: RouteReason, duration: Duration, rows: Int?,
-        error: Error?, sql: String, parameters: [any PostgresEncodable] = []
+        error: Error?, sql: String, parameters: [any PostgresEncodable] = [], tokenBefore: LSN? = nil, tokenAfter: LSN? = nil
     ) {
         let errorText = error.map { error -> String in
             let text: String
@@ -177,7 +200,8 @@ public final class QueryLog: Sendable {
         let record = state.withLock { state -> Record? in
             let record = Record(
                 id: state.nextID, time: Date(), context: context, operation: operation, node: node, reason: reason,
-                durationMs: duration.milliseconds, rows: rows, error: errorText, sql: sql)
+                durationMs: duration.milliseconds, rows: rows, error: errorText, sql: sql, tokenBefore: tokenBefore,
+                tokenAfter: tokenAfter)
             state.nextID += 1
             if state.ring.count < capacity {
                 state.ring.append(record)
@@ -213,6 +237,18 @@ public final class QueryLog: Sendable {
     public var entries: [QueryLogEntry] {
         state.withLock { state in
             (Array(state.ring[state.start...]) + Array(state.ring[..<state.start])).map(\.entry)
+        }
+    }
+
+    /// The entries recorded after the one with `id`, oldest first (all of them for 0): what a
+    /// reader that keeps its own copy fetches each time.
+    public func entries(after id: UInt64) -> [QueryLogEntry] {
+        state.withLock { state in
+            let total = state.ring.count
+            guard total > 0 else { return [] }
+            let newest = state.ring[(state.start + total - 1) % total].id
+            let wanted = Int(min(newest - min(id, newest), UInt64(total)))
+            return (0..<wanted).map { offset in state.ring[(state.start + total - wanted + offset) % total].entry }
         }
     }
 

@@ -83,6 +83,9 @@ public enum RouteReason: Sendable, Equatable, CustomStringConvertible {
     case guarded(context: String, selection: ReplicaSelection, token: LSN)
     /// The first node failed with a connection error; retried here.
     indirect case retry(failed: String, error: String, then: RouteReason)
+    /// A guarded read's replay guard found `replica` behind the context's token (it had
+    /// replayed only `replayed`): the primary served the read instead.
+    case guardFellBack(context: String, replica: String, replayed: LSN?, token: LSN)
 
     public var description: String { render(node: nil) }
 
@@ -110,6 +113,27 @@ public enum RouteReason: Sendable, Equatable, CustomStringConvertible {
             return "\(router)\(arrow)\(note.isEmpty ? "" : " (\(note))")"
         case .retry(let failed, let error, let then):
             return "retry: \(failed) \(error)\(arrow); first: \(then.render(node: failed))"
+        case .guardFellBack(let context, let replica, let replayed, let token):
+            return "\(context)\(arrow) (replay guard on \(replica): replayed \(replayed?.description ?? "?") < token \(token); the primary served it)"
+        }
+    }
+
+    /// A short code for narrow screens: `write`, `primary` (the context reads from the
+    /// primary), `no-ctx`, `replica`, `fallback` (no replica qualified), `pinned`, `txn`,
+    /// `router` (a custom router), `guarded` (a replica passed the replay guard),
+    /// `guard-fb` (the guard found it behind; the primary served), `retry`.
+    public var code: String {
+        switch self {
+        case .primaryContext(_, let operation): return operation == .write ? "write" : "primary"
+        case .noContext: return "no-ctx"
+        case .replica: return "replica"
+        case .fallback: return "fallback"
+        case .pinned: return "pinned"
+        case .transaction: return "txn"
+        case .custom: return "router"
+        case .guarded: return "guarded"
+        case .guardFellBack: return "guard-fb"
+        case .retry: return "retry"
         }
     }
 }

@@ -15,12 +15,18 @@ public struct NodeState: Sendable, Codable, Equatable {
     /// Replica: `pg_last_wal_receive_lsn()` / `pg_last_wal_replay_lsn()`.
     public var receiveLSN: LSN?
     public var replayLSN: LSN?
-    /// Bytes of WAL the replica has still to replay, against the primary's current LSN.
+    /// Bytes of WAL the replica has still to replay, against the primary's LSN at the time
+    /// the replica's position was read (a report in the primary's view can be a round old).
     public var lagBytes: UInt64?
-    /// Seconds behind while bytes are behind (an idle, caught-up replica reads 0): the age
-    /// of the last replayed transaction (`replay_lag` when read from the primary's view),
-    /// bounded by the time since a round saw it caught up.
+    /// How stale the replica's data is: the age of the oldest change committed on the
+    /// primary that it has not applied (0 when it has them all). With the monitor's
+    /// heartbeat this is also how long after a commit the replica shows it, with or
+    /// without other writes (see ``Topology/heartbeatProblem``).
     public var lagSeconds: Double?
+    /// The monitor has not yet seen when the changes this replica lacks were written (it is
+    /// behind every position the monitor kept, or no single primary answered): lagSeconds
+    /// is then the age of its last replayed transaction, an upper bound.
+    public var lagIsUpperBound = false
     /// `pg_stat_wal_receiver.status` (`streaming` when healthy).
     public var walReceiverStatus: String?
     /// `host:port` the WAL receiver streams from.
@@ -75,6 +81,9 @@ public struct ReplicationPeer: Sendable, Codable, Equatable {
     /// so live under steady writes, stale or null when idle.
     public var replayLagSeconds: Double?
     public var syncState: String?
+    /// When the standby sent the report these positions come from (its clock, seconds
+    /// since 1970).
+    public var replyTime: Double?
 
     public init(
         applicationName: String, clientAddress: String? = nil, state: String? = nil, sentLSN: LSN? = nil, flushLSN: LSN? = nil,
@@ -103,6 +112,14 @@ public struct Topology: Sendable {
     public var patroni: PatroniView?
     /// Primaries that get no writes, and why: Patroni, answering, names another leader.
     public var fenced: [String: String] = [:]
+    /// Why the primary's probe commits no heartbeat (nil: it does, or no primary answered).
+    /// Without it lag counts only other transactions' changes: a replica that applies late
+    /// reads 0 while nothing is written.
+    public var heartbeatProblem: String?
+
+    /// What a lag figure means, for every screen that shows one.
+    public static let lagMeaning =
+        "lag = age of the oldest change the replica has not applied (how stale its data is), timed by the monitor's heartbeat"
 
     public init(nodes: [NodeState], sampledAt: ContinuousClock.Instant = .now, replication: [ReplicationPeer] = []) {
         self.nodes = nodes

@@ -92,7 +92,8 @@ extension BenchCommand {
                 servers count from this process's monitor (pg_stat_database commits in the \
                 probes' database, less the measuring reads' own) on a quiet cluster, the CPU \
                 it costs this process; with --lag NODE:MS, the lag it shows for NODE delayed \
-                by MS under steady writes (a commit every 10 ms) against MS; with --promote \
+                by MS against MS, under steady writes (a commit every 100 ms), sporadic \
+                writes (every 2.5 s) and none, read at random instants; with --promote \
                 NODE on a local cluster (--dir), how soon it sees NODE promoted (the node is \
                 rejoined with pg_rewind afterwards). Try it on `switchyard cluster up \
                 --replicas 8`. Build with -c release for meaningful CPU figures.

@@ -62,6 +62,7 @@ struct CheckCommand: AsyncParsableCommand {
                 }
                 print(TextTable.render(header: ["#", "NODE", "RECEIVED", "REPLAYED", "BEHIND BYTES"], rows: candidateRows))
             }
+            print("lag = age of the oldest change a replica has not applied (how stale its data is), timed by the monitor's heartbeat")
             print(String(format: "checked from %@ in %.0f ms", report.testedFrom, report.durationMs))
         }
         throw ExitCode(report.exitCode)

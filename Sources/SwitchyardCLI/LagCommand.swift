@@ -8,9 +8,14 @@ struct LagCommand: AsyncParsableCommand {
         commandName: "lag",
         abstract: "Show every node's role, state, upstream, timeline and replication lag.",
         discussion: """
-            Lag is live: WAL bytes the replica has still to replay (against the primary's \
-            current position) and, while bytes are behind, seconds since the last replayed \
-            transaction. An idle, caught-up replica reads 0.
+            LAG BYTES: WAL the replica has still to replay, against the primary's current \
+            position. LAG SECONDS: how stale the replica's data is — the age of the oldest \
+            change committed on the primary that it has not applied. The monitor times it \
+            with a heartbeat its probe of the primary commits every round (a transactional \
+            logical message, no table; `[monitor] heartbeat = false` turns it off), so a \
+            replica that applies changes 1.5 s late reads 1.5 s whether or not the \
+            application writes. A one-off report waits until each replica has applied the \
+            first heartbeat (at most 3 s).
             """)
 
     @OptionGroup var config: ConfigOption
@@ -52,12 +57,13 @@ enum LagReport {
             let cells: [String] = [
                 node.name, node.reachable ? node.role.rawValue : "-", state(node), node.upstream ?? "-",
                 node.timeline.map(String.init) ?? "-", node.lagBytes.map(String.init) ?? "-",
-                node.lagSeconds.map { String(format: "%.3f", $0) } ?? "-",
+                node.lagSeconds.map { (node.lagIsUpperBound ? "≤ " : "") + String(format: "%.3f", $0) } ?? "-",
                 node.replayPaused.map { $0 ? "yes" : "no" } ?? "-",
             ]
             return cells + (patroniCell.map { [$0] } ?? [])
         }
         var lines = [TerminalText.sanitized("cluster \(configuration.name)"), TextTable.render(header: header, rows: rows)]
+        lines.append(lagNote(topology))
         if let patroni {
             if let error = patroni.error {
                 lines.append(TerminalText.sanitized("Patroni: not answering (\(error))"))
@@ -77,6 +83,20 @@ enum LagReport {
         return lines.joined(separator: "\n")
     }
 
+    /// What LAG SECONDS means, under every table that shows it.
+    static func lagNote(_ topology: Topology) -> String {
+        var note = "LAG SECONDS: age of the oldest change the replica has not applied (how stale its data is)"
+        if let problem = topology.heartbeatProblem {
+            note += "; no heartbeat (\(problem)): only other writes are timed, an idle replica reads 0"
+        } else {
+            note += ", timed by the monitor's heartbeat"
+        }
+        if topology.nodes.contains(where: \.lagIsUpperBound) {
+            note += "; ≤: behind everything this run saw written, the age of its last replayed change"
+        }
+        return TerminalText.sanitized(note)
+    }
+
     static func state(_ node: NodeState) -> String {
         guard node.reachable else {
             let why = node.error ?? "unreachable"
@@ -93,6 +113,9 @@ enum LagReport {
         var replication: [ReplicationPeer]
         var patroni: PatroniView?
         var fenced: [String: String]
+        /// What `lagSeconds` means, and why the heartbeat is off when it is.
+        var lagMeaning: String
+        var heartbeatProblem: String?
     }
 
     static func json(_ topology: Topology, cluster: String) throws -> String {
@@ -100,7 +123,8 @@ enum LagReport {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let document = Document(
             cluster: cluster, primary: topology.primary?.name, nodes: topology.nodes, replication: topology.replication,
-            patroni: topology.patroni, fenced: topology.fenced)
+            patroni: topology.patroni, fenced: topology.fenced, lagMeaning: Topology.lagMeaning,
+            heartbeatProblem: topology.heartbeatProblem)
         return String(decoding: try encoder.encode(document), as: UTF8.self)
     }
 }

@@ -25,6 +25,38 @@ extension ClusterTests {
             #expect(after?.reachable == true, "one closed probe connection made pg1 look down: \(after?.error ?? "")")
         }
 
+        /// With nobody writing, a replica that applies 600 ms late reads 600 ms, not 0 and not
+        /// the age of its last replayed transaction: the heartbeat the primary's probe commits
+        /// is what it lags behind. A one-off report (`lag`, `check`) waits for it too; a
+        /// healthy replica reads 0 bytes behind as of its last report.
+        @Test func anIdleReplicaThatAppliesLateReadsItsDelayByTheHeartbeat() async throws {
+            let test = try TestCluster.shared()
+            let nodes = try test.nodes.map { NodeEndpoint(name: $0.name, conninfo: try test.conninfo($0.name)) }
+            try await test.local.delay(node: "pg3", milliseconds: 600)
+            let monitor = ClusterMonitor(nodes: nodes, settings: ClusterMonitor.Settings(interval: .milliseconds(250)))
+            try await ensuring {
+                let settled = await ClusterMonitor(nodes: nodes, settings: ClusterMonitor.Settings(interval: .milliseconds(250))).probeSettled()
+                let once = settled.node("pg3")?.lagMilliseconds ?? -1
+                #expect(abs(once - 600) <= 120, "a one-off report showed \(once) ms for pg3 delayed 600 ms")
+                #expect(settled.heartbeatProblem == nil)
+                monitor.start()
+                try await Task.sleep(for: .milliseconds(2000))
+                var samples: [Double] = []
+                for _ in 0..<20 {
+                    try await Task.sleep(for: .milliseconds(Int.random(in: 50...150)))
+                    let topology = monitor.topology
+                    if let ms = topology.node("pg3")?.lagMilliseconds { samples.append(ms) }
+                    #expect(topology.node("pg2")?.lagMilliseconds.map { $0 < 100 } == true, "healthy pg2: \(String(describing: topology.node("pg2")))")
+                }
+                let mean = samples.reduce(0, +) / Double(max(samples.count, 1))
+                #expect(samples.count == 20)
+                #expect(abs(mean - 600) <= 100, "idle pg3 delayed 600 ms showed \(samples.map { Int($0) }) ms")
+            } finally: {
+                await monitor.stop()
+                try? await test.local.delay(node: "pg3", milliseconds: 0)
+            }
+        }
+
         /// The primary-view strategy on the real cluster: a quiet cluster costs the
         /// replicas only their turns; a replica delayed under steady writes reads its delay
         /// from the primary's view within ±100 ms; the every-node strategy asks everyone.

@@ -452,7 +452,7 @@ import Testing
         _ = state.reduce(.followedFiles(2))
         let screen = Renderer.render(state).text
         #expect(screen.contains("Query log +2 followed [admin]"))
-        #expect(screen.contains(" shop A pg1 "))
+        #expect(screen.contains("pg1 - A shop "), "node and reason code lead the line")
         // A followed file is another process's text: escapes in it never reach the terminal.
         _ = state.reduce(.log([entry(9, "admin", "\u{1B}]0;pwned\u{7}"), entry(10, "admin", "ok")]))
         var hostile = state.log
@@ -460,5 +460,79 @@ import Testing
         _ = state.reduce(.log(hostile))
         let shown = Renderer.render(state).text
         #expect(!shown.unicodeScalars.contains { $0 == "\u{1B}" || $0 == "\u{7}" || $0 == "\u{202E}" })
+    }
+}
+
+/// The query log view's filters, search, selection and detail, on the sample log.
+@Suite struct QueryLogViewTests {
+    func open() -> ConsoleState {
+        var state = ConsoleState.sample(width: 120, height: 30)
+        _ = state.reduce(.key(.character("Q")))
+        return state
+    }
+
+    func view(_ state: ConsoleState) -> QueryLogView? {
+        if case .queryLog(let view) = state.mode { return view }
+        return nil
+    }
+
+    @Test func filtersNarrowAndCycleBackToAll() throws {
+        var state = open()
+        let all = try #require(view(state)).entries(state.log)
+        #expect(all.count == 40 && all.first?.id == 40, "newest first")
+        _ = state.reduce(.key(.character("A")))
+        #expect(try #require(view(state)).entries(state.log).allSatisfy { $0.context == "admin" })
+        _ = state.reduce(.key(.character("A")))
+        _ = state.reduce(.key(.character("S")))
+        #expect(view(state)?.source == ConsoleState.localLogSource, "first press: this console only")
+        #expect(try #require(view(state)).entries(state.log).allSatisfy { $0.source == nil })
+        _ = state.reduce(.key(.character("S")))
+        #expect(view(state)?.source == "storefront")
+        _ = state.reduce(.key(.character("S")))
+        #expect(view(state)?.source == nil, "then all")
+        _ = state.reduce(.key(.character("N")))
+        let node = try #require(view(state)?.node)
+        #expect(try #require(view(state)).entries(state.log).allSatisfy { $0.node == node })
+    }
+
+    @Test func searchIsTypedThenAppliedAndEscKeepsTheOldOne() throws {
+        var state = open()
+        _ = state.reduce(.key(.character("/")))
+        #expect(state.scopes.first == .logSearch)
+        for character in "Customers" { _ = state.reduce(.key(.character(character))) }
+        #expect(view(state)?.search == "", "not applied while typing")
+        _ = state.reduce(.key(.enter))
+        let found = try #require(view(state)).entries(state.log)
+        #expect(!found.isEmpty && found.allSatisfy { $0.sql.contains("customers") })
+        _ = state.reduce(.key(.character("/")))
+        _ = state.reduce(.key(.control("u")))
+        _ = state.reduce(.key(.escape))
+        #expect(view(state)?.search == "Customers", "Esc while typing keeps the search")
+        #expect(state.mode != .browse)
+    }
+
+    @Test func theSelectionStaysOnItsEntryWhenNewOnesArrive() throws {
+        var state = open()
+        _ = state.reduce(.key(.down))
+        _ = state.reduce(.key(.down))
+        let chosen = try #require(view(state)?.selected)
+        #expect(chosen.id == 38)
+        var log = state.log
+        var newer = log.last!
+        newer.id = 41
+        newer.source = nil
+        newer.time = newer.time.addingTimeInterval(1)
+        log.append(newer)
+        _ = state.reduce(.log(log))
+        let entries = try #require(view(state)).entries(state.log)
+        #expect(entries[try #require(view(state)).selectedIndex(entries)].id == 38)
+        _ = state.reduce(.key(.enter))
+        #expect(view(state)?.detail == true)
+        _ = state.reduce(.key(.escape))
+        #expect(view(state)?.detail == false)
+        _ = state.reduce(.key(.character("G")))
+        #expect(try #require(view(state)).selectedIndex(entries) == entries.count - 1)
+        _ = state.reduce(.key(.escape))
+        #expect(state.mode == .browse)
     }
 }

@@ -116,6 +116,26 @@ import Testing
         }
     }
 
+    /// `Q`: the whole log, newest first, at the smallest and a large terminal (node, reason
+    /// code and SQL on every line; the reason itself where there is room); a guarded read
+    /// that fell back shown whole; the search prompt.
+    @Test func queryLogViews() throws {
+        for (width, height) in [(80, 24), (200, 60)] {
+            var state = ConsoleState.sample(width: width, height: height)
+            _ = state.reduce(.key(.character("Q")))
+            try check(Renderer.render(state, clock: Self.clock), "querylog-\(width)x\(height)")
+            _ = state.reduce(.key(.enter))
+            try check(Renderer.render(state, clock: Self.clock), "querylog-entry-\(width)x\(height)")
+            _ = state.reduce(.key(.escape))
+            _ = state.reduce(.key(.character("/")))
+            for character in "PRODUCTS" { _ = state.reduce(.key(.character(character))) }
+            try check(Renderer.render(state, clock: Self.clock), "querylog-search-\(width)x\(height)")
+            _ = state.reduce(.key(.escape))
+            _ = state.reduce(.key(.escape))
+            #expect(state.mode == .browse)
+        }
+    }
+
     @Test func editAndConflictViews() throws {
         var state = ConsoleState.sample(width: 100, height: 30)
         _ = state.reduce(.key(.enter))
