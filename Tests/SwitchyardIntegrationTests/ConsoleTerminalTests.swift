@@ -248,6 +248,29 @@ extension ClusterTests {
             #expect(try await Self.primaryValue("select status from \(schema).tasks") == "paid")
         }
 
+        /// `Q` in a real terminal: the console's own statements with node and reason code,
+        /// one shown whole, a search.
+        @Test func theQueryLogViewShowsWhichNodeServedEachStatementAndWhy() async throws {
+            let fixture = try await Self.fixture()
+            let tmux = try await Self.launch(fixture)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            try await tmux.send("Q")
+            let list = try await tmux.waitFor("the query log full screen") { $0.contains("Query log —") && $0.contains("REASON") }
+            let rows = list.split(separator: "\n").filter { $0.contains(" pg1 ") && $0.contains(" primary ") && $0.contains("select") }
+            #expect(!rows.isEmpty, "no admin read on pg1 with its reason code:\n\(list)")
+            try await tmux.send("Enter")
+            let whole = try await tmux.waitFor("one entry whole") { $0.contains("operation") && $0.contains("reason") && $0.contains("SQL") }
+            #expect(whole.contains("admin → pg1") && whole.contains("[primary]"), "\(whole)")
+            try await tmux.send("Escape", "/")
+            try await tmux.send(String(fixture.schema.prefix(6)), literal: true)
+            try await tmux.send("Enter")
+            let found = try await tmux.waitFor("the search applied") { $0.contains("SQL contains") }
+            #expect(found.contains(String(fixture.schema.prefix(6))))
+            try await tmux.send("Escape")
+            try await tmux.waitFor(text: "alpha")
+        }
+
         @Test func theLagViewShowsAnInjectedDelay() async throws {
             let cluster = try TestCluster.shared()
             let fixture = try await Self.fixture()

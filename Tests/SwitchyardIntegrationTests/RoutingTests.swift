@@ -350,6 +350,12 @@ extension ClusterTests {
                     #expect(onReplicas > 0, "no read-back was served by a replica")
                     let guarded = cluster.log.entries.filter { $0.reason.contains("replay guard") }
                     #expect(!guarded.isEmpty, "no read went out with a replay guard")
+                    // A guard that found its replica behind is logged as such, with the token.
+                    let fellBack = cluster.log.entries.filter { $0.code == "guard-fb" }
+                    #expect(!fellBack.isEmpty, "no guarded read fell back to the primary")
+                    #expect(fellBack.allSatisfy { $0.node == "pg1" && $0.reason.contains("replay guard on pg") && $0.tokenBefore != nil },
+                            "\(fellBack.prefix(3).map(\.reason))")
+                    #expect(guarded.filter { $0.code == "guarded" }.allSatisfy { $0.node != "pg1" })
                 } catch {
                     try? await test.local.delay(node: "pg3", milliseconds: 0)
                     throw error
