@@ -24,7 +24,7 @@ extension ConsoleState {
         ]
         let shape = TableShape(table: state.tables[1], quotedName: "\"demo\".\"customers\"", columns: columns)
         var grid = Grid(shape: shape)
-        let names = ["Zoë Smith", "Ångström García", "山田 太郎", "Nguyễn Văn A", "Olu Okafor", "Chloé Dubois", "Søren Kierkegaard"]
+        let names = ["Zoë Smith", "Ångström García", "山田 太郎", "Nguyễn Văn A", "Olu 🎉 Okafor", "Chloe\u{301} Dubois", "Søren Kierkegaard"]
         grid.rows = (1...40).map { id in
             [
                 "\(id)", names[id % names.count], id % 5 == 0 ? nil : "customer\(id)@example.com",

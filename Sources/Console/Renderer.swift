@@ -207,13 +207,13 @@ public enum Renderer {
         var known = [Int?](repeating: nil, count: shape.columns.count)
         func columnWidth(_ index: Int) -> Int {
             if let width = known[index] { return width }
-            let width = measure(index)
+            let width = measure(index, typeCap: typeCap)
             known[index] = width
             return width
         }
-        func measure(_ index: Int) -> Int {
+        func measure(_ index: Int, typeCap: Int) -> Int {
             let column = shape.columns[index]
-            var width = max(Screen.displayWidth(column.name) + (column.primaryKeyPosition != nil ? 2 : 0), min(column.type.count + 1, 10), 4)
+            var width = max(Screen.displayWidth(column.name) + (column.primaryKeyPosition != nil ? 2 : 0), min(column.type.count + 1, typeCap), 4)
             // Only as much of a value as could be shown is measured: a huge value costs
             // no more than a short one.
             for row in grid.rows where width < widest && row.indices.contains(index) {
@@ -221,6 +221,10 @@ public enum Renderer {
             }
             return min(width, widest)
         }
+        // Type labels (`numeric(12,2)`) whole while every column fits that way; cut to ten
+        // cells when room is short.
+        let whole = shape.columns.indices.reduce(0) { $0 + measure($1, typeCap: widest) + 1 }
+        let typeCap = whole <= width ? widest : 10
         let frozen = shape.keyIndexes.first ?? 0
         var result = [(frozen, min(columnWidth(frozen), width))]
         var used = result[0].1 + 1
