@@ -24,17 +24,18 @@ import Testing
         try await first.waitFor(text: "demo.customers  ~20k rows")
         // The storefront's reads on replicas, from its own process; the console's own
         // statements (and the shop's admin pages) on the primary.
-        try await first.waitFor("storefront reads on a replica", timeout: .seconds(30)) {
-            $0.contains("storefront P pg2 ") || $0.contains("storefront P pg3 ")
+        // Pane lines lead with node and reason code: `pg2 replica P storefront 1.2 select …`.
+        try await first.waitFor("storefront reads on a replica", timeout: .seconds(30)) { screen in
+            screen.split(separator: "\n").contains { ($0.contains("│ pg2 ") || $0.contains("│ pg3 ")) && $0.contains(" P storefront ") }
         }
-        try await first.waitFor("a visitor's write", timeout: .seconds(30)) { $0.contains("storefront P pg1 ") }
+        try await first.waitFor("a visitor's write", timeout: .seconds(30)) { $0.contains("│ pg1 write P storefront ") }
         // The shop's traffic scrolls the console's own statements away: filter by source.
         try await first.send("Tab")
         try await first.send("S")
         try await first.waitFor(text: "[console]")
-        let screen = try await first.waitFor(text: "console A pg1 ")
-        #expect(!screen.contains("storefront P"))
-        #expect(!screen.contains(" A pg2 ") && !screen.contains(" A pg3 "))
+        let screen = try await first.waitFor(text: "│ pg1 primary A console ")
+        #expect(!screen.contains(" P storefront"))
+        #expect(!screen.split(separator: "\n").contains { ($0.contains("│ pg2 ") || $0.contains("│ pg3 ")) && $0.contains(" A console ") })
         #expect(screen.contains("Query log +1 followed"))
         try await first.send("S")  // next source: the storefront
         try await first.waitFor(text: "[storefront]")

@@ -215,7 +215,7 @@ extension ClusterTests {
                 defer { console.close() }
                 try await console.waitFor(text: "Query log +1 followed")
                 for id in 1...3 { _ = try await visitor.get("/api/products/\(id)") }
-                let shown = try await console.waitFor(text: "storefront P", timeout: .seconds(3))
+                let shown = try await console.waitFor(text: " P storefront ", timeout: .seconds(3))
                 #expect(shown.contains("select id, name, pr"))  // how much of the SQL fits depends on the duration's width
                 #expect(!FileManager.default.fileExists(atPath: log + ".1"), "rotated too early for the test to mean anything")
                 for id in 1...30 { _ = try await visitor.get("/api/orders/\(id)") }
@@ -223,7 +223,7 @@ extension ClusterTests {
                 try await console.waitFor(text: "select o.id", timeout: .seconds(3))
                 // Writes in the storefront show as such, from its process, beside the console's own.
                 _ = try await visitor.put("/api/customers/7", json: ["name": "followed"])
-                try await console.waitFor(text: "storefront P pg1", timeout: .seconds(3))
+                try await console.waitFor(text: "│ pg1 write P storefront ", timeout: .seconds(3))
                 try await console.send("q")
             }
         }
