@@ -180,7 +180,18 @@ public final class Cluster: Sendable {
             // or it ran on a replica, which cannot change anything (a standby refuses
             // nextval() and every write). A read the primary may have run (a volatile
             // function, nextval()) is not repeated behind the caller's back.
-            let (retry, retryPool) = try retryRoute(request, after: decision, failedWith: error)
+            var next = try? retryRoute(request, after: decision, failedWith: error)
+            if next == nil, error.nothingSent {
+                // Nowhere else in this picture, and the node refused the connection (a primary
+                // shutting down for a switchover): the picture may be a round old. Ask the
+                // monitor again, twice at most, before giving up; nothing was sent.
+                for _ in 0..<2 where next == nil {
+                    await monitor.probeNow()
+                    next = try? retryRoute(request, after: decision, failedWith: error)
+                    if next == nil { try? await Task.sleep(for: .milliseconds(100)) }
+                }
+            }
+            guard let (retry, retryPool) = next else { throw error }
             routingLogger.notice(
                 "read retried on another node", metadata: ["failed": "\(decision.node)", "retry": "\(retry.node)", "error": "\(error.message)"])
             return try await perform(request, retry, pool: retryPool, sql, parameters, scope: scope)
