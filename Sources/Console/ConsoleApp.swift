@@ -20,7 +20,7 @@ public final class ConsoleApp: Sendable {
     public let follower: QueryLogFollower?
 
     private let inbox = Mutex<[ConsoleEvent]>([])
-    private let work = Mutex<[Int: Task<Void, Never>]>([:])
+    private let work = TaskRegistry()
     private let stopRequested = Atomic<Bool>(false)
 
     public init(cluster: Cluster, theme: Theme, initialTable: String? = nil, follow patterns: [String] = []) {
@@ -57,7 +57,7 @@ public final class ConsoleApp: Sendable {
         }
         signals.forEach { $0.cancel() }
         feeders.forEach { $0.cancel() }
-        for task in work.withLock({ Array($0.values) }) { task.cancel() }
+        work.cancelAll()
     }
 
     /// The UI loop, for tests with a ``TextDriver``: runs until `until` says stop or the
@@ -118,15 +118,13 @@ public final class ConsoleApp: Sendable {
         case .quit:
             state.quit = true
         case .cancel(let request):
-            work.withLock { $0.removeValue(forKey: request) }?.cancel()
+            work.cancel(request)
         default:
             guard let request = effect.request else { return }
             let service = self.service
-            let task = Task {
+            work.start(request) {
                 if let event = await service.perform(effect, progress: { self.post($0) }) { self.post(event) }
-                _ = self.work.withLock { $0.removeValue(forKey: request) }
             }
-            work.withLock { $0[request] = task }
         }
     }
 

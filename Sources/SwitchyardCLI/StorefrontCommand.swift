@@ -42,6 +42,9 @@ struct StorefrontCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A server outlives whoever reads its output: a closed pipe (`| head`) is an error
+        // to ignore, not the end of the process.
+        signal(SIGPIPE, SIG_IGN)
         try logging.bootstrap(fullScreen: false)
         var configuration = try config.load()
         if let queryLog { configuration.queryLogFile = queryLog }
@@ -68,7 +71,14 @@ struct StorefrontCommand: AsyncParsableCommand {
 
     /// A line on standard output at once (it may be a file a parent is watching).
     static func say(_ line: String) {
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        let bytes = Array((line + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+            if written < 0, errno == EINTR { continue }
+            guard written > 0 else { return }  // nobody reads any more: the line is dropped
+            offset += written
+        }
     }
 
     /// Started by `demo`: ends with the process that started it, even if that one was
