@@ -11,6 +11,9 @@ import FoundationNetworking
 public struct PatroniClient: Sendable {
     public let endpoints: [URL]
     public let timeout: Duration
+    /// How long a switchover or failover POST may take before its answer is given up on
+    /// (Patroni answers once the change is done).
+    public let changeTimeout: Duration
     /// For Patroni's `restapi.authentication` (sent on every request; never printed).
     let credentials: Credentials?
 
@@ -24,9 +27,12 @@ public struct PatroniClient: Sendable {
         }
     }
 
-    public init(endpoints: [URL], timeout: Duration = .seconds(2), credentials: Credentials? = nil) {
+    public init(
+        endpoints: [URL], timeout: Duration = .seconds(2), changeTimeout: Duration = .seconds(60), credentials: Credentials? = nil
+    ) {
         self.endpoints = endpoints
         self.timeout = timeout
+        self.changeTimeout = changeTimeout
         self.credentials = credentials
     }
 
@@ -89,11 +95,15 @@ public struct PatroniClient: Sendable {
         _ = try await request("POST", "reinitialize", at: endpoint, body: payload, expect: [200, 202], timeout: .seconds(30))
     }
 
+    /// A change is sent once: the next endpoint is tried only when the request could not
+    /// have reached the previous one (no connection). Once sent, a missing answer is
+    /// ``PatroniError/Kind/noAnswer`` — the change may have happened; the caller reads the
+    /// cluster's state to know — never a second POST that Patroni would refuse (412/503)
+    /// because the first one worked.
     private func post(_ path: String, _ body: [String: String]) async throws -> String {
         let payload = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
-        return try await firstAnswer { endpoint in
-            // Patroni answers once the change is done: allow it the time a switchover takes.
-            let (data, _) = try await self.request("POST", path, at: endpoint, body: payload, expect: [200, 202], timeout: .seconds(60))
+        return try await firstAnswer(retryingOnlyUnsent: true) { endpoint in
+            let (data, _) = try await self.request("POST", path, at: endpoint, body: payload, expect: [200, 202], timeout: changeTimeout)
             return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
     }
@@ -111,12 +121,15 @@ public struct PatroniClient: Sendable {
 
     /// Tries each endpoint in turn; an answer that Patroni refused (4xx/5xx with a
     /// message) is final, a connection problem moves on to the next endpoint.
-    private func firstAnswer<T>(_ call: (URL) async throws -> T) async throws -> T {
+    private func firstAnswer<T>(retryingOnlyUnsent: Bool = false, _ call: (URL) async throws -> T) async throws -> T {
         var problems: [String] = []
         for endpoint in endpoints {
             do {
                 return try await call(endpoint)
             } catch let error as PatroniError where error.kind == .unreachable {
+                problems.append(error.message)
+            } catch let error as PatroniError where error.kind == .noAnswer {
+                if retryingOnlyUnsent { throw error }
                 problems.append(error.message)
             }
         }
@@ -144,7 +157,13 @@ public struct PatroniClient: Sendable {
         do {
             (data, response) = try await Self.session.data(for: request)
         } catch {
-            throw PatroniError(.unreachable, "\(Self.describe(endpoint)) did not answer: \(error.localizedDescription)")
+            // Only a connection that was never made proves the request was not received.
+            let unsent: Set<URLError.Code> = [.cannotConnectToHost, .cannotFindHost, .dnsLookupFailed, .notConnectedToInternet, .badURL, .unsupportedURL]
+            if let error = error as? URLError, unsent.contains(error.code) {
+                throw PatroniError(.unreachable, "\(Self.describe(endpoint)) did not answer: \(error.localizedDescription)")
+            }
+            throw PatroniError(
+                .noAnswer, "\(Self.describe(endpoint)) \(method) /\(path) got no answer (\(error.localizedDescription))")
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard expect.contains(status) else {
@@ -177,8 +196,11 @@ public struct PatroniClient: Sendable {
 /// Why a Patroni call failed.
 public struct PatroniError: Error, Sendable, CustomStringConvertible, Equatable {
     public enum Kind: Sendable, Equatable {
-        /// No endpoint answered.
+        /// No endpoint could be reached: the request was not received.
         case unreachable
+        /// The request was sent and no answer came (a timeout, a dropped connection): what
+        /// it did is unknown.
+        case noAnswer
         /// Patroni answered with an error status (412: wrong leader or candidate, 503: …).
         case refused(status: Int)
         /// The answer was not the JSON Patroni sends.

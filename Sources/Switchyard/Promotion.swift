@@ -144,10 +144,11 @@ public enum Promotion {
                 && leader.node.flatMap { topology.node($0) }?.role == .primary
         } ?? false
         let started = ContinuousClock.now
-        let method: PromotionOutcome.Method
+        let method: PromotionOutcome.Method = (leader != nil && leaderHealthy) ? .switchover : .failover
+        /// The POST went unanswered: whether it happened is read from the cluster below.
+        var unanswered: String?
         do {
             if let leader, leaderHealthy {
-                method = .switchover
                 progress("Patroni switchover: \(leader.name) → \(member.name)")
                 let answer = try await client.switchover(leader: leader.name, candidate: member.name)
                 progress("Patroni: \(answer)")
@@ -157,11 +158,13 @@ public enum Promotion {
                     throw PromotionError(message: "Patroni did not promote \(node): \(answer)")
                 }
             } else {
-                method = .failover
                 progress("Patroni failover to \(member.name) (no healthy leader\(leader.map { ": \($0.name) \($0.state)" } ?? ""))")
                 let answer = try await client.failover(candidate: member.name)
                 progress("Patroni: \(answer)")
             }
+        } catch let error as PatroniError where error.kind == .noAnswer {
+            unanswered = error.message
+            progress("Patroni did not answer (\(error.message)); reading the cluster's state to see whether \(node) took over")
         } catch let error as PatroniError {
             throw PromotionError(message: "Patroni refused: \(error.message)")
         }
@@ -172,6 +175,11 @@ public enum Promotion {
             let writable = leads ? ((try? await withConnection(endpoint) { try await $0.query("select pg_is_in_recovery()").scalar(Bool.self) }) == false) : false
             if writable { break }
             guard ContinuousClock.now < deadline else {
+                if let unanswered {
+                    let current = (try? await client.cluster().leader?.name).map { "Patroni's leader is \($0)" } ?? "Patroni names no leader"
+                    throw PromotionError(
+                        message: "the \(method.rawValue) was sent once and not answered (\(unanswered)); \(node) does not lead 90 s later: \(current)")
+                }
                 throw PromotionError(message: "\(node) does not lead and accept writes 90 s after the \(method.rawValue)")
             }
             try await Task.sleep(for: .milliseconds(50))
