@@ -118,6 +118,12 @@ public struct DataService: Sendable {
                 return try await cluster.transaction { transaction -> ConsoleEvent in
                     let result = try await transaction.execute(statement.sql, statement.bindings)
                     let row = result.first.map { row in (0..<width).map { row.raw($0) } }
+                    if audit, row == nil {
+                        // An INSTEAD OF trigger (or a rule) that returns no row: what it
+                        // wrote cannot be recorded, so it is not kept.
+                        throw WriteRefused("the insert returned no row (an INSTEAD OF trigger or a rule that returns none), so the "
+                            + "change history could not record it: nothing was written")
+                    }
                     if audit, let row {
                         try await ChangeAudit.record(
                             in: transaction, table: shape.table.qualifiedName, key: Self.values(shape, row, shape.keyIndexes), action: .insert,
@@ -217,6 +223,9 @@ public struct DataService: Sendable {
     ) async throws -> ConsoleEvent {
         let width = shape.columns.count
         let key = shape.keyIndexes.map { seen[$0] }
+        /// Thrown inside the transaction to roll it back: the statement touched no row, yet
+        /// a trigger may have written something.
+        struct TouchedNoRow: Error {}
         do {
             return try await cluster.transaction { transaction -> ConsoleEvent in
                 var before: [String?]?
@@ -231,6 +240,10 @@ public struct DataService: Sendable {
                 }
                 if result.affectedRows == 1 {
                     let after = result.first.map { row in (0..<width).map { row.raw($0) } }
+                    if audit, before == nil || (action != .delete && after == nil) {
+                        throw WriteRefused("the \(action.rawValue) left no \(before == nil ? "before" : "after")-image to record "
+                            + "(a view whose INSTEAD OF trigger returns no row?), so the change history could not keep it: nothing was written")
+                    }
                     if audit, let before {
                         try await ChangeAudit.record(
                             in: transaction, table: shape.table.qualifiedName, key: Self.values(shape, before, shape.keyIndexes),
@@ -239,14 +252,19 @@ public struct DataService: Sendable {
                     }
                     return .saved(row: after, request: request)
                 }
-                let current = SQLBuilder.current(shape, key: shape.keyIndexes.map { seen[$0] })
-                let now = try await transaction.query(current.sql, current.bindings).first.map { row in (0..<width).map { row.raw($0) } }
-                if let now, now == seen {
-                    throw WriteRefused("the row is unchanged, yet the change touched no row: a trigger or a row-level security "
-                        + "policy refused it; nothing was written")
-                }
-                return .conflict(current: now, request: request)
+                throw TouchedNoRow()
             }
+        } catch is TouchedNoRow {
+            // Rolled back (a trigger's own writes with it); the row as it is now, outside.
+            let current = SQLBuilder.current(shape, key: key)
+            let now = try await cluster.query(current.sql, current.bindings, table: shape.table.qualifiedName).first
+                .map { row in (0..<width).map { row.raw($0) } }
+            if let now, now == seen {
+                return .failed(
+                    message: "the row is unchanged, yet the change touched no row: a trigger or a row-level security policy "
+                        + "refused it; nothing was written", request: request)
+            }
+            return .conflict(current: now, request: request)
         } catch let refused as WriteRefused {
             return .failed(message: refused.message, request: request)
         }

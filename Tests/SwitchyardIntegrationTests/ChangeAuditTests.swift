@@ -241,6 +241,48 @@ extension ClusterTests {
     /// Views and materialized views: listed with their kind, read-only unless PostgreSQL
     /// can update them, keyed by their table's primary key, refreshed on request.
     @Suite struct ViewTests {
+        @Test func aTriggerThatReturnsNoRowCannotCommitAChangeWithoutItsHistory() async throws {
+            try await TestCluster.shared().withSchema { schema in
+                try await withRouted { cluster, _ in
+                    let q = schema.quoted
+                    // An updatable view whose INSTEAD OF triggers write the table and return NULL.
+                    _ = try await schema.primary.execute(script: """
+                        create table \(q).items (id int primary key, name text);
+                        insert into \(q).items values (1, 'alpha');
+                        create view \(q).shown as select id, name from \(q).items;
+                        create function \(q).shown_write() returns trigger language plpgsql as $$
+                        begin
+                          if tg_op = 'INSERT' then insert into \(q).items values (new.id, new.name);
+                          else update \(q).items set name = new.name where id = old.id; end if;
+                          return null;
+                        end $$;
+                        create trigger shown_write instead of insert or update on \(q).shown
+                          for each row execute function \(q).shown_write();
+                        """)
+                    let service = DataService(cluster: cluster)
+                    guard case .tablesLoaded(let tables, _) = await service.perform(.loadTables(request: 1)) else { Issue.record("no tables"); return }
+                    let shown = try #require(tables.first { $0.schema == schema.name && $0.name == "shown" })
+                    let opened = await service.perform(.openTable(shown, request: 1))
+                    guard case .tableOpened(let shape, _) = opened else { Issue.record("not opened: \(String(describing: opened))"); return }
+                    #expect(shape.readOnlyReason == nil && shape.keyIndexes == [0])
+                    // Before: the insert committed with no history row.
+                    let inserted = await service.perform(.insert(shape, values: [0: "2", 1: "beta"], request: 2))
+                    guard case .failed(let message, _) = inserted else { Issue.record("insert: \(String(describing: inserted))"); return }
+                    #expect(message.contains("returned no row") && message.contains("nothing was written"), "\(message)")
+                    // Before: "conflict" was reported while the trigger's update committed.
+                    let updated = await service.perform(.update(shape, seen: ["1", "alpha"], changes: [1: "gamma"], request: 3))
+                    guard case .failed(let refusal, _) = updated else { Issue.record("update: \(String(describing: updated))"); return }
+                    #expect(refusal.contains("nothing was written"), "\(refusal)")
+                    let rows = try await schema.primary.query("select id::text || '=' || name from \(q).items order by id").rows
+                        .map { try $0.decode(0, as: String.self) }
+                    #expect(rows == ["1=alpha"], "a change without its history committed: \(rows)")
+                    let recorded = try await schema.primary.query(
+                        "select count(*) from switchyard.changes where table_name = $1", ["\(schema.name).shown"]).scalar(Int.self)
+                    #expect(recorded == 0)
+                }
+            }
+        }
+
         @Test func viewsOpenReadOnlyUnlessUpdatableAndMaterializedViewsRefresh() async throws {
             try await TestCluster.shared().withSchema { schema in
                 try await withRouted { cluster, _ in
