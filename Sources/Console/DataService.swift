@@ -159,9 +159,8 @@ public struct DataService: Sendable {
             }
         case .export(let job, let request):
             return await attempt(request) {
-                let null = "'" + cluster.configuration.exportNull + "'"
                 let (sql, settings) = SQLBuilder.export(
-                    job.shape, sort: job.sort, filter: job.filter, scope: job.scope, format: job.format, nullLiteral: null)
+                    job.shape, sort: job.sort, filter: job.filter, scope: job.scope, format: job.format, null: cluster.configuration.exportNull)
                 let writer = try ExportWriter(path: job.path) { rows, bytes in
                     progress(.exportProgress(rows: rows, bytes: bytes, request: request))
                 }

@@ -97,7 +97,7 @@ public enum SQLBuilder {
     /// parameters) that the query reads with `current_setting`; nothing a user typed
     /// becomes SQL text, except `nullText`, quoted as a literal by `literal`.
     public static func export(
-        _ shape: TableShape, sort: Sort?, filter: Filter?, scope: ReferenceScope?, format: ExportFormat, nullLiteral: String
+        _ shape: TableShape, sort: Sort?, filter: Filter?, scope: ReferenceScope?, format: ExportFormat, null: String
     ) -> (sql: String, settings: [(String, String)]) {
         var parameters: [String?] = []
         var conditions: [String] = []
@@ -124,13 +124,27 @@ public enum SQLBuilder {
         let sql: String
         switch format {
         case .csv:
-            sql = "copy (\(select)) to stdout with (format csv, header true, null \(nullLiteral))"
+            sql = "copy (\(select)) to stdout with (format csv, header true, null \(literal(null)))"
         case .jsonLines:
             // CSV with a quote and delimiter JSON never contains raw: each object as is.
             sql = "copy (select row_to_json(x) from (\(select)) as x) to stdout with (format csv, quote e'\\x01', delimiter e'\\x02')"
         }
         let settings = parameters.enumerated().map { ("switchyard.export_\($0.offset + 1)", $0.element ?? "") }
         return (sql, settings)
+    }
+
+    /// `text` as a string constant whatever `standard_conforming_strings` says (COPY's
+    /// options take no parameters). A NUL, which no PostgreSQL text can hold, is dropped.
+    static func literal(_ text: String) -> String {
+        var escaped = ""
+        for scalar in text.unicodeScalars where scalar != "\0" {
+            switch scalar {
+            case "'": escaped += "''"
+            case "\\": escaped += "\\\\"
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return "E'" + escaped + "'"
     }
 
     /// `col = $n` for each column of a reference scope (a NULL never matches: no reference).

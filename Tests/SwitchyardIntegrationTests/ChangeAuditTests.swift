@@ -363,7 +363,7 @@ extension ClusterTests {
                     #expect(rows == 50_000)
                     #expect(format == .jsonLines ? node != "pg1" : node == "pg1", "read from \(node)")
                     // psql's \copy of the same query writes the same bytes.
-                    let (sql, _) = SQLBuilder.export(shape, sort: nil, filter: nil, scope: nil, format: format, nullLiteral: "''")
+                    let (sql, _) = SQLBuilder.export(shape, sort: nil, filter: nil, scope: nil, format: format, null: "")
                     let reference = folder.appendingPathComponent("psql.\(format.rawValue)").path
                     let command = "\\" + sql.replacingOccurrences(of: "to stdout", with: "to '\(reference)'")
                     let psql = try await ChildProcess.run(
@@ -375,6 +375,32 @@ extension ClusterTests {
                     let attributes = try FileManager.default.attributesOfItem(atPath: path)
                     #expect((attributes[.posixPermissions] as? Int) == 0o600)
                 }
+                // Values a text-format COPY would escape: the JSON Lines file is psql's
+                // `select row_to_json(…)` output, byte for byte (and CSV its \copy's).
+                _ = try await test.withConnection("pg1") {
+                    try await $0.execute(script: #"""
+                        create table \#(schema).odd (id int primary key, note text);
+                        insert into \#(schema).odd values (1, 'back\slash'), (2, e'tab\there\nnewline'), (3, 'quote " and '' apostrophe'),
+                          (4, e'\\\\server\\share'), (5, null), (6, 'ünï ✓ 中');
+                        """#)
+                }
+                guard case .tablesLoaded(let again, _) = await service.perform(.loadTables(request: 7)) else { Issue.record("no tables"); return }
+                let odd = try #require(again.first { $0.schema == schema && $0.name == "odd" })
+                guard case .tableOpened(let oddShape, _) = await service.perform(.openTable(odd, request: 8)) else { Issue.record("not opened"); return }
+                let oddPath = folder.appendingPathComponent("odd.jsonl").path
+                let oddJob = ExportJob(shape: oddShape, sort: nil, filter: nil, scope: nil, format: .jsonLines, fromReplica: false, path: oddPath)
+                guard case .exported(_, 6, _, _, _, _) = await service.perform(.export(oddJob, request: 9)) else { Issue.record("odd export"); return }
+                let printed = try await ChildProcess.run(
+                    ["/usr/bin/psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", try test.conninfo("pg1"), "-c",
+                     "select row_to_json(x) from (select r.id, r.note from \(schema).odd as r order by r.id) as x"],
+                    environment: ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory()])
+                let exported = try String(contentsOfFile: oddPath, encoding: .utf8)
+                #expect(exported == printed.output, "JSON Lines differ from psql's row_to_json output")
+                #expect(exported.contains(#"{"id":1,"note":"back\\slash"}"#), "\(exported)")
+                for line in exported.split(separator: "\n") {
+                    #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "not JSON: \(line)")
+                }
+
                 // A filter travels as a setting: the quote in the value cannot end the query.
                 var filtered = ExportJob(shape: shape, sort: nil, filter: Filter(column: 2, op: .equals, value: "view'); drop table x; --"),
                                          scope: nil, format: .csv, fromReplica: false, path: folder.appendingPathComponent("none.csv").path)

@@ -9,13 +9,13 @@ import Testing
         let shape = ConsoleState.sample(width: 80, height: 24).grid!.shape
         let (sql, settings) = SQLBuilder.export(
             shape, sort: Sort(column: 1, descending: true), filter: Filter(column: 0, op: .greater, value: "1'; drop table x; --"),
-            scope: ReferenceScope(columns: [3], values: ["SE"], label: "country = SE"), format: .csv, nullLiteral: "''")
+            scope: ReferenceScope(columns: [3], values: ["SE"], label: "country = SE"), format: .csv, null: "")
         #expect(!sql.contains("drop table") && !sql.contains("'SE'"))
         #expect(sql.contains("r.\"id\" > current_setting('switchyard.export_1')::integer"))
         #expect(sql.contains("r.\"country\"::text = current_setting('switchyard.export_2')"))
-        #expect(sql.hasSuffix("to stdout with (format csv, header true, null '')"))
+        #expect(sql.hasSuffix("to stdout with (format csv, header true, null E'')"))
         #expect(settings.map(\.0) == ["switchyard.export_1", "switchyard.export_2"] && settings.map(\.1) == ["1'; drop table x; --", "SE"])
-        let lines = SQLBuilder.export(shape, sort: nil, filter: nil, scope: nil, format: .jsonLines, nullLiteral: "''").sql
+        let lines = SQLBuilder.export(shape, sort: nil, filter: nil, scope: nil, format: .jsonLines, null: "").sql
         #expect(lines.hasPrefix("copy (select row_to_json(x) from (select "))
     }
 

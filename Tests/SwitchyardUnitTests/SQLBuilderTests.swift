@@ -14,6 +14,27 @@ import Testing
         #expect(!first.sql.lowercased().contains("offset"))
     }
 
+    @Test func theExportsNullStringIsOneEscapedConstantWhateverItHolds() async {
+        await propertyCheck(count: 2000, input: NastyText.string) { text in
+            let literal = SQLBuilder.literal(text)
+            #expect(literal.hasPrefix("E'") && literal.hasSuffix("'"))
+            // Read back as the server reads an E'' constant: it ends only at the last quote.
+            var scalars = Array(literal.unicodeScalars.dropFirst(2).dropLast())
+            var read = String.UnicodeScalarView()
+            while !scalars.isEmpty {
+                let first = scalars.removeFirst()
+                if first == "'" || first == "\\" {
+                    #expect(scalars.first == first, "an unescaped \(first) in \(literal.debugDescription)")
+                    scalars.removeFirst()
+                }
+                read.append(first)
+            }
+            #expect(String(read) == text.replacingOccurrences(of: "\0", with: ""))
+        }
+        let quoted = SQLBuilder.export(shape, sort: nil, filter: nil, scope: nil, format: .csv, null: "x') to program 'id").sql
+        #expect(quoted.hasSuffix("null E'x'') to program ''id')"), "\(quoted)")
+    }
+
     @Test func keysetAfterAndBeforeUseParameters() {
         let after = SQLBuilder.page(shape, position: .after(["40"]), sort: nil, filter: nil, limit: 20)
         #expect(after.sql.contains("where ((((r.\"id\") > $1 or (r.\"id\") is null)))"))
@@ -86,7 +107,7 @@ import Testing
         odd.columns = columns
         let export = SQLBuilder.export(
             odd, sort: nil, filter: Filter(conditions: [FilterCondition(column: 1, op: .equals, value: "150.5"), FilterCondition(column: 0, op: .oneOf, value: "1,2")]),
-            scope: nil, format: .csv, nullLiteral: "''")
+            scope: nil, format: .csv, null: "")
         #expect(export.sql.contains("r.\"price$1\" = current_setting('switchyard.export_1')::numeric"), "\(export.sql)")
         #expect(export.sql.contains("r.\"id\" = any(current_setting('switchyard.export_2')::integer[])"))
         #expect(export.sql.contains("select r.\"id\", r.\"price$1\""), "a column named like a placeholder was rewritten")
@@ -110,7 +131,7 @@ import Testing
         // Bare `character` and `bit` mean a length of one: a cast there would cut 'JP' to 'J'.
         #expect(FilterValidation.baseType("character(2)") == "bpchar" && FilterValidation.baseType("bit(8)") == "bit varying")
         let country = SQLBuilder.export(
-            shape, sort: nil, filter: Filter(column: 3, op: .equals, value: "JP"), scope: nil, format: .csv, nullLiteral: "''")
+            shape, sort: nil, filter: Filter(column: 3, op: .equals, value: "JP"), scope: nil, format: .csv, null: "")
         #expect(country.sql.contains("r.\"country\" = current_setting('switchyard.export_1')::bpchar"), "\(country.sql)")
     }
 
