@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import PostgresClient
 
 #if canImport(Glibc)
 import Glibc
@@ -9,7 +10,11 @@ import Glibc
 /// `tail -F` does: files present at the start are read from their end; files that appear
 /// later (a new match of a glob, or a file recreated by rotation) from their start; a
 /// rotated file is drained to its end before the new one is opened; a truncated file is
-/// read again from its start. Memory stays bounded: at most ``maxLineBytes`` of a partial
+/// read again from its start. A file is one file whatever its name: one that a broad glob
+/// also matches after rotation (`queries.jsonl.1`) is followed on under its new name, never
+/// read again from its start. Entries are labelled by the file they were read from: a line
+/// cannot pass for another process by the `source` it writes (a different claim is shown
+/// beside the file's name). Memory stays bounded: at most ``maxLineBytes`` of a partial
 /// line per file (a longer line is skipped), and at most ``readBudget`` bytes per file per
 /// poll.
 public final class QueryLogFollower: Sendable {
@@ -20,7 +25,8 @@ public final class QueryLogFollower: Sendable {
     /// One followed entry, with the label of where it came from.
     public struct Followed: Sendable, Equatable {
         public var entry: QueryLogEntry
-        /// `source` from the line, else the file's name without its extension.
+        /// The file's name without its extension; when the line's own `source` says
+        /// otherwise, `file/source`.
         public var source: String
         public var path: String
     }
@@ -30,13 +36,24 @@ public final class QueryLogFollower: Sendable {
         public var files: [String] = []
         /// Lines that were not entries (not JSON, another format version, too long).
         public var skippedLines = 0
+        /// Why a matched file cannot be read, as of the last poll (cleared once it can).
         public var problem: String?
+    }
+
+    private struct Identity: Hashable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    private static func identity(_ path: String) -> Identity? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
     }
 
     private struct File {
         var descriptor: Int32
-        var device: UInt64
-        var inode: UInt64
+        var identity: Identity
         var offset: Int64
         var lines: LineAssembler
         var label: String
@@ -69,25 +86,39 @@ public final class QueryLogFollower: Sendable {
     public func poll() -> [Followed] {
         state.withLock { state -> [Followed] in
             let paths = Self.expand(patterns)
+            var identities: [String: Identity] = [:]
+            for path in paths { identities[path] = Self.identity(path) }
             var output: [Followed] = []
             var reader = Reader()
             let firstPoll = !state.started
             state.started = true
-            // Files that vanished or were replaced: drain what the writer put there before
-            // the rename, then let go (the replacement is picked up below, from its start).
-            for (path, file) in state.files {
-                var info = stat()
-                let replaced = stat(path, &info) != 0 || UInt64(info.st_ino) != file.inode || UInt64(info.st_dev) != file.device
-                guard replaced else { continue }
+            state.status.problem = nil
+            // Files that vanished or were renamed: drain what the writer put there before
+            // the rename; follow one on under a new name the patterns match (a rotated
+            // file), let the others go (a replacement is picked up below, from its start).
+            var moved: [File] = []
+            for (path, file) in state.files where Self.identity(path) != file.identity {
                 var drained = file
                 read(&drained, path: path, with: &reader, into: &output, status: &state.status)
-                Glibc.close(file.descriptor)
                 state.files[path] = nil
+                moved.append(drained)
             }
+            // Only now: several files may have moved one name along (`.1` → `.2`, … ).
+            for file in moved {
+                if let renamed = paths.first(where: { identities[$0] == file.identity && state.files[$0] == nil }) {
+                    state.files[renamed] = file
+                } else {
+                    Glibc.close(file.descriptor)
+                }
+            }
+            var followed = Set(state.files.values.map(\.identity))
             for path in paths {
                 if state.files[path] == nil {
+                    // Already followed under another name (two patterns, a link): once only.
+                    if let identity = identities[path], followed.contains(identity) { continue }
                     guard let file = open(path, atEnd: firstPoll, status: &state.status) else { continue }
                     state.files[path] = file
+                    followed.insert(file.identity)
                 }
                 read(&state.files[path]!, path: path, with: &reader, into: &output, status: &state.status)
             }
@@ -142,7 +173,7 @@ public final class QueryLogFollower: Sendable {
         }
         let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         return File(
-            descriptor: descriptor, device: UInt64(info.st_dev), inode: UInt64(info.st_ino), offset: atEnd ? Int64(info.st_size) : 0,
+            descriptor: descriptor, identity: Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino)), offset: atEnd ? Int64(info.st_size) : 0,
             lines: LineAssembler(maxLineBytes: maxLineBytes), label: name)
     }
 
@@ -173,7 +204,8 @@ public final class QueryLogFollower: Sendable {
                     status.skippedLines += 1
                     continue
                 }
-                output.append(Followed(entry: entry, source: entry.source ?? file.label, path: path))
+                let claimed = entry.source.map { TerminalText.sanitized($0) }.flatMap { $0.isEmpty || $0 == file.label ? nil : $0 }
+                output.append(Followed(entry: entry, source: claimed.map { "\(file.label)/\($0)" } ?? file.label, path: path))
             }
         }
         status.skippedLines += file.lines.takeSkipped()

@@ -42,7 +42,7 @@ struct DemoCommand: AsyncParsableCommand {
         try await SampleShop.loadIfMissing(conninfo: cluster.conninfo(for: primary.node)) { print("  \($0)") }
         var configuration = try ClusterConfiguration.load(path: cluster.configURL.path)
         configuration.name = "demo"
-        let queryLog = cluster.directory.appendingPathComponent("storefront-queries.jsonl").path
+        let queryLog = cluster.directory.appendingPathComponent("storefront.jsonl").path
         let storefront = try await StorefrontProcess.start(
             config: cluster.configURL.path, port: storefrontPort, queryLog: queryLog,
             output: cluster.directory.appendingPathComponent("storefront.log").path)

@@ -115,3 +115,67 @@ import Testing
         #expect(follower.status.skippedLines == 1)
     }
 }
+
+extension QueryLogFollowerTests {
+    @Test func aBroadGlobReadsARotatedFileOnceAndLabelsLinesByTheirFile() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-follow-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("shop.jsonl").path
+        // The real writer, rotating every few lines, under a glob that matches its old files.
+        let writer = try QueryLogFile(path: path, maxBytes: 700, keep: 20)
+        let follower = QueryLogFollower(patterns: [folder.path + "/*"])
+        #expect(follower.poll().isEmpty)
+        var seen: [UInt64] = []
+        for id in 1...60 {
+            writer.append(Data((try Self.line(Self.entry(UInt64(id), source: id == 30 ? "console" : "shop"))).dropLast().utf8))
+            if id % 5 == 0 {
+                writer.flush()
+                seen += follower.poll().map(\.entry.id)
+            }
+        }
+        writer.close()
+        seen += follower.poll().map(\.entry.id)
+        // Before: each rotated file (`shop.jsonl.1`, …) was a new match read from its start.
+        // (Within one poll the files come in name order; readers merge by time.)
+        #expect(seen.sorted() == Array(1...60), "duplicated or lost: \(seen)")
+        #expect(FileManager.default.fileExists(atPath: path + ".3"), "the writer did not rotate")
+
+        // A line that calls itself the console is shown with the file it came from.
+        let other = folder.appendingPathComponent("jobs.jsonl").path
+        try Self.line(Self.entry(61, source: "console")).write(toFile: other, atomically: false, encoding: .utf8)
+        try (Self.line(Self.entry(62, source: "jobs")) + Self.line(Self.entry(63, source: "\u{1b}[2Jx"))).appendLine(to: other)
+        #expect(follower.poll().map(\.source) == ["jobs/console", "jobs", "jobs/·[2Jx"])
+    }
+
+    @Test func aProblemIsClearedOnceTheFileCanBeRead() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-follow-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("locked.jsonl").path
+        try Self.line(Self.entry(1)).write(toFile: path, atomically: false, encoding: .utf8)
+        chmod(path, 0)
+        let follower = QueryLogFollower(patterns: [path])
+        // As root, the test reads with another filesystem identity (this thread only),
+        // which drops the capability to read a mode-0 file.
+        let previous = setfsuid(65534)
+        _ = follower.poll()
+        _ = setfsuid(previous)
+        #expect(follower.status.problem?.contains("locked.jsonl") == true)
+        chmod(path, 0o600)
+        _ = follower.poll()
+        #expect(follower.status.problem == nil, "a problem that went away is still shown")
+        #expect(follower.status.files == [path])
+    }
+}
+
+@_silgen_name("setfsuid") func setfsuid(_ uid: UInt32) -> UInt32
+
+extension String {
+    func appendLine(to path: String) throws {
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        handle.seekToEndOfFile()
+        handle.write(Data(utf8))
+        try handle.close()
+    }
+}
