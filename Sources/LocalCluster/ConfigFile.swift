@@ -69,8 +69,7 @@ public struct ConfigFile: Sendable, Equatable {
 
     /// Writes the file (0600: conninfo strings may carry secrets).
     public func write(to path: String) throws {
-        try Data(render().utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-        chmod(path, 0o600)
+        try PrivateFile.write(Data(render().utf8), to: path)
     }
 
     /// A TOML basic string.

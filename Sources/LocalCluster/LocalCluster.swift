@@ -78,10 +78,7 @@ public final class LocalCluster: Sendable {
     func writePassfile(_ given: String? = nil) throws -> String {
         let password = given ?? Self.newPassword()
         let lines = ["\(host):*:*:\(user):\(password)", "localhost:*:*:\(user):\(password)", ""]
-        let created = FileManager.default.createFile(
-            atPath: passfileURL.path, contents: Data(lines.joined(separator: "\n").utf8), attributes: [.posixPermissions: 0o600])
-        guard created else { throw LocalClusterError(.directoryNotUsable, "cannot write \(passfileURL.path)") }
-        chmod(passfileURL.path, 0o600)
+        try PrivateFile.write(Data(lines.joined(separator: "\n").utf8), to: passfileURL.path)
         return password
     }
 
@@ -184,9 +181,7 @@ public final class LocalCluster: Sendable {
             let password = try writePassfile()
             // initdb reads the password from a file the server user can read, removed after.
             let passwordFile = directory.appendingPathComponent(".initdb-password")
-            guard FileManager.default.createFile(
-                atPath: passwordFile.path, contents: Data((password + "\n").utf8), attributes: [.posixPermissions: 0o600])
-            else { throw LocalClusterError(.directoryNotUsable, "cannot write \(passwordFile.path)") }
+            try PrivateFile.write(Data((password + "\n").utf8), to: passwordFile.path)
             defer { try? FileManager.default.removeItem(at: passwordFile) }
             try runner.giveToServerUser(passwordFile)
             try await runner.check(
@@ -240,7 +235,7 @@ public final class LocalCluster: Sendable {
             try writeNodeSettings(node)
             try await startServer(node, binaries: binaries, runner: runner)
         }
-        if !FileManager.default.fileExists(atPath: passfileURL.path) {
+        if try !FileManager.default.fileExists(atPath: passfileURL.path) || manifest.nodes.contains(where: trusts) {
             progress("adding a password (scram-sha-256) to a cluster made with trust authentication")
             try await addPassword(manifest.nodes)
             try writeConfig(manifest.nodes)
@@ -270,15 +265,28 @@ public final class LocalCluster: Sendable {
         return try await status()
     }
 
+    /// Whether `node`'s `pg_hba.conf` still lets anyone in without a password.
+    func trusts(_ node: LocalNode) throws -> Bool {
+        let url = dataDirectory(node).appendingPathComponent("pg_hba.conf")
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return false }
+        return text.split(separator: "\n").contains { !$0.hasPrefix("#") && $0.hasSuffix("trust") }
+    }
+
     /// Moves a cluster made before passwords from trust to scram-sha-256: a random
     /// superuser password (in `D/pgpass`), replicas that stream with it, `pg_hba.conf`
     /// asking for it. Statements are built by the server (`format` with `%I`/`%L`).
+    ///
+    /// In an order that cannot lock anyone out: the passfile is saved first (trust ignores
+    /// it), then the role gets the password — as a SCRAM verifier computed here, so the
+    /// password never reaches the server's log — and only then does `pg_hba.conf` ask for
+    /// it. A step that fails leaves trust in place and the next `cluster up` starts over
+    /// with the same saved password.
     private func addPassword(_ nodes: [LocalNode]) async throws {
         let statuses = try await status()
         guard let primary = statuses.first(where: { $0.role == .primary })?.node else {
             throw LocalClusterError(.notRunning, "no running primary: cannot add a password")
         }
-        let password = Self.newPassword()
+        let password = try writePassfile(password())
         func run(_ node: LocalNode, _ template: String, _ values: [String]) async throws {
             let connection = try await PostgresConnection.connect(
                 "host=\(host) port=\(node.port) dbname=postgres user=\(user)", label: node.name,
@@ -289,7 +297,11 @@ public final class LocalCluster: Sendable {
                 _ = try await connection.query("select pg_reload_conf()")
             }
         }
-        try await run(primary, "select format('alter role %I password %L', $1::text, $2::text)", [user, password])
+        let verifier = try await PostgresConnection.connect(
+            "host=\(host) port=\(primary.port) dbname=postgres user=\(user)", label: primary.name,
+            options: ConnectOptions(connectTimeout: .seconds(5))
+        ).closing { try await $0.encryptPassword(password, user: user) }
+        try await run(primary, "select format('alter role %I password %L', $1::text, $2::text)", [user, verifier])
         for node in nodes where node != primary {
             let upstream = "host=\(host) port=\(primary.port) user=\(user) password=\(password)"
             try await run(node, "select format('alter system set primary_conninfo = %L', $1::text)", [upstream])
@@ -305,7 +317,6 @@ public final class LocalCluster: Sendable {
             try fixOwnership(url)
             try await run(node, "select 'select 1'", [])
         }
-        _ = try writePassfile(password)
     }
 
     /// Creates the folder, checks we (and, as root, the `postgres` user) can write to it.

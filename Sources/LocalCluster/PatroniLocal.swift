@@ -224,9 +224,7 @@ extension LocalCluster {
 
             """
         let url = patroniConfigFile(node)
-        guard FileManager.default.createFile(atPath: url.path, contents: Data(yaml.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw LocalClusterError(.directoryNotUsable, "cannot write \(url.path)")
-        }
+        try PrivateFile.write(Data(yaml.utf8), to: url.path)
         try runner.giveToServerUser(url)
         try writeLocalSettings(node, delayMilliseconds: 0, runner: runner)
     }

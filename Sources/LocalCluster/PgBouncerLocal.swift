@@ -46,9 +46,7 @@ extension LocalCluster {
             // PgBouncer's users file quotes with double quotes, doubled inside.
             func quoted(_ text: String) -> String { "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
             let users = bouncerUsersFile(node)
-            guard FileManager.default.createFile(
-                atPath: users.path, contents: Data("\(quoted(user)) \(quoted(secret))\n".utf8), attributes: [.posixPermissions: 0o600])
-            else { throw LocalClusterError(.directoryNotUsable, "cannot write \(users.path)") }
+            try PrivateFile.write(Data("\(quoted(user)) \(quoted(secret))\n".utf8), to: users.path)
             try runner.giveToServerUser(users)
             let ini = """
                 ; Written by switchyard for a local development cluster: one PgBouncer per node.

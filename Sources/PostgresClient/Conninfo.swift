@@ -29,6 +29,22 @@ public enum Conninfo {
         return pairs
     }
 
+    /// `conninfo` as a libpq service file section (`pg_service.conf`): what another
+    /// program (pgbench) is handed through a private file instead of its argument list,
+    /// which anyone on the machine can read in `ps`. A `dbname` that is itself a connection
+    /// string is expanded, as libpq would. Nil when libpq cannot parse it or a value holds
+    /// a line break (a service file cannot carry it).
+    public static func serviceFile(_ conninfo: String, name: String) -> String? {
+        guard var pairs = parse(conninfo) else { return nil }
+        if let index = pairs.firstIndex(where: { $0.key == "dbname" && isConnectionString($0.value) }) {
+            guard let inner = parse(pairs[index].value) else { return nil }
+            pairs.remove(at: index)
+            pairs = pairs.filter { pair in !inner.contains { $0.key == pair.key } } + inner
+        }
+        guard pairs.allSatisfy({ !$0.value.contains(where: \.isNewline) && !$0.key.contains(where: \.isNewline) }) else { return nil }
+        return (["[\(name)]"] + pairs.map { "\($0.key)=\($0.value)" }).joined(separator: "\n") + "\n"
+    }
+
     /// Parameters whose values are secrets.
     static let secretKeys: Set<String> = ["password", "sslpassword"]
 

@@ -600,6 +600,20 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// The server's stored form of `password` for `user` (`PQencryptPasswordConn`, SCRAM
+    /// when the server's `password_encryption` says so), computed here: an `ALTER ROLE …
+    /// PASSWORD` with it never carries the password itself to the server or its log.
+    public func encryptPassword(_ password: String, user: String, algorithm: String = "scram-sha-256") async throws -> String {
+        try await statement { connection in
+            guard let encrypted = PQencryptPasswordConn(connection, password, user, algorithm) else {
+                throw PostgresError(
+                    kind: .invalidArgument, message: cleanMessage(String(cString: PQerrorMessage(connection))), node: self.label)
+            }
+            defer { PQfreemem(encrypted) }
+            return String(cString: encrypted)
+        }
+    }
+
     // MARK: While holding the connection
 
     /// Notes libpq's transaction status after every statement.

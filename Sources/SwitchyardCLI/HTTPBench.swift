@@ -93,7 +93,7 @@ extension BenchCommand {
                     urls[middleware]!.append("http://127.0.0.1:\(bound)")
                 }
                 let script = try Self.writeScript()
-                defer { try? FileManager.default.removeItem(atPath: script) }
+                defer { try? FileManager.default.removeItem(atPath: (script as NSString).deletingLastPathComponent) }
                 // Warm both (connections, statement caches), then alternate.
                 for url in urls.values.joined() { _ = try await Self.wrk(wrk, url: url, script: script, seconds: 1, connections: connections, threads: threads) }
                 let rounds = max(Int((seconds / sliceSeconds).rounded()), 1)
@@ -180,9 +180,11 @@ extension BenchCommand {
                 errors: slices.map(\.errors).reduce(0, +), slices: slices.count)
         }
 
-        /// Random customer ids; prints one machine-readable line at the end.
+        /// Random customer ids; prints one machine-readable line at the end. Written into a
+        /// new private directory (a wrk script can run commands: never one planted by
+        /// someone else); the caller removes the directory.
         static func writeScript() throws -> String {
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("switchyard-wrk-\(getpid()).lua").path
+            let path = try PrivateFile.makeDirectory(prefix: "switchyard-wrk").appendingPathComponent("requests.lua").path
             let lua = """
                 math.randomseed(os.time())
                 request = function()
@@ -194,7 +196,7 @@ extension BenchCommand {
                     latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
                 end
                 """
-            try Data(lua.utf8).write(to: URL(fileURLWithPath: path))
+            try PrivateFile.create(Data(lua.utf8), at: path)
             return path
         }
 

@@ -220,9 +220,22 @@ struct RoutingBench {
     /// pgbench's `select 1` rate over `transactions`, 1 client, simple protocol, without
     /// its connection time.
     static func pgbench(_ path: String, conninfo: String, transactions: Int) async throws -> Double {
-        let script = FileManager.default.temporaryDirectory.appendingPathComponent("switchyard-select1-\(getpid()).sql").path
-        if !FileManager.default.fileExists(atPath: script) { try Data("select 1\n".utf8).write(to: URL(fileURLWithPath: script)) }
-        let result = try await ChildProcess.run([path, "-n", "-M", "simple", "-c", "1", "-t", String(transactions), "-f", script, conninfo])
+        // The script, and the conninfo as a service file, in a directory of our own (no
+        // planted file runs in their place); pgbench's argument list, which `ps` shows to
+        // everyone, names only the service.
+        let directory = try PrivateFile.makeDirectory(prefix: "switchyard-pgbench")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let script = directory.appendingPathComponent("select1.sql").path
+        try PrivateFile.create(Data("select 1\n".utf8), at: script)
+        guard let service = Conninfo.serviceFile(conninfo, name: "switchyard") else {
+            throw UsageError("pgbench: the conninfo does not parse or holds a line break")
+        }
+        let serviceFile = directory.appendingPathComponent("pg_service.conf").path
+        try PrivateFile.create(Data(service.utf8), at: serviceFile)
+        var environment = ProcessInfo.processInfo.environment
+        environment["PGSERVICEFILE"] = serviceFile
+        let result = try await ChildProcess.run(
+            [path, "-n", "-M", "simple", "-c", "1", "-t", String(transactions), "-f", script, "service=switchyard"], environment: environment)
         guard result.status == 0, let line = result.output.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
             let rate = Double(line.dropFirst(6).prefix { $0 != " " })
         else {

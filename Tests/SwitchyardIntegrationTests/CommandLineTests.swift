@@ -136,7 +136,10 @@ import Testing
             await connection.close()
         }
         try FileManager.default.removeItem(atPath: passfile)
+        // Every statement logged: the password must still not reach the server's log.
         let open = try await PostgresConnection.connect("host=127.0.0.1 port=\(port) dbname=app user=postgres")
+        _ = try await open.query("alter system set log_statement = 'all'")
+        _ = try await open.query("select pg_reload_conf()")
         await open.close()
 
         let again = try await Self.run(["cluster", "up", "--dir", directory.path])
@@ -146,7 +149,14 @@ import Testing
             try await PostgresConnection.connect("host=127.0.0.1 port=\(port) dbname=app user=postgres connect_timeout=3")
         }
         let secured = try await PostgresConnection.connect("host=127.0.0.1 port=\(port) dbname=app user=postgres passfile=\(passfile)")
+        #expect(try await secured.query("select rolpassword like 'SCRAM-SHA-256$%' from pg_authid where rolname = 'postgres'").scalar(Bool.self) == true)
+        _ = try await secured.query("alter system reset log_statement")
+        _ = try await secured.query("select pg_reload_conf()")
         await secured.close()
+        let password = try #require(try String(contentsOfFile: passfile, encoding: .utf8).split(separator: "\n").first?.split(separator: ":").last)
+        let serverLog = try String(contentsOf: directory.appendingPathComponent("pg1/postgres.log"), encoding: .utf8)
+        #expect(serverLog.contains("alter role"), "log_statement = all did not log the upgrade")
+        #expect(!serverLog.contains(password), "the new password is in the server's log")
         // The replica streams with the new password after a restart.
         #expect(try await Self.run(["cluster", "stop", "pg2", "--dir", directory.path]).status == 0)
         #expect(try await Self.run(["cluster", "start", "pg2", "--dir", directory.path]).status == 0)

@@ -1,5 +1,5 @@
 import Foundation
-import PostgresClient
+@testable import PostgresClient
 import PropertyBased
 @testable import Switchyard
 import Testing
@@ -73,5 +73,36 @@ import Testing
         let text = "\(state.error ?? "") \(state.configuredUpstream ?? "") \(state.upstream ?? "")"
         #expect(!text.contains("s3cr3t"), "\(text)")
         #expect(!text.contains("Zq9"), "\(text)")
+    }
+}
+
+extension SecretsTests {
+    @Test func aServiceFileCarriesEveryParameterAndTheArgumentListNone() async {
+        await propertyCheck(count: 1000, input: Self.secret, Gen.element(of: Form.allCases).map { $0! }) { secret, form in
+            let conninfo = Self.conninfo(form, secret: secret, port: 5433)
+            guard let file = Conninfo.serviceFile(conninfo, name: "switchyard") else {
+                // (A raw URI whose password holds `/`, `@` or `=` is a mistyped one libpq may not read.)
+                if form != .uriRaw {
+                    #expect(Conninfo.parse(conninfo) == nil || secret.contains(where: \.isNewline), "\(form): refused \(conninfo.debugDescription)")
+                }
+                return
+            }
+            let lines = file.split(separator: "\n").map(String.init)
+            #expect(lines.first == "[switchyard]")
+            let pairs = lines.dropFirst().map { line -> (String, String) in
+                let parts = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
+            }
+            let values = Dictionary(pairs, uniquingKeysWith: { _, last in last })
+            // The secret travels as libpq reads it (a raw URI cuts some passwords short).
+            let read = (Conninfo.parse(conninfo) ?? []).flatMap { pair in
+                pair.key == "dbname" && Conninfo.isConnectionString(pair.value) ? Conninfo.parse(pair.value) ?? [] : [pair]
+            }
+            for key in ["password", "sslpassword", "port", "host"] {
+                #expect(values[key] == read.last { $0.key == key }?.value, "\(form): \(key) did not travel")
+            }
+            if form != .uriRaw { #expect(values["password"] != nil || values["sslpassword"] != nil, "\(form): no secret in \(file)") }
+            #expect(!(values["dbname"].map(Conninfo.isConnectionString) ?? false), "\(form): dbname left unexpanded")
+        }
     }
 }
