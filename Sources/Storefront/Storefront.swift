@@ -75,6 +75,7 @@ public struct Storefront: Sendable {
         }
         return Application(
             responder: responder,
+            server: .http1(configuration: .init(additionalChannelHandlers: [ParserErrorBody()])),
             configuration: .init(address: .hostname(host, port: port), serverName: "switchyard-storefront"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) },
             logger: logger)
@@ -232,8 +233,11 @@ public struct Storefront: Sendable {
         let body: ByteBuffer
         do {
             body = try await request.collectBody(upTo: 64 << 10)
-        } catch {
+        } catch is NIOTooManyBytesError {
             throw StoreError(.contentTooLarge, "the body is larger than 64 KiB")
+        } catch {
+            // The client stopped sending before its Content-Length.
+            throw StoreError(.badRequest, "the body ended before its Content-Length")
         }
         let update: NameUpdate
         do {
@@ -338,11 +342,15 @@ struct StoreError: HTTPResponseError {
     }
 
     static func json(_ status: HTTPResponse.Status, _ message: String) -> Response {
-        struct Body: Encodable { var error: String }
-        let data = (try? JSONEncoder().encode(Body(error: message))) ?? Data("{\"error\":\"error\"}".utf8)
-        return Response(
+        Response(
             status: status, headers: [.contentType: "application/json; charset=utf-8"],
-            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: body(message))))
+    }
+
+    /// `{"error": message}`.
+    static func body(_ message: String) -> Data {
+        struct Body: Encodable { var error: String }
+        return (try? JSONEncoder().encode(Body(error: message))) ?? Data("{\"error\":\"error\"}".utf8)
     }
 }
 

@@ -9,6 +9,10 @@ import SwitchyardTestSupport
 import Synchronization
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A storefront on the shared cluster, listening on a free port, with its own sample
 /// schema (a small one) and, optionally, a JSON Lines query log.
 struct RunningStorefront {
@@ -284,6 +288,34 @@ extension ClusterTests {
             if !gone { _ = try? await ChildProcess.run(["/usr/bin/pkill", "-f", "--schema \(schema)"]) }
         }
 
+        /// Sends `request` as raw bytes, closes the sending side, returns all that came back.
+        static func exchange(_ port: Int, _ request: String) -> String {
+            let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(socket) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard connected == 0 else { return "connect failed" }
+            let bytes = Array(request.utf8)
+            var offset = 0
+            while offset < bytes.count {
+                let sent = bytes[offset...].withUnsafeBytes { send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                guard sent > 0 else { break }  // the server may answer and close before reading it all
+                offset += sent
+            }
+            shutdown(socket, Int32(SHUT_WR))
+            var answer = [UInt8]()
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while case let count = read(socket, &buffer, buffer.count), count > 0 { answer += buffer[..<count] }
+            return String(decoding: answer, as: UTF8.self)
+        }
+
         @Test func badRequestsGetJSONErrorsNeverAStack() async throws {
             let schema = Self.schema()
             defer { Task { await RunningStorefront.dropSchema(schema) } }
@@ -308,6 +340,17 @@ extension ClusterTests {
                 expectError(try await visitor.put("/api/customers/1", json: ["name": String(repeating: "x", count: 201)]), 422, "1 to 200")
                 expectError(
                     try await visitor.put("/api/customers/1", json: ["name": String(repeating: "x", count: 70_000)]), 413, "64 KiB")
+                // What no HTTP library sends: a 100 KB cookie (over the parser's header limit)
+                // and a body that ends before its Content-Length. Both JSON 400s (before: an
+                // empty body, and "413 larger than 64 KiB").
+                let port = try #require(shop.baseURL.port)
+                let hugeCookie = Self.exchange(port, "GET /api/customers/1 HTTP/1.1\r\nHost: x\r\nCookie: switchyard_token="
+                    + String(repeating: "a", count: 100_000) + "\r\n\r\n")
+                #expect(hugeCookie.hasPrefix("HTTP/1.1 400") && hugeCookie.contains("application/json")
+                    && hugeCookie.contains(#"{"error":"the request could not be read"#), "\(hugeCookie.prefix(300))")
+                let shortBody = Self.exchange(port, "PUT /api/customers/1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    + "Content-Length: 100\r\n\r\n{\"name\":")
+                #expect(shortBody.hasPrefix("HTTP/1.1 400") && shortBody.contains("ended before its Content-Length"), "\(shortBody.prefix(300))")
                 expectError(try await visitor.get("/api/products?limit=1000"), 400, "limit")
                 expectError(try await visitor.get("/api/products?after=x"), 400, "after")
                 let page = try await visitor.get("/api/products?limit=3")
