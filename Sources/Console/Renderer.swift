@@ -307,7 +307,7 @@ public enum Renderer {
             let roleText = item.role == .primary ? "primary" : item.role == .replica ? "replica" : "unknown"
             var used = screen.put(item.name, x: x, y: y, role: item.role == .primary ? .primary : .replica)
             used += screen.put(" \(roleText)", x: x + used, y: y, role: item.role == .primary ? .primary : .replica)
-            let receiver = item.walReceiverStatus.map { $0 == "unknown" ? "receiver state unknown" : $0 } ?? "not streaming"
+            let receiver = item.walReceiverStatus.map { $0 == "unknown" ? "receiver ? no pg_monitor" : $0 } ?? "not streaming"
             let detail = item.role == .primary ? " running" : " \(receiver)\(item.replayPaused == true ? " PAUSED" : "")"
             screen.put(detail, x: x + used, y: y, role: item.walReceiverStatus == "streaming" || item.role == .primary ? .dim : .lag_warn, limit: width - used)
             let lagMs = item.lagMilliseconds

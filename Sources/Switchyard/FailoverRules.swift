@@ -227,7 +227,7 @@ public enum FailoverRules {
             status = .fail
         }
         if node.walReceiverStatus == "unknown" {
-            problems.append("WAL receiver state unknown: the monitoring role needs pg_monitor (or pg_read_all_stats)")
+            problems.append("WAL receiver state unknown: \(Topology.monitoringRightsHint)")
             status = max(status, .warn)
         } else if node.walReceiverStatus != "streaming" {
             problems.append("WAL receiver \(node.walReceiverStatus ?? "not running")")

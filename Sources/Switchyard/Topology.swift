@@ -117,6 +117,21 @@ public struct Topology: Sendable {
     /// reads 0 while nothing is written.
     public var heartbeatProblem: String?
 
+    /// Why a replica's WAL receiver state (and with it its upstream and timeline) can be
+    /// unknown while the replica answers: the server hides `pg_stat_wal_receiver` from
+    /// roles without monitoring rights.
+    public static let monitoringRightsHint = "the monitoring role needs pg_monitor (or pg_read_all_stats) to see it"
+
+    /// Reachable replicas whose WAL receiver state the monitoring role may not read, with
+    /// the reason: what every screen that shows "unknown" says beside it.
+    public var hiddenFromMonitor: [String: String] {
+        var hidden: [String: String] = [:]
+        for node in nodes where node.reachable && node.role == .replica && node.walReceiverStatus == "unknown" {
+            hidden[node.name] = "WAL receiver state, upstream and timeline unknown: \(Self.monitoringRightsHint)"
+        }
+        return hidden
+    }
+
     /// What a lag figure means, for every screen that shows one.
     public static let lagMeaning =
         "lag = age of the oldest change the replica has not applied (how stale its data is), timed by the monitor's heartbeat"

@@ -64,6 +64,11 @@ enum LagReport {
         }
         var lines = [TerminalText.sanitized("cluster \(configuration.name)"), TextTable.render(header: header, rows: rows)]
         lines.append(lagNote(topology))
+        let hidden = topology.hiddenFromMonitor
+        if !hidden.isEmpty {
+            lines.append(TerminalText.sanitized(
+                "\(hidden.keys.sorted().joined(separator: ", ")): WAL receiver state, upstream and timeline unknown: \(Topology.monitoringRightsHint)"))
+        }
         if let patroni {
             if let error = patroni.error {
                 lines.append(TerminalText.sanitized("Patroni: not answering (\(error))"))
@@ -116,6 +121,8 @@ enum LagReport {
         /// What `lagSeconds` means, and why the heartbeat is off when it is.
         var lagMeaning: String
         var heartbeatProblem: String?
+        /// Replicas whose receiver state the monitoring role cannot read, and why.
+        var monitoringProblems: [String: String]
     }
 
     static func json(_ topology: Topology, cluster: String) throws -> String {
@@ -124,7 +131,7 @@ enum LagReport {
         let document = Document(
             cluster: cluster, primary: topology.primary?.name, nodes: topology.nodes, replication: topology.replication,
             patroni: topology.patroni, fenced: topology.fenced, lagMeaning: Topology.lagMeaning,
-            heartbeatProblem: topology.heartbeatProblem)
+            heartbeatProblem: topology.heartbeatProblem, monitoringProblems: topology.hiddenFromMonitor)
         return String(decoding: try encoder.encode(document), as: UTF8.self)
     }
 }

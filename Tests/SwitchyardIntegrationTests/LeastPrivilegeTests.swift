@@ -56,6 +56,25 @@ extension ClusterTests {
                 #expect(node.configuredUpstream == nil)
                 #expect(node.lagBytes != nil, "lag comes from LSNs every role can read")
             }
+            #expect(seen.hiddenFromMonitor.keys.sorted() == ["pg2", "pg3"])
+
+            // `lag` and `lag --json` say why the cells are unknown (before: "unknown", "-",
+            // "-" with no reason; only `check` explained it).
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-bare-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let config = try test.writeConfig(in: folder, name: "bare")
+            let text = try String(contentsOfFile: config, encoding: .utf8)
+                .replacingOccurrences(of: "user=postgres", with: "user=sy_bare password=watch-only")
+            try text.write(toFile: config, atomically: false, encoding: .utf8)
+            let table = try await CommandLineTests.run(["lag", "--config", config])
+            #expect(table.output.contains("pg2, pg3: WAL receiver state, upstream and timeline unknown: the monitoring role needs pg_monitor"),
+                    "\(table.output)")
+            let json = try await CommandLineTests.run(["lag", "--json", "--config", config])
+            let document = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any]
+            let problems = document?["monitoringProblems"] as? [String: String]
+            #expect(problems?.keys.sorted() == ["pg2", "pg3"] && problems?["pg2"]?.contains("pg_monitor") == true, "\(json.output)")
+
             // Routing still uses the replicas, on lag alone.
             let decision = DefaultRouter(selection: .roundRobin).route(RouteRequest(operation: .read, context: .public), topology: seen)
             #expect(decision?.node != "pg1")

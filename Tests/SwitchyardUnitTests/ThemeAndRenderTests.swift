@@ -148,6 +148,14 @@ import Testing
         try check(Renderer.render(state, clock: Self.clock), "conflict-100x30")
     }
 
+    @Test func aReplicaTheMonitorCannotReadSaysWhyInThePane() {
+        var state = ConsoleState.sample(width: 120, height: 30)
+        let index = try! #require(state.nodes.firstIndex { $0.state.role == .replica })
+        state.nodes[index].state.walReceiverStatus = "unknown"
+        let text = Renderer.render(state).text
+        #expect(text.contains("receiver ? no pg_monitor"), "\(text)")
+    }
+
     @Test func horizontalScrollKeepsTheKeyColumnFrozen() {
         var state = ConsoleState.sample(width: 80, height: 24)
         let before = Renderer.render(state).text.split(separator: "\n")[2]
