@@ -152,6 +152,66 @@ public enum ChangeAudit {
         }
     }
 
+    /// `schema.table` as `to_regclass` reads it: each part quoted (the history names tables
+    /// unquoted, as the console shows them).
+    public static func quotedForRegclass(_ table: String) -> String {
+        let parts = table.split(separator: ".", maxSplits: 1).map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+        return parts.joined(separator: ".")
+    }
+
+    /// Each table's columns and their types (`pg_type.typname`), for the tables that exist.
+    public static func columnTypes(_ cluster: Cluster, tables: Set<String>) async throws -> [String: [String: String]] {
+        guard !tables.isEmpty else { return [:] }
+        let rows = try await cluster.query(
+            """
+            select n.nspname || '.' || c.relname, a.attname, t.typname
+            from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+              join pg_type t on t.oid = a.atttypid
+            where n.nspname || '.' || c.relname in (select jsonb_array_elements_text($1::jsonb)) and a.attnum > 0 and not a.attisdropped
+            """, [String(decoding: try JSONSerialization.data(withJSONObject: tables.sorted()), as: UTF8.self)], table: Self.table)
+        var types: [String: [String: String]] = [:]
+        for row in rows.rows {
+            types[try row.decode(0, as: String.self), default: [:]][try row.decode(1, as: String.self)] = try row.decode(2, as: String.self)
+        }
+        return types
+    }
+
+    /// The value PostgreSQL printed as `text`, as JSON for a column of type `type`.
+    public static func typedValue(_ text: String?, type: String?) -> Any {
+        guard let text else { return NSNull() }
+        switch type {
+        case "int2", "int4", "int8", "oid":
+            if let number = Int64(text) { return NSNumber(value: number) }
+        case "float4", "float8", "numeric":
+            // Finite decimals only, kept digit for digit (NaN and Infinity have no JSON form).
+            if text.range(of: #"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"#, options: .regularExpression) != nil,
+                let number = Decimal(string: text, locale: Locale(identifier: "en_US_POSIX"))
+            {
+                return NSDecimalNumber(decimal: number)
+            }
+        case "bool":
+            if text == "t" || text == "f" { return NSNumber(value: text == "t") }
+        case "json", "jsonb":
+            if let value = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]) { return value }
+        default:
+            break
+        }
+        return text
+    }
+
+    /// An entry as one JSON object, its values typed by `types` (column → typname).
+    public static func typedJSON(_ entry: Entry, types: [String: String]) -> [String: Any] {
+        func typed(_ values: [String: String?]?) -> Any {
+            guard let values else { return NSNull() }
+            return values.reduce(into: [String: Any]()) { $0[$1.key] = typedValue($1.value, type: types[$1.key]) }
+        }
+        return [
+            "id": entry.id, "changedAt": entry.changedAt, "role": entry.role, "osUser": entry.osUser ?? NSNull(),
+            "clientHost": entry.clientHost ?? NSNull(), "table": entry.table, "key": typed(entry.key), "action": entry.action.rawValue,
+            "before": typed(entry.before), "after": typed(entry.after),
+        ]
+    }
+
     /// Creates the history table (for `switchyard audit init` and the console's first edit).
     public static func initialize(_ cluster: Cluster) async throws {
         for statement in setupSQL { _ = try await cluster.execute(statement) }

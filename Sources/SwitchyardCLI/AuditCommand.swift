@@ -32,10 +32,21 @@ struct AuditCommand: AsyncParsableCommand {
             let cluster = try Cluster(configuration: try config.load())
             await cluster.start()
             let entries: [ChangeAudit.Entry]
+            var types: [String: [String: String]] = [:]
             do {
-                entries = try await RoutingContext.admin.run {
-                    try await ChangeAudit.history(cluster, table: table, since: since, limit: limit)
+                (entries, types) = try await RoutingContext.admin.run {
+                    let entries = try await ChangeAudit.history(cluster, table: table, since: since, limit: limit)
+                    if let table, entries.isEmpty,
+                        try await cluster.query("select to_regclass($1) is null", [ChangeAudit.quotedForRegclass(table)]).scalar(Bool.self) == true
+                    {
+                        throw UsageError("no table \(table) (SCHEMA.TABLE, as the console names it) and no recorded change to one of that name")
+                    }
+                    let types = json ? try await ChangeAudit.columnTypes(cluster, tables: Set(entries.map(\.table))) : [:]
+                    return (entries, types)
                 }
+            } catch let error as UsageError {
+                await cluster.shutdown()
+                throw error
             } catch let error as PostgresError {
                 await cluster.shutdown()
                 if error.sqlState == "42P01" { throw UsageError("no change history yet: \(ChangeAudit.table) does not exist (`switchyard audit init` creates it)") }
@@ -43,15 +54,29 @@ struct AuditCommand: AsyncParsableCommand {
             }
             await cluster.shutdown()
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                for entry in entries { print(String(decoding: try encoder.encode(entry), as: UTF8.self)) }
+                // Values typed by the table's columns as they are now (a number, a boolean,
+                // nested JSON); text where the column is gone or its type has no JSON form.
+                for entry in entries {
+                    let object = ChangeAudit.typedJSON(entry, types: types[entry.table] ?? [:])
+                    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+                    print(String(decoding: data, as: UTF8.self))
+                }
+                return
+            }
+            if entries.isEmpty {
+                print(table.map { "no recorded changes to \($0)" } ?? "no recorded changes")
                 return
             }
             let rows = entries.map { entry -> [String] in
-                let changes = entry.changes().map { change in
-                    "\(change.column): \(Self.shown(change.before)) → \(Self.shown(change.after))"
-                }.joined(separator: "; ")
+                let changes: String
+                switch entry.action {
+                case .update:
+                    changes = entry.changes().map { "\($0.column): \(Self.shown($0.before)) → \(Self.shown($0.after))" }.joined(separator: "; ")
+                case .insert:
+                    changes = entry.changes().map { "\($0.column) = \(Self.shown($0.after))" }.joined(separator: "; ")
+                case .delete:
+                    changes = "was " + entry.changes().map { "\($0.column) = \(Self.shown($0.before))" }.joined(separator: "; ")
+                }
                 return [String(entry.id), entry.changedAt, entry.role, "\(entry.osUser ?? "?")@\(entry.clientHost ?? "?")", entry.table,
                         entry.keyLabel, entry.action.rawValue, changes]
             }

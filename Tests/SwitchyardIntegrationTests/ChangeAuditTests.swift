@@ -67,8 +67,18 @@ extension ClusterTests {
                     #expect(printed.status == 0, "\(printed.output)")
                     let lines = printed.output.split(separator: "\n").filter { $0.hasPrefix("{") }
                     #expect(lines.count == 3 && lines[0].contains(#""action":"delete""#), "\(printed.output)")
+                    // Typed by the columns: the key and qty are numbers, not "1" and "0".
+                    #expect(lines[0].contains(#""key":{"id":2}"#) && lines[0].contains(#""qty":0"#), "\(lines[0])")
+                    #expect(lines[2].contains(#""before":{"name":"alpha"}"#), "\(lines[2])")
                     let text = try await CommandLineTests.run(["audit", "--table", table, "--config", config])
-                    #expect(text.output.contains("name: alpha → beta") && text.output.contains("name: NULL → new·line"), "\(text.output)")
+                    #expect(text.output.contains("name: alpha → beta"), "\(text.output)")
+                    // An insert lists what it wrote, a delete what was there (not `NULL → NULL`, `x → NULL`).
+                    #expect(text.output.contains("id = 2; name = new·line; qty = 0"), "\(text.output)")
+                    #expect(text.output.contains("was id = 2; name = new·line; qty = 0"), "\(text.output)")
+                    #expect(!text.output.contains("→ NULL") && !text.output.contains("NULL →"), "\(text.output)")
+                    // A table that does not exist and was never changed is an error.
+                    let missing = try await CommandLineTests.run(["audit", "--table", "no_such.table", "--config", config])
+                    #expect(missing.status != 0 && missing.output.contains("no table no_such.table"), "\(missing.output)")
                 }
             }
         }

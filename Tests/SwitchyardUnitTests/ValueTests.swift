@@ -1,4 +1,6 @@
 import Foundation
+import Console
+import PropertyBased
 import PostgresClient
 import Testing
 
@@ -69,5 +71,26 @@ import Testing
         #expect(true.postgresBinding == .text("t"))
         #expect(Double.infinity.postgresBinding == .text("Infinity"))
         #expect([UInt8]([1, 2]).postgresBinding == .binary([1, 2], oid: 17))
+    }
+}
+
+@Suite struct AuditJSONTests {
+    @Test func valuesAreTypedByTheirColumnAndNeverLoseDigitsOrFail() async {
+        #expect(ChangeAudit.typedValue("42", type: "int4") as? NSNumber == 42)
+        #expect(ChangeAudit.typedValue("t", type: "bool") as? Bool == true)
+        #expect((ChangeAudit.typedValue(#"{"a":[1,null]}"#, type: "jsonb") as? [String: Any])?["a"] != nil)
+        #expect(ChangeAudit.typedValue("NaN", type: "numeric") as? String == "NaN")
+        #expect(ChangeAudit.typedValue("Infinity", type: "float8") as? String == "Infinity")
+        #expect(ChangeAudit.typedValue(nil, type: "int4") is NSNull)
+        #expect(ChangeAudit.typedValue("007", type: "text") as? String == "007")
+        // Any text at all, for any type: a JSON value that serializes, never a crash.
+        let types = Gen.element(of: ["int2", "int4", "int8", "numeric", "float8", "bool", "json", "jsonb", "text", "oid"]).map { $0! }
+        await propertyCheck(count: 2000, input: NastyText.string, types) { text, type in
+            let value = ChangeAudit.typedValue(text, type: type)
+            #expect((try? JSONSerialization.data(withJSONObject: ["v": value], options: [.fragmentsAllowed])) != nil, "\(text.debugDescription) as \(type)")
+        }
+        // Decimal digits are kept as written.
+        let data = try? JSONSerialization.data(withJSONObject: ["v": ChangeAudit.typedValue("12345678901234567890.125", type: "numeric")])
+        #expect(data.map { String(decoding: $0, as: UTF8.self) } == #"{"v":12345678901234567890.125}"#)
     }
 }
