@@ -436,6 +436,13 @@ public struct DataService: Sendable {
         }
         shape.timeZone = try settings?.decode(0, as: String.self)
         shape.dateStyle = try settings?.decode(1, as: String.self)
+        // Never analyzed (reltuples -1): for a table of up to 16 MiB an exact count costs
+        // milliseconds — better than "~?".
+        if table.kind == .table, table.estimatedRows < 0,
+            try await cluster.query("select pg_relation_size($1::regclass) <= 16777216", [quotedName]).scalar(Bool.self) == true
+        {
+            shape.table.estimatedRows = try await cluster.query("select count(*) from \(quotedName)").scalar(Int64.self) ?? -1
+        }
         return shape
     }
 
@@ -456,10 +463,10 @@ public struct DataService: Sendable {
             var text = error.message
             if let state = error.sqlState { text += " (SQLSTATE \(state))" }
             if let detail = error.detail { text += " — \(detail)" }
-            if error.isConnectionError { text = "primary unavailable: \(error.message); your input is kept" }
+            if error.isConnectionError { text = "primary unavailable: \(error.message)" + (writes == .row ? "; your input is kept" : "") }
             return .failed(message: text, request: request)
         } catch let error as RoutingError {
-            return .failed(message: "\(error.message); your input is kept", request: request)
+            return .failed(message: error.message + (writes == .row ? "; your input is kept" : ""), request: request)
         } catch let error as PromotionError {
             return .failed(message: error.message, request: request)
         } catch let refused as WriteRefused {

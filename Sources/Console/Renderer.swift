@@ -179,6 +179,12 @@ public enum Renderer {
             x += width + 1
         }
         let body = layout.gridBody
+        if shape.columns.isEmpty {
+            // Rows without columns: nothing to show a row of, only how many there are.
+            let count = shape.table.estimatedRows >= 0 ? "\(shortCount(shape.table.estimatedRows)) rows" : "its rows"
+            screen.put(" (no columns: \(count), nothing else to show)", x: area.x, y: body.y, role: .dim, limit: area.width)
+            return
+        }
         if grid.loaded && grid.rows.isEmpty {
             screen.put(grid.filter == nil ? " (no rows)" : " (no rows match the filter)", x: area.x, y: body.y, role: .dim)
         }

@@ -83,6 +83,47 @@ extension ClusterTests {
             }
         }
 
+        @Test func freshAndColumnlessTablesSayHowManyRowsTheyHold() async throws {
+            try await TestCluster.shared().withSchema { schema in
+                try await withRouted { cluster, _ in
+                    let q = schema.quoted
+                    _ = try await schema.primary.execute(script: """
+                        create table \(q).fresh (id int primary key);
+                        insert into \(q).fresh select generate_series(1, 5);
+                        create table \(q).bare ();
+                        insert into \(q).bare default values; insert into \(q).bare default values;
+                        """)
+                    let service = DataService(cluster: cluster)
+                    guard case .tablesLoaded(let tables, _) = await service.perform(.loadTables(request: 1)) else { Issue.record("no tables"); return }
+                    let fresh = try #require(tables.first { $0.schema == schema.name && $0.name == "fresh" })
+                    #expect(fresh.estimatedRows < 0, "analyzed already: the test proves nothing")
+                    // Before: "~? rows" for a never-analyzed table.
+                    guard case .tableOpened(let shape, _) = await service.perform(.openTable(fresh, request: 2)) else { Issue.record("fresh"); return }
+                    #expect(shape.table.estimatedRows == 5)
+                    let bare = try #require(tables.first { $0.schema == schema.name && $0.name == "bare" })
+                    guard case .tableOpened(let columnless, _) = await service.perform(.openTable(bare, request: 3)) else { Issue.record("bare"); return }
+                    #expect(columnless.columns.isEmpty && columnless.table.estimatedRows == 2)
+                    var state = ConsoleState(width: 100, height: 30, clusterName: "t")
+                    state.pending = 7
+                    _ = state.reduce(.tableOpened(columnless, request: 7))
+                    let text = Renderer.render(state).text
+                    #expect(text.contains("(no columns: 2 rows, nothing else to show)"), "\(text)")
+                    #expect(!text.contains("▶"), "a row cursor over nothing")
+                }
+            }
+        }
+
+        @Test func withThePrimaryDownAStartingConsoleDoesNotTalkOfInput() async throws {
+            let configuration = ClusterConfiguration(
+                name: "down", nodes: [NodeEndpoint(name: "pg1", conninfo: "host=127.0.0.1 port=1 dbname=app connect_timeout=2")])
+            let cluster = try Cluster(configuration: configuration)
+            await cluster.start()
+            let failed = await DataService(cluster: cluster).perform(.loadTables(request: 1))
+            await cluster.shutdown()
+            guard case .failed(let message, _) = failed else { Issue.record("\(String(describing: failed))"); return }
+            #expect(!message.contains("input"), "\(message)")
+        }
+
         @Test func aChangeKilledBeforeItsCommitLeavesNeitherChangeNorRecord() async throws {
             try await TestCluster.shared().withSchema { schema in
                 try await withRouted { cluster, _ in
