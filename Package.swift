@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "LocalCluster", targets: ["LocalCluster"]),
         .library(name: "SwitchyardHummingbird", targets: ["SwitchyardHummingbird"]),
         .executable(name: "switchyard", targets: ["SwitchyardCLI"]),
+        .executable(name: "switchyard-fuzz", targets: ["SwitchyardFuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -68,6 +69,12 @@ let package = Package(
             ]
         ),
 
+        // Every parser of outside input as a fuzz target, and the fuzzer's executable
+        // (libFuzzer when built with -sanitize=fuzzer -DFUZZING; a replayer otherwise).
+        .target(name: "FuzzTargets", dependencies: ["Switchyard", "PostgresClient", "Console", "PatroniREST"]),
+        .target(name: "CFuzzerDriver"),
+        .executableTarget(name: "SwitchyardFuzz", dependencies: ["FuzzTargets", "CFuzzerDriver"]),
+
         // The admin console: pure state and rendering, a terminal driver, themes.
         .target(
             name: "Console",
@@ -116,7 +123,7 @@ let package = Package(
         .testTarget(
             name: "SwitchyardUnitTests",
             dependencies: [
-                "PostgresClient", "Switchyard", "Console", "LocalCluster", "CNCurses", "SwitchyardHummingbird", "PatroniREST", "Verify",
+                "PostgresClient", "Switchyard", "Console", "LocalCluster", "CNCurses", "SwitchyardHummingbird", "PatroniREST", "Verify", "FuzzTargets",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             exclude: ["Golden"]

@@ -167,7 +167,7 @@ public struct PatroniHistoryEntry: Sendable, Equatable {
     }
 
     /// `[[timeline, lsn, reason, time, new_leader], …]` (the last two are missing in old entries).
-    static func decodeList(_ data: Data, from endpoint: URL) throws -> [PatroniHistoryEntry] {
+    package static func decodeList(_ data: Data, from endpoint: URL) throws -> [PatroniHistoryEntry] {
         guard let rows = (try? JSONSerialization.jsonObject(with: data)) as? [[Any]] else {
             throw PatroniError(.badAnswer, "\(PatroniClient.describe(endpoint))/history is not a list of lists")
         }

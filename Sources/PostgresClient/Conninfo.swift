@@ -72,7 +72,7 @@ public enum Conninfo {
 
     static func mask(_ text: String, _ secrets: [String]) -> String {
         var result = text
-        for secret in secrets where result.contains(secret) { result = result.replacingOccurrences(of: secret, with: mask) }
+        for secret in secrets { result = result.replacingBytes(of: secret, with: mask) }
         return result
     }
 

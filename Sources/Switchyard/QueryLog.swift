@@ -227,8 +227,8 @@ public final class QueryLog: Sendable {
         var result = message
         for parameter in parameters {
             guard case .text(let value) = parameter.postgresBinding, !value.isEmpty else { continue }
-            result = result.replacingOccurrences(of: "\"\(value)\"", with: "\"…\"")
-            if value.count >= 4 { result = result.replacingOccurrences(of: value, with: "…") }
+            result = result.replacingBytes(of: "\"\(value)\"", with: "\"…\"")
+            if value.count >= 4 { result = result.replacingBytes(of: value, with: "…") }
         }
         return result
     }

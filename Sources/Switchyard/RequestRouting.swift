@@ -77,7 +77,7 @@ public struct HTTPRouting: Sendable, Equatable {
     }
 
     /// The values of every cookie called `name` in `Cookie` header values, in order.
-    static func cookieValues(named name: String, in headers: [String]) -> [String] {
+    package static func cookieValues(named name: String, in headers: [String]) -> [String] {
         var values: [String] = []
         for header in headers {
             for pair in header.split(separator: ";") {

@@ -136,11 +136,14 @@ public enum SessionStatements {
 /// A small SQL lexer: words (identifiers and keywords), and string literals as one token
 /// each, with comments, quoted identifiers' quotes and punctuation dropped — so "set"
 /// inside a literal or a comment is never taken for the keyword.
-enum SQLTokens {
+package enum SQLTokens {
     /// The tokens of `sql` that matter for ``SessionStatements``: bare words, and
     /// literals kept with their quotes (`'t'`) so a literal never reads as a keyword. The
     /// commas and parentheses of a call become `,` `(` `)` tokens.
-    static func words(_ sql: String, limit: Int = .max) -> [String] {
+    ///
+    /// With `exact`, quoted names keep their doubled quotes (`"a""b"`), literals are kept
+    /// whole, and `.` `*` `;` are tokens too: enough to name a statement's target table.
+    package static func words(_ sql: String, limit: Int = .max, exact: Bool = false) -> [String] {
         let scalars = Array(sql.unicodeScalars)
         var tokens: [String] = []
         var index = 0
@@ -167,15 +170,19 @@ enum SQLTokens {
                     if escapes && current == "\\" { index += 2; continue }
                     if current == "'" {
                         if peek(1) == "'" {
-                            if text.unicodeScalars.count <= 9 { text.unicodeScalars.append("'") }
+                            if exact || text.unicodeScalars.count <= 9 { text.unicodeScalars.append("'") }
                             index += 2
                             continue
                         }
                         index += 1
                         break
                     }
-                    if text.unicodeScalars.count <= 9 { text.unicodeScalars.append(current) }
+                    if exact || text.unicodeScalars.count <= 9 { text.unicodeScalars.append(current) }
                     index += 1
+                }
+                if exact {
+                    tokens.append(text + "'")
+                    continue
                 }
                 // Only short literals matter (`'t'`, `'on'`); a long one is kept as `'…'`, so a
                 // megabyte value is never copied.
@@ -185,12 +192,16 @@ enum SQLTokens {
                 index += 1
                 while index < scalars.count {
                     if scalars[index] == "\"" {
-                        if peek(1) == "\"" { index += 2; continue }
+                        if peek(1) == "\"" {
+                            if exact { text += "\"\"" }
+                            index += 2
+                            continue
+                        }
                         index += 1
                         break
                     }
                     // Names are at most 63 bytes to the server; more is never needed here.
-                    if text.unicodeScalars.count < 64 { text.unicodeScalars.append(scalars[index]) }
+                    if exact || text.unicodeScalars.count < 64 { text.unicodeScalars.append(scalars[index]) }
                     index += 1
                 }
                 // A quoted identifier is a name, never a keyword.
@@ -216,7 +227,7 @@ enum SQLTokens {
                     index += 1
                 }
                 tokens.append(word)
-            } else if scalar == "," || scalar == "(" || scalar == ")" {
+            } else if scalar == "," || scalar == "(" || scalar == ")" || (exact && (scalar == "." || scalar == "*" || scalar == ";")) {
                 tokens.append(String(scalar))
                 index += 1
             } else if scalar == "$" || ("0"..."9").contains(scalar) {

@@ -1,4 +1,4 @@
-import PostgresClient
+@testable import PostgresClient
 import Testing
 
 @Suite struct ConninfoTests {
@@ -32,6 +32,18 @@ import Testing
         let keyValue = Conninfo.scrub("bad value near 'abc def'", conninfo: "password='abc def' host=x")
         #expect(!keyValue.contains("abc def") || !keyValue.contains("abc"))
         #expect(Conninfo.scrub("password=xyz!", conninfo: "password=xyz! host=h") == "password=\(Conninfo.mask)")
+    }
+
+    /// Found by the fuzzer (Tests/Fuzz/Crashes/conninfo): Foundation's search trapped on
+    /// a URI whose password holds NUL; masking now compares bytes.
+    @Test func aPasswordHoldingNULIsMaskedWithoutTrapping() {
+        let text = Conninfo.redacted("postgres://:x\u{0}@")
+        #expect(!text.isEmpty)
+        let combining = "password=\u{301}secretvalue host=h"
+        #expect(!Conninfo.scrub("near e\u{301}secretvalue", conninfo: combining).contains("secretvalue"),
+                "a secret starting with a combining mark is found by its bytes")
+        #expect("a\u{0}b\u{0}".replacingBytes(of: "\u{0}", with: "_") == "a_b_")
+        #expect("cookie=".containsBytes("") && !"abc".containsBytes("abd"))
     }
 
     @Test func endpointNamesHostAndPort() {
