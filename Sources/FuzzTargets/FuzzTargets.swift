@@ -78,21 +78,19 @@ public enum FuzzTargets {
 
     /// `switchyard.toml`: a configuration or an error that names the file.
     static func config(_ data: Data) {
-        do {
-            _ = try ClusterConfiguration.parse(text(data), file: "fuzz.toml")
-        } catch let error as ConfigurationError {
-            check(error.description.contains("fuzz.toml"), "an error that does not name the file: \(error)")
-        } catch {
-            preconditionFailure("not a ConfigurationError: \(error)")
-        }
+        parsesOrNamesTheFile("fuzz.toml") { _ = try ClusterConfiguration.parse(text(data), file: $0) }
     }
 
     /// Theme files: a theme or an error that names the file.
     static func theme(_ data: Data) {
+        parsesOrNamesTheFile("fuzz-theme.toml") { _ = try Theme.parse(text(data), file: $0) }
+    }
+
+    static func parsesOrNamesTheFile(_ file: String, _ parse: (String) throws -> Void) {
         do {
-            _ = try Theme.parse(text(data), file: "fuzz-theme.toml")
+            try parse(file)
         } catch let error as ConfigurationError {
-            check(error.description.contains("fuzz-theme.toml"), "an error that does not name the file: \(error)")
+            check(error.description.contains(file), "an error that does not name the file: \(error)")
         } catch {
             preconditionFailure("not a ConfigurationError: \(error)")
         }
