@@ -52,14 +52,21 @@ public enum Conninfo {
     /// secrets masked — also inside a `dbname` that is itself a connection string, and
     /// wherever a mistyped URI made libpq read part of a password as another value (a
     /// password with `/` ends up in `port` and `dbname`). An unparseable string is never
-    /// echoed.
+    /// echoed. A `dbname` is expanded one level, as libpq does (a connection string inside
+    /// that one is a plain value, masked), so the output grows linearly with the input.
     public static func redacted(_ conninfo: String) -> String {
+        redacted(conninfo, expandingDbname: true)
+    }
+
+    static func redacted(_ conninfo: String, expandingDbname: Bool) -> String {
         guard let pairs = parse(conninfo) else { return "(invalid connection string)" }
         if pairs.isEmpty { return "(libpq defaults)" }
         let secrets = self.secrets(in: conninfo)
         return pairs.map { key, value in
             if secretKeys.contains(key) { return "\(key)=\(mask)" }
-            if key == "dbname", isConnectionString(value) { return "dbname=\(quoted(redacted(value)))" }
+            if expandingDbname, key == "dbname", isConnectionString(value) {
+                return "dbname=\(quoted(redacted(value, expandingDbname: false)))"
+            }
             return "\(key)=\(quoted(mask(value, secrets)))"
         }.joined(separator: " ")
     }

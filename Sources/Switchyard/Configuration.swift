@@ -23,11 +23,17 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equa
     static func screenHeaders(_ text: String, file: String) throws {
         // `[name]` or `[[name]]`: names bare (ASCII letters, digits, `_`, `-`) or quoted,
         // dotted, then an optional comment.
-        let header = #/^\s*\[\[?\s*(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'))*\s*\]\]?\s*(?:#.*)?$/#
-        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
+        // Whitespace is TOML's (space, tab), not the regex's `\s`: a bare CR in a header
+        // aborts the parser underneath.
+        let header = #/^[ \t]*\[\[?[ \t]*(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')(?:[ \t]*\.[ \t]*(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'))*[ \t]*\]\]?[ \t]*(?:#.*)?$/#
+        // Lines end at LF scalars (a CRLF is one Swift Character, so splitting the
+        // characters would miss it).
+        for (index, scalars) in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var line = String(String.UnicodeScalarView(scalars))
+            if line.unicodeScalars.last == "\r" { line.unicodeScalars.removeLast() }
+            let trimmed = line.unicodeScalars.drop(while: { $0 == " " || $0 == "\t" })
             guard trimmed.first == "[" else { continue }
-            if (try? header.wholeMatch(in: line.trimmingCharacters(in: CharacterSet(charactersIn: "\r")))) == nil {
+            if (try? header.wholeMatch(in: line)) == nil {
                 throw ConfigurationError(
                     file: file, line: index + 1, message: "not a table header: write [name] or [[name]] with a plain or quoted name")
             }
@@ -38,8 +44,12 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equa
     /// characters outside strings and comments (TOML keys are ASCII), naming the line.
     static func screen(_ text: String, file: String) throws {
         try screenHeaders(text, file: file)
-        enum Place { case bare, basic, literal, multiBasic, multiLiteral, comment }
+        enum Place { case bare, header, basic, literal, multiBasic, multiLiteral, comment }
         var place = Place.bare
+        // Open `[` and `{` of values with their lines: a closing bracket of the other kind
+        // is refused here (the parser underneath aborts on `[ }`).
+        var open: [(bracket: Unicode.Scalar, line: Int)] = []
+        var atLineStart = true
         var line = 1
         var column = 0
         var escaped = false
@@ -55,12 +65,18 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equa
             if scalar == "\n" {
                 line += 1
                 column = 0
-                if place == .comment || place == .basic || place == .literal { place = .bare }
+                atLineStart = true
+                if place == .comment || place == .header || place == .basic || place == .literal { place = .bare }
                 escaped = false
                 index += 1
                 continue
             }
             column += 1
+            if scalar == "\r", !starts(index, "\r\n") {
+                throw ConfigurationError(
+                    file: file, line: line,
+                    message: "carriage return without a line feed (column \(column)): TOML ends lines with LF or CRLF only")
+            }
             if (value < 0x20 && scalar != "\t" && scalar != "\r") || (0x7F...0x9F).contains(value) {
                 throw ConfigurationError(
                     file: file, line: line,
@@ -72,6 +88,22 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equa
                     throw ConfigurationError(
                         file: file, line: line,
                         message: "character \"\(Character(scalar))\" (column \(column)) outside a string: keys are ASCII; quote the text")
+                }
+                let wasAtLineStart = atLineStart
+                if scalar != " " && scalar != "\t" && scalar != "\r" { atLineStart = false }
+                switch scalar {
+                case "[" where wasAtLineStart && open.isEmpty:
+                    place = .header  // checked whole by screenHeaders
+                case "[", "{":
+                    open.append((scalar, line))
+                case "]", "}":
+                    if let last = open.popLast(), (last.bracket == "[") != (scalar == "]") {
+                        throw ConfigurationError(
+                            file: file, line: line,
+                            message: "\"\(scalar)\" (column \(column)) does not close the \"\(last.bracket)\" opened on line \(last.line)")
+                    }
+                default:
+                    break
                 }
                 if starts(index, "\"\"\"") { place = .multiBasic; index += 3; column += 2; continue }
                 if starts(index, "'''") { place = .multiLiteral; index += 3; column += 2; continue }
@@ -90,7 +122,7 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equa
                 if scalar == "'" { place = .bare }
             case .multiLiteral:
                 if starts(index, "'''") { place = .bare; index += 3; column += 2; continue }
-            case .comment:
+            case .comment, .header:
                 break
             }
             index += 1

@@ -46,6 +46,18 @@ import Testing
         #expect("cookie=".containsBytes("") && !"abc".containsBytes("abd"))
     }
 
+    /// Found by the fuzzer (Tests/Fuzz/Crashes/conninfo, a 922-byte input that took
+    /// minutes): each nested `dbname` was redacted and quoted again, doubling the
+    /// backslashes per level. libpq expands `dbname` one level; so does the redaction.
+    @Test func nestedConnectionStringsAreRedactedInLinearSpace() {
+        var conninfo = "postgresql://u:deepsecret@h/db"
+        for level in 0..<24 { conninfo = "postgresql://u:pw\(level)xyz@h/\(conninfo)" }
+        let text = Conninfo.redacted(conninfo)
+        #expect(text.utf8.count <= 2 * conninfo.utf8.count + 64, "\(conninfo.utf8.count) bytes in, \(text.utf8.count) out")
+        for level in 0..<24 { #expect(!text.contains("pw\(level)xyz")) }
+        #expect(!text.contains("deepsecret"))
+    }
+
     @Test func endpointNamesHostAndPort() {
         #expect(Conninfo.endpoint("host=10.1.2.3 port=6000") == "10.1.2.3:6000")
         #expect(Conninfo.endpoint("postgresql://u@h:7000/db") == "h:7000")

@@ -35,12 +35,21 @@ import Testing
 
     /// Inputs the fuzzing found that made the TOML parser abort the process.
     @Test func textThatCrashedTheTOMLParserIsRefusedWithItsLine() {
-        for (text, line) in [("[#", 1), ("name = \"x\"\n[\u{2}x]", 2), ("[\u{19D}y]", 1), ("a = 1\n\u{85} = 2", 2), ("[]", 1)] {
+        for (text, line) in [("[#", 1), ("name = \"x\"\n[\u{2}x]", 2), ("[\u{19D}y]", 1), ("a = 1\n\u{85} = 2", 2), ("[]", 1),
+                             ("name = \"local\"\n\n[\r\r\rdes]]\n", 3), ("a = 1\rb = 2", 1),
+                             ("a = 1\nb = [ }", 2), ("b = [1,\n # c\n } ]", 3), ("a = { b = [ } }", 1)] {
             let error = #expect(throws: ConfigurationError.self) { try ClusterConfiguration.parse(text, file: "f.toml") }
             #expect(error?.line == line, "\(text.debugDescription): \(error?.description ?? "")")
             #expect(throws: ConfigurationError.self) { try Theme.parse(text, file: "t.toml") }
         }
         // Quoted names and non-ASCII inside strings and comments stay fine.
         #expect(throws: Never.self) { try ConfigurationError.screen("[\"naïve\"] # ça\nname = \"Zoë\"\n", file: "f.toml") }
+        // CRLF files, arrays over several lines and brackets inside strings are fine too.
+        #expect(throws: Never.self) {
+            try ConfigurationError.screen("[cluster]\r\nname = \"a ] }\"\r\n[console]\r\nfollow = [\r\n  \"x\", # ]\r\n  \"y\",\r\n]\r\nt = { a = [1, { b = 2 }] }\r\n", file: "f.toml")
+        }
+        let crlf = try? ClusterConfiguration.parse(
+            "[cluster]\r\nname = \"crlf\"\r\n\r\n[[nodes]]\r\nname = \"pg1\"\r\nconninfo = \"host=h\"\r\n", file: "f.toml")
+        #expect(crlf?.name == "crlf" && crlf?.nodes.count == 1)
     }
 }
