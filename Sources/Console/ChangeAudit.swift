@@ -28,6 +28,11 @@ public enum ChangeAudit {
             after jsonb
         )
         """,
+        // The SQL prompt's writes name their statement; one without rows of its own is
+        // recorded once, as a `statement`.
+        "alter table switchyard.changes add column if not exists statement text",
+        "alter table switchyard.changes drop constraint if exists changes_action_check",
+        "alter table switchyard.changes add constraint changes_action_check check (action in ('insert', 'update', 'delete', 'statement'))",
         "create index if not exists changes_by_row on switchyard.changes (table_name, row_key, id desc)",
         "create index if not exists changes_by_table on switchyard.changes (table_name, id desc)",
     ]
@@ -35,7 +40,7 @@ public enum ChangeAudit {
     /// How to fix a missing or unwritable history, for the messages that refuse edits.
     static let remedy = "an owner can run `switchyard audit init`, or set [console] audit = \"off\" to edit without a history"
 
-    public enum Action: String, Sendable, Codable { case insert, update, delete }
+    public enum Action: String, Sendable, Codable { case insert, update, delete, statement }
 
     /// One recorded change.
     public struct Entry: Sendable, Equatable, Codable {
@@ -52,6 +57,8 @@ public enum ChangeAudit {
         /// Changed columns before and after (all columns for inserts and deletes).
         public var before: [String: String?]?
         public var after: [String: String?]?
+        /// The SQL prompt's statement that made the change (nil: a console edit).
+        public var statement: String? = nil
 
         /// `col: before → after` for each changed column, in column order of `order`.
         public func changes(order: [String] = []) -> [(column: String, before: String?, after: String?)] {
@@ -65,6 +72,7 @@ public enum ChangeAudit {
 
         /// `#42` or `#(1, a)`: the key as the title shows it.
         public var keyLabel: String {
+            if key.isEmpty { return "-" }
             let values = key.keys.sorted().map { key[$0]! ?? "NULL" }
             return values.count == 1 ? "#\(values[0])" : "#(\(values.joined(separator: ", ")))"
         }
@@ -138,7 +146,7 @@ public enum ChangeAudit {
         parameters.append(limit)
         let sql = """
             select id, to_char(changed_at, 'YYYY-MM-DD"T"HH24:MI:SS.MSOF'), db_role, os_user, client_host, table_name,
-                   row_key::text, action, before::text, after::text
+                   row_key::text, action, before::text, after::text, to_jsonb(changes)->>'statement'
             from switchyard.changes \(conditions.isEmpty ? "" : "where " + conditions.joined(separator: " and "))
             order by id desc limit $\(parameters.count)
             """
@@ -148,7 +156,8 @@ public enum ChangeAudit {
                 osUser: try row.decode(3, as: String?.self), clientHost: try row.decode(4, as: String?.self),
                 table: try row.decode(5, as: String.self), key: decode(try row.decode(6, as: String.self)) ?? [:],
                 action: Action(rawValue: try row.decode(7, as: String.self)) ?? .update,
-                before: decode(try row.decode(8, as: String?.self)), after: decode(try row.decode(9, as: String?.self)))
+                before: decode(try row.decode(8, as: String?.self)), after: decode(try row.decode(9, as: String?.self)),
+                statement: try row.decode(10, as: String?.self))
         }
     }
 

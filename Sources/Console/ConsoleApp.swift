@@ -18,14 +18,21 @@ public final class ConsoleApp: Sendable {
     public let initialTable: String?
     /// Other processes' query logs shown in the pane beside this console's own.
     public let follower: QueryLogFollower?
+    /// Where the SQL prompt's statements are kept (nil: not kept).
+    public let promptHistory: PromptHistory?
 
     private let inbox = Mutex<[ConsoleEvent]>([])
     private let work = TaskRegistry()
     private let stopRequested = Atomic<Bool>(false)
 
-    public init(cluster: Cluster, theme: Theme, initialTable: String? = nil, follow patterns: [String] = []) {
+    public init(
+        cluster: Cluster, theme: Theme, initialTable: String? = nil, follow patterns: [String] = [],
+        promptHistory: PromptHistory? = .standard()
+    ) {
         self.cluster = cluster
-        self.service = DataService(cluster: cluster, audit: cluster.configuration.consoleAudit)
+        self.service = DataService(
+            cluster: cluster, audit: cluster.configuration.consoleAudit, promptHold: cluster.configuration.promptHold)
+        self.promptHistory = promptHistory
         self.theme = theme
         self.initialTable = initialTable
         follower = patterns.isEmpty ? nil : QueryLogFollower(patterns: patterns)
@@ -58,6 +65,8 @@ public final class ConsoleApp: Sendable {
         signals.forEach { $0.cancel() }
         feeders.forEach { $0.cancel() }
         work.cancelAll()
+        // A transaction the SQL prompt held open rolls back with the console.
+        service.endPrompt()
     }
 
     /// The UI loop, for tests with a ``TextDriver``: runs until `until` says stop or the
@@ -71,6 +80,7 @@ public final class ConsoleApp: Sendable {
         _ = state.reduce(.topology(initialTopology, history: history(initialTopology)))
         state.openOnLoad = initialTable
         state.exportNull = cluster.configuration.exportNull
+        state.promptHistory = promptHistory?.load() ?? []
         var effects = state.reduce(.start)
         var drawn: ConsoleState?
         while !state.quit && !stopRequested.load(ordering: .relaxed) && !shouldStop(state) {
@@ -119,6 +129,15 @@ public final class ConsoleApp: Sendable {
             state.quit = true
         case .cancel(let request):
             work.cancel(request)
+        case .endPrompt:
+            service.endPrompt()
+        case .rememberStatement(let statement):
+            guard let promptHistory else { return }
+            do {
+                try promptHistory.append(statement)
+            } catch {
+                post(.warning("the SQL prompt history cannot be kept in \(promptHistory.path): \(error.localizedDescription)"))
+            }
         default:
             guard let request = effect.request else { return }
             let service = self.service
@@ -234,9 +253,9 @@ extension ConsoleEffect {
         case .loadTables(let request), .openTable(_, let request), .loadPage(_, _, _, _, _, let request, _),
             .update(_, _, _, _, let request), .insert(_, _, let request), .delete(_, _, _, let request), .cancel(let request), .loadHistory(_, _, let request), .follow(_, _, _, let request), .loadReferences(_, _, let request), .openReferencing(_, let request), .refreshView(_, let request), .export(_, let request),
             .loadValue(_, _, _, let request),
-            .runChecks(let request), .promote(_, let request):
+            .runChecks(let request), .promote(_, let request), .runStatement(_, _, let request), .promptCommand(_, let request):
             return request
-        case .quit, .editExternally:
+        case .quit, .editExternally, .endPrompt, .rememberStatement:
             return nil
         }
     }

@@ -37,6 +37,8 @@ extension ConsoleState {
         switch mode {
         case .browse:
             return browseCommand(command)
+        case .sqlPrompt(let prompt):
+            return promptKey(command, key: key, prompt)
         case .help(var view):
             let lines = Keymap.helpContent(for: view.previous, state: self).count
             if view.handle(command, lineCount: lines, visible: max(height - 6, 1)) {
@@ -346,6 +348,8 @@ extension ConsoleState {
         case .failover:
             mode = .failover(FailoverView())
             return rerunChecks()
+        case .sqlPrompt:
+            return openPrompt()
         case .focusNext, .focusPrevious:
             // Through the parts shown only.
             let shown = Focus.allCases.filter { ($0 != .tables || showTables) && ($0 != .pane || showPane) }

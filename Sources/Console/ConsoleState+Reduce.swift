@@ -133,6 +133,11 @@ extension ConsoleState {
             let promoting = pendingWrites && busy.map { $0.hasPrefix("promoting") || $0 == "cancelling" } == true
             guard finish(request) else { return [] }
             if case .confirmDelete = mode { mode = .browse }
+            if case .sqlPrompt(var prompt) = mode {
+                // A statement or commit that failed rolled its transaction back.
+                prompt.phase = .typing
+                mode = .sqlPrompt(prompt)
+            }
             setMessage(message, error: true)
             // After a promotion that failed or was cancelled the candidate may still be
             // leaving recovery: show the cluster as it is before anything else is promoted.
@@ -237,13 +242,15 @@ extension ConsoleState {
         case .warning(let text):
             setMessage(text, error: true)
             return []
+        case .promptRows, .promptText, .promptHeld, .promptDone, .promptEnded:
+            return promptEvent(event)
         }
     }
 
     // MARK: Requests
 
     /// Marks `request` done; false when it is not the one we wait for (cancelled, stale).
-    private mutating func finish(_ request: Int) -> Bool {
+    mutating func finish(_ request: Int) -> Bool {
         guard pending == request else { return false }
         pending = nil
         busy = nil

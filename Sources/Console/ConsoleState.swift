@@ -273,8 +273,47 @@ public struct HelpView: Sendable, Equatable {
     public init(previous: Mode) { self.previous = previous }
 }
 
+/// The SQL prompt (`:`): a statement typed, then its outcome — a query's rows (its
+/// transaction open, paged through a cursor), text (EXPLAIN), or a write held open until
+/// `y` commits or `n` rolls it back.
+public struct SQLPrompt: Sendable, Equatable {
+    public enum Phase: Sendable, Equatable {
+        case typing
+        /// EXPLAIN ANALYZE executes the statement: asked first.
+        case confirmAnalyze(PromptStatement)
+        case rows(PromptRows)
+        case text(title: String, lines: [String])
+        case held(PromptWrite)
+    }
+
+    public var field: TextField
+    public var phase: Phase = .typing
+    /// The statement whose outcome is shown.
+    public var statement: String?
+    /// Index into the history while recalling (nil: a new statement).
+    public var recalled: Int?
+    /// What was typed before recalling began, back on ↓ past the newest.
+    public var draft: String = ""
+    /// The rows phase: cursor row within the page, first column shown. The text and held
+    /// phases: lines scrolled.
+    public var cursorRow = 0
+    public var firstColumn = 0
+    public var scroll = 0
+
+    public init(_ text: String = "") { field = TextField(text) }
+
+    /// Whether the prompt's transaction is open (rows being paged, or a write held).
+    public var transactionOpen: Bool {
+        switch phase {
+        case .rows, .held: return true
+        default: return false
+        }
+    }
+}
+
 public indirect enum Mode: Sendable, Equatable {
     case browse
+    case sqlPrompt(SQLPrompt)
     case failover(FailoverView)
     case history(HistoryView)
     case references(ReferencesView)
@@ -298,6 +337,9 @@ public indirect enum Mode: Sendable, Equatable {
     var hasUnsavedInput: Bool {
         switch self {
         case .editCell, .form, .conflict: return true
+        case .sqlPrompt(let prompt):
+            if case .held = prompt.phase { return true }
+            return false
         default: return false
         }
     }
@@ -363,6 +405,12 @@ public struct ConsoleState: Sendable, Equatable {
     public var queuedKeys: [Key] = []
     /// At most this many keys wait (a held-down key must not grow the queue without end).
     static let keyQueueLimit = 256
+    /// SQL prompt statements, oldest first (kept in the XDG state directory).
+    public var promptHistory: [String] = []
+    /// At most this many are kept.
+    public static let promptHistoryLimit = 1000
+    /// What the prompt held when it was closed, for the next `:`.
+    public var promptDraft = ""
     /// `schema.table` to open once the table list arrives (`--table`).
     public var openOnLoad: String?
     public var quit = false
@@ -437,6 +485,14 @@ public enum ConsoleEffect: Sendable, Equatable {
     case openReferencing(Referencing, request: Int)
     /// Recorded changes of one row (`key`) or of the table.
     case loadHistory(table: String, key: [String: String?]?, request: Int)
+    /// Run a statement from the SQL prompt in a transaction of its own.
+    case runStatement(PromptStatement, pageSize: Int, request: Int)
+    /// A page, a commit or a rollback for the prompt's open transaction.
+    case promptCommand(PromptCommand, request: Int)
+    /// Roll back the prompt's open transaction, no answer awaited (the prompt was left).
+    case endPrompt
+    /// Append a statement to the prompt history file.
+    case rememberStatement(String)
     case cancel(request: Int)
     case quit
 }
@@ -480,4 +536,14 @@ public enum ConsoleEvent: Sendable {
     case followedFiles(Int)
     /// Something the user should know that is not the answer to a request.
     case warning(String)
+    /// A page of the prompt query's rows (its transaction stays open).
+    case promptRows(PromptRows, request: Int)
+    /// Text a prompt statement produced (EXPLAIN); its transaction is over.
+    case promptText(title: String, lines: [String], request: Int)
+    /// A prompt statement wrote: its transaction waits for y or n.
+    case promptHeld(PromptWrite, request: Int)
+    /// The prompt's transaction ended (committed, rolled back): what became of it.
+    case promptDone(String, request: Int)
+    /// The prompt's transaction ended by itself (it waited too long): said, not awaited.
+    case promptEnded(String)
 }

@@ -10,10 +10,15 @@ public struct DataService: Sendable {
     /// Record every change in ``ChangeAudit/table`` (`[console] audit`, default on).
     public let audit: Bool
     private let auditReady = AuditReadiness()
+    /// The SQL prompt's open transaction, if any (one at a time).
+    let prompts = PromptSessions()
+    /// How long the SQL prompt holds a transaction waiting for an answer.
+    public let promptHold: Duration
 
-    public init(cluster: Cluster, audit: Bool = true) {
+    public init(cluster: Cluster, audit: Bool = true, promptHold: Duration = .seconds(120)) {
         self.cluster = cluster
         self.audit = audit
+        self.promptHold = promptHold
     }
 
     /// Whether the history table is known to exist (checked once, before the first edit).
@@ -62,6 +67,12 @@ public struct DataService: Sendable {
                     + (outcome.notFollowing.isEmpty ? "" : "; not following yet: \(outcome.notFollowing.keys.sorted().joined(separator: ", "))")
                 return .promoted(node: node, how: how, request: request)
             }
+        case .runStatement(let statement, let pageSize, let request):
+            return await runStatement(statement, pageSize: pageSize, request: request, progress: progress)
+        case .promptCommand(let command, let request):
+            return await sendToPrompt(command, request: request)
+        case .endPrompt, .rememberStatement:
+            return nil
         case .loadTables(let request):
             return await attempt(request) {
                 let result = try await cluster.query(Self.tablesSQL)
@@ -280,7 +291,7 @@ public struct DataService: Sendable {
 
     /// Before the first edit: the history table exists, or is created now; if neither,
     /// the edit is refused (an audit trail that silently stops is worse than none).
-    private func ensureAudit() async throws {
+    func ensureAudit() async throws {
         guard audit, !auditReady.isReady else { return }
         let exists = try await cluster.query("select to_regclass($1) is not null", [ChangeAudit.table]).scalar(Bool.self) ?? false
         if !exists {
@@ -293,6 +304,24 @@ public struct DataService: Sendable {
             }
         }
         auditReady.markReady()
+    }
+
+    /// Before a SQL prompt write: the history also has the `statement` column (a history
+    /// made by an older version is brought up to date, which needs its owner).
+    func ensureAuditForStatements() async throws {
+        guard audit else { return }
+        try await ensureAudit()
+        let hasColumn = try await cluster.query(
+            "select exists (select from pg_catalog.pg_attribute where attrelid = to_regclass($1) and attname = 'statement' and not attisdropped)",
+            [ChangeAudit.table]).scalar(Bool.self) ?? false
+        guard !hasColumn else { return }
+        do {
+            try await ChangeAudit.initialize(cluster)
+        } catch let error as PostgresError {
+            throw WriteRefused(
+                "the change history \(ChangeAudit.table) predates the SQL prompt and cannot be brought up to date (\(error.message)): "
+                    + "nothing was run; " + ChangeAudit.remedy)
+        }
     }
 
     /// A write rolled back on purpose, with the reason for the user.
@@ -451,7 +480,7 @@ public struct DataService: Sendable {
 
     /// Turns errors into a `failed` event the status bar can show, with SQLSTATE. A
     /// cancelled read reports nothing; a cancelled write reports what became of it.
-    private func attempt(_ request: Int, writes: Writes = .nothing, _ body: () async throws -> ConsoleEvent) async -> ConsoleEvent? {
+    func attempt(_ request: Int, writes: Writes = .nothing, _ body: () async throws -> ConsoleEvent) async -> ConsoleEvent? {
         do {
             return try await body()
         } catch is CancellationError {

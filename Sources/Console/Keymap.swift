@@ -6,6 +6,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
     case busy, tooSmall
     case editCell, form, filter, textField
     case confirmDelete, confirmRefresh, conflict, failover, promote, history, references, pick, lagView, queryLog, logSearch, exportPrompt
+    case sqlPrompt, confirmAnalyze, promptRows, promptText, promptHeld
     case help, confirmQuit
 
     /// The section title in the help box.
@@ -33,6 +34,11 @@ public enum KeyScope: String, Sendable, CaseIterable {
         case .logSearch: return "Searching the query log"
         case .exportPrompt: return "Export"
         case .promote: return "Promotion confirmation"
+        case .sqlPrompt: return "SQL prompt (:)"
+        case .confirmAnalyze: return "EXPLAIN ANALYZE confirmation"
+        case .promptRows: return "A query's rows (its transaction open)"
+        case .promptText: return "A statement's text output"
+        case .promptHeld: return "A write waiting for y (its transaction open)"
         case .help: return "Help"
         case .confirmQuit: return "Quit confirmation"
         }
@@ -54,6 +60,7 @@ public enum Command: Sendable, Equatable {
     case followReference, showReferences, back
     case toggle, editInEditor, refreshView, lagHistory, export, nextFormat, switchSource
     case toggleTables, togglePane, repaint
+    case sqlPrompt
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -191,8 +198,9 @@ public enum Keymap {
         Binding([.character("[")], [.browse], .toggleTables, help: "hide or show the table list (the grid takes its room)"),
         Binding([.character("]")], [.browse], .togglePane, help: "hide or show the nodes and query log pane (the grid takes its room)"),
         Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),
-        Binding([.character("?")], [.browse, .failover, .history, .references, .lagView, .queryLog], .help, hint: "keys", help: "this help"),
-        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .queryLog, .logSearch, .exportPrompt, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit], .help,
+        Binding([.character(":")], [.browse], .sqlPrompt, hint: "SQL", help: "the SQL prompt: one statement in the admin context; a write is shown and held until y"),
+        Binding([.character("?")], [.browse, .failover, .history, .references, .lagView, .queryLog, .promptRows, .promptText, .promptHeld], .help, hint: "keys", help: "this help"),
+        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .queryLog, .logSearch, .exportPrompt, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit, .sqlPrompt, .confirmAnalyze], .help,
                 help: "the keys of what you are doing (returns to it)"),
         Binding([.character("q"), .control("c")], [.browse], .quit, hint: "quit", hintKeys: "q", help: "quit"),
 
@@ -257,6 +265,32 @@ public enum Keymap {
                 help: "read from the primary, or from the least-lagging replica within max_replica_lag_ms"),
         Binding([.enter], [.exportPrompt], .save, hint: "export", help: "start; Esc cancels it while it runs (the partial file is removed)"),
         Binding([.escape], [.exportPrompt], .cancel, hint: "cancel", help: "close, nothing exported"),
+
+        // SQL prompt.
+        Binding([.enter], [.sqlPrompt], .save, hint: "run", help: "run the statement in a transaction of its own (a write waits for y before it commits)"),
+        Binding([.up], [.sqlPrompt], .previous, hint: "history", hintKeys: "↑↓", help: "the statement before in the history (kept across sessions)"),
+        Binding([.down], [.sqlPrompt], .next, help: "the statement after in the history, then back to what you typed"),
+        Binding([.escape], [.sqlPrompt], .cancel, hint: "close", help: "close the prompt (the text is kept for the next :)"),
+        Binding([.control("c")], [.sqlPrompt, .promptRows, .promptText], .quit, hint: "quit", hintKeys: "Ctrl-C", help: "quit"),
+        Binding([.control("c")], [.promptHeld], .quit, hint: "quit", hintKeys: "Ctrl-C", help: "quit (asks first: the held write rolls back)"),
+        Binding([.character("y"), .character("Y")], [.confirmAnalyze], .confirm, hint: "run it", hintKeys: "y",
+                help: "run EXPLAIN ANALYZE: the statement executes, then everything it did is rolled back"),
+        Binding([], [.confirmAnalyze], .cancel, hint: "cancel", hintKeys: "any other key", help: "back to the prompt, nothing run"),
+        Binding([.up, .character("k")], [.promptRows], .up, hint: "move", hintKeys: "↑↓←→", help: "previous row (the page before at the top)"),
+        Binding([.down, .character("j")], [.promptRows], .down, help: "next row (the next page at the bottom)"),
+        Binding([.left, .character("h")], [.promptRows], .left, help: "columns to the left"),
+        Binding([.right, .character("l")], [.promptRows], .right, help: "columns to the right"),
+        Binding([.pageUp, .control("b")], [.promptRows], .pageUp, hint: "", hintKeys: "PgUp/PgDn", help: "page before"),
+        Binding([.pageDown, .control("f")], [.promptRows], .pageDown, help: "next page (fetched from the server's cursor)"),
+        Binding([.character("g"), .home], [.promptRows], .first, hint: "first", hintKeys: "g", help: "first page"),
+        Binding([.escape, .character("q"), .character(":")], [.promptRows], .cancel, hint: "close", hintKeys: "Esc",
+                help: "close the rows (the transaction ends) and edit the statement"),
+        Binding([.up, .character("k")], [.promptText, .promptHeld], .scrollUp, hint: "scroll", hintKeys: "↑↓", help: "scroll up"),
+        Binding([.down, .character("j")], [.promptText, .promptHeld], .scrollDown, help: "scroll down"),
+        Binding([.escape, .character("q"), .enter], [.promptText], .cancel, hint: "back", hintKeys: "Esc", help: "back to the prompt"),
+        Binding([.character("y"), .character("Y")], [.promptHeld], .confirm, hint: "commit", hintKeys: "y", help: "commit the write (and its history rows)"),
+        Binding([.character("n"), .character("N"), .escape], [.promptHeld], .cancel, hint: "roll back", hintKeys: "n/Esc",
+                help: "roll back: nothing is written"),
 
         // Lag history.
         Binding([.escape, .character("q"), .character("L")], [.lagView], .cancel, hint: "close", hintKeys: "Esc", help: "back to the records"),
@@ -418,6 +452,7 @@ public enum Keymap {
         case .exportPrompt: return [.exportPrompt, .textField]
         case .exporting: return [.busy]
         case .confirmQuit: return [.confirmQuit]
+        case .sqlPrompt(let prompt): return prompt.scopes
         }
     }
 
@@ -526,6 +561,20 @@ extension ConsoleState {
         case .exporting: return [.busy]
         case .help: return [.help]
         case .confirmQuit: return [.confirmQuit]
+        case .sqlPrompt(let prompt): return prompt.scopes
+        }
+    }
+}
+
+extension SQLPrompt {
+    /// The key scopes of the prompt's phase.
+    var scopes: [KeyScope] {
+        switch phase {
+        case .typing: return [.sqlPrompt, .textField]
+        case .confirmAnalyze: return [.confirmAnalyze]
+        case .rows: return [.promptRows]
+        case .text: return [.promptText]
+        case .held: return [.promptHeld]
         }
     }
 }

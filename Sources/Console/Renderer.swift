@@ -454,8 +454,9 @@ public enum Renderer {
                 case .update: return "\(change.column): \(historyValue(change.before, limit: 40)) → \(historyValue(change.after, limit: 40))"
                 case .insert: return "\(change.column)=\(historyValue(change.after, limit: 20))"
                 case .delete: return "\(change.column)=\(historyValue(change.before, limit: 20))"
+                case .statement: return ""
                 }
-            }.joined(separator: "  ")
+            }.joined(separator: "  ") + (entry.statement.map { "  ‹\(historyValue($0, limit: 60))›" } ?? "")
             let time = String(entry.changedAt.prefix(19)).replacingOccurrences(of: "T", with: " ")
             let key = view.keyLabel == nil ? " \(entry.keyLabel)" : ""
             lines.append(("\(marker) \(time)  \(entry.role)  \(entry.action.rawValue)\(key)  \(changes)", index == view.selected ? .selected : .normal))
@@ -893,7 +894,14 @@ public enum Renderer {
             if let field = view.confirmation {
                 Renderer.field(field, x: rect.x + 2, y: rect.y + rect.height - 4, width: 24, &screen)
             }
-        case .confirmQuit:
+        case .sqlPrompt(let prompt):
+            sqlPrompt(prompt, state, layout, &screen)
+        case .confirmQuit(let previous):
+            if case .sqlPrompt(let prompt) = previous {
+                sqlPrompt(prompt, state, layout, &screen)
+                _ = box("Quit?", lines: [("A write is held open, not committed. Quit and roll it back?", .normal), ("y: quit   any other key: back", .normal)], in: layout, &screen)
+                return
+            }
             _ = box("Quit?", lines: [("An edit is not saved. Quit and lose it?", .normal), ("y: quit   any other key: back", .normal)], in: layout, &screen)
         }
     }

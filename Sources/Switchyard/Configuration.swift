@@ -227,6 +227,10 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// `[console] export_null`: how a CSV export writes NULL (default: empty).
     public var exportNull = ""
 
+    /// `[console] prompt_hold_s` (default 120): how long the SQL prompt holds a transaction
+    /// open (rows being read, a write waiting for y) before rolling it back by itself.
+    public var promptHold: Duration = .seconds(120)
+
     /// `[console] theme` (default "default").
     public var theme = "default"
 
@@ -386,7 +390,9 @@ public struct ClusterConfiguration: Sendable, Equatable {
             config.queryLogKeep = try reader.int(log, "keep", section: "query_log", min: 0, max: 100) ?? config.queryLogKeep
         }
         if let console = try reader.table(root, "console") {
-            try reader.allowOnly(["theme", "follow", "audit", "export_null"], in: console, section: "console")
+            try reader.allowOnly(["theme", "follow", "audit", "export_null", "prompt_hold_s"], in: console, section: "console")
+            config.promptHold = try reader.int(console, "prompt_hold_s", section: "console", min: 1, max: 3600).map { .seconds($0) }
+                ?? config.promptHold
             if let null = try reader.string(console, "export_null", section: "console") {
                 guard null.count <= 20, !null.unicodeScalars.contains(where: { $0 == "'" || $0 == "\\" || $0.properties.generalCategory == .control }) else {
                     throw ConfigurationError(

@@ -76,9 +76,12 @@ struct AuditCommand: AsyncParsableCommand {
                     changes = entry.changes().map { "\($0.column) = \(Self.shown($0.after))" }.joined(separator: "; ")
                 case .delete:
                     changes = "was " + entry.changes().map { "\($0.column) = \(Self.shown($0.before))" }.joined(separator: "; ")
+                case .statement:
+                    changes = ""
                 }
+                let statement = entry.statement.map { (changes.isEmpty ? "" : "; ") + "by: " + Self.shown($0) } ?? ""
                 return [String(entry.id), entry.changedAt, entry.role, "\(entry.osUser ?? "?")@\(entry.clientHost ?? "?")", entry.table,
-                        entry.keyLabel, entry.action.rawValue, changes]
+                        entry.keyLabel, entry.action.rawValue, changes + statement]
             }
             print(TextTable.render(header: ["ID", "TIME", "ROLE", "BY", "TABLE", "KEY", "ACTION", "CHANGES"], rows: rows))
         }
