@@ -154,6 +154,47 @@ extension ClusterTests {
             #expect(try await Self.primaryValue("select name from \(fixture.schema).items where id = 1") == "still saved")
         }
 
+        @Test func theSQLPromptHoldsAWriteUntilYesAndPagesAQuery() async throws {
+            let fixture = try await Self.fixture()
+            let schema = fixture.schema
+            let state = FileManager.default.temporaryDirectory.appendingPathComponent("sy-state-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: state) }
+            let binary = try CommandLineTests.executable.path
+            let tmux = try await TmuxSession.start(
+                command: "XDG_STATE_HOME=\(state.path) \(binary) console --config \(fixture.configPath) --table \(schema).items", width: 120, height: 40)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            try await tmux.send(":")
+            try await tmux.waitFor(text: "Enter run")
+            try await tmux.send("update \(schema).items set qty = qty + 100 where id <= 2", literal: true)
+            try await tmux.send("Enter")
+            let held = try await tmux.waitFor(text: "TRANSACTION OPEN — NOT COMMITTED")
+            #expect(held.contains("UPDATE 2") && held.contains("qty: 1 → 101") && held.contains("qty: 2 → 102"), "\(held)")
+            #expect(try await Self.primaryValue("select qty::text from \(schema).items where id = 1") == "1", "committed before y")
+            try await tmux.send("y")
+            try await tmux.waitFor(text: "committed: UPDATE 2")
+            #expect(try await Self.primaryValue("select qty::text from \(schema).items where id = 1") == "101")
+
+            try await tmux.send("C-u")
+            try await tmux.send("select id, name from \(schema).items order by id", literal: true)
+            try await tmux.send("Enter")
+            let rows = try await tmux.waitFor(text: "TRANSACTION OPEN (read)")
+            #expect(rows.contains("rows 1–33 (more follow)") && rows.contains("item 2"), "\(rows)")
+            try await tmux.send("PageDown")
+            try await tmux.waitFor(text: "rows 34–50 of 50")
+            try await tmux.send("Escape")
+            try await tmux.waitFor(text: "rows closed: the transaction ended")
+            // The history: ↑ brings back the newest statement, and it is kept in a private file.
+            try await tmux.send("C-u", "Up")
+            try await tmux.waitFor(text: "history 2 of 2")
+            let file = state.appendingPathComponent("switchyard/sql_history").path
+            let kept = try String(contentsOfFile: file, encoding: .utf8)
+            #expect(kept.contains("select id, name from \(schema).items order by id") && kept.contains("qty + 100"))
+            #expect((try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int) == 0o600)
+            try await tmux.send("Escape")
+            try await tmux.waitFor("the grid with the committed values") { $0.contains("101") && !$0.contains("Enter run") }
+        }
+
         @Test func anEditShowsInTheRowAndTableHistory() async throws {
             let fixture = try await Self.fixture()
             let tmux = try await Self.launch(fixture)
