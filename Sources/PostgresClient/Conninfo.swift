@@ -59,13 +59,16 @@ public enum Conninfo {
     }
 
     static func redacted(_ conninfo: String, expandingDbname: Bool) -> String {
+        if tooTangled(conninfo) { return tangled }
         guard let pairs = parse(conninfo) else { return "(invalid connection string)" }
         if pairs.isEmpty { return "(libpq defaults)" }
         let secrets = self.secrets(in: conninfo)
         return pairs.map { key, value in
             if secretKeys.contains(key) { return "\(key)=\(mask)" }
-            if expandingDbname, key == "dbname", isConnectionString(value) {
-                return "dbname=\(quoted(redacted(value, expandingDbname: false)))"
+            if key == "dbname", isConnectionString(value) {
+                // libpq passes a connection string inside the expanded one to the server as
+                // a database name: it is not shown at all.
+                return expandingDbname ? "dbname=\(quoted(redacted(value, expandingDbname: false)))" : "dbname=(a connection string, not shown)"
             }
             return "\(key)=\(quoted(mask(value, secrets)))"
         }.joined(separator: " ")
@@ -74,7 +77,27 @@ public enum Conninfo {
     /// `message` with every secret that `conninfo` carries replaced by the mask. Works
     /// also when libpq cannot parse `conninfo` (its error text may quote a fragment).
     public static func scrub(_ message: String, conninfo: String) -> String {
-        mask(message, secrets(in: conninfo))
+        if tooTangled(conninfo) { return "(not shown: \(tangled))" }
+        return mask(message, secrets(in: conninfo))
+    }
+
+    /// More URIs than this in one connection string (nested in `dbname`, or mistyped) is
+    /// not a real one; finding every secret in it costs time quadratic in their number, so
+    /// neither it nor a message about it is shown.
+    static let mostURIs = 8
+    static let tangled = "a connection string with more than 8 URIs in it is not shown"
+
+    static func tooTangled(_ conninfo: String) -> Bool {
+        var count = 0
+        var previous: (UInt8, UInt8) = (0, 0)
+        for byte in conninfo.utf8 {
+            if previous == (UInt8(ascii: ":"), UInt8(ascii: "/")) && byte == UInt8(ascii: "/") {
+                count += 1
+                if count > mostURIs { return true }
+            }
+            previous = (previous.1, byte)
+        }
+        return false
     }
 
     static func mask(_ text: String, _ secrets: [String]) -> String {
@@ -84,7 +107,10 @@ public enum Conninfo {
     }
 
     /// Every secret in `conninfo` and the pieces libpq may quote separately, longest first.
-    static func secrets(in conninfo: String) -> [String] {
+    /// Connection strings nested in `dbname` are searched `depth` levels down (libpq
+    /// expands one; a message may quote the next as a database name); text scanning
+    /// finds URI and `password=` secrets deeper still.
+    static func secrets(in conninfo: String, depth: Int = 2) -> [String] {
         var found = Set<String>()
         func add(_ secret: String) {
             guard !secret.isEmpty else { return }
@@ -100,7 +126,7 @@ public enum Conninfo {
         if let pairs = parse(conninfo) {
             for (key, value) in pairs {
                 if secretKeys.contains(key) { add(value) }
-                if key == "dbname", isConnectionString(value), value != conninfo { secrets(in: value).forEach(add) }
+                if depth > 0, key == "dbname", isConnectionString(value), value != conninfo { secrets(in: value, depth: depth - 1).forEach(add) }
             }
         }
         rawPasswordCandidates(conninfo).forEach(add)

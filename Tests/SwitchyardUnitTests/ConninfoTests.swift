@@ -50,12 +50,21 @@ import Testing
     /// minutes): each nested `dbname` was redacted and quoted again, doubling the
     /// backslashes per level. libpq expands `dbname` one level; so does the redaction.
     @Test func nestedConnectionStringsAreRedactedInLinearSpace() {
-        var conninfo = "postgresql://u:deepsecret@h/db"
-        for level in 0..<24 { conninfo = "postgresql://u:pw\(level)xyz@h/\(conninfo)" }
-        let text = Conninfo.redacted(conninfo)
-        #expect(text.utf8.count <= 2 * conninfo.utf8.count + 64, "\(conninfo.utf8.count) bytes in, \(text.utf8.count) out")
-        for level in 0..<24 { #expect(!text.contains("pw\(level)xyz")) }
-        #expect(!text.contains("deepsecret"))
+        func nested(_ levels: Int) -> String {
+            var conninfo = "postgresql://u:deepsecret@h/db"
+            for level in 0..<levels { conninfo = "postgresql://u:pw\(level)xyz@h/\(conninfo)" }
+            return conninfo
+        }
+        // Within the limit: shown, one level expanded (each level was quoted again before).
+        let seven = nested(7)
+        let text = Conninfo.redacted(seven)
+        #expect(text.utf8.count <= 2 * seven.utf8.count + 64, "\(seven.utf8.count) bytes in, \(text.utf8.count) out")
+        #expect(!text.contains("xyz") && !text.contains("deepsecret"), "\(text)")
+        #expect(text.contains("dbname=(a connection string, not shown)"), "libpq hands the second level to the server as a name: \(text)")
+        // Beyond it: not a real connection string, and finding its secrets costs quadratic time.
+        let deep = nested(24)
+        #expect(Conninfo.redacted(deep) == Conninfo.tangled)
+        #expect(Conninfo.scrub("failed: pw0xyz", conninfo: deep) == "(not shown: \(Conninfo.tangled))")
     }
 
     @Test func endpointNamesHostAndPort() {
