@@ -486,11 +486,22 @@ extension DataService {
     /// rows, and a sample with the count.
     private func previewSQL(_ statement: PromptStatement, target: PromptStatement.Target, described: Described) async throws -> (sql: String, bindings: [any PostgresEncodable]) {
         let keys = try await cluster.quoteIdentifiers(described.keys)
-        func textMap(_ row: String) -> String { "(select jsonb_object_agg(key, value) from jsonb_each_text(to_jsonb(\(row))))" }
+        let columns = try await cluster.quoteIdentifiers(described.columns)
         var bindings: [any PostgresEncodable] = []
         func parameter(_ value: any PostgresEncodable) -> String {
             bindings.append(value)
             return "$\(bindings.count)"
+        }
+        // Values as `::text`, as the console's own edits record them (to_jsonb would
+        // write timestamps and the like differently, and revert compares them).
+        let names = described.columns.map { parameter($0) + "::text" }
+        func textMap(_ row: String) -> String {
+            guard !columns.isEmpty else { return "'{}'::jsonb" }
+            // jsonb_build_object takes at most 100 arguments: 50 columns a call.
+            return "(" + stride(from: 0, to: columns.count, by: 50).map { start in
+                "jsonb_build_object(" + (start..<min(start + 50, columns.count)).map { "\(names[$0]), \(row).\(columns[$0])::text" }
+                    .joined(separator: ", ") + ")"
+            }.joined(separator: " || ") + ")"
         }
         let keyObject = keys.isEmpty ? "'{}'::jsonb"
             : "jsonb_build_object(" + zip(described.keys, keys).map { "\(parameter($0.0))::text, sy_changed.\($0.1)::text" }.joined(separator: ", ") + ")"
@@ -506,8 +517,8 @@ extension DataService {
             } else {
                 func changed(_ side: String) -> String {
                     """
-                    (select jsonb_object_agg(n.key, \(side).value) from jsonb_each_text(to_jsonb(sy_changed)) n
-                     join jsonb_each_text(to_jsonb(sy_old)) o on o.key = n.key where n.value is distinct from o.value)
+                    (select jsonb_object_agg(n.key, \(side).value) from jsonb_each_text(\(textMap("sy_changed"))) n
+                     join jsonb_each_text(\(textMap("sy_old"))) o on o.key = n.key where n.value is distinct from o.value)
                     """
                 }
                 before = changed("o")
