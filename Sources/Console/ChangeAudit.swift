@@ -31,6 +31,8 @@ public enum ChangeAudit {
         // The SQL prompt's writes name their statement; one without rows of its own is
         // recorded once, as a `statement`.
         "alter table switchyard.changes add column if not exists statement text",
+        // A revert names the change it undid.
+        "alter table switchyard.changes add column if not exists reverts bigint",
         "alter table switchyard.changes drop constraint if exists changes_action_check",
         "alter table switchyard.changes add constraint changes_action_check check (action in ('insert', 'update', 'delete', 'statement'))",
         "create index if not exists changes_by_row on switchyard.changes (table_name, row_key, id desc)",
@@ -59,6 +61,8 @@ public enum ChangeAudit {
         public var after: [String: String?]?
         /// The SQL prompt's statement that made the change (nil: a console edit).
         public var statement: String? = nil
+        /// The change this one reverted (`u` in the history).
+        public var reverts: Int? = nil
 
         /// `col: before → after` for each changed column, in column order of `order`.
         public func changes(order: [String] = []) -> [(column: String, before: String?, after: String?)] {
@@ -109,9 +113,18 @@ public enum ChangeAudit {
     /// that says how to fix it.
     static func record(
         in transaction: Cluster.Transaction, table: String, key: [String: String?], action: Action, before: [String: String?]?,
-        after: [String: String?]?
+        after: [String: String?]?, reverts: Int? = nil
     ) async throws {
         do {
+            if let reverts {
+                _ = try await transaction.execute(
+                    """
+                    insert into switchyard.changes (os_user, client_host, table_name, row_key, action, before, after, reverts)
+                    values ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $7::jsonb, $8::bigint)
+                    """,
+                    [osUser, hostName, table, json(key), action.rawValue, before.map(json), after.map(json), String(reverts)])
+                return
+            }
             _ = try await transaction.execute(
                 """
                 insert into switchyard.changes (os_user, client_host, table_name, row_key, action, before, after)
@@ -146,7 +159,7 @@ public enum ChangeAudit {
         parameters.append(limit)
         let sql = """
             select id, to_char(changed_at, 'YYYY-MM-DD"T"HH24:MI:SS.MSOF'), db_role, os_user, client_host, table_name,
-                   row_key::text, action, before::text, after::text, to_jsonb(changes)->>'statement'
+                   row_key::text, action, before::text, after::text, to_jsonb(changes)->>'statement', to_jsonb(changes)->>'reverts'
             from switchyard.changes \(conditions.isEmpty ? "" : "where " + conditions.joined(separator: " and "))
             order by id desc limit $\(parameters.count)
             """
@@ -157,7 +170,7 @@ public enum ChangeAudit {
                 table: try row.decode(5, as: String.self), key: decode(try row.decode(6, as: String.self)) ?? [:],
                 action: Action(rawValue: try row.decode(7, as: String.self)) ?? .update,
                 before: decode(try row.decode(8, as: String?.self)), after: decode(try row.decode(9, as: String?.self)),
-                statement: try row.decode(10, as: String?.self))
+                statement: try row.decode(10, as: String?.self), reverts: try row.decode(11, as: String?.self).flatMap { Int($0) })
         }
     }
 

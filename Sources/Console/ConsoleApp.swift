@@ -253,7 +253,7 @@ extension ConsoleEffect {
         case .loadTables(let request), .openTable(_, let request), .loadPage(_, _, _, _, _, let request, _),
             .update(_, _, _, _, let request), .insert(_, _, let request), .delete(_, _, _, let request), .cancel(let request), .loadHistory(_, _, let request), .follow(_, _, _, let request), .loadReferences(_, _, let request), .openReferencing(_, let request), .refreshView(_, let request), .export(_, let request),
             .loadValue(_, _, _, let request),
-            .runChecks(let request), .promote(_, let request), .runStatement(_, _, let request), .promptCommand(_, let request):
+            .runChecks(let request), .promote(_, let request), .runStatement(_, _, let request), .promptCommand(_, let request), .prepareRevert(_, let request), .revert(_, let request):
             return request
         case .quit, .editExternally, .endPrompt, .rememberStatement:
             return nil

@@ -136,11 +136,23 @@ extension ConsoleState {
                 return []
             case .close:
                 mode = .browse
-                return []
+                return view.wroteRevert && grid != nil ? [reloadCurrentPage()] : []
             case .reload:
                 mode = .history(view)
                 let request = start("reading the change history")
                 return [.loadHistory(table: view.table, key: view.key, request: request)]
+            case .prepareRevert(let entry):
+                mode = .history(view)
+                let request = start("preparing the revert of change #\(entry.id)")
+                return [.prepareRevert(entry, request: request)]
+            case .revert(let plan):
+                mode = .history(view)
+                let request = start("reverting change #\(plan.change.id)", writes: true)
+                return [.revert(plan, request: request)]
+            case .message(let text):
+                mode = .history(view)
+                setMessage(text)
+                return []
             }
         case .confirmQuit(let previous):
             if command == .confirm { return quitNow() }

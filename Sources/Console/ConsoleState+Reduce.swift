@@ -244,6 +244,31 @@ extension ConsoleState {
             return []
         case .promptRows, .promptText, .promptHeld, .promptDone, .promptEnded:
             return promptEvent(event)
+        case .revertReady(let plan, let request):
+            guard finish(request), case .history(var view) = mode else { return [] }
+            view.revert = plan
+            view.conflict = nil
+            mode = .history(view)
+            setMessage(plan.note.map { "\($0) — y writes it" } ?? "y writes the revert; any other key cancels", error: plan.note != nil)
+            return []
+        case .revertConflict(let conflict, let request):
+            guard finish(request), case .history(var view) = mode else { return [] }
+            view.revert = nil
+            view.conflict = conflict
+            mode = .history(view)
+            setMessage(conflict.reason, error: true)
+            return []
+        case .reverted(let text, let request):
+            guard finish(request) else { return [] }
+            setMessage(text)
+            guard case .history(var view) = mode else { return [] }
+            view.revert = nil
+            view.selected = 0
+            view.wroteRevert = true
+            mode = .history(view)
+            // The history shows the revert; the grid behind shows the row as it is now.
+            let reload = start("reading the change history")
+            return [.loadHistory(table: view.table, key: view.key, request: reload)]
         }
     }
 

@@ -168,6 +168,12 @@ public struct HistoryView: Sendable, Equatable {
     public var selected = 0
     /// Showing the whole change of the selected entry.
     public var detail = false
+    /// A revert waiting for y.
+    public var revert: RevertPlan?
+    /// Why the selected change cannot be reverted: its three versions.
+    public var conflict: RevertConflict?
+    /// A revert was written from here: the grid behind is read again on close.
+    public var wroteRevert = false
 
     public init(table: String, key: [String: String?]?, keyLabel: String?, columns: [String]) {
         self.table = table
@@ -485,6 +491,10 @@ public enum ConsoleEffect: Sendable, Equatable {
     case openReferencing(Referencing, request: Int)
     /// Recorded changes of one row (`key`) or of the table.
     case loadHistory(table: String, key: [String: String?]?, request: Int)
+    /// Work out how to undo a recorded change, checking the row is as the change left it.
+    case prepareRevert(ChangeAudit.Entry, request: Int)
+    /// Write a prepared revert (conflict-checked again, with its own history row).
+    case revert(RevertPlan, request: Int)
     /// Run a statement from the SQL prompt in a transaction of its own.
     case runStatement(PromptStatement, pageSize: Int, request: Int)
     /// A page, a commit or a rollback for the prompt's open transaction.
@@ -536,6 +546,12 @@ public enum ConsoleEvent: Sendable {
     case followedFiles(Int)
     /// Something the user should know that is not the answer to a request.
     case warning(String)
+    /// How a change would be undone, to confirm.
+    case revertReady(RevertPlan, request: Int)
+    /// The row is no longer as the change left it: nothing can be undone blindly.
+    case revertConflict(RevertConflict, request: Int)
+    /// A revert was written.
+    case reverted(String, request: Int)
     /// A page of the prompt query's rows (its transaction stays open).
     case promptRows(PromptRows, request: Int)
     /// Text a prompt statement produced (EXPLAIN); its transaction is over.

@@ -124,24 +124,7 @@ public struct DataService: Sendable {
         case .insert(let shape, let values, let request):
             return await attempt(request, writes: .row) {
                 try await ensureAudit()
-                let statement = SQLBuilder.insert(shape, values: values)
-                let width = shape.columns.count
-                return try await cluster.transaction { transaction -> ConsoleEvent in
-                    let result = try await transaction.execute(statement.sql, statement.bindings)
-                    let row = result.first.map { row in (0..<width).map { row.raw($0) } }
-                    if audit, row == nil {
-                        // An INSTEAD OF trigger (or a rule) that returns no row: what it
-                        // wrote cannot be recorded, so it is not kept.
-                        throw WriteRefused("the insert returned no row (an INSTEAD OF trigger or a rule that returns none), so the "
-                            + "change history could not record it: nothing was written")
-                    }
-                    if audit, let row {
-                        try await ChangeAudit.record(
-                            in: transaction, table: shape.table.qualifiedName, key: Self.values(shape, row, shape.keyIndexes), action: .insert,
-                            before: nil, after: Self.values(shape, row, Array(0..<width)))
-                    }
-                    return .saved(row: row, request: request)
-                }
+                return try await insertRow(shape, values: values, request: request)
             }
         case .delete(let shape, let seen, let long, let request):
             return await attempt(request, writes: .row) {
@@ -150,47 +133,14 @@ public struct DataService: Sendable {
                 return try await write(
                     statement, shape: shape, seen: seen, request: request, action: .delete, changed: Array(0..<shape.columns.count))
             }
+        case .prepareRevert(let entry, let request):
+            return await attempt(request) { try await prepareRevert(entry, request: request) }
+        case .revert(let plan, let request):
+            return await attempt(request, writes: .revert) { try await revert(plan, request: request) }
         case .follow(_, let key, let values, let request):
-            return await attempt(request) {
-                let target = try await shape(of: key.target)
-                let names = try await cluster.quoteIdentifiers(key.targetColumns)
-                let conditions = names.enumerated().map { "\($0.element) = $\($0.offset + 1)" }.joined(separator: " and ")
-                let sortKeys = SQLBuilder.sortKeys(target, sort: nil).map { "(\($0.expression))::text" }.joined(separator: ", ")
-                let keyCount = SQLBuilder.sortKeys(target, sort: nil).count
-                let row = try await cluster.query(
-                    "select \(sortKeys) from \(target.quotedName) as r where \(conditions) limit 1", values.map { $0 as any PostgresEncodable },
-                    table: target.table.qualifiedName
-                ).first
-                guard let row else {
-                    throw WriteRefused("the row \(key.name) points to is not in \(key.target.qualifiedName) (or not visible to you)")
-                }
-                let anchor = (0..<keyCount).map { row.raw($0) }
-                let label = values.count == 1 ? "#\(values[0] ?? "NULL")" : "#(\(values.map { $0 ?? "NULL" }.joined(separator: ", ")))"
-                return .followed(target, anchor: anchor, label: label, request: request)
-            }
+            return await followReference(key, values: values, request: request)
         case .export(let job, let request):
-            return await attempt(request) {
-                let (sql, settings) = SQLBuilder.export(
-                    job.shape, sort: job.sort, filter: job.filter, scope: job.scope, format: job.format, null: cluster.configuration.exportNull)
-                let writer = try ExportWriter(path: job.path) { rows, bytes in
-                    progress(.exportProgress(rows: rows, bytes: bytes, request: request))
-                }
-                let started = ContinuousClock.now
-                do {
-                    // Its own routing context, so the log says what read the rows and why.
-                    let context = RoutingContext(name: "export", readsFromReplicas: job.fromReplica, maxReplicaLag: cluster.configuration.maxReplicaLag)
-                    let (node, _) = try await context.run {
-                        try await cluster.copyOut(
-                            sql, settings: settings, table: job.shape.table.qualifiedName, leastLag: job.fromReplica, sink: { try writer.write($0) })
-                    }
-                    let (rows, bytes) = try writer.finish()
-                    return .exported(path: job.path, rows: job.format == .csv ? max(rows - 1, 0) : rows, bytes: bytes, node: node,
-                                     took: (ContinuousClock.now - started).milliseconds, request: request)
-                } catch {
-                    writer.discard()
-                    throw error
-                }
-            }
+            return await export(job, request: request, progress: progress)
         case .refreshView(let table, let request):
             return await attempt(request) {
                 let names = try await cluster.quoteIdentifiers([table.schema, table.name])
@@ -220,6 +170,74 @@ public struct DataService: Sendable {
         }
     }
 
+    /// Inserts a row (values by column index, the rest defaults) and, with the history
+    /// on, its history row in the same transaction.
+    func insertRow(_ shape: TableShape, values: [Int: String?], request: Int, reverts: Int? = nil) async throws -> ConsoleEvent {
+                let statement = SQLBuilder.insert(shape, values: values)
+                let width = shape.columns.count
+                return try await cluster.transaction { transaction -> ConsoleEvent in
+                    let result = try await transaction.execute(statement.sql, statement.bindings)
+                    let row = result.first.map { row in (0..<width).map { row.raw($0) } }
+                    if audit, row == nil {
+                        // An INSTEAD OF trigger (or a rule) that returns no row: what it
+                        // wrote cannot be recorded, so it is not kept.
+                        throw WriteRefused("the insert returned no row (an INSTEAD OF trigger or a rule that returns none), so the "
+                            + "change history could not record it: nothing was written")
+                    }
+                    if audit, let row {
+                        try await ChangeAudit.record(
+                            in: transaction, table: shape.table.qualifiedName, key: Self.values(shape, row, shape.keyIndexes), action: .insert,
+                            before: nil, after: Self.values(shape, row, Array(0..<width)), reverts: reverts)
+                    }
+                    return .saved(row: row, request: request)
+                }
+    }
+
+    private func followReference(_ key: ForeignKey, values: [String?], request: Int) async -> ConsoleEvent? {
+            await attempt(request) {
+                let target = try await shape(of: key.target)
+                let names = try await cluster.quoteIdentifiers(key.targetColumns)
+                let conditions = names.enumerated().map { "\($0.element) = $\($0.offset + 1)" }.joined(separator: " and ")
+                let sortKeys = SQLBuilder.sortKeys(target, sort: nil).map { "(\($0.expression))::text" }.joined(separator: ", ")
+                let keyCount = SQLBuilder.sortKeys(target, sort: nil).count
+                let row = try await cluster.query(
+                    "select \(sortKeys) from \(target.quotedName) as r where \(conditions) limit 1", values.map { $0 as any PostgresEncodable },
+                    table: target.table.qualifiedName
+                ).first
+                guard let row else {
+                    throw WriteRefused("the row \(key.name) points to is not in \(key.target.qualifiedName) (or not visible to you)")
+                }
+                let anchor = (0..<keyCount).map { row.raw($0) }
+                let label = values.count == 1 ? "#\(values[0] ?? "NULL")" : "#(\(values.map { $0 ?? "NULL" }.joined(separator: ", ")))"
+                return .followed(target, anchor: anchor, label: label, request: request)
+            }
+    }
+
+    private func export(_ job: ExportJob, request: Int, progress: @escaping @Sendable (ConsoleEvent) -> Void) async -> ConsoleEvent? {
+            await attempt(request) {
+                let (sql, settings) = SQLBuilder.export(
+                    job.shape, sort: job.sort, filter: job.filter, scope: job.scope, format: job.format, null: cluster.configuration.exportNull)
+                let writer = try ExportWriter(path: job.path) { rows, bytes in
+                    progress(.exportProgress(rows: rows, bytes: bytes, request: request))
+                }
+                let started = ContinuousClock.now
+                do {
+                    // Its own routing context, so the log says what read the rows and why.
+                    let context = RoutingContext(name: "export", readsFromReplicas: job.fromReplica, maxReplicaLag: cluster.configuration.maxReplicaLag)
+                    let (node, _) = try await context.run {
+                        try await cluster.copyOut(
+                            sql, settings: settings, table: job.shape.table.qualifiedName, leastLag: job.fromReplica, sink: { try writer.write($0) })
+                    }
+                    let (rows, bytes) = try writer.finish()
+                    return .exported(path: job.path, rows: job.format == .csv ? max(rows - 1, 0) : rows, bytes: bytes, node: node,
+                                     took: (ContinuousClock.now - started).milliseconds, request: request)
+                } catch {
+                    writer.discard()
+                    throw error
+                }
+            }
+    }
+
     /// An update or delete of the row as seen, in a transaction that commits only when it
     /// touched exactly that one row. None: someone else changed or deleted it (the event
     /// carries the row as it is now) — or, when the row is in fact unchanged, a trigger or
@@ -228,8 +246,9 @@ public struct DataService: Sendable {
     ///
     /// With the history on, the row as it was (read in the transaction, whole values) and
     /// as it is after go into ``ChangeAudit`` in the same transaction: `changed` columns only.
-    private func write(
-        _ statement: Statement, shape: TableShape, seen: [String?], request: Int, action: ChangeAudit.Action, changed: [Int]
+    func write(
+        _ statement: Statement, shape: TableShape, seen: [String?], request: Int, action: ChangeAudit.Action, changed: [Int],
+        reverts: Int? = nil
     ) async throws -> ConsoleEvent {
         let width = shape.columns.count
         let key = shape.keyIndexes.map { seen[$0] }
@@ -258,7 +277,7 @@ public struct DataService: Sendable {
                         try await ChangeAudit.record(
                             in: transaction, table: shape.table.qualifiedName, key: Self.values(shape, before, shape.keyIndexes),
                             action: action, before: Self.values(shape, before, changed),
-                            after: action == .delete ? nil : after.map { Self.values(shape, $0, changed) })
+                            after: action == .delete ? nil : after.map { Self.values(shape, $0, changed) }, reverts: reverts)
                     }
                     return .saved(row: after, request: request)
                 }
@@ -312,14 +331,17 @@ public struct DataService: Sendable {
         guard audit else { return }
         try await ensureAudit()
         let hasColumn = try await cluster.query(
-            "select exists (select from pg_catalog.pg_attribute where attrelid = to_regclass($1) and attname = 'statement' and not attisdropped)",
+            """
+            select count(*) = 2 from pg_catalog.pg_attribute
+            where attrelid = to_regclass($1) and attname in ('statement', 'reverts') and not attisdropped
+            """,
             [ChangeAudit.table]).scalar(Bool.self) ?? false
         guard !hasColumn else { return }
         do {
             try await ChangeAudit.initialize(cluster)
         } catch let error as PostgresError {
             throw WriteRefused(
-                "the change history \(ChangeAudit.table) predates the SQL prompt and cannot be brought up to date (\(error.message)): "
+                "the change history \(ChangeAudit.table) predates the SQL prompt and revert and cannot be brought up to date (\(error.message)): "
                     + "nothing was run; " + ChangeAudit.remedy)
         }
     }
@@ -476,7 +498,7 @@ public struct DataService: Sendable {
     }
 
     /// What an effect changes, for telling the user what a cancel did.
-    enum Writes { case nothing, row, promotion }
+    enum Writes { case nothing, row, promotion, revert }
 
     /// Turns errors into a `failed` event the status bar can show, with SQLSTATE. A
     /// cancelled read reports nothing; a cancelled write reports what became of it.
@@ -516,6 +538,11 @@ public struct DataService: Sendable {
                 request: request)
         case .promotion:
             return .failed(message: "promotion cancelled; the candidate may still be leaving recovery — checks re-run", request: request)
+        case .revert:
+            return .failed(
+                message: confirmed ? "revert cancelled in time: nothing was written"
+                    : "revert cancelled, but the server did not confirm: it may have been written — read the history again (r)",
+                request: request)
         }
     }
 }

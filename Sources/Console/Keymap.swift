@@ -6,7 +6,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
     case busy, tooSmall
     case editCell, form, filter, textField
     case confirmDelete, confirmRefresh, conflict, failover, promote, history, references, pick, lagView, queryLog, logSearch, exportPrompt
-    case sqlPrompt, confirmAnalyze, promptRows, promptText, promptHeld
+    case sqlPrompt, confirmAnalyze, promptRows, promptText, promptHeld, confirmRevert, revertConflict
     case help, confirmQuit
 
     /// The section title in the help box.
@@ -34,6 +34,8 @@ public enum KeyScope: String, Sendable, CaseIterable {
         case .logSearch: return "Searching the query log"
         case .exportPrompt: return "Export"
         case .promote: return "Promotion confirmation"
+        case .confirmRevert: return "Revert confirmation"
+        case .revertConflict: return "A change that cannot be reverted"
         case .sqlPrompt: return "SQL prompt (:)"
         case .confirmAnalyze: return "EXPLAIN ANALYZE confirmation"
         case .promptRows: return "A query's rows (its transaction open)"
@@ -60,7 +62,7 @@ public enum Command: Sendable, Equatable {
     case followReference, showReferences, back
     case toggle, editInEditor, refreshView, lagHistory, export, nextFormat, switchSource
     case toggleTables, togglePane, repaint
-    case sqlPrompt
+    case sqlPrompt, revert
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -330,6 +332,13 @@ public enum Keymap {
         Binding([.down, .character("j")], [.history], .down, help: "older change"),
         Binding([.enter], [.history], .open, hint: "diff", help: "the whole change: every column before and after (again: back to the list)"),
         Binding([.character("r")], [.history], .refresh, help: "read the history again"),
+        Binding([.character("u")], [.history], .revert, hint: "revert",
+                help: "revert the change: its inverse as an ordinary edit, shown first; refused when the row changed since",
+                disabledReason: { Keymap.revertRefusal($0) }),
+        Binding([.character("y"), .character("Y")], [.confirmRevert], .confirm, hint: "revert", hintKeys: "y",
+                help: "write the revert (only if the row is still as the change left it)"),
+        Binding([], [.confirmRevert], .cancel, hint: "cancel", hintKeys: "any other key", help: "back to the history, nothing written"),
+        Binding([], [.revertConflict], .cancel, hint: "back", hintKeys: "any key", help: "back to the history"),
         Binding([.escape, .character("q")], [.history], .cancel, hint: "close", hintKeys: "Esc", help: "close the history (from a diff: back to the list)"),
 
         // Failover view.
@@ -444,7 +453,7 @@ public enum Keymap {
         case .confirmRefresh: return [.confirmRefresh]
         case .conflict: return [.conflict]
         case .failover(let view): return view.confirmation == nil ? [.failover, .busy] : [.promote, .textField]
-        case .history: return [.history, .busy]
+        case .history(let view): return view.revert != nil ? [.confirmRevert] : view.conflict != nil ? [.revertConflict] : [.history, .busy]
         case .references: return [.references, .busy]
         case .pick: return [.pick]
         case .lagView: return [.lagView]
@@ -469,6 +478,15 @@ public enum Keymap {
     }
 
     // MARK: Disabled reasons
+
+    /// Why `u` cannot revert the selected change.
+    static func revertRefusal(_ state: ConsoleState) -> String? {
+        guard case .history(let view) = state.mode, view.entries.indices.contains(view.selected) else { return "no change selected" }
+        let entry = view.entries[view.selected]
+        if entry.action == .statement { return "a statement without rows of its own cannot be reverted here" }
+        if entry.key.isEmpty { return "the change names no row" }
+        return nil
+    }
 
     static func noColumns(_ state: ConsoleState) -> String? {
         guard let grid = state.grid else { return nil }
@@ -552,7 +570,7 @@ extension ConsoleState {
         case .confirmRefresh: return [.confirmRefresh]
         case .conflict: return [.conflict]
         case .failover(let view): return view.confirmation == nil ? [.failover] : [.promote, .textField]
-        case .history: return [.history]
+        case .history(let view): return view.revert != nil ? [.confirmRevert] : view.conflict != nil ? [.revertConflict] : [.history]
         case .references: return [.references]
         case .pick: return [.pick]
         case .lagView: return [.lagView]

@@ -115,10 +115,25 @@ extension HelpView {
 }
 
 extension HistoryView {
-    enum Outcome: Equatable { case stay, close, reload }
+    enum Outcome: Equatable {
+        case stay, close, reload
+        case prepareRevert(ChangeAudit.Entry)
+        case revert(RevertPlan)
+        case message(String)
+    }
 
     mutating func handle(_ command: Command) -> Outcome {
+        if let plan = revert {
+            revert = nil
+            return command == .confirm ? .revert(plan) : .message("revert cancelled: nothing written")
+        }
+        if conflict != nil {
+            conflict = nil
+            return .stay
+        }
         switch command {
+        case .revert:
+            if entries.indices.contains(selected) { return .prepareRevert(entries[selected]) }
         case .cancel:
             if detail {
                 detail = false

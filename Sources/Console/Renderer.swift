@@ -423,8 +423,42 @@ public enum Renderer {
         return flat.count > limit ? String(flat.prefix(limit - 1)) + "…" : flat
     }
 
-    static func historyLines(_ view: HistoryView, _ state: ConsoleState, height: Int) -> [(String, StyleRole)] {
+    static func historyLines(_ view: HistoryView, _ state: ConsoleState, height: Int, width: Int = 116) -> [(String, StyleRole)] {
         guard view.loaded else { return [(state.busy ?? "reading…", .dim)] }
+        if let plan = view.revert {
+            let change = plan.change
+            var lines: [(String, StyleRole)] = [
+                ("Revert change #\(change.id): \(change.action.rawValue) of \(change.table) \(change.keyLabel) at \(change.changedAt.prefix(19)) by \(change.role)?", .grid_header),
+                ("", .normal),
+                ("It runs, on the primary, in the admin context:", .normal),
+            ]
+            if let note = plan.note { lines.insert((note, .lag_warn), at: 1) }
+            lines += wrap(plan.sql, width: max(width - 2, 20)).map { ("  " + $0, .dim) }
+            lines.append(("", .normal))
+            lines.append(("It is written only if the row is still as you see it now, with a history row naming change #\(change.id).", .normal))
+            lines.append(("y: revert   any other key: cancel", .normal))
+            return Array(lines.prefix(max(height, 3)))
+        }
+        if let conflict = view.conflict {
+            var lines: [(String, StyleRole)] = [(conflict.reason, .lag_critical), ("", .normal)]
+            let name = min(max(conflict.versions.map { Screen.displayWidth($0.column) }.max() ?? 6, 6), 24)
+            let cell = max((width - name - 8) / 3, 8)
+            func row(_ a: String, _ b: String, _ c: String, _ d: String) -> String {
+                [Screen.fit(a, to: name).padding(toLength: name, withPad: " ", startingAt: 0),
+                 Screen.fit(b, to: cell).padding(toLength: cell, withPad: " ", startingAt: 0),
+                 Screen.fit(c, to: cell).padding(toLength: cell, withPad: " ", startingAt: 0), Screen.fit(d, to: cell)].joined(separator: "  ")
+            }
+            lines.append((row("column", "before the change", "the change wrote", "now"), .grid_header))
+            for version in conflict.versions {
+                let now = conflict.rowExists ? historyValue(version.now, limit: cell) : "(no row)"
+                let moved = conflict.rowExists ? version.now != (conflict.change.action == .delete ? version.before : version.after) : conflict.change.action != .delete
+                lines.append((row(version.column, conflict.change.action == .insert ? "(no row)" : historyValue(version.before, limit: cell),
+                                  conflict.change.action == .delete ? "(no row)" : historyValue(version.after, limit: cell), now), moved ? .lag_warn : .normal))
+            }
+            lines.append(("", .normal))
+            lines.append(("Nothing was written. Any key: back to the history", .dim))
+            return Array(lines.prefix(max(height, 3)))
+        }
         guard !view.entries.isEmpty else {
             return [("No changes recorded\(view.keyLabel == nil ? " for this table" : " for this row") in \(ChangeAudit.table).", .normal), ("", .normal),
                     ("Esc close", .dim)]
@@ -435,10 +469,28 @@ public enum Renderer {
                 ("\(entry.action.rawValue) \(entry.table) \(entry.keyLabel)  at \(entry.changedAt)", .grid_header),
                 ("by \(entry.role) (\(entry.osUser ?? "?")@\(entry.clientHost ?? "?"))", .dim), ("", .normal),
             ]
+            if let reverts = entry.reverts { lines.insert(("reverts change #\(reverts)", .dim), at: 2) }
+            if let statement = entry.statement { lines.insert(("by the statement: \(historyValue(statement, limit: 200))", .dim), at: 2) }
+            // Before and after side by side, long values wrapped in their column.
+            let name = min(max(entry.changes(order: view.columns).map { Screen.displayWidth($0.column) }.max() ?? 6, 6), 24)
+            let cell = max((width - name - 6) / 2, 10)
+            lines.append((Screen.fit("column", to: name).padding(toLength: name, withPad: " ", startingAt: 0) + "  "
+                          + "before".padding(toLength: cell, withPad: " ", startingAt: 0) + "│ after", .grid_header))
             for change in entry.changes(order: view.columns) {
-                lines.append((change.column, .grid_header))
-                if entry.action != .insert { lines.append(("  before  \(historyValue(change.before, limit: 2000))", .normal)) }
-                if entry.action != .delete { lines.append(("  after   \(historyValue(change.after, limit: 2000))", .normal)) }
+                // At most six lines a value, so the other columns stay in view.
+                func wrapped(_ value: String?) -> [String] {
+                    let lines = wrap(historyValue(value, limit: 2000), width: cell - 1)
+                    return lines.count <= 6 ? lines : Array(lines.prefix(5)) + ["… (\(Renderer.bytes(UInt64(value?.utf8.count ?? 0))))"]
+                }
+                let left = entry.action == .insert ? ["(no row)"] : wrapped(change.before)
+                let right = entry.action == .delete ? ["(no row)"] : wrapped(change.after)
+                for index in 0..<max(left.count, right.count, 1) {
+                    let label = index == 0 ? Screen.fit(change.column, to: name) : ""
+                    let l = index < left.count ? left[index] : ""
+                    let r = index < right.count ? right[index] : ""
+                    lines.append((label.padding(toLength: name, withPad: " ", startingAt: 0) + "  " + l.padding(toLength: cell, withPad: " ", startingAt: 0)
+                                  + "│ " + r, left != right ? .normal : .dim))
+                }
             }
             lines.append(("", .normal))
             lines.append(("Enter/Esc back to the list", .dim))
@@ -457,12 +509,13 @@ public enum Renderer {
                 case .statement: return ""
                 }
             }.joined(separator: "  ") + (entry.statement.map { "  ‹\(historyValue($0, limit: 60))›" } ?? "")
+                + (entry.reverts.map { "  (reverts #\($0))" } ?? "")
             let time = String(entry.changedAt.prefix(19)).replacingOccurrences(of: "T", with: " ")
             let key = view.keyLabel == nil ? " \(entry.keyLabel)" : ""
-            lines.append(("\(marker) \(time)  \(entry.role)  \(entry.action.rawValue)\(key)  \(changes)", index == view.selected ? .selected : .normal))
+            lines.append(("\(marker) #\(entry.id)  \(time)  \(entry.role)  \(entry.action.rawValue)\(key)  \(changes)", index == view.selected ? .selected : .normal))
         }
         lines.append(("", .normal))
-        lines.append(("\(view.entries.count) change\(view.entries.count == 1 ? "" : "s"), newest first   ↑↓ choose   Enter diff   Esc close", .dim))
+        lines.append(("\(view.entries.count) change\(view.entries.count == 1 ? "" : "s"), newest first   ↑↓ choose   Enter diff   u revert   Esc close", .dim))
         return lines
     }
 
@@ -852,7 +905,7 @@ public enum Renderer {
             lines.append(("↑↓ choose   Enter open them   Esc close", .dim))
             _ = box(view.title, lines: lines, in: layout, width: min(layout.width - 4, 100), &screen)
         case .history(let view):
-            _ = box(view.title, lines: historyLines(view, state, height: layout.height - 6), in: layout, width: layout.width - 4, &screen)
+            _ = box(view.title, lines: historyLines(view, state, height: layout.height - 6, width: layout.width - 8), in: layout, width: layout.width - 4, &screen)
         case .failover(let view):
             var lines: [(String, StyleRole)] = [(view.summary ?? (state.busy != nil ? "running checks…" : ""), .normal), ("", .normal)]
             // On a small terminal, passing checks collapse into one line.

@@ -210,8 +210,8 @@ extension ClusterTests {
             try await tmux.waitFor(text: "History of \(fixture.schema).items #1")
             try await tmux.waitFor(text: "update  name: alpha → omega")
             try await tmux.send("Enter")
-            let diff = try await tmux.waitFor(text: "before  alpha")
-            #expect(diff.contains("after   omega"))
+            let diff = try await tmux.waitFor(text: "│ after")
+            #expect(diff.split(separator: "\n").contains { $0.contains("name") && $0.contains("alpha") && $0.contains("│ omega") }, "\(diff)")
             try await tmux.send("Escape")
             try await tmux.waitFor(text: "1 change, newest first")
             try await tmux.send("Escape")
@@ -221,6 +221,35 @@ extension ClusterTests {
             try await tmux.waitFor(text: "update #1  name: alpha → omega")
             try await tmux.send("Escape")
             try await tmux.waitFor("the history to close") { !$0.contains("Recent changes") }
+        }
+
+        @Test func aChangeIsRevertedFromTheHistoryAfterItsSQLIsShown() async throws {
+            let fixture = try await Self.fixture()
+            let tmux = try await Self.launch(fixture)
+            defer { tmux.close() }
+            try await tmux.waitFor(text: "alpha")
+            try await tmux.send("Right", "Enter")
+            try await tmux.waitFor(text: "Edit name")
+            try await tmux.send("C-u")
+            try await tmux.send("mistake", literal: true)
+            try await tmux.send("Enter")
+            try await tmux.waitFor(text: "saved name")
+            try await tmux.send("H")
+            try await tmux.waitFor(text: "update  name: alpha → mistake")
+            try await tmux.send("u")
+            let asked = try await tmux.waitFor(text: "Revert change #")
+            #expect(asked.contains("set \"name\" = $1") && asked.contains("$1 = 'alpha'"), "\(asked)")
+            #expect(try await Self.primaryValue("select name from \(fixture.schema).items where id = 1") == "mistake", "written before y")
+            try await tmux.send("y")
+            try await tmux.waitFor(text: "reverted change #")
+            let history = try await tmux.waitFor(text: "(reverts #")
+            #expect(history.contains("name: mistake → alpha"), "\(history)")
+            #expect(try await Self.primaryValue("select name from \(fixture.schema).items where id = 1") == "alpha")
+            // Side by side: the revert's before and after.
+            try await tmux.send("Enter")
+            try await tmux.waitFor(text: "│ after")
+            try await tmux.send("Escape", "Escape")
+            try await tmux.waitFor("the grid with the reverted value") { $0.contains("alpha") && !$0.contains("History of") && !$0.contains("Esc cancels") }
         }
 
         @Test func followingAReferenceAndBack() async throws {
