@@ -39,6 +39,22 @@ extension ConsoleState {
             return browseCommand(command)
         case .sqlPrompt(let prompt):
             return promptKey(command, key: key, prompt)
+        case .bulkSet(var prompt):
+            switch command {
+            case .cancel:
+                mode = .browse
+                setMessage("nothing set")
+                return []
+            case .save:
+                guard let grid, grid.shape.columns.indices.contains(prompt.column) else { mode = .browse; return [] }
+                let column = grid.shape.columns[prompt.column]
+                let statement = SQLBuilder.bulkSet(grid.shape, grid.marks, column: prompt.column, value: prompt.field.value)
+                return runBulk(statement, label: "set \(column.name) = \(prompt.field.value.map { "'\(Renderer.historyValue($0, limit: 40))'" } ?? "NULL") on \(grid.marks.label ?? "") (\(grid.shape.table.qualifiedName))")
+            default:
+                _ = prompt.field.handle(key)
+                mode = .bulkSet(prompt)
+                return []
+            }
         case .help(var view):
             let lines = Keymap.helpContent(for: view.previous, state: self).count
             if view.handle(command, lineCount: lines, visible: max(height - 6, 1)) {
@@ -219,6 +235,11 @@ extension ConsoleState {
                     mode = .browse
                     grid.filter = grid.filter?.and(condition) ?? Filter(conditions: [condition])
                     if (grid.filter?.conditions.count ?? 0) > 1 { setMessage("filter: every condition must hold; / and Enter on nothing clears them") }
+                }
+                if grid.marks.matching != nil {
+                    // Marks that stood for the old filter's rows would act on rows no longer shown.
+                    grid.marks.matching = nil
+                    setMessage("the filter changed: the rows marked with V are unmarked")
                 }
                 self.grid = grid
                 return [load(.first)]
@@ -597,6 +618,26 @@ extension ConsoleState {
             mode = .form(RowForm(
                 kind: .add, fields: grid.shape.columns.map { _ in TextField("") },
                 cursor: min(grid.cursorColumn, max(grid.shape.columns.count - 1, 0))))
+        case .mark:
+            guard let row = grid.selectedRow else { break }
+            let key = grid.shape.keyIndexes.map { row[$0] }
+            if grid.marks.keys.remove(key) == nil { grid.marks.keys.insert(key) }
+            if grid.cursorRow < grid.rows.count - 1 { grid.cursorRow += 1 }
+            setMessage(grid.marks.label.map { "\($0): D deletes them, = sets a column on them, V clears" } ?? "no rows marked")
+        case .markMatching:
+            if !grid.marks.isEmpty {
+                grid.marks = Marks()
+                setMessage("marks cleared")
+            } else {
+                grid.marks.matching = Marks.MatchingRows(filter: grid.filter, scope: grid.scope, counted: grid.filter == nil ? nil : grid.matching)
+                setMessage("\(grid.marks.label ?? "") — \(grid.filter == nil && grid.scope == nil ? "every row of the table" : "as the filter stands now"): D deletes them, = sets a column, V clears")
+            }
+        case .bulkDelete:
+            self.grid = grid
+            return runBulk(SQLBuilder.bulkDelete(grid.shape, grid.marks), label: "delete \(grid.marks.label ?? "") (\(grid.shape.table.qualifiedName))")
+        case .bulkSet:
+            guard grid.shape.columns.indices.contains(grid.cursorColumn) else { break }
+            mode = .bulkSet(BulkSetPrompt(column: grid.cursorColumn, field: TextField("")))
         case .deleteRow:
             guard let row = grid.selectedRow else { break }
             let long = grid.longValues(grid.cursorRow)

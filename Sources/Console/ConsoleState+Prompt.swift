@@ -97,6 +97,18 @@ extension ConsoleState {
         return []
     }
 
+    /// A bulk action: its statement runs held in the prompt's transaction — the count and
+    /// the rows before and after shown, y commits it with a history row for each row.
+    mutating func runBulk(_ statement: Statement, label: String) -> [ConsoleEffect] {
+        var prompt = SQLPrompt(promptDraft)
+        prompt.statement = label
+        prompt.bulk = true
+        mode = .sqlPrompt(prompt)
+        setMessage(nil)
+        let request = start("working out \(label)")
+        return [.runStatement(PromptStatement(statement.sql, parameters: statement.parameters, label: label), pageSize: promptPageSize, request: request)]
+    }
+
     /// Runs the typed statement, or says why not (the text stays in the prompt).
     private mutating func runPrompt(_ prompt: SQLPrompt, confirmed: Bool) -> [ConsoleEffect] {
         var prompt = prompt
@@ -221,6 +233,11 @@ extension ConsoleState {
             if case .sqlPrompt(var prompt) = mode {
                 if case .text = prompt.phase {} else { prompt.phase = .typing }
                 mode = .sqlPrompt(prompt)
+                if prompt.bulk {
+                    // Back to the rows; committed marks are spent.
+                    mode = .browse
+                    if text.hasPrefix("committed") { grid?.marks = Marks() }
+                }
             }
             if !text.isEmpty { setMessage(cancelled ? "the commit was already under way — \(text)" : text, error: text.hasPrefix("rolled back by itself")) }
             // The grid behind shows what was committed.

@@ -136,7 +136,7 @@ extension ConsoleState {
             if case .sqlPrompt(var prompt) = mode {
                 // A statement or commit that failed rolled its transaction back.
                 prompt.phase = .typing
-                mode = .sqlPrompt(prompt)
+                mode = prompt.bulk ? .browse : .sqlPrompt(prompt)
             }
             setMessage(message, error: true)
             // After a promotion that failed or was cancelled the candidate may still be

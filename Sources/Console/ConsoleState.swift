@@ -76,8 +76,18 @@ public struct Grid: Sendable, Equatable {
     public var loaded = false
     /// Per row, the values shown cut (column index → size and digest).
     public var long: [[Int: LongValue]] = []
+    /// Rows marked for a bulk action (`v`, `V`).
+    public var marks = Marks()
 
     public var selectedRow: [String?]? { rows.indices.contains(cursorRow) ? rows[cursorRow] : nil }
+
+    /// Whether row `index` on screen is marked (by its key, or as one of the rows the
+    /// marked filter matches when that filter is the one shown).
+    public func isMarked(_ index: Int) -> Bool {
+        guard rows.indices.contains(index) else { return false }
+        if let matching = marks.matching, matching.filter == filter, matching.scope == scope { return true }
+        return !marks.keys.isEmpty && marks.keys.contains(shape.keyIndexes.map { rows[index][$0] })
+    }
 
     /// The cut values of row `index` (none when unknown).
     public func longValues(_ index: Int) -> [Int: LongValue] { long.indices.contains(index) ? long[index] : [:] }
@@ -88,6 +98,46 @@ public struct Grid: Sendable, Equatable {
         rows[index] = row
         if long.indices.contains(index) { long[index] = [:] }
     }
+}
+
+/// Rows chosen for a bulk action: one by one by their keys (`v`), or every row a filter
+/// matches (`V`), kept as the condition and counted again when the action is shown.
+public struct Marks: Sendable, Equatable {
+    /// Primary-key values of rows marked one by one, in key-column order.
+    public var keys: Set<[String?]> = []
+    /// Every row matching this filter and scope (`V`); nil: none so marked.
+    public var matching: MatchingRows?
+
+    public struct MatchingRows: Sendable, Equatable {
+        public var filter: Filter?
+        public var scope: ReferenceScope?
+        /// How many matched when marked (counted up to a cap), for the title.
+        public var counted: MatchCount?
+
+        public init(filter: Filter?, scope: ReferenceScope?, counted: MatchCount?) {
+            self.filter = filter
+            self.scope = scope
+            self.counted = counted
+        }
+    }
+
+    public init() {}
+
+    public var isEmpty: Bool { keys.isEmpty && matching == nil }
+
+    /// For the title: `3 marked`, `all ≥10k matching marked`.
+    public var label: String? {
+        if let matching {
+            return "all \(matching.counted.map { ($0.capped ? "≥" : "") + String($0.rows) + " " } ?? "")matching rows marked"
+        }
+        return keys.isEmpty ? nil : "\(keys.count) marked"
+    }
+}
+
+/// `=` with rows marked: the value to set one column to on all of them.
+public struct BulkSetPrompt: Sendable, Equatable {
+    public var column: Int
+    public var field: TextField
 }
 
 public struct CellEdit: Sendable, Equatable {
@@ -305,6 +355,8 @@ public struct SQLPrompt: Sendable, Equatable {
     public var cursorRow = 0
     public var firstColumn = 0
     public var scroll = 0
+    /// A bulk action from the grid (`D`, `=`): back to the grid once it is answered.
+    public var bulk = false
 
     public init(_ text: String = "") { field = TextField(text) }
 
@@ -320,6 +372,8 @@ public struct SQLPrompt: Sendable, Equatable {
 public indirect enum Mode: Sendable, Equatable {
     case browse
     case sqlPrompt(SQLPrompt)
+    /// `=` on the marked rows: typing the value one column gets on all of them.
+    case bulkSet(BulkSetPrompt)
     case failover(FailoverView)
     case history(HistoryView)
     case references(ReferencesView)

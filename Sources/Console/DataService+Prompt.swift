@@ -426,7 +426,8 @@ extension DataService {
                 _ = try await transaction.query("rollback to savepoint sy_prompt")
             }
         }
-        let result = try await transaction.execute(statement.text)
+        let result = statement.parameters.isEmpty
+            ? try await transaction.execute(statement.text) : try await transaction.execute(statement.text, statement.parameters.map { $0 })
         let width = result.columns.count
         var lines: [String] = []
         var sample: [ChangeAudit.Entry] = []
@@ -487,7 +488,8 @@ extension DataService {
     private func previewSQL(_ statement: PromptStatement, target: PromptStatement.Target, described: Described) async throws -> (sql: String, bindings: [any PostgresEncodable]) {
         let keys = try await cluster.quoteIdentifiers(described.keys)
         let columns = try await cluster.quoteIdentifiers(described.columns)
-        var bindings: [any PostgresEncodable] = []
+        // The statement's own values come first: its `$1`… stay what they were.
+        var bindings: [any PostgresEncodable] = statement.parameters.map { $0 }
         func parameter(_ value: any PostgresEncodable) -> String {
             bindings.append(value)
             return "$\(bindings.count)"

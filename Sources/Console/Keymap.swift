@@ -6,7 +6,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
     case busy, tooSmall
     case editCell, form, filter, textField
     case confirmDelete, confirmRefresh, conflict, failover, promote, history, references, pick, lagView, queryLog, logSearch, exportPrompt
-    case sqlPrompt, confirmAnalyze, promptRows, promptText, promptHeld, confirmRevert, revertConflict
+    case sqlPrompt, confirmAnalyze, promptRows, promptText, promptHeld, confirmRevert, revertConflict, bulkSet
     case help, confirmQuit
 
     /// The section title in the help box.
@@ -35,6 +35,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
         case .exportPrompt: return "Export"
         case .promote: return "Promotion confirmation"
         case .confirmRevert: return "Revert confirmation"
+        case .bulkSet: return "Setting a column on the marked rows"
         case .revertConflict: return "A change that cannot be reverted"
         case .sqlPrompt: return "SQL prompt (:)"
         case .confirmAnalyze: return "EXPLAIN ANALYZE confirmation"
@@ -63,6 +64,7 @@ public enum Command: Sendable, Equatable {
     case toggle, editInEditor, refreshView, lagHistory, export, nextFormat, switchSource
     case toggleTables, togglePane, repaint
     case sqlPrompt, revert
+    case mark, markMatching, bulkDelete, bulkSet
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -146,7 +148,7 @@ public enum Keymap {
         Binding([.down, .character("j")], [.grid], .down, help: "next row (loads the next page at the bottom)"),
         Binding([.left, .character("h")], [.grid], .left, help: "previous column"),
         Binding([.right, .character("l")], [.grid], .right, help: "next column"),
-        Binding([.pageUp, .control("b")], [.grid], .pageUp, hint: "", hintKeys: "PgUp/PgDn", help: "page before (keyset pagination, never OFFSET)"),
+        Binding([.pageUp, .control("b")], [.grid], .pageUp, help: "page before (keyset pagination, never OFFSET)"),
         Binding([.pageDown, .control("f")], [.grid], .pageDown, help: "next page"),
         Binding([.character("g"), .home], [.grid], .first, hint: "first/last", hintKeys: "g/G", help: "first page"),
         Binding([.character("G"), .end], [.grid], .last, help: "last page"),
@@ -167,7 +169,7 @@ public enum Keymap {
                 disabledReason: { Keymap.historyRefusal($0, needsRow: true) }),
         Binding([.character(" ")], [.grid], .toggle, label: "Space", hint: "toggle", help: "flip a boolean cell (true ↔ false; NULL → true) and save it",
                 disabledReason: { Keymap.toggleRefusal($0) }),
-        Binding([.character("E")], [.grid], .editInEditor, hint: "$EDITOR", help: "edit the cell in $VISUAL or $EDITOR (JSON pretty-printed there)",
+        Binding([.character("E")], [.grid], .editInEditor, help: "edit the cell in $VISUAL or $EDITOR (JSON pretty-printed there)",
                 disabledReason: { Keymap.writeRefusal($0, needsRow: true) }),
         Binding([.character("M")], [.grid, .tables], .refreshView, hint: "refresh view",
                 help: "REFRESH MATERIALIZED VIEW of the materialized view (asks first, showing the statement)",
@@ -181,6 +183,15 @@ public enum Keymap {
                 disabledReason: { Keymap.historyRefusal($0, needsRow: true) }),
         Binding([.backspace], [.grid], .back, hint: "back", hintKeys: "⌫", help: "back along the trail of followed references, to the same row",
                 disabledReason: { $0.trail.isEmpty ? "nothing to go back to: follow a reference with f or R first" : nil }),
+        Binding([.character("v")], [.grid], .mark, hint: "mark", help: "mark or unmark the row for a bulk action (and move down)",
+                disabledReason: { Keymap.writeRefusal($0, needsRow: true) }),
+        Binding([.character("V")], [.grid], .markMatching, help: "mark every row the filter matches (all rows without one); again: clear the marks",
+                disabledReason: { Keymap.writeRefusal($0, needsRow: false) }),
+        Binding([.character("D")], [.grid], .bulkDelete, hint: "delete marked",
+                help: "delete the marked rows: one transaction, shown (count, rows) before y, a history row each",
+                disabledReason: { Keymap.bulkRefusal($0) }),
+        Binding([.character("=")], [.grid], .bulkSet, help: "set the cursor's column on all marked rows to one value (shown before y)",
+                disabledReason: { Keymap.bulkRefusal($0) }),
         Binding([.character("T")], [.grid], .tableHistory, help: "the recent changes to the open table",
                 disabledReason: { Keymap.historyRefusal($0, needsRow: false) }),
 
@@ -202,7 +213,7 @@ public enum Keymap {
         Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),
         Binding([.character(":")], [.browse], .sqlPrompt, hint: "SQL", help: "the SQL prompt: one statement in the admin context; a write is shown and held until y"),
         Binding([.character("?")], [.browse, .failover, .history, .references, .lagView, .queryLog, .promptRows, .promptText, .promptHeld], .help, hint: "keys", help: "this help"),
-        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .queryLog, .logSearch, .exportPrompt, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit, .sqlPrompt, .confirmAnalyze], .help,
+        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .queryLog, .logSearch, .exportPrompt, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit, .sqlPrompt, .confirmAnalyze, .bulkSet], .help,
                 help: "the keys of what you are doing (returns to it)"),
         Binding([.character("q"), .control("c")], [.browse], .quit, hint: "quit", hintKeys: "q", help: "quit"),
 
@@ -267,6 +278,10 @@ public enum Keymap {
                 help: "read from the primary, or from the least-lagging replica within max_replica_lag_ms"),
         Binding([.enter], [.exportPrompt], .save, hint: "export", help: "start; Esc cancels it while it runs (the partial file is removed)"),
         Binding([.escape], [.exportPrompt], .cancel, hint: "cancel", help: "close, nothing exported"),
+
+        // Bulk set.
+        Binding([.enter], [.bulkSet], .save, hint: "preview", help: "run it held: the count and rows before and after are shown, y commits"),
+        Binding([.escape], [.bulkSet], .cancel, hint: "cancel", help: "close, nothing written"),
 
         // SQL prompt.
         Binding([.enter], [.sqlPrompt], .save, hint: "run", help: "run the statement in a transaction of its own (a write waits for y before it commits)"),
@@ -462,6 +477,7 @@ public enum Keymap {
         case .exporting: return [.busy]
         case .confirmQuit: return [.confirmQuit]
         case .sqlPrompt(let prompt): return prompt.scopes
+        case .bulkSet: return [.bulkSet, .textField]
         }
     }
 
@@ -478,6 +494,12 @@ public enum Keymap {
     }
 
     // MARK: Disabled reasons
+
+    /// Why `D` and `=` have nothing to act on.
+    static func bulkRefusal(_ state: ConsoleState) -> String? {
+        if let refusal = writeRefusal(state, needsRow: false) { return refusal }
+        return state.grid?.marks.isEmpty != false ? "no rows marked: v marks a row, V every row the filter matches" : nil
+    }
 
     /// Why `u` cannot revert the selected change.
     static func revertRefusal(_ state: ConsoleState) -> String? {
@@ -580,6 +602,7 @@ extension ConsoleState {
         case .help: return [.help]
         case .confirmQuit: return [.confirmQuit]
         case .sqlPrompt(let prompt): return prompt.scopes
+        case .bulkSet: return [.bulkSet, .textField]
         }
     }
 }

@@ -30,6 +30,17 @@ public struct PromptStatement: Sendable, Equatable {
     public let target: Target?
     /// More than one statement was typed.
     public let multiple: Bool
+    /// Values of `$1`, `$2`… (statements the console builds, e.g. bulk actions); typed
+    /// statements have none.
+    public var parameters: [String?] = []
+    /// How the prompt shows the statement, when not as its text (a bulk action).
+    public var label: String?
+
+    public init(_ sql: String, parameters: [String?], label: String) {
+        self.init(sql)
+        self.parameters = parameters
+        self.label = label
+    }
 
     public init(_ sql: String) {
         var text = Substring(sql)

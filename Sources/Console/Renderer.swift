@@ -151,6 +151,7 @@ public enum Renderer {
                 + "  (\(shape.table.qualifiedName))"
         }
         if let scope = grid.scope { title += "  where \(scope.label)" }
+        if let marked = grid.marks.label { title += "  [\(marked)]" }
         if let sort = grid.sort { title += "  sort \(shape.columns[sort.column].name) \(sort.descending ? "↓" : "↑")" }
         if let filter = grid.filter {
             let conditions = filter.conditions.map { condition -> String in
@@ -192,6 +193,7 @@ public enum Renderer {
             let y = body.y + rowIndex
             let selectedRow = rowIndex == grid.cursorRow
             if selectedRow { screen.put(focused ? "▶" : "›", x: area.x, y: y, role: focused ? .focus_border : .dim) }
+            if grid.isMarked(rowIndex) { screen.put("●", x: area.x + 1, y: y, role: .lag_warn) }
             var x = area.x + 2
             for (index, width) in columns where row.indices.contains(index) {
                 let value = row[index]
@@ -949,6 +951,13 @@ public enum Renderer {
             }
         case .sqlPrompt(let prompt):
             sqlPrompt(prompt, state, layout, &screen)
+        case .bulkSet(let prompt):
+            guard let grid = state.grid, grid.shape.columns.indices.contains(prompt.column) else { return }
+            let column = grid.shape.columns[prompt.column]
+            let rect = box("Set \(column.name) (\(column.type)) on \(grid.marks.label ?? "the marked rows")",
+                           lines: [("", .normal), ("Enter: run it held — the count and the rows before and after are shown, y commits   Esc: cancel", .dim)],
+                           in: layout, width: min(layout.width - 8, 100), &screen)
+            field(prompt.field, x: rect.x + 2, y: rect.y + 1, width: rect.width - 4, &screen)
         case .confirmQuit(let previous):
             if case .sqlPrompt(let prompt) = previous {
                 sqlPrompt(prompt, state, layout, &screen)

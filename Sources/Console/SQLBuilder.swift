@@ -304,6 +304,47 @@ public enum SQLBuilder {
         return Statement(sql: "delete from \(shape.quotedName) where \(match)", parameters: parameters)
     }
 
+    /// The condition on `r` that selects the marked rows; values are parameters (appended).
+    /// Rows marked one by one are matched by key through arrays typed as the key columns,
+    /// so the primary key's index finds them.
+    static func marked(_ shape: TableShape, _ marks: Marks, _ parameters: inout [String?]) -> String {
+        var parts: [String] = []
+        if !marks.keys.isEmpty {
+            let keys = marks.keys.sorted { ($0.map { $0 ?? "" }).lexicographicallyPrecedes($1.map { $0 ?? "" }) }
+            let columns = shape.keyIndexes.map { shape.columns[$0] }
+            let arrays = columns.indices.map { position -> String in
+                parameters.append(arrayLiteral(keys.map { $0.indices.contains(position) ? ($0[position] ?? "") : "" }))
+                return "$\(parameters.count)::\(columns[position].type)[]"
+            }
+            if columns.count == 1 {
+                parts.append("r.\(columns[0].quoted) = any(\(arrays[0]))")
+            } else {
+                let names = columns.map { "r.\($0.quoted)" }.joined(separator: ", ")
+                parts.append("(\(names)) in (select * from unnest(\(arrays.joined(separator: ", "))))")
+            }
+        }
+        if let matching = marks.matching {
+            var conditions = matching.filter.map { filterConditions(shape, $0, &parameters) } ?? []
+            if let scope = matching.scope { conditions += scopeConditions(shape, scope, &parameters) }
+            parts.append(conditions.isEmpty ? "true" : "(" + conditions.joined(separator: " and ") + ")")
+        }
+        return parts.isEmpty ? "false" : parts.joined(separator: " or ")
+    }
+
+    /// Deletes the marked rows: one statement.
+    public static func bulkDelete(_ shape: TableShape, _ marks: Marks) -> Statement {
+        var parameters: [String?] = []
+        let condition = marked(shape, marks, &parameters)
+        return Statement(sql: "delete from \(shape.quotedName) as r where \(condition)", parameters: parameters)
+    }
+
+    /// Sets one column of the marked rows to `value`: one statement.
+    public static func bulkSet(_ shape: TableShape, _ marks: Marks, column: Int, value: String?) -> Statement {
+        var parameters: [String?] = [value]
+        let condition = marked(shape, marks, &parameters)
+        return Statement(sql: "update \(shape.quotedName) as r set \(shape.columns[column].quoted) = $1 where \(condition)", parameters: parameters)
+    }
+
     /// The current row with this key, to show in a conflict.
     public static func current(_ shape: TableShape, key: [String?]) -> Statement {
         select(shape.columns.map { "\($0.quoted)::text" }.joined(separator: ", "), of: shape, key: key)
