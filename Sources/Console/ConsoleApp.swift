@@ -31,7 +31,8 @@ public final class ConsoleApp: Sendable {
     ) {
         self.cluster = cluster
         self.service = DataService(
-            cluster: cluster, audit: cluster.configuration.consoleAudit, promptHold: cluster.configuration.promptHold)
+            cluster: cluster, audit: cluster.configuration.consoleAudit, promptHold: cluster.configuration.promptHold,
+            readOnly: cluster.configuration.readOnly)
         self.promptHistory = promptHistory
         self.theme = theme
         self.initialTable = initialTable
@@ -81,6 +82,8 @@ public final class ConsoleApp: Sendable {
         state.openOnLoad = initialTable
         state.exportNull = cluster.configuration.exportNull
         state.promptHistory = promptHistory?.load() ?? []
+        state.readOnly = cluster.configuration.readOnly
+        state.protected = cluster.configuration.protected
         var effects = state.reduce(.start)
         var drawn: ConsoleState?
         while !state.quit && !stopRequested.load(ordering: .relaxed) && !shouldStop(state) {
@@ -257,6 +260,31 @@ extension ConsoleEffect {
             return request
         case .quit, .editExternally, .endPrompt, .rememberStatement:
             return nil
+        }
+    }
+}
+
+extension ConsoleEffect {
+    /// Whether the effect commits a write to the database (what `[cluster] protected` asks
+    /// the cluster's name for).
+    var commitsWrite: Bool {
+        switch self {
+        case .update, .insert, .delete, .revert, .refreshView, .promptCommand(.commit, _): return true
+        default: return false
+        }
+    }
+
+    /// What the write does, for the protected confirmation.
+    var writeSummary: String {
+        switch self {
+        case .update(let shape, _, let changes, _, _):
+            return "update \(changes.keys.sorted().compactMap { shape.columns.indices.contains($0) ? shape.columns[$0].name : nil }.joined(separator: ", ")) of a row of \(shape.table.qualifiedName)"
+        case .insert(let shape, _, _): return "insert a row into \(shape.table.qualifiedName)"
+        case .delete(let shape, _, _, _): return "delete a row of \(shape.table.qualifiedName)"
+        case .revert(let plan, _): return "revert change #\(plan.change.id) (\(plan.change.table))"
+        case .refreshView(let table, _): return "refresh \(table.qualifiedName)"
+        case .promptCommand: return "commit the statement held open"
+        default: return "write"
         }
     }
 }

@@ -39,6 +39,8 @@ extension ConsoleState {
             return browseCommand(command)
         case .sqlPrompt(let prompt):
             return promptKey(command, key: key, prompt)
+        case .confirmProtected(let write):
+            return protectedKey(command, key: key, write)
         case .bulkSet(var prompt):
             switch command {
             case .cancel:

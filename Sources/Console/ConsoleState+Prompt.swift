@@ -120,7 +120,7 @@ extension ConsoleState {
             mode = .sqlPrompt(prompt)
             return []
         }
-        if let refusal = DataService.promptRefusal(statement) {
+        if let refusal = DataService.promptRefusal(statement, readOnly: readOnly) {
             setMessage(refusal, error: true)
             prompt.phase = .typing
             mode = .sqlPrompt(prompt)

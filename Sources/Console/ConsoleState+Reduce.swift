@@ -3,12 +3,59 @@ import Switchyard
 extension ConsoleState {
     /// The console's whole behaviour: state + event → new state + effects. Pure.
     public mutating func reduce(_ event: ConsoleEvent) -> [ConsoleEffect] {
-        var effects = reduceOne(event)
+        var effects = guardProtected(reduceOne(event))
         // Keys typed while a read ran, in order, until one of them starts another read.
         while busy == nil, !queuedKeys.isEmpty {
-            effects += handleKey(queuedKeys.removeFirst())
+            effects += guardProtected(handleKey(queuedKeys.removeFirst()))
         }
         return effects
+    }
+
+    /// On a protected cluster, effects that commit a write wait for the cluster's name.
+    private mutating func guardProtected(_ effects: [ConsoleEffect]) -> [ConsoleEffect] {
+        if protectionPassed {
+            // These are the effects the name was just typed for.
+            protectionPassed = false
+            return effects
+        }
+        guard protected, let write = effects.first(where: \.commitsWrite) else { return effects }
+        mode = .confirmProtected(ProtectedWrite(
+            effects: effects, previous: mode, busy: busy, pending: pending, pendingWrites: pendingWrites, summary: write.writeSummary))
+        busy = nil
+        pending = nil
+        pendingWrites = false
+        setMessage("\(clusterName) is protected: type its name and Enter to write; Esc: nothing is written")
+        return []
+    }
+
+    /// The name typed, or Esc, for a held-back write.
+    mutating func protectedKey(_ command: Command, key: Key, _ write: ProtectedWrite) -> [ConsoleEffect] {
+        var write = write
+        switch command {
+        case .confirm:
+            guard write.field.value == clusterName else {
+                setMessage("\"\(write.field.value ?? "")\" is not \(clusterName): nothing written", error: true)
+                write.field = TextField("")
+                mode = .confirmProtected(write)
+                return []
+            }
+            mode = write.previous
+            busy = write.busy
+            pending = write.pending
+            pendingWrites = write.pendingWrites
+            setMessage(nil)
+            protectionPassed = true
+            return write.effects
+        case .cancel:
+            mode = write.previous
+            setMessage("not written: \(clusterName) is protected and its name was not typed" + (write.previous.hasUnsavedInput ? "; your input is kept" : ""))
+            // A held prompt write stays held (still n/y); other modes return as they were.
+            return []
+        default:
+            _ = write.field.handle(key)
+            mode = .confirmProtected(write)
+            return []
+        }
     }
 
     private mutating func reduceOne(_ event: ConsoleEvent) -> [ConsoleEffect] {

@@ -321,6 +321,19 @@ public struct ExportStatus: Sendable, Equatable {
     public var updated: Date
 }
 
+/// A write held back until the cluster's name is typed (`[cluster] protected`): the
+/// effects that would run, and the request and mode they would run under.
+public struct ProtectedWrite: Sendable, Equatable {
+    public var effects: [ConsoleEffect]
+    public var previous: Mode
+    public var busy: String?
+    public var pending: Int?
+    public var pendingWrites: Bool
+    public var field = TextField("")
+    /// What will be written, for the box.
+    public var summary: String
+}
+
 /// The help box: the keys of the mode it was opened from, which it returns to.
 public struct HelpView: Sendable, Equatable {
     public var previous: Mode
@@ -393,10 +406,13 @@ public indirect enum Mode: Sendable, Equatable {
     case conflict(Conflict)
     case help(HelpView)
     case confirmQuit(previous: Mode)
+    /// `[cluster] protected`: a write waits until the cluster's name is typed.
+    case confirmProtected(ProtectedWrite)
 
     var hasUnsavedInput: Bool {
         switch self {
         case .editCell, .form, .conflict: return true
+        case .confirmProtected(let write): return write.previous.hasUnsavedInput
         case .sqlPrompt(let prompt):
             if case .held = prompt.phase { return true }
             return false
@@ -471,6 +487,12 @@ public struct ConsoleState: Sendable, Equatable {
     public static let promptHistoryLimit = 1000
     /// What the prompt held when it was closed, for the next `:`.
     public var promptDraft = ""
+    /// `--read-only` or `[cluster] read_only`: no key writes; the SQL prompt reads only.
+    public var readOnly = false
+    /// `[cluster] protected`: a write commits only after the cluster's name is typed.
+    public var protected = false
+    /// The name was typed for the effects being returned now.
+    var protectionPassed = false
     /// `schema.table` to open once the table list arrives (`--table`).
     public var openOnLoad: String?
     public var quit = false

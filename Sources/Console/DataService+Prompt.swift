@@ -202,8 +202,13 @@ extension DataService {
     static let promptSampleRows = 50
 
     /// Why the prompt refuses a statement before running it.
-    static func promptRefusal(_ statement: PromptStatement) -> String? {
+    static func promptRefusal(_ statement: PromptStatement, readOnly: Bool = false) -> String? {
         if statement.multiple { return "one statement at a time: the prompt runs the first only when it is alone" }
+        if readOnly, let first = SQLTokens.words(statement.text, limit: 1).first?.lowercased(),
+            ["set", "reset", "discard", "load", "lock", "listen", "notify", "prepare", "execute", "deallocate", "call", "do", "copy", "checkpoint", "vacuum", "analyze", "cluster", "reindex", "refresh"].contains(first)
+        {
+            return "the console is read-only: \(first.uppercased()) is not run here (reads only)"
+        }
         if statement.kind == .transactionControl {
             return "the prompt holds the transaction itself: each statement runs in its own, and one that writes waits for y (commit) or n (roll back)"
         }
@@ -213,9 +218,9 @@ extension DataService {
     /// Starts a statement in a transaction of its own and answers with its first outcome;
     /// the transaction stays open for ``PromptCommand``s while it holds rows or a write.
     func runStatement(_ statement: PromptStatement, pageSize: Int, request: Int, progress: @escaping @Sendable (ConsoleEvent) -> Void) async -> ConsoleEvent? {
-        if let refusal = Self.promptRefusal(statement) { return .failed(message: refusal, request: request) }
+        if let refusal = Self.promptRefusal(statement, readOnly: readOnly) { return .failed(message: refusal, request: request) }
         if let previous = prompts.replace(with: nil) { previous.cancel() }
-        if statement.kind == .other || statement.kind == .explain(analyze: true) {
+        if !readOnly, statement.kind == .other || statement.kind == .explain(analyze: true) {
             do {
                 try await ensureAuditForStatements()
             } catch let refused as WriteRefused {
@@ -292,6 +297,12 @@ extension DataService {
         enum Outcome: Error { case rolledBack(String) }
         do {
             let message = try await cluster.transaction { transaction -> String in
+                if readOnly {
+                    // Read-only, and fixed so: once a query has run, nothing in the
+                    // statement can make this transaction read-write again.
+                    _ = try await transaction.query("set transaction read only")
+                    _ = try await transaction.query("select 1")
+                }
                 switch statement.kind {
                 case .query:
                     if try await declareCursor(statement.text, in: transaction) {

@@ -14,11 +14,16 @@ public struct DataService: Sendable {
     let prompts = PromptSessions()
     /// How long the SQL prompt holds a transaction waiting for an answer.
     public let promptHold: Duration
+    /// The console is read-only: the SQL prompt runs each statement in a read-only
+    /// transaction and refuses what would change the session's settings.
+    public let readOnly: Bool
 
-    public init(cluster: Cluster, audit: Bool = true, promptHold: Duration = .seconds(120)) {
+    public init(cluster: Cluster, audit: Bool = true, promptHold: Duration = .seconds(120), readOnly: Bool = false) {
         self.cluster = cluster
-        self.audit = audit
+        // A read-only console writes nothing, history included.
+        self.audit = audit && !readOnly
         self.promptHold = promptHold
+        self.readOnly = readOnly
     }
 
     /// Whether the history table is known to exist (checked once, before the first edit).
@@ -484,6 +489,11 @@ public struct DataService: Sendable {
             } else if !shape.hasPrimaryKey {
                 shape.readOnlyReason = "this view does not show its table's whole primary key, so rows cannot be told apart"
             }
+        }
+        let privileges = try await cluster.query(
+            "select has_table_privilege($1::text, 'UPDATE'), has_table_privilege($1::text, 'INSERT'), has_table_privilege($1::text, 'DELETE')", [quotedName]).first
+        for (index, privilege) in [TablePrivilege.update, .insert, .delete].enumerated() where try privileges?.decode(index, as: Bool.self) == false {
+            shape.missingPrivileges.insert(privilege)
         }
         shape.timeZone = try settings?.decode(0, as: String.self)
         shape.dateStyle = try settings?.decode(1, as: String.self)

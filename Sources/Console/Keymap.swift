@@ -6,7 +6,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
     case busy, tooSmall
     case editCell, form, filter, textField
     case confirmDelete, confirmRefresh, conflict, failover, promote, history, references, pick, lagView, queryLog, logSearch, exportPrompt
-    case sqlPrompt, confirmAnalyze, promptRows, promptText, promptHeld, confirmRevert, revertConflict, bulkSet
+    case sqlPrompt, confirmAnalyze, promptRows, promptText, promptHeld, confirmRevert, revertConflict, bulkSet, confirmProtected
     case help, confirmQuit
 
     /// The section title in the help box.
@@ -36,6 +36,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
         case .promote: return "Promotion confirmation"
         case .confirmRevert: return "Revert confirmation"
         case .bulkSet: return "Setting a column on the marked rows"
+        case .confirmProtected: return "A write on a protected cluster"
         case .revertConflict: return "A change that cannot be reverted"
         case .sqlPrompt: return "SQL prompt (:)"
         case .confirmAnalyze: return "EXPLAIN ANALYZE confirmation"
@@ -157,9 +158,9 @@ public enum Keymap {
         Binding([.character("e")], [.grid], .editRow, hint: "row", help: "edit the whole row in a form",
                 disabledReason: { writeRefusal($0, needsRow: true) }),
         Binding([.character("a")], [.grid], .addRow, hint: "add", help: "add a row (untouched fields take their defaults)",
-                disabledReason: { writeRefusal($0, needsRow: false) }),
+                disabledReason: { writeRefusal($0, needsRow: false, privilege: .insert) }),
         Binding([.character("d")], [.grid], .deleteRow, hint: "delete", help: "delete the row (shows the SQL, asks first)",
-                disabledReason: { writeRefusal($0, needsRow: true) }),
+                disabledReason: { writeRefusal($0, needsRow: true, privilege: .delete) }),
         Binding([.character("s")], [.grid], .sort, hint: "sort", help: "sort by the column (again: descending, again: off)",
                 disabledReason: { noColumns($0) }),
         Binding([.character("/")], [.grid], .filter, hint: "filter", help: "filter: column ▲▼, operator Tab, value; / again adds a condition (AND)",
@@ -184,14 +185,14 @@ public enum Keymap {
         Binding([.backspace], [.grid], .back, hint: "back", hintKeys: "⌫", help: "back along the trail of followed references, to the same row",
                 disabledReason: { $0.trail.isEmpty ? "nothing to go back to: follow a reference with f or R first" : nil }),
         Binding([.character("v")], [.grid], .mark, hint: "mark", help: "mark or unmark the row for a bulk action (and move down)",
-                disabledReason: { Keymap.writeRefusal($0, needsRow: true) }),
+                disabledReason: { Keymap.writeRefusal($0, needsRow: true, privilege: nil) }),
         Binding([.character("V")], [.grid], .markMatching, help: "mark every row the filter matches (all rows without one); again: clear the marks",
-                disabledReason: { Keymap.writeRefusal($0, needsRow: false) }),
+                disabledReason: { Keymap.writeRefusal($0, needsRow: false, privilege: nil) }),
         Binding([.character("D")], [.grid], .bulkDelete, hint: "delete marked",
                 help: "delete the marked rows: one transaction, shown (count, rows) before y, a history row each",
-                disabledReason: { Keymap.bulkRefusal($0) }),
+                disabledReason: { Keymap.bulkRefusal($0, privilege: .delete) }),
         Binding([.character("=")], [.grid], .bulkSet, help: "set the cursor's column on all marked rows to one value (shown before y)",
-                disabledReason: { Keymap.bulkRefusal($0) }),
+                disabledReason: { Keymap.bulkRefusal($0, privilege: .update) }),
         Binding([.character("T")], [.grid], .tableHistory, help: "the recent changes to the open table",
                 disabledReason: { Keymap.historyRefusal($0, needsRow: false) }),
 
@@ -213,7 +214,7 @@ public enum Keymap {
         Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),
         Binding([.character(":")], [.browse], .sqlPrompt, hint: "SQL", help: "the SQL prompt: one statement in the admin context; a write is shown and held until y"),
         Binding([.character("?")], [.browse, .failover, .history, .references, .lagView, .queryLog, .promptRows, .promptText, .promptHeld], .help, hint: "keys", help: "this help"),
-        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .queryLog, .logSearch, .exportPrompt, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit, .sqlPrompt, .confirmAnalyze, .bulkSet], .help,
+        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .queryLog, .logSearch, .exportPrompt, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit, .sqlPrompt, .confirmAnalyze, .bulkSet, .confirmProtected], .help,
                 help: "the keys of what you are doing (returns to it)"),
         Binding([.character("q"), .control("c")], [.browse], .quit, hint: "quit", hintKeys: "q", help: "quit"),
 
@@ -278,6 +279,10 @@ public enum Keymap {
                 help: "read from the primary, or from the least-lagging replica within max_replica_lag_ms"),
         Binding([.enter], [.exportPrompt], .save, hint: "export", help: "start; Esc cancels it while it runs (the partial file is removed)"),
         Binding([.escape], [.exportPrompt], .cancel, hint: "cancel", help: "close, nothing exported"),
+
+        // Protected cluster.
+        Binding([.enter], [.confirmProtected], .confirm, hint: "write", help: "write it, if the name typed is the cluster's"),
+        Binding([.escape], [.confirmProtected], .cancel, hint: "cancel", help: "write nothing (your input is kept)"),
 
         // Bulk set.
         Binding([.enter], [.bulkSet], .save, hint: "preview", help: "run it held: the count and rows before and after are shown, y commits"),
@@ -363,6 +368,7 @@ public enum Keymap {
         Binding([.character("P")], [.failover], .promote, hint: "promote (asks for the name)",
                 help: "promote the chosen candidate: type its name to confirm",
                 disabledReason: { state in
+                    if state.readOnly { return readOnlyReason }
                     guard case .failover(let view) = state.mode else { return nil }
                     return view.candidates.indices.contains(view.selected) ? nil : "no replica to promote"
                 }),
@@ -478,6 +484,7 @@ public enum Keymap {
         case .confirmQuit: return [.confirmQuit]
         case .sqlPrompt(let prompt): return prompt.scopes
         case .bulkSet: return [.bulkSet, .textField]
+        case .confirmProtected: return [.confirmProtected, .textField]
         }
     }
 
@@ -495,14 +502,18 @@ public enum Keymap {
 
     // MARK: Disabled reasons
 
+    /// Why the console writes nothing at all.
+    static let readOnlyReason = "this console is read-only (--read-only or [cluster] read_only): nothing is written from here"
+
     /// Why `D` and `=` have nothing to act on.
-    static func bulkRefusal(_ state: ConsoleState) -> String? {
-        if let refusal = writeRefusal(state, needsRow: false) { return refusal }
+    static func bulkRefusal(_ state: ConsoleState, privilege: TablePrivilege) -> String? {
+        if let refusal = writeRefusal(state, needsRow: false, privilege: privilege) { return refusal }
         return state.grid?.marks.isEmpty != false ? "no rows marked: v marks a row, V every row the filter matches" : nil
     }
 
     /// Why `u` cannot revert the selected change.
     static func revertRefusal(_ state: ConsoleState) -> String? {
+        if state.readOnly { return readOnlyReason }
         guard case .history(let view) = state.mode, view.entries.indices.contains(view.selected) else { return "no change selected" }
         let entry = view.entries[view.selected]
         if entry.action == .statement { return "a statement without rows of its own cannot be reverted here" }
@@ -523,6 +534,7 @@ public enum Keymap {
     }
 
     static func refreshRefusal(_ state: ConsoleState) -> String? {
+        if state.readOnly { return readOnlyReason }
         guard let table = refreshTarget(state) else { return "no table chosen" }
         return table.kind == .materializedView ? nil : "\(table.qualifiedName) is not a materialized view"
     }
@@ -557,8 +569,12 @@ public enum Keymap {
     /// Why rows of the open table cannot be edited. A missing primary (or a split brain)
     /// does not close the editors: the user may prepare an edit while the primary comes
     /// back; the save then fails with the reason and keeps the text.
-    static func writeRefusal(_ state: ConsoleState, needsRow: Bool) -> String? {
+    static func writeRefusal(_ state: ConsoleState, needsRow: Bool, privilege: TablePrivilege? = .update) -> String? {
+        if state.readOnly { return readOnlyReason }
         guard let grid = state.grid else { return nil }
+        if let privilege, grid.shape.missingPrivileges.contains(privilege) {
+            return "your role may not \(privilege.rawValue.uppercased()) \(grid.shape.table.qualifiedName) (has_table_privilege): the server would refuse it"
+        }
         if let reason = grid.shape.readOnlyReason { return "\(grid.shape.table.qualifiedName) is read-only: \(reason)" }
         if !grid.shape.hasPrimaryKey { return "\(grid.shape.table.qualifiedName) has no primary key: read-only" }
         if needsRow && grid.selectedRow == nil { return "no row selected" }
@@ -603,6 +619,7 @@ extension ConsoleState {
         case .confirmQuit: return [.confirmQuit]
         case .sqlPrompt(let prompt): return prompt.scopes
         case .bulkSet: return [.bulkSet, .textField]
+        case .confirmProtected: return [.confirmProtected, .textField]
         }
     }
 }

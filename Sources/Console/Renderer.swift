@@ -51,8 +51,8 @@ public enum Renderer {
             badge = " SPLIT BRAIN: \(state.splitBrain.joined(separator: " + ")) — writes refused "
             role = .error
         } else if let primary = state.primaryName {
-            badge = " ADMIN → primary \(primary) "
-            role = .badge
+            badge = (state.readOnly ? " READ-ONLY " : state.protected ? " PROTECTED " : "") + " ADMIN → primary \(primary) "
+            role = state.protected && !state.readOnly ? .error : .badge
         } else {
             badge = " ADMIN → primary unavailable "
             role = .error
@@ -951,6 +951,16 @@ public enum Renderer {
             }
         case .sqlPrompt(let prompt):
             sqlPrompt(prompt, state, layout, &screen)
+        case .confirmProtected(let write):
+            var under = state
+            under.mode = write.previous
+            overlay(under, layout, &screen)
+            let rect = box("\(state.clusterName) is protected", lines: [
+                ("About to \(write.summary).", .normal), ("", .normal),
+                ("Type the cluster's name (\(state.clusterName)) and Enter to write it; Esc: nothing is written.", .normal),
+                ("", .normal),
+            ], in: layout, width: min(layout.width - 8, 90), &screen)
+            field(write.field, x: rect.x + 2, y: rect.y + 4, width: min(rect.width - 4, 40), &screen)
         case .bulkSet(let prompt):
             guard let grid = state.grid, grid.shape.columns.indices.contains(prompt.column) else { return }
             let column = grid.shape.columns[prompt.column]

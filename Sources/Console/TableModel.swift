@@ -73,6 +73,9 @@ public struct TableShape: Sendable, Equatable {
     public var foreignKeys: [ForeignKey] = []
     /// Why rows cannot be written though it has a key (a view PostgreSQL cannot update).
     public var readOnlyReason: String?
+    /// What the console's role may not do to this table (`has_table_privilege`): the keys
+    /// that would need it say so before the server refuses.
+    public var missingPrivileges: Set<TablePrivilege> = []
     /// The session's `TimeZone` and `DateStyle`, for the editor of dates and times.
     public var timeZone: String?
     public var dateStyle: String?
@@ -339,4 +342,9 @@ public enum ExportFormat: String, Sendable, Equatable, CaseIterable {
     case jsonLines = "jsonl"
 
     public var label: String { self == .csv ? "CSV" : "JSON Lines" }
+}
+
+/// A table privilege the console's writes need.
+public enum TablePrivilege: String, Sendable, Hashable, CaseIterable {
+    case update, insert, delete
 }

@@ -10,6 +10,9 @@ public struct ConnectOptions: Sendable {
     public var connectTimeout: Duration?
     /// `statement_timeout` set right after connecting; nil leaves it.
     public var statementTimeout: Duration?
+    /// Further settings made right after connecting (`set_config(name, value, false)`),
+    /// e.g. `default_transaction_read_only`.
+    public var sessionSettings: [String: String] = [:]
     /// How long any one statement may take, kept by this process whatever the server
     /// does (a server whose packets vanish enforces nothing): when it passes, the server is
     /// asked to cancel (the caller gets a `timedOut` error); a server that answers neither
@@ -188,9 +191,13 @@ public final class PostgresConnection: @unchecked Sendable {
             conninfo: conninfo, label: name, connection: pointer.pointer, registration: registration,
             cacheCapacity: options.statementCacheCapacity, bound: options.statementBound)
         StatementDeadlines.shared.add(connection)
+        var settings = options.sessionSettings
         if let timeout = options.statementTimeout {
+            settings["statement_timeout"] = "\(max(Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000), 0))ms"
+        }
+        for (name, value) in settings.sorted(by: { $0.key < $1.key }) {
             do {
-                _ = try await connection.query("select set_config('statement_timeout', $1, false)", ["\(max(Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000), 0))ms"])
+                _ = try await connection.query("select set_config($1, $2, false)", [name, value])
             } catch {
                 await connection.close()
                 throw error

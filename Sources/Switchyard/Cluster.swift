@@ -65,10 +65,18 @@ public final class Cluster: Sendable {
                 checkoutTimeout: configuration.poolCheckoutTimeout,
                 // Behind a transaction pooler, a prepared statement would live on whichever
                 // server session ran it: every statement goes unnamed.
-                options: ConnectOptions(
-                    connectTimeout: configuration.connectTimeout,
-                    statementCacheCapacity: node.poolMode == .transaction ? 0 : configuration.statementCache,
-                    statementBound: configuration.statementBound, tcpUserTimeout: configuration.tcpUserTimeout))
+                options: {
+                    var options = ConnectOptions(
+                        connectTimeout: configuration.connectTimeout,
+                        statementCacheCapacity: node.poolMode == .transaction ? 0 : configuration.statementCache,
+                        statementBound: configuration.statementBound, tcpUserTimeout: configuration.tcpUserTimeout)
+                    // Behind a transaction pooler a session setting would land on whichever
+                    // server session ran it; read-only is then kept per transaction by the console.
+                    if configuration.readOnly && node.poolMode != .transaction {
+                        options.sessionSettings["default_transaction_read_only"] = "on"
+                    }
+                    return options
+                }())
         }
         self.pools = pools
         poolsInOrder = configuration.nodes.map { pools[$0.name]! }
@@ -195,8 +203,9 @@ public final class Cluster: Sendable {
             routingLogger.notice(
                 "read retried on another node", metadata: ["failed": "\(decision.node)", "retry": "\(retry.node)", "error": "\(error.message)"])
             return try await perform(request, retry, pool: retryPool, sql, parameters, scope: scope)
-        } catch let error as PostgresError where operation == .write && error.sqlState == "25006" {
+        } catch let error as PostgresError where operation == .write && error.sqlState == "25006" && !configuration.readOnly {
             // Read-only: the node was demoted since the last round. Later writes fail fast.
+            // (Not when this process opens its sessions read-only itself: then it is expected.)
             monitor.reportReadOnly(decision.node)
             throw error
         }

@@ -149,6 +149,12 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equa
 /// after a failover.
 public struct ClusterConfiguration: Sendable, Equatable {
     public var name = "cluster"
+    /// `[cluster] read_only` (default false): the console opens every session with
+    /// `default_transaction_read_only`, and offers no key that writes.
+    public var readOnly = false
+    /// `[cluster] protected` (default false): the console asks for the cluster's name to be
+    /// typed before any write commits.
+    public var protected = false
     public var nodes: [NodeEndpoint] = []
 
     /// `[routing] replica_selection`: random | round-robin | least-lag (default least-lag).
@@ -281,8 +287,10 @@ public struct ClusterConfiguration: Sendable, Equatable {
         try reader.allowOnly(["cluster", "nodes", "routing", "monitor", "pool", "query_log", "console", "http", "patroni"], in: root, section: nil)
 
         if let cluster = try reader.table(root, "cluster") {
-            try reader.allowOnly(["name"], in: cluster, section: "cluster")
+            try reader.allowOnly(["name", "read_only", "protected"], in: cluster, section: "cluster")
             config.name = try reader.string(cluster, "name", section: "cluster") ?? config.name
+            config.readOnly = try reader.bool(cluster, "read_only", section: "cluster") ?? config.readOnly
+            config.protected = try reader.bool(cluster, "protected", section: "cluster") ?? config.protected
         }
         guard let nodes = root["nodes"] else {
             throw ConfigurationError(file: file, message: "no [[nodes]]: add one table per node with name and conninfo")

@@ -20,10 +20,13 @@ struct ConsoleCommand: AsyncParsableCommand {
             "Also show another process's JSON Lines query log (repeatable; globs allowed; adds to [console] follow).",
             valueName: "file"))
     var follow: [String] = []
+    @Flag(help: "Write nothing: sessions open read-only, writing keys are off, the SQL prompt reads only (as [cluster] read_only).")
+    var readOnly = false
 
     func run() async throws {
         try logging.bootstrap(fullScreen: true)
-        let configuration = try config.load()
+        var configuration = try config.load()
+        if readOnly { configuration.readOnly = true }
         let theme = try loadTheme(self.theme ?? configuration.theme)
         try await runConsole(configuration: configuration, theme: theme, table: table, follow: configuration.consoleFollow + follow)
     }

@@ -71,3 +71,54 @@ import Testing
         }
     }
 }
+
+/// `--read-only` and `[cluster] protected` in the console's state machine.
+@Suite struct GuardedConsoleTests {
+    func grid() -> ConsoleState {
+        var state = ConsoleState.sample(width: 120, height: 40)
+        state.focus = .grid
+        state.message = nil
+        return state
+    }
+
+    @Test func aReadOnlyConsoleOffersNoKeyThatWrites() {
+        var state = grid()
+        state.readOnly = true
+        for key: Key in [.enter, .character("e"), .character("a"), .character("d"), .character(" "), .character("E"), .character("v"), .character("D")] {
+            #expect(state.reduce(.key(key)).isEmpty, "\(key) did something")
+            #expect(state.message == Keymap.readOnlyReason && state.messageIsError, "\(key): \(state.message ?? "")")
+        }
+        #expect(!Keymap.hintLine(for: state).contains("Enter edit"))
+        #expect(Renderer.render(state).text.contains("READ-ONLY"))
+        // The SQL prompt still opens, and refuses what would change the session.
+        _ = state.reduce(.key(.character(":")))
+        for character in "set default_transaction_read_only = off" { _ = state.reduce(.key(.character(character))) }
+        #expect(state.reduce(.key(.enter)).isEmpty)
+        #expect(state.message?.contains("read-only") == true)
+    }
+
+    @Test func aProtectedClusterWritesOnlyAfterItsNameIsTyped() {
+        var state = grid()
+        state.protected = true
+        _ = state.reduce(.key(.enter))  // edit the cell
+        for character in "Zed" { _ = state.reduce(.key(.character(character))) }
+        #expect(state.reduce(.key(.enter)).isEmpty, "saved without the name")
+        guard case .confirmProtected(let write) = state.mode else { Issue.record("not asked: \(state.mode)"); return }
+        #expect(write.summary.contains("update name") && state.busy == nil)
+        #expect(Renderer.render(state).text.contains("demo is protected"))
+        for character in "prod" { _ = state.reduce(.key(.character(character))) }
+        #expect(state.reduce(.key(.enter)).isEmpty)
+        #expect(state.messageIsError && state.message?.contains("is not demo") == true)
+        // Esc: back to the editor, the text kept.
+        _ = state.reduce(.key(.escape))
+        guard case .editCell(let edit) = state.mode else { Issue.record("editor lost: \(state.mode)"); return }
+        #expect(edit.field.value?.hasSuffix("Zed") == true)
+        _ = state.reduce(.key(.enter))
+        for character in "demo" { _ = state.reduce(.key(.character(character))) }
+        let effects = state.reduce(.key(.enter))
+        guard case .update(_, _, let changes, _, let request) = effects.first else { Issue.record("not written: \(effects)"); return }
+        #expect(changes[1]??.hasSuffix("Zed") == true && state.pending == request && state.busy != nil)
+        _ = state.reduce(.saved(row: nil, request: request))
+        #expect(state.mode == .browse)
+    }
+}
