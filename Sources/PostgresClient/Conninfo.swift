@@ -112,15 +112,21 @@ public enum Conninfo {
     /// finds URI and `password=` secrets deeper still.
     static func secrets(in conninfo: String, depth: Int = 2) -> [String] {
         var found = Set<String>()
+        /// The percent-decoded form, when there is one (decoding only what holds a `%`).
+        func decoded(_ text: String) -> String? {
+            guard text.utf8.contains(UInt8(ascii: "%")), let decoded = text.removingPercentEncoding, decoded != text else { return nil }
+            return decoded
+        }
         func add(_ secret: String) {
-            guard !secret.isEmpty else { return }
-            found.insert(secret)
-            if let decoded = secret.removingPercentEncoding, decoded != secret { found.insert(decoded) }
+            guard !secret.isEmpty, found.insert(secret).inserted else { return }
+            if let decoded = decoded(secret) { found.insert(decoded) }
             // A URI password with `/`, `@`, `:`, `?`, `#` is cut there by the URI parser;
-            // its pieces land in other values and messages.
-            for piece in secret.split(whereSeparator: { "/@:?#& ".contains($0) }) where piece.count >= 3 {
-                found.insert(String(piece))
-                if let decoded = piece.removingPercentEncoding, decoded != piece { found.insert(decoded) }
+            // its pieces land in other values and messages. (Split by scalars: these
+            // separators are ASCII, and grapheme breaking costs time on hostile text.)
+            for piece in secret.unicodeScalars.split(whereSeparator: { "/@:?#& ".unicodeScalars.contains($0) }) where piece.count >= 3 {
+                let text = String(String.UnicodeScalarView(piece))
+                found.insert(text)
+                if let decoded = decoded(text) { found.insert(decoded) }
             }
         }
         if let pairs = parse(conninfo) {
@@ -130,7 +136,12 @@ public enum Conninfo {
             }
         }
         rawPasswordCandidates(conninfo).forEach(add)
-        return found.sorted { $0.count != $1.count ? $0.count > $1.count : $0 < $1 }
+        // Longest first (by bytes: String.count walks the whole string on every comparison).
+        let measured: [(text: String, bytes: Int)] = found.map { ($0, $0.utf8.count) }
+        let sorted = measured.sorted { (a: (text: String, bytes: Int), b: (text: String, bytes: Int)) -> Bool in
+            a.bytes != b.bytes ? a.bytes > b.bytes : a.text < b.text
+        }
+        return sorted.map(\.text)
     }
 
     /// Whether libpq would expand `value` (given as `dbname`) as a connection string.
