@@ -37,7 +37,157 @@ public enum ChangeAudit {
         "alter table switchyard.changes add constraint changes_action_check check (action in ('insert', 'update', 'delete', 'statement'))",
         "create index if not exists changes_by_row on switchyard.changes (table_name, row_key, id desc)",
         "create index if not exists changes_by_table on switchyard.changes (table_name, id desc)",
+        // Where a change came from: NULL the console, 'trigger' a tracked table's trigger
+        // (any client: an app, psql).
+        "alter table switchyard.changes add column if not exists source text",
+        // Tamper evidence: each row's hash covers its content and the previous row's hash,
+        // in `seq` order (no gaps). `switchyard audit verify` recomputes the chain.
+        "alter table switchyard.changes add column if not exists seq bigint",
+        "alter table switchyard.changes add column if not exists hash text",
+        "create unique index if not exists changes_by_seq on switchyard.changes (seq)",
+        """
+        create or replace function switchyard.change_content(c switchyard.changes) returns text
+        language sql stable set search_path = pg_catalog as $body$
+            select jsonb_build_array(c.seq, c.changed_at at time zone 'UTC', c.db_role, c.os_user, c.client_host, c.client_addr::text, c.application_name,
+                                     c.table_name, c.row_key, c.action, c.before, c.after, c.statement, c.reverts, c.source)::text
+        $body$
+        """,
+        """
+        create or replace function switchyard.chain_change() returns trigger
+        language plpgsql security definer set search_path = pg_catalog as $body$
+        declare
+            last record;
+        begin
+            -- One writer of the chain at a time, until its transaction ends.
+            perform pg_advisory_xact_lock(7293461, 1);
+            select c.seq, c.hash into last from switchyard.changes c where c.seq is not null order by c.seq desc limit 1;
+            new.seq := coalesce(last.seq, 0) + 1;
+            new.hash := encode(sha256(convert_to(coalesce(last.hash, '') || switchyard.change_content(new), 'UTF8')), 'hex');
+            return new;
+        end
+        $body$
+        """,
+        "drop trigger if exists chain on switchyard.changes",
+        "create trigger chain before insert on switchyard.changes for each row execute function switchyard.chain_change()",
+        // Append-only: rows are never updated or deleted, the table never truncated.
+        """
+        create or replace function switchyard.refuse_change() returns trigger
+        language plpgsql as $body$
+        begin
+            raise exception 'switchyard.changes is append-only: % refused', tg_op using errcode = '42501',
+                hint = 'the history is evidence; `switchyard audit verify` checks it';
+        end
+        $body$
+        """,
+        "drop trigger if exists append_only on switchyard.changes",
+        "create trigger append_only before update or delete on switchyard.changes for each row execute function switchyard.refuse_change()",
+        "drop trigger if exists append_only_truncate on switchyard.changes",
+        "create trigger append_only_truncate before truncate on switchyard.changes for each statement execute function switchyard.refuse_change()",
+        // `switchyard audit track T`: a row trigger on T that records changes from any
+        // client — skipped for the console's own writes, which it records itself.
+        """
+        create or replace function switchyard.track(target regclass) returns void
+        language plpgsql set search_path = pg_catalog as $body$
+        declare
+            keys text;
+            columns text;
+            fn text := format('switchyard.%I', 'track_' || target::oid);
+        begin
+            select string_agg(format('%L, r.%I::text', a.attname, a.attname), ', ' order by array_position(i.indkey::int2[], a.attnum))
+              into keys
+              from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+             where i.indrelid = target and i.indisprimary;
+            if keys is null then
+                raise exception '% has no primary key: its changes cannot be told apart', target using errcode = '42P10';
+            end if;
+            -- jsonb_build_object takes at most 100 arguments: 50 columns a call.
+            select string_agg(part, ' || ') into columns from (
+                select 'jsonb_build_object(' || string_agg(format('%L, r.%I::text', attname, attname), ', ' order by attnum) || ')' as part
+                  from (select attname, attnum, (row_number() over (order by attnum) - 1) / 50 as chunk
+                          from pg_attribute where attrelid = target and attnum > 0 and not attisdropped) a
+                 group by chunk) p;
+            execute format($f$
+                create or replace function %s() returns trigger language plpgsql security definer set search_path = pg_catalog as $t$
+                declare
+                    old_values jsonb; new_values jsonb; row_key_values jsonb; r record;
+                begin
+                    if current_setting('switchyard.console', true) = 'on' then return null; end if;
+                    if tg_op <> 'INSERT' then r := old; old_values := %s; row_key_values := jsonb_build_object(%s); end if;
+                    if tg_op <> 'DELETE' then r := new; new_values := %s; row_key_values := jsonb_build_object(%s); end if;
+                    if tg_op = 'UPDATE' then
+                        select jsonb_object_agg(n.key, o.value), jsonb_object_agg(n.key, n.value) into old_values, new_values
+                          from jsonb_each(new_values) n join jsonb_each(old_values) o on o.key = n.key where n.value is distinct from o.value;
+                        if old_values is null then return null; end if;
+                    end if;
+                    -- The session's role: inside this function current_user is its owner.
+                    insert into switchyard.changes (db_role, table_name, row_key, action, before, after, source)
+                    values (session_user, %L, row_key_values, lower(tg_op), old_values, new_values, 'trigger');
+                    return null;
+                end
+                $t$
+            $f$, fn, columns, keys, columns, keys,
+                (select n.nspname || '.' || c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = target));
+            execute format('drop trigger if exists switchyard_track on %s', target);
+            execute format('create trigger switchyard_track after insert or update or delete on %s for each row execute function %s()', target, fn);
+        end
+        $body$
+        """,
     ]
+
+    /// What `audit verify` found.
+    public struct ChainReport: Sendable, Equatable {
+        /// Rows in the chain, and the newest one's position and hash (to keep elsewhere:
+        /// a chain recomputed from scratch by someone who could also disable the triggers
+        /// ends in a different hash).
+        public var rows: Int
+        public var headSeq: Int?
+        public var headHash: String?
+        /// The first row where the chain breaks, and how (nil: intact).
+        public var brokenAt: Int?
+        public var problem: String?
+    }
+
+    /// Recomputes the hash chain on the server (nothing but the first break comes back).
+    public static func verify(_ cluster: Cluster) async throws -> ChainReport {
+        let summary = try await cluster.query(
+            "select count(*)::int, max(seq)::int, (select hash from switchyard.changes where seq = (select max(seq) from switchyard.changes)) from switchyard.changes where seq is not null")
+        var report = ChainReport(
+            rows: try summary.first?.decode(0, as: Int.self) ?? 0, headSeq: try summary.first?.decode(1, as: Int?.self),
+            headHash: try summary.first?.decode(2, as: String?.self))
+        let broken = try await cluster.query(
+            """
+            select id::int, seq::int, previous::int, hash, expected from (
+                select c.id, c.seq, c.hash, lag(c.seq) over w as previous,
+                       encode(sha256(convert_to(coalesce(lag(c.hash) over w, '') || switchyard.change_content(c), 'UTF8')), 'hex') as expected
+                from switchyard.changes c where c.seq is not null window w as (order by c.seq)) chain
+            where hash is distinct from expected or (previous is null and seq <> 1) or (previous is not null and seq <> previous + 1)
+            order by seq limit 1
+            """)
+        if let row = broken.first {
+            let id = try row.decode(0, as: Int.self), seq = try row.decode(1, as: Int.self)
+            let previous = try row.decode(2, as: Int?.self)
+            report.brokenAt = id
+            if (previous == nil && seq != 1) || (previous != nil && seq != previous! + 1) {
+                report.problem = "change #\(id) (position \(seq)) follows position \(previous.map(String.init) ?? "none"): rows before it were deleted"
+            } else {
+                report.problem = "change #\(id) (position \(seq)) does not match its hash: it, or the row before it, was changed after it was written"
+            }
+            return report
+        }
+        // A row written while the chain's trigger was off has no place in it.
+        let unchained = try await cluster.query(
+            "select min(id)::int from switchyard.changes where seq is null and id > (select min(id) from switchyard.changes where seq is not null)")
+        if let id = try unchained.first?.decode(0, as: Int?.self) {
+            report.brokenAt = id
+            report.problem = "change #\(id) is outside the chain: it was written with the history's triggers disabled"
+        }
+        return report
+    }
+
+    /// Staff roles may add to the history and read it, nothing else.
+    public static func grantSQL(role quoted: String) -> [String] {
+        ["grant usage on schema switchyard to \(quoted)", "grant select, insert on switchyard.changes to \(quoted)"]
+    }
 
     /// How to fix a missing or unwritable history, for the messages that refuse edits.
     static let remedy = "an owner can run `switchyard audit init`, or set [console] audit = \"off\" to edit without a history"
@@ -63,6 +213,10 @@ public enum ChangeAudit {
         public var statement: String? = nil
         /// The change this one reverted (`u` in the history).
         public var reverts: Int? = nil
+        /// Not from the console: recorded by a tracked table's trigger (`audit track`).
+        public var fromTrigger = false
+        /// The client's `application_name` (shown for changes not from the console).
+        public var application: String? = nil
 
         /// `col: before → after` for each changed column, in column order of `order`.
         public func changes(order: [String] = []) -> [(column: String, before: String?, after: String?)] {
@@ -159,18 +313,20 @@ public enum ChangeAudit {
         parameters.append(limit)
         let sql = """
             select id, to_char(changed_at, 'YYYY-MM-DD"T"HH24:MI:SS.MSOF'), db_role, os_user, client_host, table_name,
-                   row_key::text, action, before::text, after::text, to_jsonb(changes)->>'statement', to_jsonb(changes)->>'reverts'
+                   row_key::text, action, before::text, after::text, to_jsonb(changes)->>'statement', to_jsonb(changes)->>'reverts',
+                   to_jsonb(changes)->>'source', application_name, client_addr::text
             from switchyard.changes \(conditions.isEmpty ? "" : "where " + conditions.joined(separator: " and "))
             order by id desc limit $\(parameters.count)
             """
         return try await cluster.query(sql, parameters, table: Self.table).rows.map { row in
             Entry(
                 id: try row.decode(0, as: Int.self), changedAt: try row.decode(1, as: String.self), role: try row.decode(2, as: String.self),
-                osUser: try row.decode(3, as: String?.self), clientHost: try row.decode(4, as: String?.self),
+                osUser: try row.decode(3, as: String?.self), clientHost: try row.decode(4, as: String?.self) ?? row.decode(14, as: String?.self),
                 table: try row.decode(5, as: String.self), key: decode(try row.decode(6, as: String.self)) ?? [:],
                 action: Action(rawValue: try row.decode(7, as: String.self)) ?? .update,
                 before: decode(try row.decode(8, as: String?.self)), after: decode(try row.decode(9, as: String?.self)),
-                statement: try row.decode(10, as: String?.self), reverts: try row.decode(11, as: String?.self).flatMap { Int($0) })
+                statement: try row.decode(10, as: String?.self), reverts: try row.decode(11, as: String?.self).flatMap { Int($0) },
+                fromTrigger: try row.decode(12, as: String?.self) == "trigger", application: try row.decode(13, as: String?.self))
         }
     }
 

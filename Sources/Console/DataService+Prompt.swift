@@ -297,6 +297,7 @@ extension DataService {
         enum Outcome: Error { case rolledBack(String) }
         do {
             let message = try await cluster.transaction { transaction -> String in
+                try await markConsoleWrites(transaction)
                 if readOnly {
                     // Read-only, and fixed so: once a query has run, nothing in the
                     // statement can make this transaction read-write again.

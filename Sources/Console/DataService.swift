@@ -181,6 +181,7 @@ public struct DataService: Sendable {
                 let statement = SQLBuilder.insert(shape, values: values)
                 let width = shape.columns.count
                 return try await cluster.transaction { transaction -> ConsoleEvent in
+                    try await markConsoleWrites(transaction)
                     let result = try await transaction.execute(statement.sql, statement.bindings)
                     let row = result.first.map { row in (0..<width).map { row.raw($0) } }
                     if audit, row == nil {
@@ -262,6 +263,7 @@ public struct DataService: Sendable {
         struct TouchedNoRow: Error {}
         do {
             return try await cluster.transaction { transaction -> ConsoleEvent in
+                try await markConsoleWrites(transaction)
                 var before: [String?]?
                 if audit {
                     let current = SQLBuilder.current(shape, key: key)
@@ -330,6 +332,15 @@ public struct DataService: Sendable {
         auditReady.markReady()
     }
 
+    /// Tells a tracked table's trigger (`switchyard audit track`) that this transaction's
+    /// changes are the console's, which records them itself with more to say (who at the
+    /// console, the statement, the change reverted). Without the history on, the trigger
+    /// records them.
+    func markConsoleWrites(_ transaction: Cluster.Transaction) async throws {
+        guard audit else { return }
+        _ = try await transaction.query("select set_config('switchyard.console', 'on', true)")
+    }
+
     /// Before a SQL prompt write: the history also has the `statement` column (a history
     /// made by an older version is brought up to date, which needs its owner).
     func ensureAuditForStatements() async throws {
@@ -337,8 +348,8 @@ public struct DataService: Sendable {
         try await ensureAudit()
         let hasColumn = try await cluster.query(
             """
-            select count(*) = 2 from pg_catalog.pg_attribute
-            where attrelid = to_regclass($1) and attname in ('statement', 'reverts') and not attisdropped
+            select count(*) = 5 from pg_catalog.pg_attribute
+            where attrelid = to_regclass($1) and attname in ('statement', 'reverts', 'source', 'seq', 'hash') and not attisdropped
             """,
             [ChangeAudit.table]).scalar(Bool.self) ?? false
         guard !hasColumn else { return }

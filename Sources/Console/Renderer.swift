@@ -469,7 +469,9 @@ public enum Renderer {
             let entry = view.entries[view.selected]
             var lines: [(String, StyleRole)] = [
                 ("\(entry.action.rawValue) \(entry.table) \(entry.keyLabel)  at \(entry.changedAt)", .grid_header),
-                ("by \(entry.role) (\(entry.osUser ?? "?")@\(entry.clientHost ?? "?"))", .dim), ("", .normal),
+                (entry.fromTrigger
+                    ? "by \(entry.role) through \(entry.application.map { $0.isEmpty ? "an unnamed client" : $0 } ?? "?") from \(entry.clientHost ?? "a local socket") — recorded by the table's trigger, not the console"
+                    : "by \(entry.role) (\(entry.osUser ?? "?")@\(entry.clientHost ?? "?"))", .dim), ("", .normal),
             ]
             if let reverts = entry.reverts { lines.insert(("reverts change #\(reverts)", .dim), at: 2) }
             if let statement = entry.statement { lines.insert(("by the statement: \(historyValue(statement, limit: 200))", .dim), at: 2) }
@@ -514,7 +516,8 @@ public enum Renderer {
                 + (entry.reverts.map { "  (reverts #\($0))" } ?? "")
             let time = String(entry.changedAt.prefix(19)).replacingOccurrences(of: "T", with: " ")
             let key = view.keyLabel == nil ? " \(entry.keyLabel)" : ""
-            lines.append(("\(marker) #\(entry.id)  \(time)  \(entry.role)  \(entry.action.rawValue)\(key)  \(changes)", index == view.selected ? .selected : .normal))
+            let who = entry.fromTrigger ? "\(entry.role) via \(entry.application.map { $0.isEmpty ? "?" : $0 } ?? "?") (not the console)" : entry.role
+            lines.append(("\(marker) #\(entry.id)  \(time)  \(who)  \(entry.action.rawValue)\(key)  \(changes)", index == view.selected ? .selected : .normal))
         }
         lines.append(("", .normal))
         lines.append(("\(view.entries.count) change\(view.entries.count == 1 ? "" : "s"), newest first   ↑↓ choose   Enter diff   u revert   Esc close", .dim))

@@ -8,7 +8,7 @@ struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit",
         abstract: "The console's change history (switchyard.changes): print it, or create its table.",
-        subcommands: [List.self, Initialize.self],
+        subcommands: [List.self, Initialize.self, Verify.self, Track.self],
         defaultSubcommand: List.self)
 
     struct List: AsyncParsableCommand {
@@ -80,7 +80,9 @@ struct AuditCommand: AsyncParsableCommand {
                     changes = ""
                 }
                 let statement = entry.statement.map { (changes.isEmpty ? "" : "; ") + "by: " + Self.shown($0) } ?? ""
-                return [String(entry.id), entry.changedAt, entry.role, "\(entry.osUser ?? "?")@\(entry.clientHost ?? "?")", entry.table,
+                let by = entry.fromTrigger ? "app \(entry.application.map { $0.isEmpty ? "?" : $0 } ?? "?")@\(entry.clientHost ?? "local")"
+                    : "\(entry.osUser ?? "?")@\(entry.clientHost ?? "?")"
+                return [String(entry.id), entry.changedAt, entry.role, by, entry.table,
                         entry.keyLabel, entry.action.rawValue, changes + statement]
             }
             print(TextTable.render(header: ["ID", "TIME", "ROLE", "BY", "TABLE", "KEY", "ACTION", "CHANGES"], rows: rows))
@@ -99,19 +101,87 @@ struct AuditCommand: AsyncParsableCommand {
 
         @OptionGroup var config: ConfigOption
         @OptionGroup var logging: LoggingOptions
+        @Option(help: ArgumentHelp("Let this role add to the history and read it (INSERT, SELECT; nothing else). Repeatable.", valueName: "ROLE"))
+        var grant: [String] = []
 
         func run() async throws {
             try logging.bootstrap()
             let cluster = try Cluster(configuration: try config.load())
             await cluster.start()
             do {
-                try await RoutingContext.admin.run { try await ChangeAudit.initialize(cluster) }
+                try await RoutingContext.admin.run {
+                    try await ChangeAudit.initialize(cluster)
+                    for role in grant {
+                        let quoted = try await cluster.quoteIdentifiers([role])[0]
+                        for statement in ChangeAudit.grantSQL(role: quoted) { _ = try await cluster.execute(statement) }
+                    }
+                }
             } catch let error as PostgresError {
                 await cluster.shutdown()
-                throw UsageError("cannot create \(ChangeAudit.table): \(error.message)")
+                throw UsageError("cannot set up \(ChangeAudit.table): \(error.message)")
             }
             await cluster.shutdown()
-            print("\(ChangeAudit.table) is ready: the console records every change there")
+            print("\(ChangeAudit.table) is ready: append-only, hash-chained; the console records every change there")
+            for role in grant { print("\(role) may add to it and read it, nothing else") }
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "verify",
+            abstract: "Recompute the history's hash chain; name the first row where it breaks (exit 1).",
+            discussion: "Keep the head hash it prints somewhere else: a chain recomputed from scratch ends in another one.")
+
+        @OptionGroup var config: ConfigOption
+        @OptionGroup var logging: LoggingOptions
+
+        func run() async throws {
+            try logging.bootstrap()
+            let cluster = try Cluster(configuration: try config.load())
+            await cluster.start()
+            let report: ChangeAudit.ChainReport
+            do {
+                report = try await RoutingContext.admin.run { try await ChangeAudit.verify(cluster) }
+            } catch let error as PostgresError {
+                await cluster.shutdown()
+                if error.sqlState == "42P01" || error.sqlState == "42703" || error.sqlState == "42883" {
+                    throw UsageError("\(ChangeAudit.table) has no hash chain yet: `switchyard audit init` adds it")
+                }
+                throw UsageError("cannot read \(ChangeAudit.table): \(error.message)")
+            }
+            await cluster.shutdown()
+            if let problem = report.problem {
+                print("BROKEN at change #\(report.brokenAt ?? 0): \(problem)")
+                throw ExitCode(1)
+            }
+            print("intact: \(report.rows) changes chained; head \(report.headSeq.map { "#\($0)" } ?? "-") \(report.headHash ?? "")")
+        }
+    }
+
+    struct Track: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "track",
+            abstract: "Record every change to a table from any client (apps, psql) in the history, beside the console's own.")
+
+        @OptionGroup var config: ConfigOption
+        @OptionGroup var logging: LoggingOptions
+        @Argument(help: ArgumentHelp("The table.", valueName: "SCHEMA.TABLE")) var table: String
+
+        func run() async throws {
+            try logging.bootstrap()
+            let cluster = try Cluster(configuration: try config.load())
+            await cluster.start()
+            do {
+                try await RoutingContext.admin.run {
+                    try await ChangeAudit.initialize(cluster)
+                    _ = try await cluster.query("select switchyard.track($1::regclass)", [ChangeAudit.quotedForRegclass(table)])
+                }
+            } catch let error as PostgresError {
+                await cluster.shutdown()
+                throw UsageError("cannot track \(table): \(error.message)")
+            }
+            await cluster.shutdown()
+            print("\(table) is tracked: its changes from any client go into \(ChangeAudit.table) (marked as not from the console)")
         }
     }
 }
