@@ -905,8 +905,14 @@ public final class PostgresConnection: @unchecked Sendable {
         -> (PostgresResult, LSN?)
     {
         try checkBeforeSending(connection)
-        // The LSN is read in a segment of its own, after the statement's commit.
-        let outcomes = try await pipeline([[(sql, bindings)], [("select pg_catalog.pg_current_wal_insert_lsn()", [])]], on: connection)
+        // The LSN is read in a segment of its own, after the statement's commit. A server
+        // that turned out to be a standby (a read sent to a primary demoted since the
+        // monitor's last round) answers with how far it has replayed: what the read saw.
+        let position = """
+            select case when pg_catalog.pg_is_in_recovery() then pg_catalog.pg_last_wal_replay_lsn()
+                        else pg_catalog.pg_current_wal_insert_lsn() end
+            """
+        let outcomes = try await pipeline([[(sql, bindings)], [(position, [])]], on: connection)
         let result = try outcomes[0].get()
         let lsn = (try? outcomes[1].get())?.first.flatMap { try? $0.decode(0, as: LSN?.self) } ?? nil
         return (result, lsn)

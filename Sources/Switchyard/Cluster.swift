@@ -352,7 +352,13 @@ public final class Cluster: Sendable {
                 if let scope, monotonicSession(request, scope) {
                     // Read on the primary: it saw everything up to the primary's position.
                     let (result, lsn) = try await connection.queryReturningCommitLSN(sql, parameters)
-                    if let lsn { scope.session.observe(lsn) }
+                    if let lsn {
+                        scope.session.observe(lsn)
+                    } else {
+                        // What it saw cannot be placed: no replica read may be older, so the
+                        // session reads from the primary while any replica could be.
+                        scope.session.pin(until: .now + configuration.maxReplicaLag + configuration.monitorInterval)
+                    }
                     return result
                 }
                 return try await connection.query(sql, parameters)

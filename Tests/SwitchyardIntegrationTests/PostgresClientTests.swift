@@ -82,6 +82,20 @@ extension ClusterTests {
             }
         }
 
+        /// A read the router sent to a primary that has since become a standby (a
+        /// switchover between two monitor rounds) still says how far what it saw reaches:
+        /// the standby's replay position. Without it, a monotonic-reads session kept a token
+        /// below what it had seen, and a lagging replica served it older data.
+        @Test func aPositionComesBackFromAStandbyToo() async throws {
+            let test = try TestCluster.shared()
+            let standby = try await PostgresConnection.connect(try test.conninfo("pg2"))
+            let (result, lsn) = try await standby.queryReturningCommitLSN("select 1")
+            let replayed = try await standby.query("select pg_last_wal_replay_lsn()").scalar(LSN.self)
+            await standby.close()
+            #expect(try result.scalar(Int.self) == 1)
+            #expect(lsn != nil && replayed != nil && lsn! <= replayed!, "\(String(describing: lsn)) vs \(String(describing: replayed))")
+        }
+
         @Test func nullAndEmptyStringStayDistinct() async throws {
             try await TestCluster.shared().withSchema { schema in
                 let table = try await schema.table("t")
