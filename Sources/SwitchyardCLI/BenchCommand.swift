@@ -9,7 +9,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure stale reads per routing policy, routing overhead, the monitor, rendering, and the web middleware.",
-        subcommands: [Consistency.self, Routing.self, Monitor.self, Render.self, HTTP.self, Export.self, Prompt.self])
+        subcommands: [Consistency.self, Routing.self, Monitor.self, Render.self, HTTP.self, Export.self, Prompt.self, Bulk.self])
 }
 
 extension BenchCommand {
