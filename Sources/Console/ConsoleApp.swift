@@ -89,6 +89,10 @@ public final class ConsoleApp: Sendable {
         while !state.quit && !stopRequested.load(ordering: .relaxed) && !shouldStop(state) {
             while !effects.isEmpty {
                 let effect = effects.removeFirst()
+                if case .setClipboard(let text) = effect {
+                    driver.setClipboard(text)
+                    continue
+                }
                 if case .editExternally(let text) = effect {
                     // The terminal belongs to the editor until it exits.
                     var outcome = ConsoleEvent.externallyEdited(nil, problem: "the editor did not run")
@@ -256,9 +260,9 @@ extension ConsoleEffect {
         case .loadTables(let request), .openTable(_, let request), .loadPage(_, _, _, _, _, let request, _),
             .update(_, _, _, _, let request), .insert(_, _, let request), .delete(_, _, _, let request), .cancel(let request), .loadHistory(_, _, let request), .follow(_, _, _, let request), .loadReferences(_, _, let request), .openReferencing(_, let request), .refreshView(_, let request), .export(_, let request),
             .loadValue(_, _, _, let request),
-            .runChecks(let request), .promote(_, let request), .runStatement(_, _, let request), .promptCommand(_, let request), .prepareRevert(_, let request), .revert(_, let request):
+            .runChecks(let request), .promote(_, let request), .runStatement(_, _, let request), .promptCommand(_, let request), .prepareRevert(_, let request), .revert(_, let request), .copyRow(_, _, _, _, let request):
             return request
-        case .quit, .editExternally, .endPrompt, .rememberStatement:
+        case .quit, .editExternally, .endPrompt, .rememberStatement, .setClipboard:
             return nil
         }
     }

@@ -39,6 +39,67 @@ extension ConsoleState {
             return browseCommand(command)
         case .sqlPrompt(let prompt):
             return promptKey(command, key: key, prompt)
+        case .rowView(var view):
+            guard var grid else { mode = .browse; return [] }
+            switch command {
+            case .up: view.column = grid.shownColumn(from: view.column, -1)
+            case .down: view.column = grid.shownColumn(from: view.column, 1)
+            case .cancel:
+                mode = .browse
+                return []
+            case .editCell:
+                mode = .browse
+                grid.cursorRow = view.row
+                grid.cursorColumn = view.column
+                self.grid = grid
+                return gridCommand(.editCell)
+            default: break
+            }
+            mode = .rowView(view)
+            return []
+        case .copyRow(var prompt):
+            switch command {
+            case .cancel:
+                mode = .browse
+                setMessage("nothing copied")
+                return []
+            case .nextFormat:
+                prompt.format = prompt.format.next
+                mode = .copyRow(prompt)
+                return []
+            case .save:
+                mode = .browse
+                guard let grid, let row = grid.selectedRow else { return [] }
+                let path = prompt.path.value.flatMap { $0.isEmpty ? nil : $0 }
+                let request = start("copying the row")
+                return [.copyRow(grid.shape, key: grid.shape.keyIndexes.map { row[$0] }, format: prompt.format, path: path, request: request)]
+            default:
+                _ = prompt.path.handle(key)
+                mode = .copyRow(prompt)
+                return []
+            }
+        case .tableSearch(var field):
+            switch command {
+            case .cancel:
+                mode = .browse
+                return []
+            case .save:
+                mode = .browse
+                return tablesCommand(.open)
+            default:
+                _ = field.handle(key)
+                mode = .tableSearch(field)
+                let text = (field.value ?? "").lowercased()
+                if !text.isEmpty {
+                    if let found = tables.firstIndex(where: { $0.qualifiedName.lowercased().contains(text) }) {
+                        tableCursor = found
+                        setMessage(nil)
+                    } else {
+                        setMessage("no table name holds \"\(field.value ?? "")\"", error: true)
+                    }
+                }
+                return []
+            }
         case .confirmProtected(let write):
             return protectedKey(command, key: key, write)
         case .bulkSet(var prompt):
@@ -455,6 +516,8 @@ extension ConsoleState {
         case .reloadTables:
             let request = start("loading tables")
             return [.loadTables(request: request)]
+        case .search:
+            mode = .tableSearch(TextField(""))
         default: break
         }
         return []
@@ -522,8 +585,28 @@ extension ConsoleState {
             grid.cursorRow = 0
         case .first: return [load(.first)]
         case .last: return [load(.last)]
-        case .left: grid.cursorColumn = max(grid.cursorColumn - 1, 0)
-        case .right: grid.cursorColumn = min(grid.cursorColumn + 1, max(columnCount - 1, 0))
+        case .left: grid.cursorColumn = grid.shownColumn(from: grid.cursorColumn, -1)
+        case .right: grid.cursorColumn = min(grid.shownColumn(from: grid.cursorColumn, 1), max(columnCount - 1, 0))
+        case .hideColumn:
+            guard grid.shape.columns.indices.contains(grid.cursorColumn) else { break }
+            grid.hidden.insert(grid.cursorColumn)
+            let name = grid.shape.columns[grid.cursorColumn].name
+            let right = grid.shownColumn(from: grid.cursorColumn, 1)
+            grid.cursorColumn = right != grid.cursorColumn ? right : grid.shownColumn(from: grid.cursorColumn, -1)
+            setMessage("\(name) hidden (\(grid.hidden.count) hidden; Z shows them)")
+        case .showColumns:
+            grid.hidden = []
+            setMessage("every column shown")
+        case .narrower, .wider:
+            guard grid.shape.columns.indices.contains(grid.cursorColumn) else { break }
+            let now = grid.widths[grid.cursorColumn] ?? Renderer.naturalWidth(grid, grid.cursorColumn)
+            grid.widths[grid.cursorColumn] = min(max(now + (command == .wider ? 4 : -4), 3), 200)
+        case .rowView:
+            guard grid.selectedRow != nil else { break }
+            mode = .rowView(RowView(row: grid.cursorRow, column: grid.cursorColumn))
+        case .copyRow:
+            guard grid.selectedRow != nil else { break }
+            mode = .copyRow(CopyPrompt())
         case .refresh: return [reloadCurrentPage()]
         case .toggle:
             guard let row = grid.selectedRow, row.indices.contains(grid.cursorColumn) else { return [] }

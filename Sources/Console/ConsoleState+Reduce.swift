@@ -291,6 +291,10 @@ extension ConsoleState {
             return []
         case .promptRows, .promptText, .promptHeld, .promptDone, .promptEnded:
             return promptEvent(event)
+        case .copied(let text, let clipboard, let request):
+            guard finish(request) else { return [] }
+            setMessage(text)
+            return clipboard.map { [.setClipboard($0)] } ?? []
         case .revertReady(let plan, let request):
             guard finish(request), case .history(var view) = mode else { return [] }
             view.revert = plan

@@ -78,6 +78,19 @@ public struct Grid: Sendable, Equatable {
     public var long: [[Int: LongValue]] = []
     /// Rows marked for a bulk action (`v`, `V`).
     public var marks = Marks()
+    /// Columns hidden with `z` (back with `Z`), and widths set with `<` `>`.
+    public var hidden: Set<Int> = []
+    public var widths: [Int: Int] = [:]
+
+    /// The next shown column after `column` in `direction` (+1, -1); `column` itself at an end.
+    func shownColumn(from column: Int, _ direction: Int) -> Int {
+        var next = column + direction
+        while shape.columns.indices.contains(next) {
+            if !hidden.contains(next) { return next }
+            next += direction
+        }
+        return column
+    }
 
     public var selectedRow: [String?]? { rows.indices.contains(cursorRow) ? rows[cursorRow] : nil }
 
@@ -132,6 +145,13 @@ public struct Marks: Sendable, Equatable {
         }
         return keys.isEmpty ? nil : "\(keys.count) marked"
     }
+}
+
+/// One row shown vertically: the column the cursor is on (Enter edits it) and the scroll.
+public struct RowView: Sendable, Equatable {
+    public var row: Int
+    public var column: Int
+    public var scroll = 0
 }
 
 /// `=` with rows marked: the value to set one column to on all of them.
@@ -385,6 +405,12 @@ public struct SQLPrompt: Sendable, Equatable {
 public indirect enum Mode: Sendable, Equatable {
     case browse
     case sqlPrompt(SQLPrompt)
+    /// One row top to bottom (`o`): every column, long values wrapped.
+    case rowView(RowView)
+    /// Jumping to a table by name as it is typed (`/` in the table list).
+    case tableSearch(TextField)
+    /// Copying the row (`c`): format and where to.
+    case copyRow(CopyPrompt)
     /// `=` on the marked rows: typing the value one column gets on all of them.
     case bulkSet(BulkSetPrompt)
     case failover(FailoverView)
@@ -579,6 +605,11 @@ public enum ConsoleEffect: Sendable, Equatable {
     case endPrompt
     /// Append a statement to the prompt history file.
     case rememberStatement(String)
+    /// The row with this key, whole, as text: into `path`, or (nil) handed back to be put
+    /// on the terminal's clipboard.
+    case copyRow(TableShape, key: [String?], format: RowCopy.Format, path: String?, request: Int)
+    /// Put text on the terminal's clipboard (OSC 52).
+    case setClipboard(String)
     case cancel(request: Int)
     case quit
 }
@@ -638,4 +669,6 @@ public enum ConsoleEvent: Sendable {
     case promptDone(String, request: Int)
     /// The prompt's transaction ended by itself (it waited too long): said, not awaited.
     case promptEnded(String)
+    /// A row copied: to a file (said), or its text for the clipboard.
+    case copied(String, clipboard: String?, request: Int)
 }

@@ -1,6 +1,7 @@
 import Foundation
 import PostgresClient
 import Switchyard
+import LocalCluster
 import Synchronization
 
 /// Runs the console's effects against the cluster, always inside the `admin` routing
@@ -76,8 +77,27 @@ public struct DataService: Sendable {
             return await runStatement(statement, pageSize: pageSize, request: request, progress: progress)
         case .promptCommand(let command, let request):
             return await sendToPrompt(command, request: request)
-        case .endPrompt, .rememberStatement:
+        case .endPrompt, .rememberStatement, .setClipboard:
             return nil
+        case .copyRow(let shape, let key, let format, let path, let request):
+            return await attempt(request) {
+                let read = SQLBuilder.current(shape, key: key)
+                guard let found = try await cluster.query(read.sql, read.bindings, table: shape.table.qualifiedName).first else {
+                    return .failed(message: "the row is gone (deleted since it was shown): nothing copied", request: request)
+                }
+                let row = (0..<shape.columns.count).map { found.raw($0) }
+                let text = RowCopy.text(format, shape: shape, row: row, null: cluster.configuration.exportNull)
+                guard let path else {
+                    return .copied("copied the row as \(format.label) to the clipboard (\(text.utf8.count) bytes, through the terminal)",
+                                   clipboard: text, request: request)
+                }
+                do {
+                    try PrivateFile.create(Data(text.utf8), at: path)
+                } catch {
+                    return .failed(message: "\(path): \(error.localizedDescription) — nothing written (an existing file is never overwritten)", request: request)
+                }
+                return .copied("copied the row as \(format.label) to \(path)", clipboard: nil, request: request)
+            }
         case .loadTables(let request):
             return await attempt(request) {
                 let result = try await cluster.query(Self.tablesSQL)

@@ -7,6 +7,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
     case editCell, form, filter, textField
     case confirmDelete, confirmRefresh, conflict, failover, promote, history, references, pick, lagView, queryLog, logSearch, exportPrompt
     case sqlPrompt, confirmAnalyze, promptRows, promptText, promptHeld, confirmRevert, revertConflict, bulkSet, confirmProtected
+    case rowView, tableSearch, copyRow
     case help, confirmQuit
 
     /// The section title in the help box.
@@ -37,6 +38,9 @@ public enum KeyScope: String, Sendable, CaseIterable {
         case .confirmRevert: return "Revert confirmation"
         case .bulkSet: return "Setting a column on the marked rows"
         case .confirmProtected: return "A write on a protected cluster"
+        case .rowView: return "One row, every column (o)"
+        case .tableSearch: return "Finding a table (/)"
+        case .copyRow: return "Copying a row (c)"
         case .revertConflict: return "A change that cannot be reverted"
         case .sqlPrompt: return "SQL prompt (:)"
         case .confirmAnalyze: return "EXPLAIN ANALYZE confirmation"
@@ -66,6 +70,7 @@ public enum Command: Sendable, Equatable {
     case toggleTables, togglePane, repaint
     case sqlPrompt, revert
     case mark, markMatching, bulkDelete, bulkSet
+    case hideColumn, showColumns, narrower, wider, rowView, search, copyRow
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -143,6 +148,7 @@ public enum Keymap {
         Binding([.enter, .right, .character("l")], [.tables], .open, hint: "open", hintKeys: "Enter",
                 help: "open the table under the cursor", disabledReason: { $0.tables.isEmpty ? "no tables to open" : nil }),
         Binding([.character("r")], [.tables], .reloadTables, hint: "reload", help: "reload the table list"),
+        Binding([.character("/")], [.tables], .search, hint: "find", help: "find a table: the cursor jumps to the first name holding what you type"),
 
         // Records.
         Binding([.up, .character("k")], [.grid], .up, hint: "move", hintKeys: "↑↓←→", help: "previous row (loads the page before at the top)"),
@@ -193,6 +199,19 @@ public enum Keymap {
                 disabledReason: { Keymap.bulkRefusal($0, privilege: .delete) }),
         Binding([.character("=")], [.grid], .bulkSet, help: "set the cursor's column on all marked rows to one value (shown before y)",
                 disabledReason: { Keymap.bulkRefusal($0, privilege: .update) }),
+        Binding([.character("o")], [.grid], .rowView, hint: "row view", help: "the row top to bottom: every column, long values wrapped; Enter edits one",
+                disabledReason: { state in state.grid?.selectedRow == nil ? "no row selected" : nil }),
+        Binding([.character("z")], [.grid], .hideColumn, help: "hide the column (Z shows every column again)",
+                disabledReason: { state in
+                    guard let grid = state.grid else { return "open a table first" }
+                    return grid.shape.columns.count - grid.hidden.count <= 1 ? "the last column shown stays" : nil
+                }),
+        Binding([.character("Z")], [.grid], .showColumns, help: "show every hidden column",
+                disabledReason: { state in state.grid?.hidden.isEmpty != false ? "no column is hidden" : nil }),
+        Binding([.character("c")], [.grid], .copyRow, hint: "copy", help: "copy the row, whole, as CSV, JSON or an INSERT: to the clipboard (OSC 52) or a file",
+                disabledReason: { state in state.grid?.selectedRow == nil ? "no row selected" : state.grid?.shape.hasPrimaryKey == false ? "no primary key: the row cannot be read whole again" : nil }),
+        Binding([.character("<")], [.grid], .narrower, help: "narrow the column"),
+        Binding([.character(">")], [.grid], .wider, help: "widen the column"),
         Binding([.character("T")], [.grid], .tableHistory, help: "the recent changes to the open table",
                 disabledReason: { Keymap.historyRefusal($0, needsRow: false) }),
 
@@ -214,7 +233,7 @@ public enum Keymap {
         Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),
         Binding([.character(":")], [.browse], .sqlPrompt, hint: "SQL", help: "the SQL prompt: one statement in the admin context; a write is shown and held until y"),
         Binding([.character("?")], [.browse, .failover, .history, .references, .lagView, .queryLog, .promptRows, .promptText, .promptHeld], .help, hint: "keys", help: "this help"),
-        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .queryLog, .logSearch, .exportPrompt, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit, .sqlPrompt, .confirmAnalyze, .bulkSet, .confirmProtected], .help,
+        Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .queryLog, .logSearch, .exportPrompt, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit, .sqlPrompt, .confirmAnalyze, .bulkSet, .confirmProtected, .rowView, .tableSearch, .copyRow], .help,
                 help: "the keys of what you are doing (returns to it)"),
         Binding([.character("q"), .control("c")], [.browse], .quit, hint: "quit", hintKeys: "q", help: "quit"),
 
@@ -279,6 +298,22 @@ public enum Keymap {
                 help: "read from the primary, or from the least-lagging replica within max_replica_lag_ms"),
         Binding([.enter], [.exportPrompt], .save, hint: "export", help: "start; Esc cancels it while it runs (the partial file is removed)"),
         Binding([.escape], [.exportPrompt], .cancel, hint: "cancel", help: "close, nothing exported"),
+
+        // Row view.
+        Binding([.up, .character("k")], [.rowView], .up, hint: "column", hintKeys: "↑↓", help: "previous column"),
+        Binding([.down, .character("j")], [.rowView], .down, help: "next column"),
+        Binding([.enter], [.rowView], .editCell, hint: "edit", help: "edit this column's value",
+                disabledReason: { Keymap.writeRefusal($0, needsRow: true) }),
+        Binding([.escape, .character("q"), .character("o")], [.rowView], .cancel, hint: "close", hintKeys: "Esc", help: "back to the grid"),
+
+        // Copying a row.
+        Binding([.tab], [.copyRow], .nextFormat, hint: "format", hintKeys: "Tab", help: "CSV, JSON or INSERT"),
+        Binding([.enter], [.copyRow], .save, hint: "copy", help: "copy: to the file named, or with no file to the terminal's clipboard"),
+        Binding([.escape], [.copyRow], .cancel, hint: "cancel", help: "nothing copied"),
+
+        // Finding a table.
+        Binding([.enter], [.tableSearch], .save, hint: "open", help: "open the table found"),
+        Binding([.escape], [.tableSearch], .cancel, hint: "stop", help: "stop searching (the cursor stays)"),
 
         // Protected cluster.
         Binding([.enter], [.confirmProtected], .confirm, hint: "write", help: "write it, if the name typed is the cluster's"),
@@ -485,6 +520,9 @@ public enum Keymap {
         case .sqlPrompt(let prompt): return prompt.scopes
         case .bulkSet: return [.bulkSet, .textField]
         case .confirmProtected: return [.confirmProtected, .textField]
+        case .rowView: return [.rowView]
+        case .tableSearch: return [.tableSearch, .textField]
+        case .copyRow: return [.copyRow, .textField]
         }
     }
 
@@ -620,6 +658,9 @@ extension ConsoleState {
         case .sqlPrompt(let prompt): return prompt.scopes
         case .bulkSet: return [.bulkSet, .textField]
         case .confirmProtected: return [.confirmProtected, .textField]
+        case .rowView: return [.rowView]
+        case .tableSearch: return [.tableSearch, .textField]
+        case .copyRow: return [.copyRow, .textField]
         }
     }
 }

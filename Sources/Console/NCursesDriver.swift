@@ -48,6 +48,20 @@ public final class NCursesDriver: TerminalDriver {
         clearok(sy_stdscr(), true)
     }
 
+    /// OSC 52 straight to the terminal, outside curses (it moves no cursor and draws
+    /// nothing). Inside tmux it takes `set-clipboard on`.
+    public func setClipboard(_ text: String) {
+        let sequence = Array("\u{1B}]52;c;\(Data(text.utf8).base64EncodedString())\u{07}".utf8)
+        sequence.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = write(STDOUT_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
+                if written <= 0 { break }
+                offset += written
+            }
+        }
+    }
+
     public func draw(_ screen: Screen) {
         let rows = screen.changedRows(since: previous)
         guard !rows.isEmpty else { return }

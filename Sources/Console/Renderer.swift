@@ -208,36 +208,49 @@ public enum Renderer {
 
     /// The key column (frozen) and as many further columns as fit, keeping the cursor
     /// column in view. Returns (column index, width) pairs.
+    /// A column's width from its name, type and the values on screen (at most 28 cells).
+    static func naturalWidth(_ grid: Grid, _ index: Int, typeCap: Int = 28) -> Int {
+        let widest = 28
+        let column = grid.shape.columns[index]
+        var width = max(Screen.displayWidth(column.name) + (column.primaryKeyPosition != nil ? 2 : 0), min(column.type.count + 1, typeCap), 4)
+        // Only as much of a value as could be shown is measured: a huge value costs no
+        // more than a short one.
+        for row in grid.rows where width < widest && row.indices.contains(index) {
+            width = max(width, row[index].map { Screen.displayWidth(String($0.prefix(widest + 1))) } ?? 1)
+        }
+        return min(width, widest)
+    }
+
+    /// The key columns (pinned on the left) and as many further columns as fit, keeping
+    /// the cursor column in view; hidden columns left out, widths set with `<` `>` kept.
+    /// Returns (column index, width) pairs.
     static func visibleColumns(_ grid: Grid, width: Int) -> [(Int, Int)] {
         let shape = grid.shape
         guard !shape.columns.isEmpty else { return [] }
-        let widest = 28
         var known = [Int?](repeating: nil, count: shape.columns.count)
         func columnWidth(_ index: Int) -> Int {
             if let width = known[index] { return width }
-            let width = measure(index, typeCap: typeCap)
+            let width = grid.widths[index] ?? naturalWidth(grid, index, typeCap: typeCap)
             known[index] = width
             return width
         }
-        func measure(_ index: Int, typeCap: Int) -> Int {
-            let column = shape.columns[index]
-            var width = max(Screen.displayWidth(column.name) + (column.primaryKeyPosition != nil ? 2 : 0), min(column.type.count + 1, typeCap), 4)
-            // Only as much of a value as could be shown is measured: a huge value costs
-            // no more than a short one.
-            for row in grid.rows where width < widest && row.indices.contains(index) {
-                width = max(width, row[index].map { Screen.displayWidth(String($0.prefix(widest + 1))) } ?? 1)
-            }
-            return min(width, widest)
-        }
+        let shown = shape.columns.indices.filter { !grid.hidden.contains($0) }
         // Type labels (`numeric(12,2)`) whole while every column fits that way; cut to ten
         // cells when room is short.
-        let whole = shape.columns.indices.reduce(0) { $0 + measure($1, typeCap: widest) + 1 }
-        let typeCap = whole <= width ? widest : 10
-        let frozen = shape.keyIndexes.first ?? 0
-        var result = [(frozen, min(columnWidth(frozen), width))]
-        var used = result[0].1 + 1
-        let others = shape.columns.indices.filter { $0 != frozen }
-        guard !others.isEmpty else { return result }
+        let whole = shown.reduce(0) { $0 + (grid.widths[$1] ?? naturalWidth(grid, $1)) + 1 }
+        let typeCap = whole <= width ? 28 : 10
+        var pinned = shape.keyIndexes.filter { shown.contains($0) }
+        if pinned.isEmpty, let first = shown.first { pinned = [first] }
+        var result: [(Int, Int)] = []
+        var used = 0
+        for index in pinned {
+            let w = min(columnWidth(index), max(width - used, 0))
+            guard w >= 3 || result.isEmpty else { break }
+            result.append((index, w))
+            used += w + 1
+        }
+        let others = shown.filter { !pinned.contains($0) }
+        guard !others.isEmpty, used < width else { return result }
         // Start far enough right that the cursor column fits: walk left from the cursor
         // column while the columns still fit.
         var start = 0
@@ -954,6 +967,45 @@ public enum Renderer {
             }
         case .sqlPrompt(let prompt):
             sqlPrompt(prompt, state, layout, &screen)
+        case .copyRow(let prompt):
+            let key = state.grid.flatMap { grid in grid.selectedRow.map { SQLBuilder.describeKey(grid.shape, row: $0) } } ?? ""
+            let rect = box("Copy the row \(key)", lines: [
+                ("Format  \(RowCopy.Format.allCases.map { $0 == prompt.format ? "[\($0.label)]" : $0.label }.joined(separator: " "))   Tab", .normal),
+                ("File", .normal),
+                ("", .normal),
+                ("Enter: copy (the whole row, read again) — with no file, to the terminal's clipboard (OSC 52)   Esc: cancel", .dim),
+            ], in: layout, width: min(layout.width - 6, 110), &screen)
+            field(prompt.path, x: rect.x + 8, y: rect.y + 2, width: rect.width - 12, &screen)
+        case .tableSearch(let field):
+            let rect = box("Find a table", lines: [("", .normal), ("Enter opens it   Esc stops", .dim)], in: layout, width: 50, &screen)
+            Renderer.field(field, x: rect.x + 2, y: rect.y + 1, width: rect.width - 4, &screen)
+        case .rowView(let view):
+            guard let grid = state.grid, grid.rows.indices.contains(view.row) else { return }
+            let row = grid.rows[view.row]
+            let long = grid.longValues(view.row)
+            let nameWidth = min(grid.shape.columns.map { Screen.displayWidth($0.name) }.max() ?? 8, 24)
+            let valueWidth = max(layout.width - 8 - nameWidth - 3, 10)
+            var lines: [(String, StyleRole)] = []
+            var selectedLine = 0
+            for (index, column) in grid.shape.columns.enumerated() where !grid.hidden.contains(index) {
+                let name = Screen.fit(column.name, to: nameWidth).padding(toLength: nameWidth, withPad: " ", startingAt: 0)
+                let value = row.indices.contains(index) ? row[index] : nil
+                var wrapped = value.map { wrap(TerminalText.sanitized($0), width: valueWidth) } ?? ["∅ NULL"]
+                if let cut = long[index] { wrapped.append("… (\(bytes(UInt64(cut.bytes))) in all: Enter edits it whole)") }
+                if index == view.column { selectedLine = lines.count }
+                for (offset, part) in wrapped.prefix(12).enumerated() {
+                    let marker = index == view.column && offset == 0 ? "▶ " : "  "
+                    lines.append((marker + (offset == 0 ? name : String(repeating: " ", count: nameWidth)) + "  " + part,
+                                  index == view.column ? .selected : value == nil ? .null : .normal))
+                }
+                if wrapped.count > 12 { lines.append(("  " + String(repeating: " ", count: nameWidth) + "  … \(wrapped.count - 12) more lines", .dim)) }
+            }
+            let room = max(layout.height - 8, 3)
+            let first = max(0, min(selectedLine - room / 2, lines.count - room))
+            let key = SQLBuilder.describeKey(grid.shape, row: row)
+            _ = box("Row \(key.isEmpty ? String(view.row + 1) : key) of \(grid.shape.table.qualifiedName)",
+                    lines: Array(lines.dropFirst(first).prefix(room)) + [("", .normal), ("↑↓ column   Enter edit   Esc back", .dim)],
+                    in: layout, width: layout.width - 4, &screen)
         case .confirmProtected(let write):
             var under = state
             under.mode = write.previous

@@ -19,10 +19,14 @@ public protocol TerminalDriver: AnyObject {
     /// Forgets what the terminal shows: the next `draw` repaints every cell (Ctrl-L,
     /// after another program scribbled on the terminal).
     func invalidate()
+    /// Puts text on the terminal's clipboard (OSC 52; the terminal, or tmux with
+    /// `set-clipboard on`, must allow it).
+    func setClipboard(_ text: String)
 }
 
 extension TerminalDriver {
     public func invalidate() {}
+    public func setClipboard(_ text: String) {}
 }
 
 /// An in-memory terminal: keys are queued by the test, the last screen is kept as text.

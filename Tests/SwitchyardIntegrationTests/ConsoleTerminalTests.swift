@@ -252,6 +252,49 @@ extension ClusterTests {
             try await tmux.waitFor("the grid with the reverted value") { $0.contains("alpha") && !$0.contains("History of") && !$0.contains("Esc cancels") }
         }
 
+        @Test func aRowIsCopiedWholeToAFileAndTheClipboardAndShownTopToBottom() async throws {
+            let fixture = try await Self.fixture()
+            let long = String(repeating: "x", count: 3000) + "END"
+            _ = try await TestCluster.shared().withConnection("pg1") { try await $0.query("update \(fixture.schema).items set name = $1 where id = 1", [long]) }
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-copy-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let tmux = try await Self.launch(fixture)
+            defer { tmux.close() }
+            _ = try? await TmuxSession.tmux(tmux.socket, ["set-option", "-g", "set-clipboard", "on"])
+            try await tmux.waitFor("the rows") { $0.contains("▶ 1 ") && !$0.contains("Esc cancels") }
+            // As an INSERT, into a file: the whole value, read again (the grid shows it cut).
+            let file = folder.appendingPathComponent("row.sql").path
+            try await tmux.send("c")
+            try await tmux.waitFor(text: "Copy the row")
+            try await tmux.send("Tab", "Tab")
+            try await tmux.send(file, literal: true)
+            try await tmux.send("Enter")
+            try await tmux.waitFor(text: "copied the row as INSERT to")
+            let written = try String(contentsOfFile: file, encoding: .utf8)
+            #expect(written.hasPrefix("insert into") && written.contains(long), "\(written.prefix(200))")
+            #expect((try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int) == 0o600)
+            // As JSON, to the clipboard: tmux keeps what OSC 52 set.
+            try await tmux.send("c")
+            try await tmux.waitFor(text: "Copy the row")
+            try await tmux.send("Tab", "Enter")
+            try await tmux.waitFor(text: "copied the row as JSON to the clipboard")
+            let deadline = ContinuousClock.now + .seconds(5)
+            var buffer = ""
+            while ContinuousClock.now < deadline {
+                buffer = (try? await TmuxSession.tmux(tmux.socket, ["show-buffer"])) ?? ""
+                if buffer.contains("END") { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(buffer.hasPrefix("{\"id\": \"1\"") && buffer.contains(long), "\(buffer.prefix(120))")
+            // Top to bottom: the long value wrapped, every column named.
+            try await tmux.send("o")
+            let row = try await tmux.waitFor(text: "Row id = 1 of \(fixture.schema).items")
+            #expect(row.contains("qty") && row.contains("xxxxxxxx"), "\(row)")
+            try await tmux.send("Escape")
+            try await tmux.waitFor("the row view to close") { !$0.contains("Row id = 1") }
+        }
+
         @Test func followingAReferenceAndBack() async throws {
             let fixture = try await Self.fixture()
             try await TestCluster.shared().withConnection("pg1") { connection in
