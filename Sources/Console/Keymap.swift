@@ -498,31 +498,15 @@ public enum Keymap {
         ]
     }
 
-    /// The scopes whose keys the help box shows when opened from `mode`.
+    /// The scopes whose keys the help box shows when opened from `mode`: the mode's own,
+    /// with what may be pressed while its query runs.
     public static func helpScopes(for mode: Mode) -> [KeyScope] {
         switch mode {
         case .browse, .help: return [.browse, .tables, .grid, .pane, .busy]
-        case .editCell: return [.editCell, .textField]
-        case .form: return [.form, .textField]
-        case .filter: return [.filter, .textField]
-        case .confirmDelete: return [.confirmDelete]
-        case .confirmRefresh: return [.confirmRefresh]
-        case .conflict: return [.conflict]
-        case .failover(let view): return view.confirmation == nil ? [.failover, .busy] : [.promote, .textField]
-        case .history(let view): return view.revert != nil ? [.confirmRevert] : view.conflict != nil ? [.revertConflict] : [.history, .busy]
-        case .references: return [.references, .busy]
-        case .pick: return [.pick]
-        case .lagView: return [.lagView]
-        case .queryLog(let view): return view.searchInput == nil ? [.queryLog] : [.logSearch, .textField]
-        case .exportPrompt: return [.exportPrompt, .textField]
-        case .exporting: return [.busy]
-        case .confirmQuit: return [.confirmQuit]
-        case .sqlPrompt(let prompt): return prompt.scopes
-        case .bulkSet: return [.bulkSet, .textField]
-        case .confirmProtected: return [.confirmProtected, .textField]
-        case .rowView: return [.rowView]
-        case .tableSearch: return [.tableSearch, .textField]
-        case .copyRow: return [.copyRow, .textField]
+        case .failover, .history, .references:
+            let scopes = mode.keyScopes
+            return [.failover, .history, .references].contains(scopes[0]) ? scopes + [.busy] : scopes
+        default: return mode.keyScopes
         }
     }
 
@@ -639,6 +623,17 @@ extension ConsoleState {
             case .grid: return [.grid, .browse]
             case .pane: return [.pane, .browse]
             }
+        default: return mode.keyScopes
+        }
+    }
+}
+
+extension Mode {
+    /// The key scopes of this mode while it is shown (the browse mode's own depend on the
+    /// focus: see ``ConsoleState/scopes``).
+    var keyScopes: [KeyScope] {
+        switch self {
+        case .browse: return [.browse]
         case .editCell: return [.editCell, .textField]
         case .form: return [.form, .textField]
         case .filter: return [.filter, .textField]

@@ -95,6 +95,20 @@ struct AuditCommand: AsyncParsableCommand {
         }
     }
 
+    /// Runs `body` in the admin context on a started cluster, shut down afterwards; a
+    /// PostgreSQL error becomes "`failure`: message".
+    static func onCluster(_ config: ConfigOption, failure: String, _ body: @escaping @Sendable (Cluster) async throws -> Void) async throws {
+        let cluster = try Cluster(configuration: try config.load())
+        await cluster.start()
+        do {
+            try await RoutingContext.admin.run { try await body(cluster) }
+        } catch let error as PostgresError {
+            await cluster.shutdown()
+            throw UsageError("\(failure): \(error.message)")
+        }
+        await cluster.shutdown()
+    }
+
     struct Initialize: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "init", abstract: "Create the schema switchyard and the table switchyard.changes (run it as an owner).")
@@ -106,21 +120,14 @@ struct AuditCommand: AsyncParsableCommand {
 
         func run() async throws {
             try logging.bootstrap()
-            let cluster = try Cluster(configuration: try config.load())
-            await cluster.start()
-            do {
-                try await RoutingContext.admin.run {
-                    try await ChangeAudit.initialize(cluster)
-                    for role in grant {
-                        let quoted = try await cluster.quoteIdentifiers([role])[0]
-                        for statement in ChangeAudit.grantSQL(role: quoted) { _ = try await cluster.execute(statement) }
-                    }
+            let grant = grant
+            try await AuditCommand.onCluster(config, failure: "cannot set up \(ChangeAudit.table)") { cluster in
+                try await ChangeAudit.initialize(cluster)
+                for role in grant {
+                    let quoted = try await cluster.quoteIdentifiers([role])[0]
+                    for statement in ChangeAudit.grantSQL(role: quoted) { _ = try await cluster.execute(statement) }
                 }
-            } catch let error as PostgresError {
-                await cluster.shutdown()
-                throw UsageError("cannot set up \(ChangeAudit.table): \(error.message)")
             }
-            await cluster.shutdown()
             print("\(ChangeAudit.table) is ready: append-only, hash-chained; the console records every change there")
             for role in grant { print("\(role) may add to it and read it, nothing else") }
         }
@@ -169,18 +176,11 @@ struct AuditCommand: AsyncParsableCommand {
 
         func run() async throws {
             try logging.bootstrap()
-            let cluster = try Cluster(configuration: try config.load())
-            await cluster.start()
-            do {
-                try await RoutingContext.admin.run {
-                    try await ChangeAudit.initialize(cluster)
-                    _ = try await cluster.query("select switchyard.track($1::regclass)", [ChangeAudit.quotedForRegclass(table)])
-                }
-            } catch let error as PostgresError {
-                await cluster.shutdown()
-                throw UsageError("cannot track \(table): \(error.message)")
+            let table = table
+            try await AuditCommand.onCluster(config, failure: "cannot track \(table)") { cluster in
+                try await ChangeAudit.initialize(cluster)
+                _ = try await cluster.query("select switchyard.track($1::regclass)", [ChangeAudit.quotedForRegclass(table)])
             }
-            await cluster.shutdown()
             print("\(table) is tracked: its changes from any client go into \(ChangeAudit.table) (marked as not from the console)")
         }
     }

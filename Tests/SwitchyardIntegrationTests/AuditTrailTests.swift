@@ -10,9 +10,7 @@ extension ClusterTests {
     /// to a tracked table, whoever made it.
     @Suite struct AuditTrailTests {
         func open(_ service: DataService, _ schema: TestSchema, _ table: String) async throws -> TableShape {
-            let opened = await service.perform(.openTable(TableInfo(schema: schema.name, name: table, estimatedRows: 0), request: 1))
-            guard case .tableOpened(let shape, _) = opened else { throw PostgresError(kind: .decoding, message: "not opened: \(String(describing: opened))") }
-            return shape
+            try await openShape(service, schema, table)
         }
 
         func history(_ service: DataService, _ table: String) async -> [ChangeAudit.Entry] {

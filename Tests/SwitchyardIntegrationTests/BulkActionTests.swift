@@ -10,9 +10,7 @@ extension ClusterTests {
     /// history row for each row.
     @Suite struct BulkActionTests {
         func open(_ service: DataService, _ schema: TestSchema, _ table: String) async throws -> TableShape {
-            let opened = await service.perform(.openTable(TableInfo(schema: schema.name, name: table, estimatedRows: 0), request: 1))
-            guard case .tableOpened(let shape, _) = opened else { throw PostgresError(kind: .decoding, message: "not opened: \(String(describing: opened))") }
-            return shape
+            try await openShape(service, schema, table)
         }
 
         func held(_ service: DataService, _ statement: Statement, request: Int) async -> PromptWrite? {

@@ -5,14 +5,19 @@ import Switchyard
 import SwitchyardTestSupport
 import Testing
 
+/// Opens `schema.table` through the console's data service, as `Enter` in the table list does.
+func openShape(_ service: DataService, _ schema: TestSchema, _ table: String) async throws -> TableShape {
+    let opened = await service.perform(.openTable(TableInfo(schema: schema.name, name: table, estimatedRows: 0), request: 1))
+    guard case .tableOpened(let shape, _) = opened else { throw PostgresError(kind: .decoding, message: "not opened: \(String(describing: opened))") }
+    return shape
+}
+
 extension ClusterTests {
     /// The console's data service against a real primary: what a save reports is what
     /// happened, and paging never skips a row.
     @Suite struct ConsoleDataTests {
         func shape(_ service: DataService, _ schema: TestSchema, _ table: String) async throws -> TableShape {
-            let opened = await service.perform(.openTable(TableInfo(schema: schema.name, name: table, estimatedRows: 0), request: 1))
-            guard case .tableOpened(let shape, _) = opened else { throw PostgresError(kind: .decoding, message: "not opened: \(String(describing: opened))") }
-            return shape
+            try await openShape(service, schema, table)
         }
 
         @Test func filtersCompareInTheColumnsTypeUseTheIndexAndCountTheirMatches() async throws {

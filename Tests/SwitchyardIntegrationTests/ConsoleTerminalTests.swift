@@ -129,6 +129,17 @@ extension ClusterTests {
             return try await TmuxSession.start(command: command, width: width, height: height)
         }
 
+        /// Waits for item 1 ("alpha") and renames it through the cell editor.
+        static func renameFirstItem(_ tmux: TmuxSession, to name: String) async throws {
+            try await tmux.waitFor(text: "alpha")
+            try await tmux.send("Right", "Enter")
+            try await tmux.waitFor(text: "Edit name")
+            try await tmux.send("C-u")
+            try await tmux.send(name, literal: true)
+            try await tmux.send("Enter")
+            try await tmux.waitFor(text: "saved name")
+        }
+
         static func primaryValue(_ sql: String, _ parameters: [any PostgresEncodable] = []) async throws -> String? {
             try await TestCluster.shared().withConnection("pg1") { try await $0.query(sql, parameters).scalar(String.self) }
         }
@@ -199,13 +210,7 @@ extension ClusterTests {
             let fixture = try await Self.fixture()
             let tmux = try await Self.launch(fixture)
             defer { tmux.close() }
-            try await tmux.waitFor(text: "alpha")
-            try await tmux.send("Right", "Enter")
-            try await tmux.waitFor(text: "Edit name")
-            try await tmux.send("C-u")
-            try await tmux.send("omega", literal: true)
-            try await tmux.send("Enter")
-            try await tmux.waitFor(text: "saved name")
+            try await Self.renameFirstItem(tmux, to: "omega")
             try await tmux.send("H")
             try await tmux.waitFor(text: "History of \(fixture.schema).items #1")
             try await tmux.waitFor(text: "update  name: alpha → omega")
@@ -227,13 +232,7 @@ extension ClusterTests {
             let fixture = try await Self.fixture()
             let tmux = try await Self.launch(fixture)
             defer { tmux.close() }
-            try await tmux.waitFor(text: "alpha")
-            try await tmux.send("Right", "Enter")
-            try await tmux.waitFor(text: "Edit name")
-            try await tmux.send("C-u")
-            try await tmux.send("mistake", literal: true)
-            try await tmux.send("Enter")
-            try await tmux.waitFor(text: "saved name")
+            try await Self.renameFirstItem(tmux, to: "mistake")
             try await tmux.send("H")
             try await tmux.waitFor(text: "update  name: alpha → mistake")
             try await tmux.send("u")

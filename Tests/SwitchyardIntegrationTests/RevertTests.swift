@@ -10,9 +10,7 @@ extension ClusterTests {
     /// edit with a history row of its own — and nothing written when the row moved on.
     @Suite struct RevertTests {
         func open(_ service: DataService, _ schema: TestSchema, _ table: String) async throws -> TableShape {
-            let opened = await service.perform(.openTable(TableInfo(schema: schema.name, name: table, estimatedRows: 0), request: 1))
-            guard case .tableOpened(let shape, _) = opened else { throw PostgresError(kind: .decoding, message: "not opened: \(String(describing: opened))") }
-            return shape
+            try await openShape(service, schema, table)
         }
 
         func newest(_ service: DataService, _ schema: TestSchema) async throws -> ChangeAudit.Entry {

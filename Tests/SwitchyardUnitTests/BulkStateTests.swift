@@ -3,14 +3,19 @@ import PropertyBased
 @testable import Switchyard
 import Testing
 
-/// Marking rows and the bulk actions' statements.
-@Suite struct BulkStateTests {
-    func grid() -> ConsoleState {
+extension ConsoleState {
+    /// The sample grid, focused, with no message: ready for keys.
+    static func focusedSample() -> ConsoleState {
         var state = ConsoleState.sample(width: 120, height: 40)
         state.focus = .grid
         state.message = nil
         return state
     }
+}
+
+/// Marking rows and the bulk actions' statements.
+@Suite struct BulkStateTests {
+    func grid() -> ConsoleState { .focusedSample() }
 
     @Test func vMarksAndUnmarksRowsAndDRunsTheDeleteHeld() {
         var state = grid()
@@ -74,12 +79,7 @@ import Testing
 
 /// `--read-only` and `[cluster] protected` in the console's state machine.
 @Suite struct GuardedConsoleTests {
-    func grid() -> ConsoleState {
-        var state = ConsoleState.sample(width: 120, height: 40)
-        state.focus = .grid
-        state.message = nil
-        return state
-    }
+    func grid() -> ConsoleState { .focusedSample() }
 
     @Test func aReadOnlyConsoleOffersNoKeyThatWrites() {
         var state = grid()

@@ -6,12 +6,7 @@ import Testing
 
 /// Columns hidden, widened and pinned; one row vertically; finding a table; a row copied.
 @Suite struct ColumnsAndRowsTests {
-    func grid() -> ConsoleState {
-        var state = ConsoleState.sample(width: 120, height: 40)
-        state.focus = .grid
-        state.message = nil
-        return state
-    }
+    func grid() -> ConsoleState { .focusedSample() }
 
     @Test func hiddenColumnsAreSkippedAndWidthsKept() {
         var state = grid()
