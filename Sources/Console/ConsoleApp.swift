@@ -50,14 +50,48 @@ public final class ConsoleApp: Sendable {
     /// Runs until the user quits or SIGINT/SIGTERM/SIGHUP arrives; the terminal is
     /// restored in every case.
     public func run(driver makeDriver: @escaping @Sendable () -> any TerminalDriver) async {
+        _ = await run(terminal: Terminal(makeDriver))
+    }
+
+    /// The terminal one console after another uses (switching clusters keeps it), made on
+    /// first use on the UI thread.
+    public final class Terminal: @unchecked Sendable {
+        private let make: @Sendable () -> any TerminalDriver
+        private var driver: (any TerminalDriver)?  // touched by the UI thread of one run at a time
+
+        public init(_ make: @escaping @Sendable () -> any TerminalDriver) { self.make = make }
+
+        func current() -> any TerminalDriver {
+            if let driver { return driver }
+            let made = make()
+            driver = made
+            return made
+        }
+
+        func shutdown() {
+            driver?.shutdown()
+            driver = nil
+        }
+    }
+
+    /// How a run ended: quit, or a switch to another cluster (`C`); what it showed, to
+    /// come back to.
+    public struct End: Sendable {
+        public var switchTo: String?
+        public var state: ConsoleState
+    }
+
+    /// Runs until the user quits or switches cluster; `restoring` is what this cluster's
+    /// console showed when it was left.
+    public func run(terminal: Terminal, restoring: ConsoleState? = nil) async -> End {
         let feeders = startFeeders()
         let signals = installSignalHandlers()
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let ended = await withCheckedContinuation { (continuation: CheckedContinuation<ConsoleState, Never>) in
             let thread = Thread {
-                let driver = makeDriver()
-                self.loop(driver)
-                driver.shutdown()
-                continuation.resume()
+                let driver = terminal.current()
+                let state = self.loop(driver, restoring: restoring)
+                if state.switchTo == nil || self.stopRequested.load(ordering: .relaxed) { terminal.shutdown() }
+                continuation.resume(returning: state)
             }
             thread.name = "switchyard console"
             thread.stackSize = 8 << 20
@@ -68,15 +102,32 @@ public final class ConsoleApp: Sendable {
         work.cancelAll()
         // A transaction the SQL prompt held open rolls back with the console.
         service.endPrompt()
+        return End(switchTo: stopRequested.load(ordering: .relaxed) ? nil : ended.switchTo, state: ended)
     }
 
     /// The UI loop, for tests with a ``TextDriver``: runs until `until` says stop or the
     /// console quits.
-    func loop(_ driver: any TerminalDriver, until shouldStop: (ConsoleState) -> Bool = { _ in false }) {
+    @discardableResult
+    func loop(_ driver: any TerminalDriver, restoring: ConsoleState? = nil, until shouldStop: (ConsoleState) -> Bool = { _ in false }) -> ConsoleState {
         let size = driver.size
         var state = ConsoleState(
             width: size.width, height: size.height, clusterName: cluster.configuration.name,
             warnLag: cluster.configuration.warnLag, criticalLag: cluster.configuration.criticalLag)
+        if var saved = restoring {
+            // Back on this cluster: its place as it was left, answers it was waiting for forgotten.
+            saved.width = size.width
+            saved.height = size.height
+            saved.quit = false
+            saved.switchTo = nil
+            saved.busy = nil
+            saved.pending = nil
+            saved.pendingWrites = false
+            saved.queuedKeys = []
+            saved.mode = .browse
+            saved.reloadGridOnLoad = saved.grid != nil
+            saved.message = saved.message ?? "back on \(cluster.configuration.name)"
+            state = saved
+        }
         let initialTopology = cluster.monitor.topology
         _ = state.reduce(.topology(initialTopology, history: history(initialTopology)))
         state.openOnLoad = initialTable
@@ -84,6 +135,8 @@ public final class ConsoleApp: Sendable {
         state.promptHistory = promptHistory?.load() ?? []
         state.readOnly = cluster.configuration.readOnly
         state.protected = cluster.configuration.protected
+        state.clusterColor = cluster.configuration.color
+        state.clusterNames = cluster.configuration.clusterNames
         var effects = state.reduce(.start)
         var drawn: ConsoleState?
         while !state.quit && !stopRequested.load(ordering: .relaxed) && !shouldStop(state) {
@@ -128,6 +181,7 @@ public final class ConsoleApp: Sendable {
             }
             for event in events { effects += state.reduce(event) }
         }
+        return state
     }
 
     private func dispatch(_ effect: ConsoleEffect, _ state: inout ConsoleState) {

@@ -57,6 +57,22 @@ extension ConsoleState {
             }
             mode = .rowView(view)
             return []
+        case .clusterList(var selected):
+            switch command {
+            case .up: selected = max(selected - 1, 0)
+            case .down: selected = min(selected + 1, max(clusterNames.count - 1, 0))
+            case .cancel:
+                mode = .browse
+                return []
+            case .open:
+                mode = .browse
+                guard clusterNames.indices.contains(selected), selected != 0 else { return [] }
+                switchTo = clusterNames[selected]
+                return quitNow()
+            default: break
+            }
+            mode = .clusterList(selected: selected)
+            return []
         case .copyRow(var prompt):
             switch command {
             case .cancel:
@@ -446,6 +462,9 @@ extension ConsoleState {
             return rerunChecks()
         case .sqlPrompt:
             return openPrompt()
+        case .clusters:
+            mode = .clusterList(selected: 0)
+            return []
         case .focusNext, .focusPrevious:
             // Through the parts shown only.
             let shown = Focus.allCases.filter { ($0 != .tables || showTables) && ($0 != .pane || showPane) }

@@ -77,6 +77,10 @@ extension ConsoleState {
             self.tables = tables
             tableCursor = min(tableCursor, max(tables.count - 1, 0))
             if tables.isEmpty { setMessage("no tables in this database") }
+            if reloadGridOnLoad, grid != nil {
+                reloadGridOnLoad = false
+                return [reloadCurrentPage()]
+            }
             if let name = openOnLoad {
                 openOnLoad = nil
                 return reduce(.openNamed(name))

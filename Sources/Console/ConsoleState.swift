@@ -411,6 +411,8 @@ public indirect enum Mode: Sendable, Equatable {
     case tableSearch(TextField)
     /// Copying the row (`c`): format and where to.
     case copyRow(CopyPrompt)
+    /// The clusters to switch to (`C`), the one chosen.
+    case clusterList(selected: Int)
     /// `=` on the marked rows: typing the value one column gets on all of them.
     case bulkSet(BulkSetPrompt)
     case failover(FailoverView)
@@ -517,6 +519,15 @@ public struct ConsoleState: Sendable, Equatable {
     public var readOnly = false
     /// `[cluster] protected`: a write commits only after the cluster's name is typed.
     public var protected = false
+    /// `[cluster] color`: the title bar shows the cluster's name in it.
+    public var clusterColor: ClusterColor?
+    /// Every cluster the configuration names (`[[clusters]]`), this one first.
+    public var clusterNames: [String] = []
+    /// The cluster chosen with `C` to switch to (the console then ends with it).
+    public var switchTo: String?
+    /// Back on a cluster left before: once the table list is in, the rows on screen are
+    /// read again.
+    public var reloadGridOnLoad = false
     /// The name was typed for the effects being returned now.
     var protectionPassed = false
     /// `schema.table` to open once the table list arrives (`--table`).

@@ -7,7 +7,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
     case editCell, form, filter, textField
     case confirmDelete, confirmRefresh, conflict, failover, promote, history, references, pick, lagView, queryLog, logSearch, exportPrompt
     case sqlPrompt, confirmAnalyze, promptRows, promptText, promptHeld, confirmRevert, revertConflict, bulkSet, confirmProtected
-    case rowView, tableSearch, copyRow
+    case rowView, tableSearch, copyRow, clusterList
     case help, confirmQuit
 
     /// The section title in the help box.
@@ -41,6 +41,7 @@ public enum KeyScope: String, Sendable, CaseIterable {
         case .rowView: return "One row, every column (o)"
         case .tableSearch: return "Finding a table (/)"
         case .copyRow: return "Copying a row (c)"
+        case .clusterList: return "Clusters (C)"
         case .revertConflict: return "A change that cannot be reverted"
         case .sqlPrompt: return "SQL prompt (:)"
         case .confirmAnalyze: return "EXPLAIN ANALYZE confirmation"
@@ -70,7 +71,7 @@ public enum Command: Sendable, Equatable {
     case toggleTables, togglePane, repaint
     case sqlPrompt, revert
     case mark, markMatching, bulkDelete, bulkSet
-    case hideColumn, showColumns, narrower, wider, rowView, search, copyRow
+    case hideColumn, showColumns, narrower, wider, rowView, search, copyRow, clusters
     /// The key goes to the text field being edited (typing, cursor, Ctrl-U, Ctrl-N).
     case type
 }
@@ -231,6 +232,8 @@ public enum Keymap {
         Binding([.character("[")], [.browse], .toggleTables, help: "hide or show the table list (the grid takes its room)"),
         Binding([.character("]")], [.browse], .togglePane, help: "hide or show the nodes and query log pane (the grid takes its room)"),
         Binding([.character("F")], [.browse], .failover, hint: "failover", help: "failover readiness: checks, candidates, guarded promote"),
+        Binding([.character("C")], [.browse], .clusters, help: "the clusters the config names ([[clusters]]): switch to another, each keeps its place",
+                disabledReason: { $0.clusterNames.count < 2 ? "the config names no other cluster ([[clusters]])" : nil }),
         Binding([.character(":")], [.browse], .sqlPrompt, hint: "SQL", help: "the SQL prompt: one statement in the admin context; a write is shown and held until y"),
         Binding([.character("?")], [.browse, .failover, .history, .references, .lagView, .queryLog, .promptRows, .promptText, .promptHeld], .help, hint: "keys", help: "this help"),
         Binding([.function(1)], [.browse, .failover, .history, .references, .pick, .lagView, .queryLog, .logSearch, .exportPrompt, .editCell, .form, .filter, .confirmDelete, .confirmRefresh, .conflict, .promote, .confirmQuit, .sqlPrompt, .confirmAnalyze, .bulkSet, .confirmProtected, .rowView, .tableSearch, .copyRow], .help,
@@ -305,6 +308,12 @@ public enum Keymap {
         Binding([.enter], [.rowView], .editCell, hint: "edit", help: "edit this column's value",
                 disabledReason: { Keymap.writeRefusal($0, needsRow: true) }),
         Binding([.escape, .character("q"), .character("o")], [.rowView], .cancel, hint: "close", hintKeys: "Esc", help: "back to the grid"),
+
+        // Clusters.
+        Binding([.up, .character("k")], [.clusterList], .up, hint: "choose", hintKeys: "↑↓", help: "previous cluster"),
+        Binding([.down, .character("j")], [.clusterList], .down, help: "next cluster"),
+        Binding([.enter], [.clusterList], .open, hint: "switch", help: "switch to it (this one keeps its place for when you come back)"),
+        Binding([.escape, .character("q")], [.clusterList], .cancel, hint: "close", hintKeys: "Esc", help: "stay on this cluster"),
 
         // Copying a row.
         Binding([.tab], [.copyRow], .nextFormat, hint: "format", hintKeys: "Tab", help: "CSV, JSON or INSERT"),
@@ -656,6 +665,7 @@ extension Mode {
         case .rowView: return [.rowView]
         case .tableSearch: return [.tableSearch, .textField]
         case .copyRow: return [.copyRow, .textField]
+        case .clusterList: return [.clusterList]
         }
     }
 }

@@ -42,9 +42,22 @@ public enum Renderer {
 
     // MARK: Header and status
 
+    /// How a cluster's colour is drawn: through the theme's roles of that colour.
+    static func clusterRole(_ color: ClusterColor) -> StyleRole {
+        switch color {
+        case .red: return .error
+        case .yellow: return .lag_warn
+        case .green: return .lag_ok
+        case .blue: return .primary
+        case .cyan: return .replica
+        case .magenta: return .badge
+        }
+    }
+
     static func header(_ state: ConsoleState, _ layout: Layout, _ screen: inout Screen) {
         screen.fill(x: 0, y: 0, width: layout.width, height: 1, role: .header)
-        screen.put(" Switchyard │ \(state.clusterName)", x: 0, y: 0, role: .header)
+        let lead = screen.put(" Switchyard │ ", x: 0, y: 0, role: .header)
+        screen.put(state.clusterName, x: lead, y: 0, role: state.clusterColor.map(clusterRole) ?? .header)
         let badge: String
         let role: StyleRole
         if !state.splitBrain.isEmpty {
@@ -967,6 +980,12 @@ public enum Renderer {
             }
         case .sqlPrompt(let prompt):
             sqlPrompt(prompt, state, layout, &screen)
+        case .clusterList(let selected):
+            var lines: [(String, StyleRole)] = state.clusterNames.enumerated().map { index, name in
+                ((index == selected ? "▶ " : "  ") + name + (index == 0 ? "  (this one)" : ""), index == selected ? .selected : .normal)
+            }
+            lines += [("", .normal), ("↑↓ choose   Enter switch (each keeps its place)   Esc stay", .dim)]
+            _ = box("Clusters", lines: lines, in: layout, &screen)
         case .copyRow(let prompt):
             let key = state.grid.flatMap { grid in grid.selectedRow.map { SQLBuilder.describeKey(grid.shape, row: $0) } } ?? ""
             let rect = box("Copy the row \(key)", lines: [

@@ -155,6 +155,33 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// `[cluster] protected` (default false): the console asks for the cluster's name to be
     /// typed before any write commits.
     public var protected = false
+    /// `[cluster] color`: the colour the console's title bar shows the cluster's name in
+    /// (`red` for production, say).
+    public var color: ClusterColor?
+    /// `[[clusters]]`: other clusters the console can switch to, each by its own file.
+    public var otherClusters: [ClusterReference] = []
+
+    /// This cluster and the others named under `[[clusters]]`, this one first.
+    public var clusterNames: [String] { [name] + otherClusters.map(\.name) }
+
+    /// The configuration of the cluster named `name`: this one, or one under `[[clusters]]`
+    /// loaded from its file (its colour, read-only and protected as the entry says, when
+    /// it says), with the same `[[clusters]]` list so the console can switch on from it.
+    public func cluster(named name: String) throws -> ClusterConfiguration {
+        if name == self.name { return self }
+        guard let reference = otherClusters.first(where: { $0.name == name }) else {
+            throw ConfigurationError(file: "--cluster", message: "no cluster \"\(name)\" (known: \(clusterNames.joined(separator: ", ")))")
+        }
+        var loaded = try reference.loaded ?? ClusterConfiguration.load(path: reference.path)
+        loaded.name = reference.name
+        loaded.color = reference.color ?? loaded.color
+        loaded.readOnly = reference.readOnly ?? loaded.readOnly
+        loaded.protected = reference.protected ?? loaded.protected
+        var siblings = otherClusters.filter { $0.name != name }
+        siblings.insert(ClusterReference(name: self.name, configuration: self), at: 0)
+        loaded.otherClusters = siblings
+        return loaded
+    }
     public var nodes: [NodeEndpoint] = []
 
     /// `[routing] replica_selection`: random | round-robin | least-lag (default least-lag).
@@ -284,13 +311,41 @@ public struct ClusterConfiguration: Sendable, Equatable {
         let root = try ConfigurationError.parseTOML(text, file: file)
         let reader = TOMLReader(file: file, text: text)
         var config = ClusterConfiguration()
-        try reader.allowOnly(["cluster", "nodes", "routing", "monitor", "pool", "query_log", "console", "http", "patroni"], in: root, section: nil)
+        try reader.allowOnly(["cluster", "nodes", "routing", "monitor", "pool", "query_log", "console", "http", "patroni", "clusters"], in: root, section: nil)
 
         if let cluster = try reader.table(root, "cluster") {
-            try reader.allowOnly(["name", "read_only", "protected"], in: cluster, section: "cluster")
+            try reader.allowOnly(["name", "read_only", "protected", "color"], in: cluster, section: "cluster")
             config.name = try reader.string(cluster, "name", section: "cluster") ?? config.name
             config.readOnly = try reader.bool(cluster, "read_only", section: "cluster") ?? config.readOnly
             config.protected = try reader.bool(cluster, "protected", section: "cluster") ?? config.protected
+            config.color = try reader.color(cluster, section: "cluster")
+        }
+        if let clusters = root["clusters"] {
+            guard let array = clusters.array else {
+                throw ConfigurationError(file: file, line: reader.line(of: "clusters"), message: "clusters must be [[clusters]] tables")
+            }
+            let folder = (file as NSString).deletingLastPathComponent
+            var names: Set<String> = [config.name]
+            for index in 0..<array.count {
+                let line = reader.line(ofTableArray: "clusters", index: index)
+                guard let entry = array[index].table else {
+                    throw ConfigurationError(file: file, line: line, message: "clusters[\(index)] is not a table")
+                }
+                try reader.allowOnly(["name", "config", "color", "read_only", "protected"], in: entry, section: "clusters")
+                guard let name = try reader.string(entry, "name", section: "clusters"), !name.isEmpty else {
+                    throw ConfigurationError(file: file, line: line, message: "cluster \(index + 1) under [[clusters]] has no name")
+                }
+                guard let path = try reader.string(entry, "config", section: "clusters"), !path.isEmpty else {
+                    throw ConfigurationError(file: file, line: line, message: "cluster \"\(name)\" has no config (the path of its switchyard.toml)")
+                }
+                guard names.insert(name).inserted else {
+                    throw ConfigurationError(file: file, line: line, message: "cluster name \"\(name)\" is used twice")
+                }
+                config.otherClusters.append(ClusterReference(
+                    name: name, path: path.hasPrefix("/") ? path : (folder.isEmpty ? path : folder + "/" + path),
+                    color: try reader.color(entry, section: "clusters"), readOnly: try reader.bool(entry, "read_only", section: "clusters"),
+                    protected: try reader.bool(entry, "protected", section: "clusters")))
+            }
         }
         guard let nodes = root["nodes"] else {
             throw ConfigurationError(file: file, message: "no [[nodes]]: add one table per node with name and conninfo")
@@ -633,6 +688,17 @@ public struct TOMLReader: Sendable {
         return strings
     }
 
+    /// `color = "red"`: one of the terminal's eight colours.
+    func color(_ table: TOMLTable, section: String) throws -> ClusterColor? {
+        guard let text = try string(table, "color", section: section) else { return nil }
+        guard let color = ClusterColor(rawValue: text) else {
+            throw ConfigurationError(
+                file: file, line: line(of: "color", value: text),
+                message: "[\(section)] color \"\(text)\" is not one of \(ClusterColor.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return color
+    }
+
     func bool(_ table: TOMLTable, _ key: String, section: String) throws -> Bool? {
         guard let value = table[key] else { return nil }
         guard let bool = value.bool else { throw typeError(key, section: section, expected: "true or false") }
@@ -641,5 +707,42 @@ public struct TOMLReader: Sendable {
 
     private func typeError(_ key: String, section: String, expected: String) -> ConfigurationError {
         ConfigurationError(file: file, line: line(of: key), message: "[\(section)] \(key) must be \(expected)")
+    }
+}
+
+/// A title-bar colour for a cluster.
+public enum ClusterColor: String, Sendable, Equatable, CaseIterable {
+    case red, yellow, green, blue, magenta, cyan
+}
+
+/// Another cluster the console can switch to: its name, its own config file, and what
+/// the entry overrides there.
+public struct ClusterReference: Sendable, Equatable {
+    public var name: String
+    public var path: String
+    public var color: ClusterColor?
+    public var readOnly: Bool?
+    public var protected: Bool?
+    /// Set when the reference is to a configuration already loaded (the cluster switched from).
+    var loaded: ClusterConfiguration? { boxed?.value }
+    private var boxed: Box?
+
+    final class Box: Sendable, Equatable {
+        let value: ClusterConfiguration
+        init(_ value: ClusterConfiguration) { self.value = value }
+        static func == (a: Box, b: Box) -> Bool { a.value == b.value }
+    }
+
+    public init(name: String, path: String, color: ClusterColor? = nil, readOnly: Bool? = nil, protected: Bool? = nil) {
+        self.name = name
+        self.path = path
+        self.color = color
+        self.readOnly = readOnly
+        self.protected = protected
+    }
+
+    init(name: String, configuration: ClusterConfiguration) {
+        self.init(name: name, path: "", color: configuration.color, readOnly: configuration.readOnly, protected: configuration.protected)
+        boxed = Box(configuration)
     }
 }

@@ -294,6 +294,36 @@ extension ClusterTests {
             try await tmux.waitFor("the row view to close") { !$0.contains("Row id = 1") }
         }
 
+        @Test func switchingClustersKeepsEachOnesPlace() async throws {
+            let fixture = try await Self.fixture()
+            let cluster = try TestCluster.shared()
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-two-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            // Two names for the same servers: "staging", and "production" read-only in red.
+            let second = try cluster.writeConfig(in: folder, name: "production")
+            var text = try String(contentsOfFile: fixture.configPath, encoding: .utf8)
+            text += "\n[[clusters]]\nname = \"production\"\nconfig = \"\(second)\"\ncolor = \"red\"\nread_only = true\n"
+            let first = folder.appendingPathComponent("staging.toml").path
+            try text.write(toFile: first, atomically: true, encoding: .utf8)
+            let binary = try CommandLineTests.executable.path
+            let tmux = try await TmuxSession.start(command: "\(binary) console --config \(first) --table \(fixture.schema).items", width: 120, height: 40)
+            defer { tmux.close() }
+            try await tmux.waitFor("the rows") { $0.contains("▶ 1 ") && !$0.contains("Esc cancels") }
+            try await tmux.send("Down", "Down", "Down")
+            try await tmux.waitFor("the cursor on item 4") { $0.contains("▶ 4 ") }
+            try await tmux.send("C")
+            try await tmux.waitFor(text: "(this one)")
+            try await tmux.send("Down", "Enter")
+            let production = try await tmux.waitFor("production") { $0.contains("│ production") && $0.contains("READ-ONLY") }
+            #expect(!production.contains("▶ 4 "), "the other cluster starts on its own: \(production)")
+            try await tmux.send("C")
+            try await tmux.waitFor(text: "production  (this one)")
+            try await tmux.send("Down", "Enter")
+            let back = try await tmux.waitFor("back on the first cluster") { $0.contains("back on console-test") && $0.contains("▶ 4 ") && !$0.contains("Esc cancels") }
+            #expect(!back.contains("READ-ONLY") && back.contains("\(fixture.schema).items"), "\(back)")
+        }
+
         @Test func followingAReferenceAndBack() async throws {
             let fixture = try await Self.fixture()
             try await TestCluster.shared().withConnection("pg1") { connection in

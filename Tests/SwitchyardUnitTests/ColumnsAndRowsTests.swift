@@ -97,3 +97,19 @@ import Testing
                 == "id,name,email,country,vip,notes\r\n1,\"a, \"\"b\"\"\",,\" x\",t,\"l1\nl2\"\r\n")
     }
 }
+
+/// `C`: switching clusters from the console.
+@Suite struct ClusterSwitchStateTests {
+    @Test func cListsTheClustersAndEnterEndsThisConsoleForTheOneChosen() {
+        var state = ConsoleState.focusedSample()
+        #expect(state.reduce(.key(.character("C"))).isEmpty && state.messageIsError, "one cluster: nothing to switch to")
+        state.clusterNames = ["demo", "production"]
+        state.clusterColor = .red
+        #expect(Renderer.render(state).cells.contains { $0.role == .error && $0.character == "d" }, "the name in the cluster's colour")
+        _ = state.reduce(.key(.character("C")))
+        #expect(Renderer.render(state).text.contains("demo  (this one)"))
+        _ = state.reduce(.key(.down))
+        #expect(state.reduce(.key(.enter)) == [.quit])
+        #expect(state.switchTo == "production" && state.quit)
+    }
+}

@@ -116,3 +116,54 @@ import Testing
         }
     }
 }
+
+/// `[[clusters]]`: the other clusters a console can switch to.
+@Suite struct ClusterListConfigurationTests {
+    let base = """
+        [cluster]
+        name = "staging"
+        color = "green"
+
+        [[nodes]]
+        name = "pg1"
+        conninfo = "host=a"
+
+        """
+
+    @Test func otherClustersAreNamedByTheirFilesWithOverrides() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sy-clusters-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("prod"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try "[cluster]\nname = \"p\"\n\n[[nodes]]\nname = \"db1\"\nconninfo = \"host=prod\"\n"
+            .write(to: folder.appendingPathComponent("prod/switchyard.toml"), atomically: true, encoding: .utf8)
+        let text = base + """
+            [[clusters]]
+            name = "production"
+            config = "prod/switchyard.toml"
+            color = "red"
+            protected = true
+            """
+        let main = try ClusterConfiguration.parse(text, file: folder.appendingPathComponent("switchyard.toml").path)
+        #expect(main.clusterNames == ["staging", "production"] && main.color == .green)
+        #expect(main.otherClusters.first?.path == folder.appendingPathComponent("prod/switchyard.toml").path)
+        let production = try main.cluster(named: "production")
+        #expect(production.name == "production" && production.color == .red && production.protected && production.nodes.first?.name == "db1")
+        #expect(production.clusterNames == ["production", "staging"], "the way back is listed")
+        let back = try production.cluster(named: "staging")
+        #expect(back.nodes == main.nodes && back.color == .green && back.clusterNames == ["staging", "production"],
+                "the cluster switched from comes back as it was loaded")
+        #expect(throws: ConfigurationError.self) { try main.cluster(named: "nope") }
+    }
+
+    @Test func badClusterEntriesNameTheirLine() {
+        for (entry, line, words) in [
+            ("[[clusters]]\nname = \"staging\"\nconfig = \"x.toml\"\n", 8, "used twice"),
+            ("[[clusters]]\nname = \"x\"\n", 8, "has no config"),
+            ("[[clusters]]\nname = \"x\"\nconfig = \"x.toml\"\ncolor = \"pink\"\n", 11, "not one of"),
+            ("[[clusters]]\nconfig = \"x.toml\"\n", 8, "has no name"),
+        ] {
+            let error = #expect(throws: ConfigurationError.self) { try ClusterConfiguration.parse(base + entry, file: "c.toml") }
+            #expect(error?.line == line && error?.message.contains(words) == true, "\(entry.debugDescription): \(error?.description ?? "")")
+        }
+    }
+}
