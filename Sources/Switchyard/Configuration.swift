@@ -172,7 +172,19 @@ public struct ClusterConfiguration: Sendable, Equatable {
         guard let reference = otherClusters.first(where: { $0.name == name }) else {
             throw ConfigurationError(file: "--cluster", message: "no cluster \"\(name)\" (known: \(clusterNames.joined(separator: ", ")))")
         }
-        var loaded = try reference.loaded ?? ClusterConfiguration.load(path: reference.path)
+        var loaded: ClusterConfiguration
+        if let configuration = reference.loaded {
+            loaded = configuration
+        } else if let nodes = reference.nodes {
+            // Written inline: its nodes, everything else as this file says.
+            loaded = self
+            loaded.nodes = nodes
+            loaded.color = nil
+            loaded.readOnly = false
+            loaded.protected = false
+        } else {
+            loaded = try ClusterConfiguration.load(path: reference.path)
+        }
         loaded.name = reference.name
         loaded.color = reference.color ?? loaded.color
         loaded.readOnly = reference.readOnly ?? loaded.readOnly
@@ -331,61 +343,31 @@ public struct ClusterConfiguration: Sendable, Equatable {
                 guard let entry = array[index].table else {
                     throw ConfigurationError(file: file, line: line, message: "clusters[\(index)] is not a table")
                 }
-                try reader.allowOnly(["name", "config", "color", "read_only", "protected"], in: entry, section: "clusters")
+                try reader.allowOnly(["name", "config", "nodes", "color", "read_only", "protected"], in: entry, section: "clusters")
                 guard let name = try reader.string(entry, "name", section: "clusters"), !name.isEmpty else {
                     throw ConfigurationError(file: file, line: line, message: "cluster \(index + 1) under [[clusters]] has no name")
                 }
-                guard let path = try reader.string(entry, "config", section: "clusters"), !path.isEmpty else {
-                    throw ConfigurationError(file: file, line: line, message: "cluster \"\(name)\" has no config (the path of its switchyard.toml)")
+                let path = try reader.string(entry, "config", section: "clusters")
+                guard (path?.isEmpty == false) != (entry["nodes"] != nil) else {
+                    throw ConfigurationError(
+                        file: file, line: line,
+                        message: "cluster \"\(name)\" needs either config (the path of its switchyard.toml) or its [[clusters.nodes]], not "
+                            + (path == nil ? "neither" : "both"))
                 }
                 guard names.insert(name).inserted else {
                     throw ConfigurationError(file: file, line: line, message: "cluster name \"\(name)\" is used twice")
                 }
-                config.otherClusters.append(ClusterReference(
-                    name: name, path: path.hasPrefix("/") ? path : (folder.isEmpty ? path : folder + "/" + path),
+                var reference = ClusterReference(
+                    name: name, path: path.map { $0.hasPrefix("/") ? $0 : (folder.isEmpty ? $0 : folder + "/" + $0) } ?? "",
                     color: try reader.color(entry, section: "clusters"), readOnly: try reader.bool(entry, "read_only", section: "clusters"),
-                    protected: try reader.bool(entry, "protected", section: "clusters")))
-            }
-        }
-        guard let nodes = root["nodes"] else {
-            throw ConfigurationError(file: file, message: "no [[nodes]]: add one table per node with name and conninfo")
-        }
-        guard let nodeArray = nodes.array else {
-            throw ConfigurationError(file: file, line: reader.line(of: "nodes"), message: "nodes must be [[nodes]] tables")
-        }
-        var seen = Set<String>()
-        for (index, value) in nodeArray.enumerated() {
-            guard let node = value.table else {
-                throw ConfigurationError(file: file, line: reader.line(of: "nodes"), message: "nodes[\(index)] is not a table")
-            }
-            try reader.allowOnly(["name", "conninfo", "monitor_conninfo", "pool_mode"], in: node, section: "nodes")
-            guard let name = try reader.string(node, "name", section: "nodes"), !name.isEmpty else {
-                throw ConfigurationError(file: file, line: reader.line(ofTableArray: "nodes", index: index),
-                                         message: "node \(index + 1) has no name")
-            }
-            guard let conninfo = try reader.string(node, "conninfo", section: "nodes") else {
-                throw ConfigurationError(file: file, line: reader.line(ofTableArray: "nodes", index: index),
-                                         message: "node \"\(name)\" has no conninfo")
-            }
-            guard seen.insert(name).inserted else {
-                throw ConfigurationError(file: file, line: reader.line(of: "name", value: name),
-                                         message: "node name \"\(name)\" is used twice")
-            }
-            let monitorConninfo = try reader.string(node, "monitor_conninfo", section: "nodes")
-            var poolMode = NodeEndpoint.PoolMode.session
-            if let mode = try reader.string(node, "pool_mode", section: "nodes") {
-                guard let parsed = NodeEndpoint.PoolMode(rawValue: mode) else {
-                    throw ConfigurationError(
-                        file: file, line: reader.line(of: "pool_mode", value: mode),
-                        message: "pool_mode \"\(mode)\" of node \"\(name)\" is not one of session, transaction")
+                    protected: try reader.bool(entry, "protected", section: "clusters"))
+                if path == nil {
+                    reference.nodes = try parseNodes(entry["nodes"], reader: reader, section: "clusters.nodes", fallbackLine: line)
                 }
-                poolMode = parsed
+                config.otherClusters.append(reference)
             }
-            config.nodes.append(NodeEndpoint(name: name, conninfo: conninfo, monitorConninfo: monitorConninfo, poolMode: poolMode))
         }
-        if config.nodes.isEmpty {
-            throw ConfigurationError(file: file, message: "no [[nodes]]: add one table per node with name and conninfo")
-        }
+        config.nodes = try parseNodes(root["nodes"], reader: reader, section: "nodes", fallbackLine: nil)
 
         if let routing = try reader.table(root, "routing") {
             try reader.allowOnly(["replica_selection", "max_replica_lag_ms", "read_your_writes", "replay_guard", "pin_window_ms", "monotonic_reads"],
@@ -481,6 +463,52 @@ public struct ClusterConfiguration: Sendable, Equatable {
             config.patroni = try parsePatroni(patroni, reader: reader)
         }
         return config
+    }
+
+    /// The `[[nodes]]` of a cluster (or of an entry under `[[clusters]]`: `section`
+    /// `clusters.nodes`, errors at the entry's line where a node's own cannot be found).
+    static func parseNodes(_ value: TOMLValueConvertible?, reader: TOMLReader, section: String, fallbackLine: Int?) throws -> [NodeEndpoint] {
+        let file = reader.file
+        guard let value else {
+            throw ConfigurationError(file: file, line: fallbackLine, message: "no [[\(section)]]: add one table per node with name and conninfo")
+        }
+        guard let nodeArray = value.array else {
+            throw ConfigurationError(file: file, line: reader.line(of: "nodes") ?? fallbackLine, message: "nodes must be [[\(section)]] tables")
+        }
+        var nodes: [NodeEndpoint] = []
+        var seen = Set<String>()
+        for (index, value) in nodeArray.enumerated() {
+            let line = reader.line(ofTableArray: section, index: index, after: fallbackLine ?? 0) ?? fallbackLine
+            guard let node = value.table else {
+                throw ConfigurationError(file: file, line: line, message: "\(section)[\(index)] is not a table")
+            }
+            try reader.allowOnly(["name", "conninfo", "monitor_conninfo", "pool_mode"], in: node, section: section)
+            guard let name = try reader.string(node, "name", section: section), !name.isEmpty else {
+                throw ConfigurationError(file: file, line: line, message: "node \(index + 1) has no name")
+            }
+            guard let conninfo = try reader.string(node, "conninfo", section: section) else {
+                throw ConfigurationError(file: file, line: line, message: "node \"\(name)\" has no conninfo")
+            }
+            guard seen.insert(name).inserted else {
+                throw ConfigurationError(file: file, line: reader.line(of: "name", value: name) ?? line,
+                                         message: "node name \"\(name)\" is used twice")
+            }
+            let monitorConninfo = try reader.string(node, "monitor_conninfo", section: section)
+            var poolMode = NodeEndpoint.PoolMode.session
+            if let mode = try reader.string(node, "pool_mode", section: section) {
+                guard let parsed = NodeEndpoint.PoolMode(rawValue: mode) else {
+                    throw ConfigurationError(
+                        file: file, line: reader.line(of: "pool_mode", value: mode) ?? line,
+                        message: "pool_mode \"\(mode)\" of node \"\(name)\" is not one of session, transaction")
+                }
+                poolMode = parsed
+            }
+            nodes.append(NodeEndpoint(name: name, conninfo: conninfo, monitorConninfo: monitorConninfo, poolMode: poolMode))
+        }
+        if nodes.isEmpty {
+            throw ConfigurationError(file: file, line: fallbackLine, message: "no [[\(section)]]: add one table per node with name and conninfo")
+        }
+        return nodes
     }
 
     private static func parsePatroni(_ table: TOMLTable, reader: TOMLReader) throws -> PatroniSettings {
@@ -620,10 +648,11 @@ public struct TOMLReader: Sendable {
         return nil
     }
 
-    /// The line of the `index`-th `[[name]]` header.
-    func line(ofTableArray name: String, index: Int) -> Int? {
+    /// The line of the `index`-th `[[name]]` header (after line `after`: the nodes of one
+    /// entry under `[[clusters]]`).
+    func line(ofTableArray name: String, index: Int, after: Int = 0) -> Int? {
         var seen = 0
-        for (number, line) in lines.enumerated() where line.trimmingCharacters(in: .whitespaces) == "[[\(name)]]" {
+        for (number, line) in lines.enumerated() where number >= after && line.trimmingCharacters(in: .whitespaces) == "[[\(name)]]" {
             if seen == index { return number + 1 }
             seen += 1
         }
@@ -723,6 +752,8 @@ public struct ClusterReference: Sendable, Equatable {
     public var color: ClusterColor?
     public var readOnly: Bool?
     public var protected: Bool?
+    /// The nodes of a cluster written inline under `[[clusters]]` (nil: it has a file).
+    public var nodes: [NodeEndpoint]?
     /// Set when the reference is to a configuration already loaded (the cluster switched from).
     var loaded: ClusterConfiguration? { boxed?.value }
     private var boxed: Box?

@@ -155,10 +155,43 @@ import Testing
         #expect(throws: ConfigurationError.self) { try main.cluster(named: "nope") }
     }
 
+    @Test func aClusterCanBeWrittenInlineWithItsNodes() throws {
+        let text = base + """
+            [[clusters]]
+            name = "qa"
+            color = "yellow"
+
+            [[clusters.nodes]]
+            name = "q1"
+            conninfo = "host=qa1"
+
+            [[clusters.nodes]]
+            name = "q2"
+            conninfo = "host=qa2"
+
+            [[clusters]]
+            name = "dev"
+            nodes = [{ name = "d1", conninfo = "host=dev" }]
+            """
+        let main = try ClusterConfiguration.parse(text, file: "c.toml")
+        #expect(main.clusterNames == ["staging", "qa", "dev"])
+        let qa = try main.cluster(named: "qa")
+        #expect(qa.nodes.map(\.name) == ["q1", "q2"] && qa.nodes[1].conninfo == "host=qa2" && qa.color == .yellow && qa.name == "qa")
+        #expect(qa.clusterNames == ["qa", "staging", "dev"])
+        #expect(try main.cluster(named: "dev").nodes.map(\.conninfo) == ["host=dev"])
+        // A node without its conninfo in the second inline cluster: that cluster's line.
+        let broken = text.replacingOccurrences(of: "nodes = [{ name = \"d1\", conninfo = \"host=dev\" }]", with: "[[clusters.nodes]]\nname = \"d1\"")
+        let error = #expect(throws: ConfigurationError.self) { try ClusterConfiguration.parse(broken, file: "c.toml") }
+        #expect(error?.line == 22 && error?.message.contains("\"d1\" has no conninfo") == true, "\(error?.description ?? "")")
+        let both = base + "[[clusters]]\nname = \"x\"\nconfig = \"x.toml\"\n\n[[clusters.nodes]]\nname = \"n\"\nconninfo = \"host=n\"\n"
+        let twice = #expect(throws: ConfigurationError.self) { try ClusterConfiguration.parse(both, file: "c.toml") }
+        #expect(twice?.message.contains("not both") == true, "\(twice?.description ?? "")")
+    }
+
     @Test func badClusterEntriesNameTheirLine() {
         for (entry, line, words) in [
             ("[[clusters]]\nname = \"staging\"\nconfig = \"x.toml\"\n", 8, "used twice"),
-            ("[[clusters]]\nname = \"x\"\n", 8, "has no config"),
+            ("[[clusters]]\nname = \"x\"\n", 8, "not neither"),
             ("[[clusters]]\nname = \"x\"\nconfig = \"x.toml\"\ncolor = \"pink\"\n", 11, "not one of"),
             ("[[clusters]]\nconfig = \"x.toml\"\n", 8, "has no name"),
         ] {
