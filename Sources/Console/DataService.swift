@@ -339,14 +339,25 @@ public struct DataService: Sendable {
     /// the edit is refused (an audit trail that silently stops is worse than none).
     func ensureAudit() async throws {
         guard audit, !auditReady.isReady else { return }
-        let exists = try await cluster.query("select to_regclass($1) is not null", [ChangeAudit.table]).scalar(Bool.self) ?? false
-        if !exists {
+        // One question: does the table exist, and has it every column this version writes
+        // (a history made by an older version has no hash chain yet)?
+        let current = try await cluster.query(
+            """
+            select to_regclass($1) is not null,
+                   (select count(*) = 5 from pg_catalog.pg_attribute
+                    where attrelid = to_regclass($1) and attname in ('statement', 'reverts', 'source', 'seq', 'hash') and not attisdropped)
+            """, [ChangeAudit.table]).first
+        let exists = try current?.decode(0, as: Bool.self) ?? false
+        let upToDate = try current?.decode(1, as: Bool.self) ?? false
+        if !exists || !upToDate {
             do {
                 try await ChangeAudit.initialize(cluster)
             } catch let error as PostgresError {
                 throw WriteRefused(
-                    "there is no change history table \(ChangeAudit.table) and it cannot be created (\(error.message)): nothing was saved; "
-                        + ChangeAudit.remedy)
+                    (exists
+                        ? "the change history \(ChangeAudit.table) was made by an older version and cannot be brought up to date (append-only, hash chain) "
+                        : "there is no change history table \(ChangeAudit.table) and it cannot be created ")
+                        + "(\(error.message)): nothing was saved; " + ChangeAudit.remedy)
             }
         }
         auditReady.markReady()
@@ -361,25 +372,9 @@ public struct DataService: Sendable {
         _ = try await transaction.query("select set_config('switchyard.console', 'on', true)")
     }
 
-    /// Before a SQL prompt write: the history also has the `statement` column (a history
-    /// made by an older version is brought up to date, which needs its owner).
+    /// Before a SQL prompt write or a revert: the history is there and up to date.
     func ensureAuditForStatements() async throws {
-        guard audit else { return }
         try await ensureAudit()
-        let hasColumn = try await cluster.query(
-            """
-            select count(*) = 5 from pg_catalog.pg_attribute
-            where attrelid = to_regclass($1) and attname in ('statement', 'reverts', 'source', 'seq', 'hash') and not attisdropped
-            """,
-            [ChangeAudit.table]).scalar(Bool.self) ?? false
-        guard !hasColumn else { return }
-        do {
-            try await ChangeAudit.initialize(cluster)
-        } catch let error as PostgresError {
-            throw WriteRefused(
-                "the change history \(ChangeAudit.table) predates the SQL prompt and revert and cannot be brought up to date (\(error.message)): "
-                    + "nothing was run; " + ChangeAudit.remedy)
-        }
     }
 
     /// A write rolled back on purpose, with the reason for the user.

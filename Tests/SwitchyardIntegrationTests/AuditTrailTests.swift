@@ -108,6 +108,46 @@ extension ClusterTests {
             }
         }
 
+        @Test func aHistoryMadeByAnOlderVersionIsBroughtUpToDateBeforeTheFirstEdit() async throws {
+            // A database of its own: the shared one's history stays as it is.
+            let test = try TestCluster.shared()
+            let database = "sy_upgrade_" + UUID().uuidString.prefix(8).lowercased()
+            _ = try await test.withConnection("pg1") { try await $0.query("create database \(database)") }
+            defer { Task { _ = try? await test.withConnection("pg1") { try await $0.query("drop database if exists \(database) with (force)") } } }
+            let primary = try await PostgresConnection.connect(try test.conninfo("pg1", database: database))
+            _ = try await primary.execute(script: """
+                create schema switchyard;
+                create table switchyard.changes (
+                    id bigint generated always as identity primary key, changed_at timestamptz not null default now(),
+                    db_role text not null default current_user, os_user text, client_host text, client_addr inet default inet_client_addr(),
+                    application_name text default current_setting('application_name'), table_name text not null, row_key jsonb not null,
+                    action text not null check (action in ('insert', 'update', 'delete')), before jsonb, after jsonb);
+                insert into switchyard.changes (table_name, row_key, action) values ('old.t', '{"id": "1"}', 'delete');
+                create table public.t (id int primary key, v text);
+                insert into public.t values (1, 'a');
+                """)
+            var configuration = try ClusterConfiguration(name: "upgrade", nodes: test.nodes.map { node in
+                NodeEndpoint(name: node.name, conninfo: try test.conninfo(node.name, database: database))
+            })
+            configuration.monitorInterval = .milliseconds(250)
+            let cluster = try Cluster(configuration: configuration)
+            await cluster.start()
+            let service = DataService(cluster: cluster)
+            let opened = await service.perform(.openTable(TableInfo(schema: "public", name: "t", estimatedRows: 0), request: 1))
+            guard case .tableOpened(let shape, _) = opened else { Issue.record("\(String(describing: opened))"); await cluster.shutdown(); return }
+            let saved = await service.perform(.update(shape, seen: ["1", "a"], changes: [1: "b"], request: 2))
+            let report = try? await RoutingContext.admin.run { try await ChangeAudit.verify(cluster) }
+            await cluster.shutdown()
+            guard case .saved = saved else { Issue.record("\(String(describing: saved))"); return }
+            let columns = try await primary.query(
+                "select count(*)::int from pg_attribute where attrelid = 'switchyard.changes'::regclass and attname in ('seq', 'hash', 'statement')")
+                .scalar(Int.self)
+            #expect(columns == 3)
+            await #expect(throws: PostgresError.self) { try await primary.query("delete from switchyard.changes") }
+            #expect(report?.problem == nil && report?.rows == 1, "the first new row starts the chain: \(String(describing: report))")
+            await primary.close()
+        }
+
         @Test func aStaffRoleMayAddAndReadButNotRewriteTheHistory() async throws {
             try await TestCluster.shared().withSchema { schema in
                 try await withRouted { cluster, _ in
