@@ -309,6 +309,8 @@ extension DataService {
                     if try await declareCursor(statement.text, in: transaction) {
                         var page = try await fetch(offset: 0, count: pageSize, in: transaction)
                         answer(.promptRows(page, request: request))
+                        // Every row is on screen: nothing to page through, no snapshot to keep.
+                        if page.atEnd { throw Outcome.rolledBack("") }
                         while let (command, reply) = await session.next(timeout: promptHold) {
                             pending = reply
                             switch command {

@@ -41,8 +41,13 @@ extension Renderer {
         case .rows(let rows):
             let last = rows.offset + rows.rows.count
             let range = rows.rows.isEmpty ? "no rows" : "rows \(rows.offset + 1)–\(last)\(rows.atEnd ? " of \(last)" : " (more follow)")"
-            screen.put(" TRANSACTION OPEN (read) ", x: 1, y: infoY, role: .lag_warn)
-            screen.put("  \(range)   Esc closes it", x: 26, y: infoY, role: .dim, limit: width - 27)
+            if rows.atEnd && rows.offset == 0 {
+                // The whole result came at once: its transaction has ended already.
+                screen.put(" \(range)   (all of them; the transaction has ended)   Esc back to the statement", x: 1, y: infoY, role: .dim, limit: width - 2)
+            } else {
+                screen.put(" TRANSACTION OPEN (read) ", x: 1, y: infoY, role: .lag_warn)
+                screen.put("  \(range)   Esc closes it", x: 26, y: infoY, role: .dim, limit: width - 27)
+            }
             promptRows(rows, prompt, x: 1, y: bodyY, width: width - 2, height: bodyHeight, &screen)
         case .text(let title, let lines):
             screen.put(title, x: 1, y: infoY, role: .grid_header, limit: width - 2)

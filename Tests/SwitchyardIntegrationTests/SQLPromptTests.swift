@@ -61,6 +61,18 @@ extension ClusterTests {
                     guard case .promptDone = closed else { Issue.record("not closed: \(String(describing: closed))"); return }
                     let left = try await openTransactions(schema, holding: "sy_prompt_rows")
                     #expect(left == 0)
+                    // A result that fits on one screen ends its transaction at once.
+                    guard case .promptRows(let small, _) = await run(service, "select 'sy_prompt_small' from generate_series(1, 5)", request: 5) else {
+                        Issue.record("no rows"); return
+                    }
+                    #expect(small.rows.count == 5 && small.atEnd)
+                    var idle = -1
+                    for _ in 0..<50 {
+                        idle = try await openTransactions(schema, holding: "sy_prompt")
+                        if idle == 0 { break }
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                    #expect(idle == 0, "a transaction stayed open for a complete result")
                     // Every statement of the prompt is in the query log, in the admin context on the primary.
                     let logged = cluster.log.entries(after: 0).filter { $0.sql.contains("sy_prompt_rows") }
                     #expect(!logged.isEmpty && logged.allSatisfy { $0.context == "admin" && $0.node == "pg1" })
