@@ -24,6 +24,8 @@ public final class ConsoleApp: Sendable {
     private let inbox = Mutex<[ConsoleEvent]>([])
     private let work = TaskRegistry()
     private let stopRequested = Atomic<Bool>(false)
+    /// Writes the SQL prompt's history file, in order.
+    private let historyWriter = DispatchQueue(label: "switchyard prompt history")
 
     public init(
         cluster: Cluster, theme: Theme, initialTable: String? = nil, follow patterns: [String] = [],
@@ -194,10 +196,13 @@ public final class ConsoleApp: Sendable {
             service.endPrompt()
         case .rememberStatement(let statement):
             guard let promptHistory else { return }
-            do {
-                try promptHistory.append(statement)
-            } catch {
-                post(.warning("the SQL prompt history cannot be kept in \(promptHistory.path): \(error.localizedDescription)"))
+            // Off the UI thread (a slow or full disk never stalls a key), one write at a time.
+            historyWriter.async {
+                do {
+                    try promptHistory.append(statement)
+                } catch {
+                    self.post(.warning("the SQL prompt history cannot be kept in \(promptHistory.path): \(error.localizedDescription)"))
+                }
             }
         default:
             guard let request = effect.request else { return }

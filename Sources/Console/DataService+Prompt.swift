@@ -222,7 +222,7 @@ extension DataService {
         if let previous = prompts.replace(with: nil) { previous.cancel() }
         if !readOnly, statement.kind == .other || statement.kind == .explain(analyze: true) {
             do {
-                try await ensureAuditForStatements()
+                try await ensureAudit()
             } catch let refused as WriteRefused {
                 return .failed(message: refused.message, request: request)
             } catch {

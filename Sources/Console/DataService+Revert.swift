@@ -136,7 +136,7 @@ extension DataService {
     /// Writes a confirmed revert: the same conflict check as any edit, and a history row
     /// that names the change it reverted.
     func revert(_ plan: RevertPlan, request: Int) async throws -> ConsoleEvent {
-        try await ensureAuditForStatements()
+        try await ensureAudit()
         let shape = plan.shape
         let outcome: ConsoleEvent
         switch plan.write {

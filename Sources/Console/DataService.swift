@@ -372,11 +372,6 @@ public struct DataService: Sendable {
         _ = try await transaction.query("select set_config('switchyard.console', 'on', true)")
     }
 
-    /// Before a SQL prompt write or a revert: the history is there and up to date.
-    func ensureAuditForStatements() async throws {
-        try await ensureAudit()
-    }
-
     /// A write rolled back on purpose, with the reason for the user.
     struct WriteRefused: Error {
         let message: String
