@@ -9,6 +9,10 @@ let package = Package(
         .library(name: "PostgresClient", targets: ["PostgresClient"]),
         .library(name: "LocalCluster", targets: ["LocalCluster"]),
         .library(name: "SwitchyardHummingbird", targets: ["SwitchyardHummingbird"]),
+        // Fluent and Vapor: products of their own, which the `switchyard` command never builds.
+        .library(name: "SwitchyardFluent", targets: ["SwitchyardFluent"]),
+        .library(name: "SwitchyardVapor", targets: ["SwitchyardVapor"]),
+        .executable(name: "switchyard-fluent-bench", targets: ["FluentBench"]),
         .executable(name: "switchyard", targets: ["SwitchyardCLI"]),
         .executable(name: "switchyard-fuzz", targets: ["SwitchyardFuzz"]),
     ],
@@ -24,6 +28,17 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.20.0"),
+        // Metrics and traces: the API packages only (no-op until an app bootstraps a backend).
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Only SwitchyardFluent, SwitchyardVapor, their sample app and their tests use these.
+        .package(url: "https://github.com/vapor/vapor", from: "4.122.3"),
+        .package(url: "https://github.com/vapor/fluent", from: "4.13.0"),
+        .package(url: "https://github.com/vapor/fluent-kit", from: "1.57.0"),
+        .package(url: "https://github.com/vapor/sql-kit", from: "3.36.0"),
+        .package(url: "https://github.com/vapor/postgres-kit", from: "2.17.0"),
+        .package(url: "https://github.com/vapor/fluent-postgres-driver", from: "2.14.0"),
     ],
     targets: [
         // C libraries, through pkg-config.
@@ -47,6 +62,38 @@ let package = Package(
             name: "Switchyard",
             dependencies: [
                 "PostgresClient", "PatroniREST", .product(name: "TOMLKit", package: "TOMLKit"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"), .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ]
+        ),
+
+        // Fluent's queries (SQLKit's PostgreSQL dialect) run through Switchyard's Cluster.
+        .target(
+            name: "SwitchyardFluent",
+            dependencies: [
+                "Switchyard", "PostgresClient", .product(name: "FluentKit", package: "fluent-kit"),
+                .product(name: "FluentSQL", package: "fluent-kit"), .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "PostgresKit", package: "postgres-kit"), .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Vapor middleware over the framework-free request core in Switchyard.
+        .target(
+            name: "SwitchyardVapor",
+            dependencies: ["Switchyard", .product(name: "Vapor", package: "vapor")]
+        ),
+        // A small Vapor + Fluent shop (tests and the bench), and the bench that compares it
+        // on Switchyard with the same app on FluentPostgresDriver.
+        .target(
+            name: "FluentShop",
+            dependencies: [
+                "Switchyard", "SwitchyardFluent", "SwitchyardVapor", .product(name: "Vapor", package: "vapor"),
+                .product(name: "Fluent", package: "fluent"), .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
+            ]
+        ),
+        .executableTarget(
+            name: "FluentBench",
+            dependencies: [
+                "FluentShop", "Switchyard", "LocalCluster", .product(name: "Vapor", package: "vapor"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
@@ -65,6 +112,7 @@ let package = Package(
             dependencies: [
                 "Switchyard", "SwitchyardHummingbird", "PostgresClient", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ]
         ),
@@ -116,6 +164,7 @@ let package = Package(
                 "Verify",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
 
@@ -135,6 +184,10 @@ let package = Package(
                 "PostgresClient", "Switchyard", "Console", "LocalCluster", "SwitchyardTestSupport", "SwitchyardCLI", "Storefront", "PatroniREST", "Verify",
                 "SwitchyardHummingbird", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                "SwitchyardFluent", "SwitchyardVapor", "FluentShop", .product(name: "Vapor", package: "vapor"),
+                .product(name: "Fluent", package: "fluent"), .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
             ]
         ),
     ]

@@ -83,3 +83,7 @@ public struct PostgresNull: PostgresEncodable {
     public init() {}
     public var postgresBinding: PostgresBinding { .null }
 }
+extension PostgresBinding: PostgresEncodable {
+    /// A binding made elsewhere (``PostgresTextCoding``) passes as it is.
+    public var postgresBinding: PostgresBinding { self }
+}

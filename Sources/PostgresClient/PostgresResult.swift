@@ -30,6 +30,9 @@ public struct PostgresResult: Sendable {
 
     public var first: PostgresRow? { rowCount > 0 ? PostgresRow(result: self, index: 0) : nil }
 
+    /// The raw text of the value at `row`, `column`; nil is SQL NULL.
+    public func raw(row: Int, column: Int) -> String? { values[row * columns.count + column] }
+
     /// Index of the first column called `name`.
     public func columnIndex(_ name: String) -> Int? { columns.firstIndex { $0.name == name } }
 

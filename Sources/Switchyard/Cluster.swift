@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresClient
 import Synchronization
+import Tracing
 
 /// A statement's result with where it ran and why.
 public struct RoutedResult: Sendable {
@@ -43,10 +44,18 @@ public final class Cluster: Sendable {
     private let transactionPooled: Set<String>
     /// Ends statements waiting on nodes the monitor finds silent.
     private let silenceWatcher = Mutex<Task<Void, Never>?>(nil)
+    /// Metric handles and the tracer (see ``Telemetry``).
+    let instruments: Instruments
 
-    public init(configuration: ClusterConfiguration, routers: [any Router] = [], log: QueryLog? = nil) throws {
+    /// `telemetry`: where metrics and spans go; by default the process's bootstrapped
+    /// backends as they are now (bootstrap them before making the cluster).
+    public init(
+        configuration: ClusterConfiguration, routers: [any Router] = [], log: QueryLog? = nil, telemetry: Telemetry? = nil
+    ) throws {
         self.configuration = configuration
         self.routers = routers
+        let telemetry = telemetry ?? Telemetry()
+        instruments = Instruments(telemetry, nodes: configuration.nodes)
         self.log = try log ?? QueryLog(
             capacity: configuration.queryLogCapacity,
             file: configuration.queryLogFile.map {
@@ -57,12 +66,12 @@ public final class Cluster: Sendable {
             consistency: configuration.consistency, replayGuard: configuration.replayGuard)
         monitor = ClusterMonitor(
             nodes: configuration.nodes,
-            settings: ClusterMonitor.Settings(configuration))
+            settings: ClusterMonitor.Settings(configuration), metrics: telemetry.recordsMetrics ? telemetry.metrics : nil)
         var pools: [String: ConnectionPool] = [:]
         for node in configuration.nodes {
             pools[node.name] = ConnectionPool(
                 node: node.name, conninfo: node.conninfo, maxConnections: configuration.poolMaxConnections,
-                checkoutTimeout: configuration.poolCheckoutTimeout,
+                checkoutTimeout: configuration.poolCheckoutTimeout, metrics: telemetry.recordsMetrics ? telemetry.metrics : nil,
                 // Behind a transaction pooler, a prepared statement would live on whichever
                 // server session ran it: every statement goes unnamed.
                 options: {
@@ -153,9 +162,17 @@ public final class Cluster: Sendable {
         _ operation: StatementKind, _ sql: String, _ parameters: [any PostgresEncodable] = [], table: String? = nil,
         hints: [String: String] = [:], timeout: Duration? = nil
     ) async throws -> RoutedResult {
-        guard let timeout else { return try await routed(operation, sql, parameters, table: table, hints: hints) }
-        return try await PostgresConnection.withStatementBound(timeout) {
-            try await routed(operation, sql, parameters, table: table, hints: hints)
+        do {
+            guard let timeout else { return try await routed(operation, sql, parameters, table: table, hints: hints) }
+            return try await PostgresConnection.withStatementBound(timeout) {
+                try await routed(operation, sql, parameters, table: table, hints: hints)
+            }
+        } catch let error as RoutingError {
+            instruments.count("switchyard_refusals_total", [
+                ("context", RoutingScope.current?.context.name ?? "none"), ("operation", operation.rawValue),
+                ("kind", Instruments.label(of: error.kind)),
+            ])
+            throw error
         }
     }
 
@@ -200,6 +217,9 @@ public final class Cluster: Sendable {
                 }
             }
             guard let (retry, retryPool) = next else { throw error }
+            instruments.count("switchyard_read_retries_total", [
+                ("node", decision.node), ("context", request.context?.name ?? "none"), ("operation", operation.rawValue),
+            ])
             routingLogger.notice(
                 "read retried on another node", metadata: ["failed": "\(decision.node)", "retry": "\(retry.node)", "error": "\(error.message)"])
             return try await perform(request, retry, pool: retryPool, sql, parameters, scope: scope)
@@ -337,6 +357,7 @@ public final class Cluster: Sendable {
                     request, decision, pool: pool, position: decision.replayGuard, reportingReplay: monotonic, sql, parameters, scope: scope)
             }
         }
+        let span = instruments.span(request, decision, sql: sql)
         do {
             let result = try await Self.againIfNothingSent { try await pool.withConnection { connection -> PostgresResult in
                 if request.operation == .write, let scope {
@@ -363,16 +384,16 @@ public final class Cluster: Sendable {
                 }
                 return try await connection.query(sql, parameters)
             } }
-            return served(request, decision, result, sql, since: started, scope: scope, tokenBefore: tokenBefore)
+            return served(request, decision, result, sql, since: started, scope: scope, tokenBefore: tokenBefore, span: span)
         } catch {
-            throw failed(request, decision, error, sql, parameters, since: started, scope: scope, tokenBefore: tokenBefore)
+            throw failed(request, decision, error, sql, parameters, since: started, scope: scope, tokenBefore: tokenBefore, span: span)
         }
     }
 
     /// Logs a statement `decision.node` served, and returns its routed result.
     private func served(
         _ request: RouteRequest, _ decision: RouteDecision, _ result: PostgresResult, _ sql: String,
-        since started: ContinuousClock.Instant, scope: RoutingScope?, tokenBefore: LSN?
+        since started: ContinuousClock.Instant, scope: RoutingScope?, tokenBefore: LSN?, span: (any Span)?
     ) -> RoutedResult {
         let duration = ContinuousClock.now - started
         log.record(
@@ -380,13 +401,22 @@ public final class Cluster: Sendable {
             duration: duration, rows: result.affectedRows, error: nil, sql: sql, tokenBefore: tokenBefore,
             tokenAfter: scope?.session.token?.lsn)
         scope?.trace?.add(decision.node, duration)
+        if instruments.metricsOn {
+            instruments.statement(node: decision.node, context: request.context?.name, operation: request.operation, duration: duration, error: nil)
+            if case .fallback(let context, let skipped) = decision.reason {
+                for skip in skipped {
+                    if case .lagging = skip.why { instruments.count("switchyard_lag_exclusions_total", [("node", skip.node), ("context", context)]) }
+                }
+            }
+        }
+        instruments.end(span)
         return RoutedResult(result: result, node: decision.node, reason: decision.reason)
     }
 
     /// Logs a statement that failed on `decision.node`, and returns the error to throw.
     private func failed(
         _ request: RouteRequest, _ decision: RouteDecision, _ error: Error, _ sql: String, _ parameters: [any PostgresEncodable],
-        since started: ContinuousClock.Instant, scope: RoutingScope?, tokenBefore: LSN?
+        since started: ContinuousClock.Instant, scope: RoutingScope?, tokenBefore: LSN?, span: (any Span)?
     ) -> Error {
         let duration = ContinuousClock.now - started
         log.record(
@@ -394,6 +424,8 @@ public final class Cluster: Sendable {
             duration: duration, rows: nil, error: error, sql: sql, parameters: parameters, tokenBefore: tokenBefore,
             tokenAfter: scope?.session.token?.lsn)
         scope?.trace?.add(decision.node, duration)
+        instruments.statement(node: decision.node, context: request.context?.name, operation: request.operation, duration: duration, error: error)
+        instruments.end(span, error: error)
         // Only a node that cannot be connected to at all is marked down here; one lost
         // pooled connection is the pool's business, node health the monitor's.
         if let error = error as? PostgresError, error.kind == .connectionFailed {
@@ -430,6 +462,7 @@ public final class Cluster: Sendable {
     ) async throws -> RoutedResult {
         let started = ContinuousClock.now
         let tokenBefore = scope?.session.token?.lsn
+        let span = instruments.span(request, decision, sql: sql)
         let outcome: PostgresConnection.GuardedResult
         do {
             outcome = try await Self.againIfNothingSent {
@@ -439,7 +472,7 @@ public final class Cluster: Sendable {
                 }
             }
         } catch {
-            throw failed(request, decision, error, sql, parameters, since: started, scope: scope, tokenBefore: tokenBefore)
+            throw failed(request, decision, error, sql, parameters, since: started, scope: scope, tokenBefore: tokenBefore, span: span)
         }
         switch outcome {
         case .served(let result, let replayed):
@@ -447,10 +480,12 @@ public final class Cluster: Sendable {
                 monitor.observeReplay(decision.node, at: replayed)
                 if reportingReplay { scope?.session.observe(replayed) }
             }
-            return served(request, decision, result, sql, since: started, scope: scope, tokenBefore: tokenBefore)
+            return served(request, decision, result, sql, since: started, scope: scope, tokenBefore: tokenBefore, span: span)
         case .behind(let replayed):
             let position = position ?? LSN(0)
             if let replayed { monitor.observeReplay(decision.node, at: replayed) }
+            instruments.count("switchyard_guard_fallbacks_total", [("node", decision.node), ("context", request.context?.name ?? "none")])
+            instruments.end(span, note: "replica behind the session's token (replayed \(replayed.map { "\($0)" } ?? "?"), needs \(position)): read again on the primary")
             let topology = monitor.topology
             guard let primary = topology.primary else { throw RoutingError.noPrimary(topology) }
             let fallback = RouteDecision(
@@ -604,6 +639,8 @@ public final class Cluster: Sendable {
         ) async throws -> R {
             let clock = ContinuousClock()
             let started = clock.now
+            let span = cluster.instruments.span(
+                RouteRequest(operation: operation, context: context), RouteDecision(node: node, reason: .transaction), sql: sql)
             do {
                 let value = try await body()
                 let rows = (value as? PostgresResult)?.affectedRows ?? (value as? (PostgresResult, LSN?))?.0.affectedRows
@@ -612,6 +649,8 @@ public final class Cluster: Sendable {
                     context: context?.name, operation: operation, node: node, reason: .transaction,
                     duration: duration, rows: rows, error: nil, sql: sql)
                 trace?.add(node, duration)
+                cluster.instruments.statement(node: node, context: context?.name, operation: operation, duration: duration, error: nil)
+                cluster.instruments.end(span)
                 return value
             } catch {
                 let duration = clock.now - started
@@ -619,6 +658,8 @@ public final class Cluster: Sendable {
                     context: context?.name, operation: operation, node: node, reason: .transaction,
                     duration: duration, rows: nil, error: error, sql: sql, parameters: parameters)
                 trace?.add(node, duration)
+                cluster.instruments.statement(node: node, context: context?.name, operation: operation, duration: duration, error: error)
+                cluster.instruments.end(span, error: error)
                 throw error
             }
         }

@@ -1,3 +1,4 @@
+public import CoreMetrics
 import Foundation
 import PostgresClient
 import Synchronization
@@ -53,6 +54,7 @@ public final class ClusterMonitor: Sendable {
 
     public let nodes: [NodeEndpoint]
     public let settings: Settings
+    private let gauges: MonitorGauges?
 
     private struct State {
         var topology: Topology {
@@ -79,9 +81,11 @@ public final class ClusterMonitor: Sendable {
     private let rounds = RoundCoalescer()
     private let broadcast = Broadcast<Topology>()
 
-    public init(nodes: [NodeEndpoint], settings: Settings = Settings()) {
+    /// `metrics`: where the lag gauges and round times go (none when nil).
+    public init(nodes: [NodeEndpoint], settings: Settings = Settings(), metrics: (any MetricsFactory)? = nil) {
         self.nodes = nodes
         self.settings = settings
+        gauges = metrics.map { MonitorGauges(nodes: nodes.map(\.name), factory: $0) }
         state = Mutex(State(topology: Topology(nodes: nodes.map { NodeState(name: $0.name) }, sampledAt: .now)))
         var connections: [String: ProbeConnection] = [:]
         for node in nodes { connections[node.name] = ProbeConnection(node: node.direct, connectTimeout: settings.connectTimeout, heartbeat: settings.heartbeat) }
@@ -218,6 +222,7 @@ public final class ClusterMonitor: Sendable {
     }
 
     private func round() async -> Topology {
+        let started = ContinuousClock.now
         async let patroniView = patroniRound()
         let names = nodes.map(\.name)
         let first = state.withLock { state in
@@ -249,6 +254,7 @@ public final class ClusterMonitor: Sendable {
             }
             return topology
         }
+        gauges?.publish(topology, round: ContinuousClock.now - started)
         broadcast.send(topology)
         return topology
     }

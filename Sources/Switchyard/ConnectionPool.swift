@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import PostgresClient
 import Synchronization
@@ -36,9 +37,15 @@ public final class ConnectionPool: Sendable {
 
     private let shell: Mutex<Shell>
 
+    /// Waits for a connection, and checkouts that gave up (with `metrics`).
+    private let waitTimer: CoreMetrics.Timer?
+    private let timeouts: Counter?
+
     public init(node: String, conninfo: String, maxConnections: Int = 8, checkoutTimeout: Duration = .seconds(5),
-                options: ConnectOptions = ConnectOptions(connectTimeout: .seconds(3))) {
+                metrics: (any MetricsFactory)? = nil, options: ConnectOptions = ConnectOptions(connectTimeout: .seconds(3))) {
         self.node = node
+        waitTimer = metrics.map { CoreMetrics.Timer(label: "switchyard_pool_wait_seconds", dimensions: [("node", node)], factory: $0) }
+        timeouts = metrics.map { Counter(label: "switchyard_pool_timeouts_total", dimensions: [("node", node)], factory: $0) }
         self.conninfo = conninfo
         self.maxConnections = max(maxConnections, 1)
         self.checkoutTimeout = checkoutTimeout
@@ -96,6 +103,9 @@ public final class ConnectionPool: Sendable {
         case nil: break
         }
         defer { _ = shell.withLock { $0.cancelledEarly.remove(id) } }
+        // Only a checkout that has to wait is timed: the fast path above costs nothing more.
+        let waitStarted = ContinuousClock.now
+        defer { waitTimer?.recordNanoseconds((ContinuousClock.now - waitStarted).nanosecondsClamped) }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Grant, Error>) in
                 // Registering the waiter, asking the machine and starting its timer happen in
@@ -249,6 +259,7 @@ public final class ConnectionPool: Sendable {
         case .closed:
             return PostgresError(kind: .closed, message: "connection pool is closed", node: node)
         case .timeout:
+            timeouts?.increment()
             return PostgresError(
                 kind: .connectionFailed,
                 message: "no connection to \(node) free within \(formatDuration(checkoutTimeout)) (pool of \(maxConnections))", node: node)

@@ -102,6 +102,29 @@ public enum SessionStatements {
 
     private static func joined(_ words: [String]) -> String { words.joined(separator: " ") }
 
+    /// Whether `sql` is a plain read that a replica can serve: it starts with `SELECT`,
+    /// `WITH`, `VALUES`, `TABLE` or `SHOW`, and names no writing statement, row lock,
+    /// `INTO` or sequence change anywhere (a data-modifying CTE, `SELECT … FOR UPDATE`,
+    /// `SELECT … INTO`, `nextval()`). What this cannot see — a function that writes — a
+    /// replica refuses. For statements whose kind the caller does not say (raw SQL
+    /// through an ORM); anything else is a write.
+    public static func isRead(_ sql: String) -> Bool {
+        let words = SQLTokens.words(sql).map { $0.lowercased() }
+        guard let first = words.first, ["select", "with", "values", "table", "show"].contains(first) else { return false }
+        for (index, word) in words.enumerated() {
+            switch word {
+            case "insert", "update", "delete", "merge", "into", "nextval", "setval", "lock", "truncate", "copy", "call", "do",
+                "pg_advisory_lock", "pg_advisory_xact_lock", "pg_try_advisory_lock", "pg_try_advisory_xact_lock", "set_config":
+                return false
+            case "share" where index > 0 && (words[index - 1] == "for" || words[index - 1] == "key"):
+                return false
+            default:
+                continue
+            }
+        }
+        return true
+    }
+
     /// The tokens of argument `position` (from 0) of the call whose name is at `index`.
     static func argument(_ position: Int, ofCallAt index: Int, in words: [String]) -> [String] {
         guard index + 1 < words.count, words[index + 1] == "(" else { return [] }

@@ -1,0 +1,2 @@
+import FluentShop
+print("x")
