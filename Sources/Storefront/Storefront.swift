@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Prometheus
 import Logging
 import NIOCore
 import PostgresClient
@@ -34,8 +35,16 @@ public struct Storefront: Sendable {
     /// Quoted once at start (by libpq).
     private let quotedSchema: String
 
-    public init(cluster: Cluster, schema: String = "demo", middleware: Bool = true, requestDeadline: Duration = .seconds(5)) async throws {
+    /// Served at `/metrics` in Prometheus text format, when given (the registry the
+    /// process's `PrometheusMetricsFactory` — or the cluster's ``Telemetry`` — writes to).
+    public let metrics: PrometheusCollectorRegistry?
+
+    public init(
+        cluster: Cluster, schema: String = "demo", middleware: Bool = true, requestDeadline: Duration = .seconds(5),
+        metrics: PrometheusCollectorRegistry? = nil
+    ) async throws {
         self.cluster = cluster
+        self.metrics = metrics
         self.schema = schema
         self.middleware = middleware
         self.requestDeadline = requestDeadline
@@ -90,6 +99,13 @@ public struct Storefront: Sendable {
             router.add(middleware: FixedContext())
         }
         router.get("/health") { _, _ in Health(status: "ok") }
+        if let metrics {
+            router.get("/metrics") { _, _ in
+                Response(
+                    status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                    body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
+            }
+        }
         for prefix in ["/api", "/admin"] {
             router.get("\(prefix)/customers/{id}") { _, context in try await customer(id(context)) }
             router.put("\(prefix)/customers/{id}") { request, context in

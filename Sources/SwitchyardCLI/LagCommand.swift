@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Prometheus
 import PostgresClient
 import Switchyard
 
@@ -16,6 +17,12 @@ struct LagCommand: AsyncParsableCommand {
             replica that applies changes 1.5 s late reads 1.5 s whether or not the \
             application writes. A one-off report waits until each replica has applied the \
             first heartbeat (at most 3 s).
+
+            --prometheus prints the monitor's gauges (switchyard_replica_lag_seconds, \
+            switchyard_replica_lag_bytes, switchyard_node_up, switchyard_node_is_primary, per \
+            node) in Prometheus text format, for a node exporter's textfile collector; with \
+            --output the file is replaced whole (written beside it, then renamed), so the \
+            collector never reads half of one.
             """)
 
     @OptionGroup var config: ConfigOption
@@ -23,6 +30,14 @@ struct LagCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Flag(help: "Redraw every monitor interval until interrupted.") var watch = false
+    @Flag(help: "Print the lag gauges in Prometheus text format.") var prometheus = false
+    @Option(help: ArgumentHelp("With --prometheus: replace this file instead of printing (atomically).", valueName: "file"))
+    var output: String?
+
+    func validate() throws {
+        if json && prometheus { throw ValidationError("--json and --prometheus exclude each other") }
+        if output != nil && !prometheus { throw ValidationError("--output goes with --prometheus") }
+    }
 
     func run() async throws {
 
@@ -36,8 +51,13 @@ struct LagCommand: AsyncParsableCommand {
             let started = ContinuousClock.now
             let topology = first ? await monitor.probeSettled() : await monitor.probeNow()
             first = false
-            if watch && !json { print("\u{1B}[H\u{1B}[2J", terminator: "") }
-            print(json ? try LagReport.json(topology, cluster: configuration.name) : LagReport.table(topology, configuration))
+            if prometheus {
+                let text = LagReport.prometheus(topology)
+                if let output { try LagReport.replace(output, with: text) } else { print(text, terminator: "") }
+            } else {
+                if watch && !json { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+                print(json ? try LagReport.json(topology, cluster: configuration.name) : LagReport.table(topology, configuration))
+            }
             if watch { try await Task.sleep(until: started + configuration.monitorInterval, clock: .continuous) }
         } while watch
         await monitor.stop()
@@ -45,6 +65,33 @@ struct LagCommand: AsyncParsableCommand {
 }
 
 enum LagReport {
+    /// The monitor's gauges for `topology`, in Prometheus text format (the same names
+    /// and labels a running app exports).
+    static func prometheus(_ topology: Topology) -> String {
+        let registry = PrometheusCollectorRegistry()
+        MonitorGauges(nodes: topology.nodes.map(\.name), factory: PrometheusMetricsFactory(registry: registry)).publish(topology)
+        return registry.emitToString()
+    }
+
+    /// Writes `text` beside `path` and renames it over `path`: a reader sees the old file
+    /// or the new one, never a part.
+    static func replace(_ path: String, with text: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
+        do {
+            try Data(text.utf8).write(to: temporary)
+            guard rename(temporary.path, url.path) == 0 else {
+                throw UsageError("cannot replace \(path): \(String(cString: strerror(errno)))")
+            }
+        } catch let error as UsageError {
+            try? FileManager.default.removeItem(at: temporary)
+            throw error
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            throw UsageError("cannot write \(path): \((error as NSError).localizedDescription)")
+        }
+    }
+
     static func table(_ topology: Topology, _ configuration: ClusterConfiguration) -> String {
         let patroni = topology.patroni
         let header = ["NODE", "ROLE", "STATE", "UPSTREAM", "TL", "LAG BYTES", "LAG SECONDS", "REPLAY PAUSED"] + (patroni == nil ? [] : ["PATRONI"])

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
+import Prometheus
 import Storefront
 import Switchyard
 
@@ -14,7 +16,7 @@ struct StorefrontCommand: AsyncParsableCommand {
         commandName: "storefront",
         abstract: "Serve the sample shop as JSON over HTTP, every request routed by the Switchyard middleware.",
         discussion: """
-            Routes: GET /health; GET and PUT /api/customers/{id} (public context; a PUT sets the \
+            Routes: GET /health; GET /metrics (Prometheus text format); GET and PUT /api/customers/{id} (public context; a PUT sets the \
             token cookie); GET and PUT /admin/customers/{id} (admin context); GET /api/products, \
             /api/products/{id}, /api/customers/{id}/orders, /api/orders/{id}. The sample schema \
             is loaded first if missing. Stops on SIGINT or SIGTERM.
@@ -49,11 +51,15 @@ struct StorefrontCommand: AsyncParsableCommand {
         var configuration = try config.load()
         if let queryLog { configuration.queryLogFile = queryLog }
         if configuration.queryLogSource == nil { configuration.queryLogSource = "storefront" }
+        // Metrics for /metrics: bootstrapped before the cluster is made, as swift-metrics asks.
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let cluster = try Cluster(configuration: configuration)
         await cluster.start()
         do {
             let storefront = try await Storefront(
-                cluster: cluster, schema: schema, middleware: !withoutMiddleware, requestDeadline: .milliseconds(requestTimeoutMs))
+                cluster: cluster, schema: schema, middleware: !withoutMiddleware, requestDeadline: .milliseconds(requestTimeoutMs),
+                metrics: registry)
             try await storefront.loadSampleData(events: events) { Self.say($0) }
             if exitWithParent { Self.exitWhenOrphaned() }
             var logger = Logger(label: "switchyard.storefront")

@@ -9,7 +9,8 @@ extension TestCluster {
     /// A routed `Cluster` over this test cluster, started, with a fast monitor.
     func routed(
         selection: ReplicaSelection = .roundRobin, readYourWrites: Bool = true, pinWindowMs: Int = 0,
-        intervalMs: Int = 250, routers: [any Router] = [], logFile: String? = nil, logCapacity: Int = 100_000, path: Path = .direct
+        intervalMs: Int = 250, routers: [any Router] = [], logFile: String? = nil, logCapacity: Int = 100_000, path: Path = .direct,
+        telemetry: Telemetry? = nil
     ) async throws -> Cluster {
         var configuration = ClusterConfiguration(
             name: "test",
@@ -26,7 +27,7 @@ extension TestCluster {
         configuration.queryLogFile = logFile
         configuration.queryLogCapacity = logCapacity
         if local.engine == .patroni { configuration.patroni = PatroniSettings(endpoints: try local.patroniEndpoints()) }
-        let cluster = try Cluster(configuration: configuration, routers: routers)
+        let cluster = try Cluster(configuration: configuration, routers: routers, telemetry: telemetry)
         await cluster.start()
         return cluster
     }
@@ -35,11 +36,12 @@ extension TestCluster {
 /// Runs `body` with a started routed cluster and shuts it down afterwards.
 func withRouted<T: Sendable>(
     selection: ReplicaSelection = .roundRobin, readYourWrites: Bool = true, routers: [any Router] = [],
-    logFile: String? = nil, path: TestCluster.Path = .direct, _ body: (Cluster, TestCluster) async throws -> T
+    logFile: String? = nil, path: TestCluster.Path = .direct, telemetry: Telemetry? = nil,
+    _ body: (Cluster, TestCluster) async throws -> T
 ) async throws -> T {
     let test = try TestCluster.shared()
     let cluster = try await test.routed(
-        selection: selection, readYourWrites: readYourWrites, routers: routers, logFile: logFile, path: path)
+        selection: selection, readYourWrites: readYourWrites, routers: routers, logFile: logFile, path: path, telemetry: telemetry)
     do {
         let value = try await body(cluster, test)
         await cluster.shutdown()
