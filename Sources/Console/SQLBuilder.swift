@@ -246,10 +246,7 @@ public enum SQLBuilder {
     }
 
     /// `{"a","b \"c\""}`: PostgreSQL's array input, every element quoted.
-    static func arrayLiteral(_ values: [String]) -> String {
-        "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-            .joined(separator: ",") + "}"
-    }
+    static func arrayLiteral(_ values: [String]) -> String { PostgresTextCoding.arrayLiteral(values) }
 
     /// `WHERE` naming the primary key and every value the user saw, so a row changed in
     /// the meantime matches nothing (no lost update).

@@ -89,7 +89,7 @@ public enum PostgresTextCoding {
     // MARK: Array literals
 
     /// `{"a","b",NULL}`: every element quoted, `\` and `"` escaped.
-    static func arrayLiteral(_ elements: [String?]) -> String {
+    public static func arrayLiteral(_ elements: [String?]) -> String {
         var literal = "{"
         for (index, element) in elements.enumerated() {
             if index > 0 { literal += "," }
@@ -109,7 +109,7 @@ public enum PostgresTextCoding {
 
     /// The elements of a one-dimensional array literal as PostgreSQL prints it; nil for
     /// text that is not one (a nested array among them).
-    static func elements(ofArrayLiteral text: String) -> [String?]? {
+    public static func elements(ofArrayLiteral text: String) -> [String?]? {
         var scalars = Substring(text).unicodeScalars[...]
         // An explicit lower bound (`[0:2]={…}`) is skipped.
         if scalars.first == "[", let equals = scalars.firstIndex(of: "=") { scalars = scalars[scalars.index(after: equals)...] }
