@@ -1,6 +1,10 @@
 import ArgumentParser
 import Console
 import Foundation
+import InMemoryTracing
+import Metrics
+import Prometheus
+import Tracing
 import LocalCluster
 import PostgresClient
 import Switchyard
@@ -229,6 +233,15 @@ extension BenchCommand {
         @OptionGroup var logging: LoggingOptions
         @Option(help: "Seconds for each throughput run.") var seconds = 5.0
         @Option(help: "Routing decisions to time.") var decisions = 1_000_000
+        @Option(
+            help: ArgumentHelp(
+                "Metrics and spans of the routed statements: none (the no-op backends), prometheus (a registry in memory), tracing (an in-memory tracer, emptied every 100 ms), or both.",
+                valueName: "backend"))
+        var telemetry: TelemetryChoice = .none
+
+        enum TelemetryChoice: String, ExpressibleByArgument, CaseIterable {
+            case none, prometheus, tracing, both
+        }
 
         func validate() throws {
             try validateSeconds(seconds)
@@ -240,19 +253,22 @@ extension BenchCommand {
 
             try logging.bootstrap()
             let configuration = try config.load()
-            let report = try await RoutingBench(configuration: configuration, seconds: seconds, decisions: decisions).run()
+            var bench = RoutingBench(configuration: configuration, seconds: seconds, decisions: decisions)
+            let tracer = InMemoryTracer()
+            let metrics: (any MetricsFactory)? =
+                [.prometheus, .both].contains(telemetry) ? PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()) : nil
+            let tracing = [.tracing, .both].contains(telemetry)
+            bench.telemetry = Telemetry(metrics: metrics, tracer: tracing ? tracer : nil)
+            // Finished spans are dropped as an exporter would send them off.
+            let drain = Task {
+                while tracing, (try? await Task.sleep(for: .milliseconds(100))) != nil { tracer.clearFinishedSpans() }
+            }
+            defer { drain.cancel() }
+            let report = try await bench.run()
+            if !json { print("telemetry: \(telemetry.rawValue)") }
             print(json ? try report.json() : report.table())
         }
     }
-}
-
-/// The first executable `name` in `$PATH`.
-func executableOnPath(_ name: String) -> String? {
-    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
-        let candidate = "\(directory)/\(name)"
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-    }
-    return nil
 }
 
 /// A report as pretty, key-sorted JSON on standard output.
@@ -266,14 +282,5 @@ func printJSON(_ report: some Encodable) throws {
 func validateSeconds(_ seconds: Double) throws {
     guard seconds.isFinite, seconds > 0, seconds <= 86_400 else {
         throw ValidationError("--seconds must be a number above 0 and at most 86400, not \(seconds)")
-    }
-}
-
-extension Array where Element == Double {
-    /// Sample standard deviation: how far the slices of one measurement spread.
-    var spread: Double {
-        guard count > 1 else { return 0 }
-        let mean = reduce(0, +) / Double(count)
-        return (map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(count - 1)).squareRoot()
     }
 }

@@ -38,20 +38,9 @@ extension BenchCommand {
             }
         }
 
-        struct Variant: Encodable {
-            var requestsPerSecond: Double
-            /// Spread (standard deviation) of requests/s across slices.
-            var requestsPerSecondSpread: Double
-            /// Median over slices of each slice's p99 latency (ms).
-            var p99Ms: Double
-            var p50Ms: Double
-            var errors: Int
-            var slices: Int
-        }
-
         struct Report: Encodable {
-            var withMiddleware: Variant
-            var withoutMiddleware: Variant
+            var withMiddleware: Wrk.Summary
+            var withoutMiddleware: Wrk.Summary
             var ratio: Double
             /// Median over rounds of (with ÷ without) in the same round: less moved by drift.
             var pairedRatioMedian: Double
@@ -66,9 +55,7 @@ extension BenchCommand {
 
         func run() async throws {
             try logging.bootstrap()
-            guard let wrk = executableOnPath("wrk") else {
-                throw UsageError("wrk not found: install it (apt-get install wrk) or put it on PATH")
-            }
+            let wrk = try Wrk.find()
             var configuration = try config.load()
             configuration.queryLogFile = nil
             configuration.queryLogCapacity = 1000
@@ -92,25 +79,25 @@ extension BenchCommand {
                     guard let bound = port.withLock({ $0 }) else { throw UsageError("a storefront did not start listening") }
                     urls[middleware]!.append("http://127.0.0.1:\(bound)")
                 }
-                let script = try Self.writeScript()
+                let script = try Wrk.writeScript(request: #"return wrk.format("GET", "/api/customers/" .. math.random(1, 20000))"#)
                 defer { try? FileManager.default.removeItem(atPath: (script as NSString).deletingLastPathComponent) }
                 // Warm both (connections, statement caches), then alternate.
-                for url in urls.values.joined() { _ = try await Self.wrk(wrk, url: url, script: script, seconds: 1, connections: connections, threads: threads) }
+                for url in urls.values.joined() { _ = try await Wrk.run(wrk, url: url, script: script, seconds: 1, connections: connections, threads: threads) }
                 let rounds = max(Int((seconds / sliceSeconds).rounded()), 1)
-                var slices: [Bool: [WrkSlice]] = [true: [], false: []]
+                var slices: [Bool: [Wrk.Slice]] = [true: [], false: []]
                 for round in 0..<rounds {
                     for middleware in round % 2 == 0 ? [true, false] : [false, true] {
-                        let slice = try await Self.wrk(
+                        let slice = try await Wrk.run(
                             wrk, url: urls[middleware]![(round / 2) % 2], script: script, seconds: sliceSeconds, connections: connections,
                             threads: threads)
                         slices[middleware]!.append(slice)
                     }
                 }
-                let with = Self.summary(slices[true]!)
-                let without = Self.summary(slices[false]!)
+                let with = Wrk.Summary(slices[true]!)
+                let without = Wrk.Summary(slices[false]!)
                 let report = Report(
                     withMiddleware: with, withoutMiddleware: without, ratio: with.requestsPerSecond / without.requestsPerSecond,
-                    pairedRatioMedian: Self.pairedRatioMedian(slices[true]!, slices[false]!),
+                    pairedRatioMedian: Wrk.pairedRatioMedian(slices[true]!, slices[false]!),
                     middlewareCoreNs: await Self.coreNanoseconds(configuration.http), connections: connections, threads: threads,
                     control: control)
                 for app in apps { app.cancel() }
@@ -153,65 +140,6 @@ extension BenchCommand {
             }
             precondition(sink >= count)
             return (clock.now - started).nanoseconds / Double(count)
-        }
-
-        struct WrkSlice {
-            var requests: Int
-            var seconds: Double
-            var p50Ms: Double
-            var p99Ms: Double
-            var errors: Int
-        }
-
-        static func pairedRatioMedian(_ with: [WrkSlice], _ without: [WrkSlice]) -> Double {
-            let ratios = zip(with, without).map { a, b in
-                (Double(a.requests) / max(a.seconds, 0.001)) / max(Double(b.requests) / max(b.seconds, 0.001), 0.001)
-            }.sorted()
-            guard !ratios.isEmpty else { return 0 }
-            return ratios.count % 2 == 1 ? ratios[ratios.count / 2] : (ratios[ratios.count / 2 - 1] + ratios[ratios.count / 2]) / 2
-        }
-
-        static func summary(_ slices: [WrkSlice]) -> Variant {
-            let rates = slices.map { Double($0.requests) / max($0.seconds, 0.001) }
-            func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-            return Variant(
-                requestsPerSecond: Double(slices.map(\.requests).reduce(0, +)) / slices.map(\.seconds).reduce(0, +),
-                requestsPerSecondSpread: rates.spread, p99Ms: median(slices.map(\.p99Ms)), p50Ms: median(slices.map(\.p50Ms)),
-                errors: slices.map(\.errors).reduce(0, +), slices: slices.count)
-        }
-
-        /// Random customer ids; prints one machine-readable line at the end. Written into a
-        /// new private directory (a wrk script can run commands: never one planted by
-        /// someone else); the caller removes the directory.
-        static func writeScript() throws -> String {
-            let path = try PrivateFile.makeDirectory(prefix: "switchyard-wrk").appendingPathComponent("requests.lua").path
-            let lua = """
-                math.randomseed(os.time())
-                request = function()
-                  return wrk.format("GET", "/api/customers/" .. math.random(1, 20000))
-                end
-                done = function(summary, latency, requests)
-                  local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout
-                  io.write(string.format("SWITCHYARD %d %d %f %f %d\\n", summary.requests, summary.duration,
-                    latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
-                end
-                """
-            try PrivateFile.create(Data(lua.utf8), at: path)
-            return path
-        }
-
-        static func wrk(_ path: String, url: String, script: String, seconds: Double, connections: Int, threads: Int) async throws -> WrkSlice {
-            let result = try await ChildProcess.run([
-                path, "-t", String(threads), "-c", String(connections), "-d", "\(Int(seconds.rounded()))s", "-s", script, url,
-            ])
-            guard result.status == 0,
-                let line = result.output.split(separator: "\n").first(where: { $0.hasPrefix("SWITCHYARD ") })
-            else { throw UsageError("wrk failed (status \(result.status)): \(result.output.suffix(400))") }
-            let fields = line.split(separator: " ")
-            guard fields.count == 6, let requests = Int(fields[1]), let micros = Double(fields[2]), let p50 = Double(fields[3]),
-                let p99 = Double(fields[4]), let errors = Int(fields[5])
-            else { throw UsageError("unexpected wrk output: \(line)") }
-            return WrkSlice(requests: requests, seconds: micros / 1e6, p50Ms: p50, p99Ms: p99, errors: errors)
         }
     }
 }

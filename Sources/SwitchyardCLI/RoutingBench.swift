@@ -9,9 +9,14 @@ struct RoutingBench {
     let configuration: ClusterConfiguration
     let seconds: Double
     let decisions: Int
+    /// Where the routed cluster's metrics and spans go (`--telemetry`).
+    var telemetry = Telemetry()
 
     struct Report: Encodable {
         var decisionMedianNs: Double
+        /// What the telemetry adds around each routed statement (span, counter,
+        /// histogram), measured apart from any I/O.
+        var telemetryNsPerStatement: Double
         var decisionP99Ns: Double
         var rawSelectsPerSecond: Double
         var routedSelectsPerSecond: Double
@@ -57,6 +62,7 @@ struct RoutingBench {
         func table() -> String {
             var lines = [
                 String(format: "routing decision: median %.0f ns, p99 %.0f ns (public read, batches of 1000)", decisionMedianNs, decisionP99Ns),
+                String(format: "telemetry per routed statement (span + counter + histogram, no I/O): %.1f ns", telemetryNsPerStatement),
                 String(format: "SELECT 1 on %@: raw PostgresClient %.0f ± %.0f/s, routed (admin context) %.0f ± %.0f/s, routed/raw %.3f ± %.3f (%d slices)",
                        node, rawSelectsPerSecond, rawSelectsPerSecondSpread, routedSelectsPerSecond, routedSelectsPerSecondSpread, ratio,
                        ratioSpread, slices),
@@ -99,7 +105,7 @@ struct RoutingBench {
         var configuration = configuration
         configuration.queryLogCapacity = 1000
         configuration.queryLogFile = nil
-        let cluster = try Cluster(configuration: configuration)
+        let cluster = try Cluster(configuration: configuration, telemetry: telemetry)
         await cluster.start()
         // With a pooler in the way, the same cluster straight to the servers, to compare.
         var direct: Cluster?
@@ -192,7 +198,9 @@ struct RoutingBench {
         let pooled = 200
         let memory = try await Self.residentGrowth(opening: pooled, conninfo: endpoint.conninfo)
         return Report(
-            decisionMedianNs: perCall[perCall.count / 2], decisionP99Ns: perCall[min(perCall.count - 1, perCall.count * 99 / 100)],
+            decisionMedianNs: perCall[perCall.count / 2],
+            telemetryNsPerStatement: telemetry.costPerStatement(node: endpoint).nanoseconds,
+            decisionP99Ns: perCall[min(perCall.count - 1, perCall.count * 99 / 100)],
             rawSelectsPerSecond: rawRate, routedSelectsPerSecond: routed, ratio: routed / rawRate,
             rawSelectsPerSecondSpread: rawArm.samples.spread, routedSelectsPerSecondSpread: routedArm.samples.spread,
             pooledSelectsPerSecondSpread: pooledArm.samples.spread,

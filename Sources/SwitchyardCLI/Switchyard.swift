@@ -13,7 +13,7 @@ struct SwitchyardCommand: AsyncParsableCommand {
         version: SwitchyardVersion.current,
         subcommands: [
             DemoCommand.self, ConsoleCommand.self, ClusterCommand.self, LagCommand.self, CheckCommand.self, PromoteCommand.self, AuditCommand.self,
-            BenchCommand.self, StorefrontCommand.self, VerifyCommand.self,
+            BenchCommand.self, StorefrontCommand.self, VerifyCommand.self, InstallCommand.self,
         ]
     )
 }

@@ -1,2 +1,0 @@
-import FluentShop
-print("x")
