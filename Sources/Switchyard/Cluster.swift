@@ -357,7 +357,7 @@ public final class Cluster: Sendable {
                     request, decision, pool: pool, position: decision.replayGuard, reportingReplay: monotonic, sql, parameters, scope: scope)
             }
         }
-        let span = instruments.span(request, decision, sql: sql)
+        let span = instruments.tracingOn ? instruments.span(request, decision, sql: sql) : nil
         do {
             let result = try await Self.againIfNothingSent { try await pool.withConnection { connection -> PostgresResult in
                 if request.operation == .write, let scope {
@@ -462,7 +462,7 @@ public final class Cluster: Sendable {
     ) async throws -> RoutedResult {
         let started = ContinuousClock.now
         let tokenBefore = scope?.session.token?.lsn
-        let span = instruments.span(request, decision, sql: sql)
+        let span = instruments.tracingOn ? instruments.span(request, decision, sql: sql) : nil
         let outcome: PostgresConnection.GuardedResult
         do {
             outcome = try await Self.againIfNothingSent {
@@ -639,8 +639,10 @@ public final class Cluster: Sendable {
         ) async throws -> R {
             let clock = ContinuousClock()
             let started = clock.now
-            let span = cluster.instruments.span(
-                RouteRequest(operation: operation, context: context), RouteDecision(node: node, reason: .transaction), sql: sql)
+            let span =
+                cluster.instruments.tracingOn
+                ? cluster.instruments.span(
+                    RouteRequest(operation: operation, context: context), RouteDecision(node: node, reason: .transaction), sql: sql) : nil
             do {
                 let value = try await body()
                 let rows = (value as? PostgresResult)?.affectedRows ?? (value as? (PostgresResult, LSN?))?.0.affectedRows

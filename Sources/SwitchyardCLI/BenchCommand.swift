@@ -265,7 +265,9 @@ extension BenchCommand {
             }
             defer { drain.cancel() }
             let report = try await bench.run()
-            if !json { print("telemetry: \(telemetry.rawValue)") }
+            if !json {
+                print("telemetry: \(telemetry.rawValue) (metrics recorded: \(bench.telemetry.recordsMetrics), spans recorded: \(bench.telemetry.recordsSpans))")
+            }
             print(json ? try report.json() : report.table())
         }
     }
