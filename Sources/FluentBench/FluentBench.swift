@@ -1,6 +1,9 @@
 import ArgumentParser
 import FluentShop
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import LocalCluster
 import PostgresClient
 import Switchyard
@@ -65,10 +68,7 @@ struct FluentBench: AsyncParsableCommand {
             node.conninfo = Self.conninfo(node.conninfo, database: Self.database)
             return node
         }
-        let fields = Dictionary(Conninfo.parse(primaryConninfo) ?? [], uniquingKeysWith: { $1 })
-        let plain = FluentShop.Backend.plain(
-            host: fields["hostaddr"] ?? fields["host"] ?? "127.0.0.1", port: Int(fields["port"] ?? "") ?? 5432,
-            user: fields["user"] ?? ProcessInfo.processInfo.environment["USER"] ?? "postgres", database: Self.database)
+        let plain = FluentShop.Backend.plain(conninfo: primaryConninfo, database: Self.database)
 
         let routed = try await FluentShop.start(.switchyard(configuration), customers: customers)
         let direct: FluentShop.Running
@@ -80,6 +80,14 @@ struct FluentBench: AsyncParsableCommand {
             let script = try Wrk.writeScript(request: #"return wrk.format("GET", "/api/customers/" .. math.random(1, \#(customers)))"#)
             defer { try? FileManager.default.removeItem(atPath: (script as NSString).deletingLastPathComponent) }
             let urls = [true: routed.baseURL.absoluteString, false: direct.baseURL.absoluteString]
+            FileHandle.standardError.write(Data("Switchyard: \(urls[true]!), FluentPostgresDriver: \(urls[false]!)\n".utf8))
+            // Both must answer before their answers are counted.
+            for url in urls.values {
+                let (body, response) = try await URLSession.shared.data(from: URL(string: url + "/api/customers/1")!)
+                guard (response as? HTTPURLResponse)?.statusCode == 200 else {
+                    throw ValidationError("\(url)/api/customers/1 answered \((response as? HTTPURLResponse)?.statusCode ?? 0): \(String(decoding: body.prefix(300), as: UTF8.self))")
+                }
+            }
             for url in urls.values { _ = try await Wrk.run(wrk, url: url, script: script, seconds: 1, connections: connections, threads: threads) }
             let rounds = max(Int((seconds / sliceSeconds).rounded()), 1)
             var slices: [Bool: [Wrk.Slice]] = [true: [], false: []]

@@ -1,6 +1,7 @@
 import Fluent
 import FluentPostgresDriver
 import Foundation
+import PostgresClient
 import Switchyard
 import SwitchyardFluent
 import SwitchyardVapor
@@ -14,7 +15,38 @@ public enum FluentShop {
         /// Routed by Switchyard, with its middleware.
         case switchyard(ClusterConfiguration)
         /// FluentPostgresDriver on the primary (host, port, user, database), no middleware.
-        case plain(host: String, port: Int, user: String, database: String)
+        case plain(host: String, port: Int, user: String, password: String?, database: String)
+
+        /// FluentPostgresDriver on the server `conninfo` names (its password, or the one its
+        /// passfile gives), on `database`.
+        public static func plain(conninfo: String, database: String) -> Backend {
+            let fields = Dictionary(Conninfo.parse(conninfo) ?? [], uniquingKeysWith: { $1 })
+            let host = fields["hostaddr"] ?? fields["host"] ?? "127.0.0.1", port = Int(fields["port"] ?? "") ?? 5432
+            let user = fields["user"] ?? ProcessInfo.processInfo.environment["USER"] ?? "postgres"
+            let secret =
+                fields["password"] ?? fields["passfile"].flatMap { Self.password(in: $0, host: fields["host"] ?? host, port: port, user: user, database: database) }
+            return .plain(host: host, port: port, user: user, password: secret, database: database)
+        }
+
+        /// The password a libpq password file (`host:port:database:user:password`, `*` for
+        /// any, `\:` and `\\` escaped) gives for this server and user, as libpq would pick it.
+        static func password(in passfile: String, host: String, port: Int, user: String, database: String) -> String? {
+            guard let text = try? String(contentsOfFile: passfile, encoding: .utf8) else { return nil }
+            for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+                var fields: [String] = [], current = "", escaped = false
+                for character in line {
+                    if escaped { current.append(character); escaped = false } else if character == "\\" { escaped = true }
+                    else if character == ":" && fields.count < 4 { fields.append(current); current = "" } else { current.append(character) }
+                }
+                fields.append(current)
+                guard fields.count == 5 else { continue }
+                func matches(_ field: String, _ value: String) -> Bool { field == "*" || field == value }
+                if matches(fields[0], host), matches(fields[1], String(port)), matches(fields[2], database), matches(fields[3], user) {
+                    return fields[4]
+                }
+            }
+            return nil
+        }
     }
 
     /// A started app on 127.0.0.1, and the port it listens on.
@@ -40,11 +72,11 @@ public enum FluentShop {
             case .switchyard(let configuration):
                 app.databases.use(.switchyard(configuration, source: "fluent-shop"), as: .switchyard)
                 app.middleware.use(SwitchyardVaporMiddleware(routing: configuration.http))
-            case .plain(let host, let port, let user, let database):
+            case .plain(let host, let port, let user, let password, let database):
                 app.databases.use(
                     .postgres(
                         configuration: SQLPostgresConfiguration(
-                            hostname: host, port: port, username: user, password: nil, database: database, tls: .disable)),
+                            hostname: host, port: port, username: user, password: password, database: database, tls: .disable)),
                     as: .psql)
             }
             app.migrations.add(CreateCustomer(), CreateOrder(), SeedCustomers(count: customers))

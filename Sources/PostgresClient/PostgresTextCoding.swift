@@ -6,8 +6,9 @@ import Foundation
 /// A value goes as what it is to PostgreSQL: a scalar (also one wrapped in a
 /// `RawRepresentable` enum or a single-value struct) as its text, an array of scalars as
 /// an array literal (`{"a","b"}`, for `text[]`, `uuid[]` …), anything with keys or
-/// nesting as JSON (for `jsonb`). Dates inside JSON are written as PostgreSQL timestamps
-/// in UTC with microseconds, and read back from those or ISO 8601.
+/// nesting as JSON (for `jsonb`). Dates inside JSON are written as `JSONEncoder` writes
+/// them (seconds since 2001, as FluentPostgresDriver does) and read back from that, from
+/// PostgreSQL timestamps or from ISO 8601.
 public enum PostgresTextCoding {
     /// The parameter `value` is sent as.
     public static func binding(for value: any Encodable) throws -> PostgresBinding {
@@ -62,12 +63,10 @@ public enum PostgresTextCoding {
     /// `json` and `jsonb`.
     static let jsonTypes: Set<UInt32> = [114, 3802]
 
+    /// Dates inside JSON as `JSONEncoder` writes them by default (seconds since 2001), as
+    /// FluentPostgresDriver does: rows either driver wrote, the other reads.
     static let jsonEncoder: JSONEncoder = {
         let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(PostgresTimestamp.format(date))
-        }
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
     }()

@@ -85,20 +85,6 @@ struct FluentDatabase {
 extension ClusterTests {
     /// A Vapor app with Fluent models, unchanged, on Switchyard, over real HTTP.
     @Suite struct FluentTests {
-        static func readBacks(_ visitor: StorefrontVisitor, pairs: Int, ids: ClosedRange<Int>, prefix: String = "/api") async throws -> Int {
-            var stale = 0
-            for i in 1...pairs {
-                let id = ids.lowerBound + i % ids.count
-                let name = "fluent \(i) \(UUID().uuidString.prefix(6))"
-                let put = try await visitor.put("\(prefix)/customers/\(id)", json: ["name": name])
-                #expect(put.status == 200, "\(String(decoding: put.body, as: UTF8.self))")
-                let get = try await visitor.get("\(prefix)/customers/\(id)")
-                #expect(get.status == 200)
-                if get.json?["name"] as? String != name { stale += 1 }
-            }
-            return stale
-        }
-
         @Test func fluentReadBacksWithTheCookieAreNeverStaleAndWithoutItTheRaceIsReal() async throws {
             let test = try TestCluster.shared()
             try await FluentDatabase.with { database in
@@ -107,12 +93,12 @@ extension ClusterTests {
                 do {
                     try await database.withShop { shop in
                         let browser = StorefrontVisitor(baseURL: shop.baseURL)
-                        let stale = try await Self.readBacks(browser, pairs: 200, ids: 1...50)
+                        let stale = try await StorefrontTests.readBacks(browser, pairs: 200, ids: 1...50)
                         #expect(stale == 0, "\(stale) of 200 Fluent read-backs with the cookie were stale")
                         let cookie = try #require(browser.cookieJar["switchyard_token"])
                         #expect(ConsistencyToken(cookie) != nil)
                         let noCookies = StorefrontVisitor(baseURL: shop.baseURL, keepsCookies: false)
-                        let raced = try await Self.readBacks(noCookies, pairs: 200, ids: 51...100)
+                        let raced = try await StorefrontTests.readBacks(noCookies, pairs: 200, ids: 51...100)
                         #expect(raced > 0, "no stale Fluent read without the token: the race did not show")
                     }
                 } catch {
@@ -194,6 +180,7 @@ extension ClusterTests {
         }
 
         @Test func fluentFieldsRoundTripThroughTheTextProtocol() async throws {
+            let tags = ["a,b", "{x}", "\"q\"", "back\\slash", "NULL", "", "ünï"]
             try await FluentDatabase.with { database in
                 try await database.withShop(customers: 12) { shop in
                     let visitor = StorefrontVisitor(baseURL: shop.baseURL)
@@ -206,7 +193,6 @@ extension ClusterTests {
                     // Vapor writes dates as ISO 8601 (whole seconds).
                     #expect(profile["since"] as? String == "2023-11-14T22:13:20Z")
                     // Written back through Fluent: tags with commas, braces, quotes, backslashes, NULL-like text.
-                    let tags = ["a,b", "{x}", "\"q\"", "back\\slash", "NULL", "", "ünï"]
                     let put = try await visitor.put("/admin/customers/6", json: ["name": "Ω'; drop table customers; --", "tags": tags])
                     #expect(put.status == 200, "\(String(decoding: put.body, as: UTF8.self))")
                     let again = try await visitor.get("/admin/customers/6")
@@ -216,6 +202,33 @@ extension ClusterTests {
                     let none = try await visitor.get("/admin/customers/5")
                     #expect(none.json?["profile"] == nil)
                     #expect(none.json?["tags"] as? [String] == [])
+                }
+                // The same rows through plain FluentPostgresDriver (binary protocol): what one
+                // driver wrote, the other reads alike — an app can move either way.
+                let plain = try await FluentShop.start(
+                    .plain(conninfo: try TestCluster.shared().conninfo("pg1"), database: database.name), customers: 12)
+                do {
+                    let visitor = StorefrontVisitor(baseURL: plain.baseURL)
+                    for id in [5, 6] {
+                        let theirs = try await visitor.get("/api/customers/\(id)")
+                        #expect(theirs.status == 200, "\(String(decoding: theirs.body, as: UTF8.self))")
+                        #expect(theirs.json?["tags"] as? [String] == (id == 6 ? tags : []))
+                    }
+                    #expect(try await visitor.get("/api/customers/6").json?["name"] as? String == "Ω'; drop table customers; --")
+                    let profile = try #require(try await visitor.get("/api/customers/2").json?["profile"] as? [String: Any])
+                    #expect(profile["since"] as? String == "2023-11-14T22:13:20Z")
+                    // Written by FluentPostgresDriver, read through Switchyard below.
+                    #expect(try await visitor.put("/api/customers/4", json: ["name": "plain", "tags": ["from", "the driver"]]).status == 200)
+                    await plain.stop()
+                } catch {
+                    await plain.stop()
+                    throw error
+                }
+                try await database.withShop(customers: 12) { shop in
+                    let four = try await StorefrontVisitor(baseURL: shop.baseURL).get("/admin/customers/4")
+                    #expect(four.json?["name"] as? String == "plain")
+                    #expect(four.json?["tags"] as? [String] == ["from", "the driver"])
+                    #expect((four.json?["profile"] as? [String: Any])?["city"] as? String == "Zürich")
                 }
             }
         }
