@@ -2,7 +2,7 @@ public import FluentKit
 import FluentSQL
 import Foundation
 import Logging
-public import NIOCore
+import NIOCore
 import PostgresClient
 import struct PostgresKit.PostgresDialect
 public import SQLKit
@@ -158,7 +158,7 @@ struct SwitchyardDatabase: Database, SQLDatabase {
         // A created row's generated id comes back (not for a composite id, which Fluent
         // marks with an empty custom id key).
         if case .create = query.action, query.customIDKey != .some(.string("")) {
-            expression = SQLList(
+            expression = SQLKit.SQLList(
                 [expression, SQLReturning(SQLColumn((query.customIDKey ?? .id).description))], separator: SQLRaw(" "))
         }
         let kind: StatementKind

@@ -48,8 +48,7 @@ import Testing
     ).map { first, second in
         let (name, count, ratio, flag) = first
         let (tags, mood, since, street) = second
-        return
-        Row(
+        return Row(
             name: name, count: count, ratio: ratio, flag: flag, tags: tags, mood: mood, id: UUID(),
             address: street.map { Address(street: $0, since: since, codes: [count % 1000, 7]) })
     }
