@@ -100,6 +100,22 @@ extension ClusterTests {
                         let noCookies = StorefrontVisitor(baseURL: shop.baseURL, keepsCookies: false)
                         let raced = try await StorefrontTests.readBacks(noCookies, pairs: 200, ids: 51...100)
                         #expect(raced > 0, "no stale Fluent read without the token: the race did not show")
+                        // Cookies of the same name planted beside the real one (ahead of the
+                        // primary, and zero) neither hide the real token nor pin the visitor.
+                        let planted = ["switchyard_token=sy1:FFFFFFFF/FFFFFFFF", "switchyard_token=sy1:0/0"]
+                        let visitor = StorefrontVisitor(baseURL: shop.baseURL)
+                        var plantedStale = 0
+                        for i in 1...50 {
+                            let name = "planted \(i)"
+                            let put = try await visitor.send(
+                                "PUT", "/api/customers/\(i)", body: Data(#"{"name": "\#(name)"}"#.utf8), plantedCookies: planted)
+                            #expect(put.status == 200)
+                            let get = try await visitor.send("GET", "/api/customers/\(i)", body: nil, plantedCookies: planted)
+                            if get.json?["name"] as? String != name { plantedStale += 1 }
+                        }
+                        #expect(plantedStale == 0, "\(plantedStale) of 50 read-backs beside planted cookies were stale")
+                        let kept = try #require(visitor.cookieJar["switchyard_token"].flatMap(ConsistencyToken.init))
+                        #expect(kept.lsn < LSN(UInt64.max) && kept.lsn > LSN(0), "the visitor's token is \(kept)")
                     }
                 } catch {
                     try? await test.local.delay(node: "pg2", milliseconds: 0)
