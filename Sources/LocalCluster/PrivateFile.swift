@@ -9,7 +9,9 @@ public enum PrivateFile {
     /// Writes `data` to `path`: into a new file created 0600 with `O_EXCL` beside it (so
     /// never through a planted file or link), synced, then renamed over `path` — a reader
     /// sees the old contents or the new, and a link at `path` is replaced, not followed.
-    public static func write(_ data: Data, to path: String) throws {
+    /// `mode` is set on the new file before it takes `path`'s place (0600 unless a file
+    /// others must read — an installed program, a metrics file — asks for more).
+    public static func write(_ data: Data, to path: String, mode: mode_t = 0o600) throws {
         let directory = (path as NSString).deletingLastPathComponent
         var template = Array(((directory.isEmpty ? "." : directory) + "/.switchyard-XXXXXX").utf8CString)
         let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
@@ -18,6 +20,7 @@ public enum PrivateFile {
         do {
             try writeAll(data, to: descriptor, path: path)
             guard fsync(descriptor) == 0 else { throw failure("cannot write \(path)") }
+            if mode != 0o600 { guard fchmod(descriptor, mode) == 0 else { throw failure("cannot write \(path)") } }
             close(descriptor)
             guard rename(temporary, path) == 0 else { throw failure("cannot write \(path)") }
         } catch {

@@ -177,11 +177,20 @@ extension Array: ArrayLiteralEncodable where Element: Encodable {
         var texts: [String?] = []
         texts.reserveCapacity(count)
         for element in self {
-            switch try PostgresTextCoding.binding(for: element) {
-            case .null: texts.append(nil)
-            case .text(let text) where !(text.hasPrefix("{") || text.hasPrefix("[")) || element is any PostgresEncodable:
-                texts.append(text)
-            default: return nil
+            // Only scalars: one that encodes itself as keys or elements makes the whole
+            // array JSON.
+            let binding: PostgresBinding?
+            if let scalar = element as? any PostgresEncodable {
+                binding = scalar.postgresBinding
+            } else {
+                let encoder = ScalarEncoder()
+                try element.encode(to: encoder)
+                binding = encoder.complex ? nil : encoder.binding ?? .null
+            }
+            switch binding {
+            case .null?: texts.append(nil)
+            case .text(let text)?: texts.append(text)
+            case .binary?, nil: return nil  // bytea elements or nested values: JSON
             }
         }
         return PostgresTextCoding.arrayLiteral(texts)

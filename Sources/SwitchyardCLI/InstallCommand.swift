@@ -84,23 +84,19 @@ struct InstallCommand: ParsableCommand {
         return try place(data, at: target, mode: mode)
     }
 
-    /// Writes `data` beside `target` with `mode`, then renames it over `target`.
+    /// Writes `data` beside `target` with `mode` and renames it over `target`: a running
+    /// switchyard keeps its old file, a reader never sees half of the new one.
     static func place(_ data: Data, at target: URL, mode: mode_t) throws -> String {
-        let directory = target.deletingLastPathComponent()
-        let temporary = directory.appendingPathComponent(".\(target.lastPathComponent).\(getpid()).tmp")
         do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            try data.write(to: temporary)
-            guard chmod(temporary.path, mode) == 0, rename(temporary.path, target.path) == 0 else {
-                throw UsageError("cannot install \(target.path): \(String(cString: strerror(errno)))")
-            }
-            return target.path
-        } catch let error as UsageError {
-            try? FileManager.default.removeItem(at: temporary)
-            throw error
+            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
         } catch {
-            try? FileManager.default.removeItem(at: temporary)
             throw UsageError("cannot install \(target.path): \((error as NSError).localizedDescription)")
         }
+        do {
+            try PrivateFile.write(data, to: target.path, mode: mode)
+        } catch {
+            throw UsageError("cannot install \(target.path): \(error)")
+        }
+        return target.path
     }
 }

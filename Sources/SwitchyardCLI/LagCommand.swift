@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LocalCluster
 import Prometheus
 import PostgresClient
 import Switchyard
@@ -73,22 +74,13 @@ enum LagReport {
         return registry.emitToString()
     }
 
-    /// Writes `text` beside `path` and renames it over `path`: a reader sees the old file
-    /// or the new one, never a part.
+    /// Replaces `path` whole (a new file beside it, renamed over it), readable by the
+    /// collector: a reader sees the old file or the new one, never a part.
     static func replace(_ path: String, with text: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
         do {
-            try Data(text.utf8).write(to: temporary)
-            guard rename(temporary.path, url.path) == 0 else {
-                throw UsageError("cannot replace \(path): \(String(cString: strerror(errno)))")
-            }
-        } catch let error as UsageError {
-            try? FileManager.default.removeItem(at: temporary)
-            throw error
+            try PrivateFile.write(Data(text.utf8), to: path, mode: 0o644)
         } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw UsageError("cannot write \(path): \((error as NSError).localizedDescription)")
+            throw UsageError("\(error)")
         }
     }
 

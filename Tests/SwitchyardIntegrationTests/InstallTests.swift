@@ -40,7 +40,7 @@ import Testing
         #expect(zsh.hasPrefix("#compdef switchyard") && zsh.contains("console"))
         #expect(fish.contains("complete -c 'switchyard'") && fish.contains("lag"))
         // Nothing but the installed files (no leftovers beside them).
-        let leftovers = FileManager.default.enumerator(atPath: prefix)?.allObjects.compactMap { $0 as? String }.filter { $0.contains(".tmp") } ?? []
+        let leftovers = FileManager.default.enumerator(atPath: prefix)?.allObjects.compactMap { $0 as? String }.filter { $0.contains(".tmp") || $0.contains(".switchyard-") } ?? []
         #expect(leftovers.isEmpty)
 
         // A prefix that cannot be written names itself.

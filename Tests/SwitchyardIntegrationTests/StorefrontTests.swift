@@ -115,6 +115,20 @@ extension ClusterTests {
             return stale
         }
 
+        /// 200 read-backs with the token cookie are never stale; 200 by a client that drops
+        /// cookies, on other rows, show the race (any app: the storefront, a Vapor one).
+        static func expectTheCookieClosesTheRace(_ baseURL: URL) async throws {
+            let browser = StorefrontVisitor(baseURL: baseURL)
+            let stale = try await readBacks(browser, pairs: 200, ids: 1...50)
+            #expect(stale == 0, "\(stale) of 200 read-backs with the cookie were stale")
+            let cookie = try #require(browser.cookieJar["switchyard_token"])
+            #expect(ConsistencyToken(cookie) != nil)
+            let noCookies = StorefrontVisitor(baseURL: baseURL, keepsCookies: false)
+            let raced = try await readBacks(noCookies, pairs: 200, ids: 51...100)
+            #expect(raced > 0, "no stale read without the token: the race did not show")
+            #expect(noCookies.cookieJar.isEmpty)
+        }
+
         @Test func readBacksWithTheCookieAreNeverStaleAndWithoutItTheRaceIsReal() async throws {
             let test = try TestCluster.shared()
             let schema = Self.schema()
@@ -122,16 +136,7 @@ extension ClusterTests {
             try await test.local.delay(node: "pg3", milliseconds: 300)
             do {
                 try await RunningStorefront.with(schema: schema, selection: .random) { shop in
-                    let browser = StorefrontVisitor(baseURL: shop.baseURL)
-                    let stale = try await Self.readBacks(browser, pairs: 200, ids: 1...50)
-                    #expect(stale == 0, "\(stale) of 200 read-backs with the cookie were stale")
-                    let cookie = try #require(browser.cookieJar["switchyard_token"])
-                    #expect(ConsistencyToken(cookie) != nil)
-                    // A client that drops cookies: the same pairs on other rows see the race.
-                    let noCookies = StorefrontVisitor(baseURL: shop.baseURL, keepsCookies: false)
-                    let raced = try await Self.readBacks(noCookies, pairs: 200, ids: 51...100)
-                    #expect(raced > 0, "no stale read without the token: the race did not show")
-                    #expect(noCookies.cookieJar.isEmpty)
+                    try await Self.expectTheCookieClosesTheRace(shop.baseURL)
                 }
             } catch {
                 try? await test.local.delay(node: "pg3", milliseconds: 0)

@@ -94,7 +94,8 @@ extension ClusterTests {
 
         @Test func eachStatementIsASpanUnderTheRequestsAndAGuardedReadShowsBothAttempts() async throws {
             let tracer = InMemoryTracer()
-            let telemetry = Telemetry(metrics: NOOPMetricsHandler.instance, tracer: tracer)
+            let registry = PrometheusCollectorRegistry()
+            let telemetry = Telemetry(metrics: PrometheusMetricsFactory(registry: registry), tracer: tracer)
             let test = try TestCluster.shared()
             try await withRouted(selection: .random, telemetry: telemetry) { cluster, test in
                 let table = try await RoutingTests.makeTable(cluster, test)
@@ -146,7 +147,37 @@ extension ClusterTests {
                 let replicaAttempt = children.first { stringAttribute($0, "switchyard.outcome")?.contains("read again on the primary") == true }
                 #expect(replicaAttempt != nil && stringAttribute(replicaAttempt!, "switchyard.node") != "pg1")
             }
+            // Every fallback counted once, on the replica that was behind.
+            let fallbackSpans = statements.filter { stringAttribute($0, "switchyard.route") == "guard-fb" }
+            let samples = PrometheusSample.parse(registry.emitToString())
+            #expect(samples.sum("switchyard_guard_fallbacks_total", ["context": "public"]) == Double(fallbackSpans.count))
+            #expect(samples.sum("switchyard_guard_fallbacks_total", ["node": "pg1"]) == 0)
             _ = test
+        }
+
+        @Test func checkoutsThatWaitAreTimedAndThoseThatGiveUpCounted() async throws {
+            let test = try TestCluster.shared()
+            let registry = PrometheusCollectorRegistry()
+            let pool = ConnectionPool(
+                node: "pg1", conninfo: try test.conninfo("pg1"), maxConnections: 1, checkoutTimeout: .milliseconds(150),
+                metrics: PrometheusMetricsFactory(registry: registry))
+            // The fast path (an idle connection, a free slot) is not timed.
+            _ = try await pool.withConnection { try await $0.query("select 1") }
+            #expect(PrometheusSample.parse(registry.emitToString()).sum("switchyard_pool_wait_seconds_count", ["node": "pg1"]) == 0)
+            async let holder: Void = pool.withConnection { _ = try await $0.query("select pg_sleep(0.5)") }
+            try await Task.sleep(for: .milliseconds(50))
+            await #expect(throws: PostgresError.self) { try await pool.withConnection { try await $0.query("select 1") } }
+            try await holder
+            // Waits for one that comes back in time.
+            async let second: Void = pool.withConnection { _ = try await $0.query("select pg_sleep(0.05)") }
+            try await Task.sleep(for: .milliseconds(10))
+            _ = try await pool.withConnection { try await $0.query("select 1") }
+            try await second
+            await pool.close()
+            let samples = PrometheusSample.parse(registry.emitToString())
+            #expect(samples.sum("switchyard_pool_timeouts_total", ["node": "pg1"]) == 1)
+            #expect(samples.sum("switchyard_pool_wait_seconds_count", ["node": "pg1"]) == 2)
+            #expect(samples.sum("switchyard_pool_wait_seconds_sum", ["node": "pg1"]) >= 0.15)
         }
 
         @Test func theStorefrontServesMetricsAndLagPrintsTheSameGauges() async throws {

@@ -80,6 +80,9 @@ import Testing
         }
         // An array of non-scalars goes as JSON; NULL only into an optional.
         #expect(try text([["a"], ["b"]]) == #"[["a"],["b"]]"#)
+        // An enum's raw value is a scalar whatever it looks like: still an array literal.
+        #expect(try text([Mood.hurry, .calm, nil]) == #"{"in a hurry","calm",NULL}"#)
+        #expect(try PostgresTextCoding.decode([Mood?].self, from: #"{"in a hurry",calm,NULL}"#, typeOID: 1009) == [.hurry, .calm, nil])
         #expect(throws: DecodingError.self) { try PostgresTextCoding.decode(Int.self, from: nil) }
         #expect(throws: PostgresError.self) { try PostgresTextCoding.decode(Int.self, from: "12x") }
         #expect(try PostgresTextCoding.decode(Date.self, from: "2026-12-05 10:00:00.5+01") == Date(timeIntervalSince1970: 1_796_461_200.5))
