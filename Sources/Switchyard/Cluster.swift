@@ -543,6 +543,7 @@ public final class Cluster: Sendable {
             decision = try route(request, topology: topology)
         }
         let started = ContinuousClock.now
+        let span = instruments.tracingOn ? instruments.span(request, decision, sql: sql) : nil
         do {
             let rows = try await pools[decision.node]!.withConnection { connection -> Int in
                 guard !settings.isEmpty else { return try await connection.copyOut(sql, sink) }
@@ -557,14 +558,20 @@ public final class Cluster: Sendable {
                     throw error
                 }
             }
+            let duration = ContinuousClock.now - started
             log.record(
                 context: request.context?.name, operation: .read, node: decision.node, reason: decision.reason,
-                duration: ContinuousClock.now - started, rows: rows, error: nil, sql: sql)
+                duration: duration, rows: rows, error: nil, sql: sql)
+            instruments.statement(node: decision.node, context: request.context?.name, operation: .read, duration: duration, error: nil)
+            instruments.end(span)
             return (decision.node, rows)
         } catch {
+            let duration = ContinuousClock.now - started
             log.record(
                 context: request.context?.name, operation: .read, node: decision.node, reason: decision.reason,
-                duration: ContinuousClock.now - started, rows: nil, error: error, sql: sql)
+                duration: duration, rows: nil, error: error, sql: sql)
+            instruments.statement(node: decision.node, context: request.context?.name, operation: .read, duration: duration, error: error)
+            instruments.end(span, error: error)
             throw error
         }
     }

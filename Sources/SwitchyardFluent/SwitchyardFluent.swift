@@ -56,17 +56,17 @@ final class ClusterHandle: Sendable {
         case shutDown
     }
     private let state: Mutex<State>
-    /// Shut down with the driver (made here, not given).
-    let owned: Bool
+    /// What the cluster is made from; nil for a cluster the app gave, which it shuts down.
+    private let configuration: ClusterConfiguration?
 
     init(configuration: ClusterConfiguration) {
         state = Mutex(.idle(configuration))
-        owned = true
+        self.configuration = configuration
     }
 
     init(cluster: Cluster) {
         state = Mutex(.ready(cluster))
-        owned = false
+        configuration = nil
     }
 
     /// The started cluster.
@@ -89,9 +89,18 @@ final class ClusterHandle: Sendable {
                 return task
             }
         }
-        let cluster = try await task.value
-        state.withLock { if case .starting = $0 { $0 = .ready(cluster) } }
-        return cluster
+        do {
+            let cluster = try await task.value
+            state.withLock { if case .starting = $0 { $0 = .ready(cluster) } }
+            return cluster
+        } catch {
+            // A cluster that could not be made (its query log file unwritable, say) is
+            // tried again by the next query, not refused for the life of the app.
+            state.withLock { state in
+                if case .starting(let current) = state, current == task, let configuration { state = .idle(configuration) }
+            }
+            throw error
+        }
     }
 
     /// The cluster when it is ready (the common case), without a suspension.
@@ -105,7 +114,7 @@ final class ClusterHandle: Sendable {
             state = .shutDown
             return previous
         }
-        guard owned else { return }
+        guard configuration != nil else { return }
         switch previous {
         case .ready(let cluster): await cluster.shutdown()
         case .starting(let task): if let cluster = try? await task.value { await cluster.shutdown() }

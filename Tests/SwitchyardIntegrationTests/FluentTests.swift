@@ -1,4 +1,8 @@
 import Fluent
+import Logging
+import NIOCore
+import NIOPosix
+import SQLKit
 import FluentShop
 import Foundation
 import PostgresClient
@@ -186,6 +190,24 @@ extension ClusterTests {
             #expect(publicReads.contains { $0.sql.contains("FROM \"orders\"") })
             #expect(publicReads.contains { $0.sql.contains("count(") })
             #expect(publicReads.contains { $0.node != "pg1" }, "no public read reached a replica")
+        }
+
+        @Test func aFluentClusterThatCouldNotStartIsTriedAgainByTheNextQuery() async throws {
+            let root = FileManager.default.temporaryDirectory.appendingPathComponent("fluent-start-\(UUID().uuidString.prefix(8))")
+            defer { try? FileManager.default.removeItem(at: root) }
+            // The query log's folder does not exist yet: the cluster cannot be made.
+            var configuration = try FluentDatabase(name: "postgres").configuration(logFile: root.appendingPathComponent("queries.jsonl").path)
+            configuration.queryLogSource = "fluent-retry"
+            let databases = Databases(threadPool: .singleton, on: MultiThreadedEventLoopGroup.singleton)
+            databases.use(.switchyard(configuration), as: .switchyard)
+            let database = try #require(databases.database(logger: Logger(label: "test.fluent"), on: MultiThreadedEventLoopGroup.singleton.any()))
+            let sql = try #require(database as? any SQLDatabase)
+            await #expect(throws: (any Error).self) { try await sql.raw("select 1 as one").first() }
+            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+            let row = try await sql.raw("select 1 as one").first()
+            #expect(try row?.decode(column: "one", as: Int.self) == 1)
+            await databases.shutdownAsync()
+            #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("queries.jsonl").path))
         }
 
         @Test func fluentFieldsRoundTripThroughTheTextProtocol() async throws {

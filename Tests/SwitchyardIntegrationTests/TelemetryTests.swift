@@ -65,6 +65,9 @@ extension ClusterTests {
                     for id in 1...5 { _ = try await cluster.query("select note from \(table) where id = $1", [id]) }
                     await #expect(throws: PostgresError.self) { try await cluster.query("select * from no_such_table_here") }
                     await #expect(throws: RoutingError.self) { try await cluster.query("begin") }
+                    // An export's COPY counts like any read.
+                    let copied = try await cluster.copyOut("copy (select id from \(table)) to stdout") { _ in }
+                    #expect(copied.node == "pg1" && copied.rows == 20)
                 }
                 try await RoutingContext.public.run {
                     for id in 1...10 { _ = try await cluster.query("select note from \(table) where id = $1", [id]) }
@@ -72,7 +75,7 @@ extension ClusterTests {
                 }
                 try await Task.sleep(for: .milliseconds(600))  // monitor rounds: the gauges
                 let samples = PrometheusSample.parse(registry.emitToString())
-                #expect(samples.sum("switchyard_statements_total", ["node": "pg1", "context": "admin", "operation": "read"]) == 6)
+                #expect(samples.sum("switchyard_statements_total", ["node": "pg1", "context": "admin", "operation": "read"]) == 7)
                 #expect(samples.sum("switchyard_statements_total", ["context": "public", "operation": "read"]) == 10)
                 #expect(samples.sum("switchyard_statements_total", ["node": "pg1", "context": "public", "operation": "read"]) == 0)
                 #expect(samples.sum("switchyard_statements_total", ["node": "pg1", "context": "public", "operation": "write"]) == 3)
